@@ -1,0 +1,82 @@
+//! Memory per tracked account, measured by a counting global allocator.
+//!
+//! Generates `RADAR_BENCH_EVENTS` events (default 8M) over 1M Zipf-skewed accounts,
+//! holds them in memory, then counts the bytes the engine keeps live after processing
+//! them all with the default config (30-day windows, default signals). Budget
+//! (DESIGN.md): ≤ 1 KiB per tracked account.
+//!
+//! Run: `cargo bench --bench account_memory`
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use radar_core::Engine;
+
+/// The system allocator, counting live bytes.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn main() {
+    let events: u64 = std::env::var("RADAR_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8_000_000);
+    let opts = radar_gen::Options {
+        accounts: 1_000_000,
+        events,
+        seed: 1,
+        ..Default::default()
+    };
+    let lines: Vec<String> = radar_gen::Generator::new(opts)
+        .expect("valid options")
+        .collect();
+    let settings = Arc::new(radar::config::load(None).expect("default config is valid"));
+
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut engine = Engine::new(settings);
+    let mut out = Vec::new();
+    for line in &lines {
+        engine.process(line.as_bytes(), None, &mut out);
+        out.clear();
+    }
+    drop(out);
+    let live = LIVE.load(Ordering::Relaxed) - before;
+    let accounts = engine.tracked_accounts();
+    println!("account_memory: {events} events, {accounts} tracked accounts");
+    println!(
+        "account_memory: {live} bytes live in the engine = {:.0} bytes per tracked account",
+        live as f64 / accounts as f64
+    );
+    println!(
+        "account_memory: state inline {} bytes; map entry overhead included above",
+        std::mem::size_of::<radar_core::state::AccountState>()
+    );
+}

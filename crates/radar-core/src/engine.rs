@@ -1,0 +1,318 @@
+//! The engine: one call per event, from bytes to opportunities.
+//!
+//! [`Engine::process`] decodes, updates the account's state and windows, scores, runs the
+//! playbooks and the tier-rise check, applies cooldowns and gates, and appends the
+//! resulting opportunities to the caller's buffer. It owns the state of the accounts it
+//! has seen (one engine per Kafka partition in the pipeline) and counts every outcome in
+//! [`Stats`].
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use serde_json::json;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::event::{Event, RejectReason, Rejection, decode};
+use crate::metric::{At, Metric};
+use crate::opportunity::{Kind, Opportunity, Owner, opportunity_id};
+use crate::playbook::Facts;
+use crate::scoring::Tier;
+use crate::settings::Settings;
+use crate::state::AccountState;
+use crate::stats::Stats;
+use crate::time::{Millis, format_rfc3339};
+
+/// Cooldown trigger numbers of tier rises: `TIER_TRIGGER + tier` (playbooks use their index).
+const TIER_TRIGGER: u16 = 1_000;
+
+/// What became of one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted: the account's state changed; this many opportunities were appended and
+    /// this many were newly held back by a gate (counted once per trigger per cooldown).
+    Processed { opportunities: u32, suppressed: u32 },
+    /// Refused; the pipeline dead-letters the original bytes with this reason.
+    Rejected(Rejection),
+    /// A type neither built in nor declared: counted and skipped.
+    UnknownType,
+    /// Older than the account's stream time minus the allowed lateness: dropped.
+    Late,
+    /// An `event_id` already seen within the lateness horizon: ignored.
+    Duplicate,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    settings: Arc<Settings>,
+    accounts: HashMap<Box<str>, AccountState>,
+    stats: Stats,
+    /// Reused per event: the triggers that fired, so the hot path allocates nothing.
+    fired: Vec<(u16, Kind)>,
+}
+
+impl Engine {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        Engine {
+            settings,
+            accounts: HashMap::new(),
+            stats: Stats::default(),
+            fired: Vec::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn tracked_accounts(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn account(&self, account_id: &str) -> Option<&AccountState> {
+        self.accounts.get(account_id)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = (&str, &AccountState)> {
+        self.accounts.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// Processes one event. `record_time` is the Kafka record timestamp, if any (see
+    /// [`decode`]). Opportunities are appended to `out`.
+    pub fn process(
+        &mut self,
+        bytes: &[u8],
+        record_time: Option<Millis>,
+        out: &mut Vec<Opportunity>,
+    ) -> Outcome {
+        self.stats.read += 1;
+        let outcome = match decode(bytes, record_time, self.settings.max_future_skew) {
+            Ok(event) => self.apply(&event, out),
+            Err(rejection) => Outcome::Rejected(rejection),
+        };
+        match &outcome {
+            Outcome::Processed { .. } => self.stats.processed += 1,
+            Outcome::Rejected(r) => self.stats.rejected[r.reason.index()] += 1,
+            Outcome::UnknownType => self.stats.unknown_type += 1,
+            Outcome::Late => self.stats.late += 1,
+            Outcome::Duplicate => self.stats.duplicate += 1,
+        }
+        outcome
+    }
+
+    fn apply(&mut self, event: &Event<'_>, out: &mut Vec<Opportunity>) -> Outcome {
+        let settings = &*self.settings;
+        let Some(type_id) = settings.types.lookup(&event.event_type) else {
+            return Outcome::UnknownType;
+        };
+        let time = event.timestamp;
+        let Ok(bucket) = u32::try_from(time / settings.bucket) else {
+            return Outcome::Rejected(Rejection {
+                reason: RejectReason::BadTimestamp,
+                detail: "timestamp beyond the window range".into(),
+            });
+        };
+        let state = self
+            .accounts
+            .entry_ref(&*event.account_id)
+            .or_insert_with(|| AccountState::new(time));
+
+        if time < state.stream_time.saturating_sub(settings.allowed_lateness) {
+            return Outcome::Late;
+        }
+        let stream_time = state.stream_time.max(time);
+        let horizon = stream_time.saturating_sub(settings.allowed_lateness);
+        if !state
+            .seen
+            .insert(xxh3_64(event.event_id.as_bytes()), time, horizon)
+        {
+            return Outcome::Duplicate;
+        }
+        state.stream_time = stream_time;
+        state.first_seen = state.first_seen.min(time);
+        if let Some(builtin) = settings.types.builtin(type_id) {
+            state.apply(builtin, time, &event.props);
+        }
+        if let Some(slot) = settings.types.slot(type_id) {
+            let latest_bucket = u32::try_from(stream_time / settings.bucket).unwrap_or(u32::MAX);
+            state.windows.record(
+                slot,
+                bucket,
+                latest_bucket.saturating_sub(settings.horizon_buckets),
+            );
+        }
+
+        let at = At {
+            state,
+            now: time,
+            bucket,
+        };
+        let score = settings.model.score(at);
+        let tier = settings.model.tier(score);
+        let facts = Facts {
+            at,
+            event_type: type_id,
+            tier,
+        };
+        self.fired.clear();
+        for (i, playbook) in settings.playbooks.iter().enumerate() {
+            if playbook.fires(&facts) {
+                self.fired.push((i as u16, playbook.kind));
+            }
+        }
+        if let Some(rise) = &settings.tier_rise
+            && tier > state.tier
+            && tier >= rise.min
+        {
+            self.fired
+                .push((TIER_TRIGGER + tier as u16, Kind::TierRise));
+        }
+        state.tier = tier;
+
+        let mut emitted = 0;
+        let mut suppressed = 0;
+        let mut gate = None;
+        for &(trigger, kind) in &self.fired {
+            let (playbook, cooldown) = match settings.playbooks.get(usize::from(trigger)) {
+                Some(p) => (p.name.clone(), p.cooldown),
+                None => (
+                    format!("tier:{}", tier.as_str()),
+                    settings.tier_rise.as_ref().map_or(0, |r| r.cooldown),
+                ),
+            };
+            if state.in_cooldown(trigger, time, cooldown) {
+                self.stats.cooldown += 1;
+                continue;
+            }
+            if let Some(blocking) =
+                *gate.get_or_insert_with(|| settings.gates.blocking(state, time))
+            {
+                if state.note_suppressed(trigger, time, cooldown) {
+                    self.stats.suppressed[blocking.index()] += 1;
+                    suppressed += 1;
+                }
+                continue;
+            }
+            out.push(opportunity(
+                settings, state, event, kind, playbook, score, tier, bucket,
+            ));
+            state.start_cooldown(trigger, time);
+            self.stats.opportunities[kind.index()][tier.index()] += 1;
+            emitted += 1;
+        }
+        Outcome::Processed {
+            opportunities: emitted,
+            suppressed,
+        }
+    }
+
+    /// An account's state, score and breakdown as of its latest event, for `--explain`
+    /// and the admin API.
+    pub fn explain(&self, account_id: &str) -> Option<serde_json::Value> {
+        let settings = &*self.settings;
+        let state = self.accounts.get(account_id)?;
+        let now = state.stream_time;
+        let bucket = u32::try_from(now / settings.bucket).unwrap_or(u32::MAX);
+        let at = At { state, now, bucket };
+        let score = settings.model.score(at);
+        let date = |t: Option<Millis>| t.map(format_rfc3339);
+        let mut windows = Vec::new();
+        let metrics = settings.model.components.iter().map(|c| c.metric).chain(
+            settings
+                .playbooks
+                .iter()
+                .flat_map(|p| p.all.iter().chain(&p.any))
+                .filter_map(|c| match c {
+                    crate::playbook::Condition::Metric { metric, .. } => Some(*metric),
+                    _ => None,
+                }),
+        );
+        for metric in metrics {
+            if let Metric::Count { slot, buckets } = metric {
+                let event = settings
+                    .types
+                    .name(settings.types.counted()[usize::from(slot)]);
+                let hours = i64::from(buckets) * settings.bucket / crate::time::HOUR;
+                let entry = json!({"event": event, "window_hours": hours, "count": state.windows.count(slot, bucket, buckets)});
+                if !windows.contains(&entry) {
+                    windows.push(entry);
+                }
+            }
+        }
+        Some(json!({
+            "account_id": account_id,
+            "stream_time": format_rfc3339(now),
+            "first_seen": format_rfc3339(state.first_seen),
+            "score": score,
+            "tier": settings.model.tier(score),
+            "blocked_by": settings.gates.blocking(state, now).map(|g| g.as_str()),
+            "breakdown": settings.model.breakdown(at),
+            "windows": windows,
+            "entitlement": {
+                "plan": state.entitlement.plan.get(),
+                "seat_limit": state.entitlement.seat_limit.value(),
+                "api_limit": state.entitlement.api_limit.value(),
+                "arr": state.entitlement.arr.value(),
+                "contract_end": date(state.entitlement.contract_end.value()),
+                "customer_since": date(state.entitlement.customer_since.value()),
+            },
+            "usage": {
+                "seats_used": state.usage.seats_used.value(),
+                "active_users_1d": state.usage.active_users_1d.value(),
+                "active_users_30d": state.usage.active_users_30d.value(),
+                "api_calls": state.usage.api_calls.value(),
+                "features_adopted": state.usage.features_adopted.value(),
+            },
+            "health": {
+                "health_score": state.health.score.value(),
+                "churn_risk": state.health.churn_risk.value(),
+                "nps": state.health.nps.value(),
+            },
+            "dates": {
+                "last_login": date(state.dates.last_login),
+                "last_qbr": date(state.dates.last_qbr),
+                "last_payment_failure": date(state.dates.last_payment_failure),
+                "last_payment_recovery": date(state.dates.last_payment_recovery),
+                "last_expansion": date(state.dates.last_expansion),
+            },
+        }))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn opportunity(
+    settings: &Settings,
+    state: &AccountState,
+    event: &Event<'_>,
+    kind: Kind,
+    playbook: String,
+    score: f64,
+    tier: Tier,
+    bucket: u32,
+) -> Opportunity {
+    let at = At {
+        state,
+        now: event.timestamp,
+        bucket,
+    };
+    let owner = match state.entitlement.arr.value() {
+        Some(arr) if arr >= settings.sales_arr_threshold => Owner::Sales,
+        _ => Owner::Cs,
+    };
+    Opportunity {
+        opportunity_id: opportunity_id(&event.account_id, &playbook, &event.event_id),
+        account_id: event.account_id.to_string(),
+        kind,
+        playbook,
+        score,
+        tier,
+        breakdown: settings.model.breakdown(at),
+        triggered_by: vec![event.event_id.to_string()],
+        owner,
+        occurred_at: format_rfc3339(event.timestamp),
+        expansion_score: settings.priority.evaluate(kind, state, event.timestamp),
+    }
+}

@@ -1,0 +1,439 @@
+//! The event envelope and its decoding from JSON bytes.
+//!
+//! Decoding borrows strings from the input wherever JSON allows it, so the hot path
+//! allocates nothing for a well-formed event. Every refusal carries a [`RejectReason`];
+//! an unknown `type` is not a refusal (see [`crate::types`]).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::time::{Millis, parse_date_or_rfc3339, parse_rfc3339};
+
+/// Longest accepted `event_id` and `account_id`, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+/// Longest accepted free-text property (`plan`, `feature`, `tier`) and `user_id`, in bytes.
+pub const MAX_TEXT_LEN: usize = 256;
+
+/// Why an event was refused; the label of `radar_events_rejected_total{reason}` and of
+/// the dead-letter header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    InvalidJson,
+    MissingField,
+    WrongType,
+    FieldTooLong,
+    BadTimestamp,
+    TooFarInFuture,
+    OutOfRange,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 7] = [
+        RejectReason::InvalidJson,
+        RejectReason::MissingField,
+        RejectReason::WrongType,
+        RejectReason::FieldTooLong,
+        RejectReason::BadTimestamp,
+        RejectReason::TooFarInFuture,
+        RejectReason::OutOfRange,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::FieldTooLong => "field_too_long",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::TooFarInFuture => "too_far_in_future",
+            RejectReason::OutOfRange => "out_of_range",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A refused event: the reason, and a short human detail (field name or parser message).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub detail: Cow<'static, str>,
+}
+
+impl Rejection {
+    fn new(reason: RejectReason, detail: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A decoded event. Strings borrow from the input bytes unless JSON escapes forced a copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    pub event_id: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
+    pub account_id: Cow<'a, str>,
+    pub timestamp: Millis,
+    pub received_at: Option<Millis>,
+    pub props: Properties,
+}
+
+/// The known properties of every built-in type, flattened; unknown properties are ignored.
+/// Each known name has one type whatever the event type, so `"seat_limit": "10"` is a
+/// `wrong_type` anywhere.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Properties {
+    pub seats_used: Option<u32>,
+    pub seat_limit: Option<u32>,
+    pub api_calls: Option<u64>,
+    pub api_limit: Option<u64>,
+    pub plan: Option<Box<str>>,
+    pub arr: Option<f64>,
+    pub contract_end: Option<Millis>,
+    pub customer_since: Option<Millis>,
+    pub active_users_1d: Option<u32>,
+    pub active_users_30d: Option<u32>,
+    pub api_calls_period: Option<u64>,
+    pub features_adopted: Option<u32>,
+    pub health_score: Option<f64>,
+    pub churn_risk: Option<bool>,
+    pub arr_delta: Option<f64>,
+    pub score: Option<f64>,
+}
+
+/// A JSON string that borrows from the input unless it has escapes. (serde's own `Cow`
+/// impl always copies when wrapped in an `Option`.)
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Visit(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Text<'a> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<Text<'a>>,
+    #[serde(borrow, default, rename = "type")]
+    event_type: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    account_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    timestamp: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    received_at: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    properties: Option<RawProperties<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawProperties<'a> {
+    #[serde(default)]
+    seats_used: Option<u32>,
+    #[serde(default)]
+    seat_limit: Option<u32>,
+    #[serde(borrow, default)]
+    feature: Option<Text<'a>>,
+    #[serde(default)]
+    api_calls: Option<u64>,
+    #[serde(default)]
+    api_limit: Option<u64>,
+    #[serde(borrow, default)]
+    tier: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    plan: Option<Text<'a>>,
+    #[serde(default)]
+    arr: Option<f64>,
+    #[serde(borrow, default)]
+    contract_end: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    customer_since: Option<Text<'a>>,
+    #[serde(default)]
+    active_users_1d: Option<u32>,
+    #[serde(default)]
+    active_users_30d: Option<u32>,
+    #[serde(default)]
+    api_calls_period: Option<u64>,
+    #[serde(default)]
+    features_adopted: Option<u32>,
+    #[serde(default)]
+    health_score: Option<f64>,
+    #[serde(default)]
+    churn_risk: Option<bool>,
+    #[serde(default)]
+    arr_delta: Option<f64>,
+    #[serde(default)]
+    score: Option<f64>,
+}
+
+/// Decodes one event from its JSON bytes.
+///
+/// `record_time` is the Kafka record's own timestamp when there is one; an event stamped
+/// more than `max_future_skew` after it is refused (`too_far_in_future`). Without it, the
+/// event's optional `received_at` plays that part (replay); without both the check is
+/// skipped.
+pub fn decode(
+    bytes: &[u8],
+    record_time: Option<Millis>,
+    max_future_skew: Millis,
+) -> Result<Event<'_>, Rejection> {
+    let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(json_rejection)?;
+    let event_id = required_id(raw.event_id, "event_id")?;
+    let event_type = required(raw.event_type, "type")?;
+    if event_type.len() > MAX_TEXT_LEN {
+        return Err(Rejection::new(RejectReason::FieldTooLong, "type"));
+    }
+    let account_id = required_id(raw.account_id, "account_id")?;
+    let timestamp = required(raw.timestamp, "timestamp")?;
+    let timestamp = parse_rfc3339(&timestamp)
+        .ok_or_else(|| Rejection::new(RejectReason::BadTimestamp, "timestamp"))?;
+    if raw.user_id.as_ref().is_some_and(|u| u.len() > MAX_TEXT_LEN) {
+        return Err(Rejection::new(RejectReason::FieldTooLong, "user_id"));
+    }
+    let received_at = match raw.received_at {
+        Some(Text(text)) => Some(
+            parse_rfc3339(&text)
+                .ok_or_else(|| Rejection::new(RejectReason::BadTimestamp, "received_at"))?,
+        ),
+        None => None,
+    };
+    if let Some(reference) = record_time.or(received_at)
+        && timestamp > reference.saturating_add(max_future_skew)
+    {
+        return Err(Rejection::new(RejectReason::TooFarInFuture, "timestamp"));
+    }
+    let props = properties(raw.properties.unwrap_or_default())?;
+    Ok(Event {
+        event_id,
+        event_type,
+        account_id,
+        timestamp,
+        received_at,
+        props,
+    })
+}
+
+fn json_rejection(err: serde_json::Error) -> Rejection {
+    let reason = match err.classify() {
+        serde_json::error::Category::Data => RejectReason::WrongType,
+        _ => RejectReason::InvalidJson,
+    };
+    Rejection::new(reason, err.to_string())
+}
+
+fn required<'a>(value: Option<Text<'a>>, field: &'static str) -> Result<Cow<'a, str>, Rejection> {
+    match value {
+        Some(Text(v)) if !v.is_empty() => Ok(v),
+        _ => Err(Rejection::new(RejectReason::MissingField, field)),
+    }
+}
+
+fn required_id<'a>(
+    value: Option<Text<'a>>,
+    field: &'static str,
+) -> Result<Cow<'a, str>, Rejection> {
+    let value = required(value, field)?;
+    if value.len() > MAX_ID_LEN {
+        return Err(Rejection::new(RejectReason::FieldTooLong, field));
+    }
+    Ok(value)
+}
+
+fn properties(raw: RawProperties<'_>) -> Result<Properties, Rejection> {
+    for (text, field) in [
+        (&raw.feature, "properties.feature"),
+        (&raw.tier, "properties.tier"),
+        (&raw.plan, "properties.plan"),
+    ] {
+        if text.as_ref().is_some_and(|t| t.len() > MAX_TEXT_LEN) {
+            return Err(Rejection::new(RejectReason::FieldTooLong, field));
+        }
+    }
+    let health_score = in_range(raw.health_score, 0.0, 100.0, "properties.health_score")?;
+    let score = in_range(raw.score, 0.0, 10.0, "properties.score")?;
+    let arr = in_range(raw.arr, 0.0, f64::MAX, "properties.arr")?;
+    let arr_delta = in_range(raw.arr_delta, f64::MIN, f64::MAX, "properties.arr_delta")?;
+    Ok(Properties {
+        seats_used: raw.seats_used,
+        seat_limit: raw.seat_limit,
+        api_calls: raw.api_calls,
+        api_limit: raw.api_limit,
+        plan: raw.plan.map(|p| p.0.into()),
+        arr,
+        contract_end: date(raw.contract_end, "properties.contract_end")?,
+        customer_since: date(raw.customer_since, "properties.customer_since")?,
+        active_users_1d: raw.active_users_1d,
+        active_users_30d: raw.active_users_30d,
+        api_calls_period: raw.api_calls_period,
+        features_adopted: raw.features_adopted,
+        health_score,
+        churn_risk: raw.churn_risk,
+        arr_delta,
+        score,
+    })
+}
+
+fn in_range(
+    value: Option<f64>,
+    min: f64,
+    max: f64,
+    field: &'static str,
+) -> Result<Option<f64>, Rejection> {
+    match value {
+        Some(v) if !(v.is_finite() && v >= min && v <= max) => {
+            Err(Rejection::new(RejectReason::OutOfRange, field))
+        }
+        other => Ok(other),
+    }
+}
+
+fn date(value: Option<Text<'_>>, field: &'static str) -> Result<Option<Millis>, Rejection> {
+    match value {
+        None => Ok(None),
+        Some(text) => parse_date_or_rfc3339(&text.0)
+            .map(Some)
+            .ok_or_else(|| Rejection::new(RejectReason::BadTimestamp, field)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::HOUR;
+
+    fn reason(line: &str) -> RejectReason {
+        decode(line.as_bytes(), None, HOUR).unwrap_err().reason
+    }
+
+    const OK: &str = r#"{"event_id":"e1","type":"feature_limit_hit","account_id":"acme","timestamp":"2026-03-01T00:00:00Z","properties":{"feature":"sso","limit":3,"extra":{"x":[1]}}}"#;
+
+    #[test]
+    fn decodes_and_borrows() {
+        let event = decode(OK.as_bytes(), None, HOUR).unwrap();
+        assert_eq!(event.event_id, "e1");
+        assert!(matches!(event.account_id, Cow::Borrowed(_)));
+        assert_eq!(event.event_type, "feature_limit_hit");
+        assert_eq!(
+            event.timestamp,
+            parse_rfc3339("2026-03-01T00:00:00Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let line = r#"{"event_id":"e\"1","type":"user_login","account_id":"a\u00e9","timestamp":"2026-03-01T00:00:00Z"}"#;
+        let event = decode(line.as_bytes(), None, HOUR).unwrap();
+        assert_eq!(event.event_id, "e\"1");
+        assert_eq!(event.account_id, "aé");
+    }
+
+    #[test]
+    fn every_rejection_has_its_reason() {
+        assert_eq!(reason("{not json"), RejectReason::InvalidJson);
+        assert_eq!(reason(""), RejectReason::InvalidJson);
+        assert_eq!(
+            reason(r#"{"type":"x"} trailing"#),
+            RejectReason::InvalidJson
+        );
+        assert_eq!(
+            reason(r#"{"type":"user_login","account_id":"a","timestamp":"2026-03-01T00:00:00Z"}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"","type":"user_login","account_id":"a","timestamp":"2026-03-01T00:00:00Z"}"#
+            ),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":7,"type":"user_login","account_id":"a","timestamp":"2026-03-01T00:00:00Z"}"#
+            ),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","type":"usage_snapshot","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":{"seats_used":"9"}}"#
+            ),
+            RejectReason::WrongType
+        );
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        assert_eq!(
+            reason(&format!(
+                r#"{{"event_id":"e","type":"user_login","account_id":"{long}","timestamp":"2026-03-01T00:00:00Z"}}"#
+            )),
+            RejectReason::FieldTooLong
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","type":"user_login","account_id":"a","timestamp":"March 1st"}"#
+            ),
+            RejectReason::BadTimestamp
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","type":"user_login","account_id":"a","timestamp":"2026-03-01T02:00:01Z","received_at":"2026-03-01T01:00:00Z"}"#
+            ),
+            RejectReason::TooFarInFuture
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","type":"health_updated","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":{"health_score":101}}"#
+            ),
+            RejectReason::OutOfRange
+        );
+    }
+
+    #[test]
+    fn record_time_wins_over_received_at() {
+        let line = r#"{"event_id":"e","type":"user_login","account_id":"a","timestamp":"2026-03-01T02:00:00Z","received_at":"2026-03-01T00:00:00Z"}"#;
+        let record = parse_rfc3339("2026-03-01T01:30:00Z");
+        assert!(decode(line.as_bytes(), record, HOUR).is_ok());
+        assert_eq!(
+            decode(line.as_bytes(), None, HOUR).unwrap_err().reason,
+            RejectReason::TooFarInFuture
+        );
+    }
+
+    #[test]
+    fn contract_dates_accept_plain_dates() {
+        let line = r#"{"event_id":"e","type":"entitlement_updated","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":{"contract_end":"2026-06-01","plan":"growth"}}"#;
+        let event = decode(line.as_bytes(), None, HOUR).unwrap();
+        assert_eq!(
+            event.props.contract_end,
+            parse_rfc3339("2026-06-01T00:00:00Z")
+        );
+        assert_eq!(event.props.plan.as_deref(), Some("growth"));
+    }
+}

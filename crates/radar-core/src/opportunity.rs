@@ -1,0 +1,112 @@
+//! Expansion opportunities: the payload CS and sales receive, and its stable id.
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::priority::ExpansionScore;
+use crate::scoring::{BreakdownItem, Tier};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    SeatExpansion,
+    TierUpgrade,
+    FeatureUpgrade,
+    HorizontalExpansion,
+    RenewalExpansion,
+    TierRise,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::SeatExpansion,
+        Kind::TierUpgrade,
+        Kind::FeatureUpgrade,
+        Kind::HorizontalExpansion,
+        Kind::RenewalExpansion,
+        Kind::TierRise,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::SeatExpansion => "seat_expansion",
+            Kind::TierUpgrade => "tier_upgrade",
+            Kind::FeatureUpgrade => "feature_upgrade",
+            Kind::HorizontalExpansion => "horizontal_expansion",
+            Kind::RenewalExpansion => "renewal_expansion",
+            Kind::TierRise => "tier_rise",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Who should act on the opportunity: sales for accounts at or above the configured ARR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    Cs,
+    Sales,
+}
+
+/// The payload, with the field names of DESIGN.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Opportunity {
+    pub opportunity_id: String,
+    pub account_id: String,
+    pub kind: Kind,
+    /// The playbook name, or `tier:<tier>` for a tier rise.
+    pub playbook: String,
+    pub score: f64,
+    pub tier: Tier,
+    pub breakdown: Vec<BreakdownItem>,
+    pub triggered_by: Vec<String>,
+    pub owner: Owner,
+    /// The triggering event's time, RFC 3339.
+    pub occurred_at: String,
+    pub expansion_score: ExpansionScore,
+}
+
+/// The idempotency key: a stable 128-bit hash (XXH3) of account, playbook and triggering
+/// event, as 32 hex digits. The same event always yields the same id, in replay, after a
+/// crash or on another instance; fields are length-prefixed so no two triples collide by
+/// concatenation.
+pub fn opportunity_id(account_id: &str, playbook: &str, event_id: &str) -> String {
+    let mut key = Vec::with_capacity(account_id.len() + playbook.len() + event_id.len() + 24);
+    for part in [account_id, playbook, event_id] {
+        key.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        key.extend_from_slice(part.as_bytes());
+    }
+    format!("{:032x}", xxh3_128(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_unambiguous() {
+        let id = opportunity_id("acme", "seat_expansion", "e1");
+        assert_eq!(id.len(), 32);
+        assert_eq!(id, opportunity_id("acme", "seat_expansion", "e1"));
+        assert_ne!(id, opportunity_id("acme", "seat_expansio", "ne1"));
+        assert_ne!(id, opportunity_id("acme", "seat_expansion", "e2"));
+    }
+
+    #[test]
+    fn kinds_round_trip_their_names() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.as_str())
+            );
+        }
+    }
+}

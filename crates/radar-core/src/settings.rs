@@ -1,0 +1,655 @@
+//! Engine settings: raw config structs as written in `config/radar.toml`, and the one pure
+//! function that turns them into typed [`Settings`] or reports *every* problem with its key.
+//!
+//! Loading files and environment variables is the binary's job; this module only sees
+//! the deserialized values, so `radar validate`, `radar replay` and the pipeline all check
+//! a config the same way.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::gates::Gates;
+use crate::metric::{self, Metric};
+use crate::opportunity::Kind;
+use crate::playbook::{Cmp, Condition, Playbook};
+use crate::priority::{Part, PriorityModel};
+use crate::scoring::{Component, ScoreModel, Tier};
+use crate::table::Table;
+use crate::time::{Millis, SECOND};
+use crate::types::TypeRegistry;
+
+/// Settings as written in the config file's engine sections.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub engine: RawEngine,
+    pub opportunities: RawOpportunities,
+    pub gates: RawGates,
+    pub scoring: RawScoring,
+    pub priority: RawPriority,
+    #[serde(default)]
+    pub playbooks: Vec<RawPlaybook>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    pub bucket: String,
+    pub allowed_lateness: String,
+    pub max_future_skew: String,
+    #[serde(default)]
+    pub custom_types: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpportunities {
+    pub cooldown: String,
+    pub sales_arr_threshold: f64,
+    /// `"off"` or the lowest tier whose reaching is an opportunity.
+    pub tier_rise_min: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGates {
+    pub min_health_score: f64,
+    pub churn_risk: bool,
+    pub min_account_age: String,
+    pub open_payment_failure: String,
+    pub recent_expansion: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScoring {
+    pub tiers: RawTiers,
+    pub components: Vec<RawComponent>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTiers {
+    pub warm: f64,
+    pub hot: f64,
+    pub critical: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawComponent {
+    pub name: String,
+    pub metric: Option<String>,
+    /// A window count: the event type counted (with `window`), instead of `metric`.
+    pub count: Option<String>,
+    pub window: Option<String>,
+    pub points: Vec<(f64, f64)>,
+    pub cap: f64,
+    #[serde(default)]
+    pub missing: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPriority {
+    pub neutral: f64,
+    pub weights: BTreeMap<String, f64>,
+    pub tables: BTreeMap<String, Vec<(f64, f64)>>,
+    pub uplift: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlaybook {
+    pub name: String,
+    pub kind: String,
+    pub cooldown: Option<String>,
+    #[serde(default)]
+    pub all: Vec<RawCondition>,
+    #[serde(default)]
+    pub any: Vec<RawCondition>,
+}
+
+/// One condition: exactly one of `event`, `metric`, `count` (with `window`) or `min_tier`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCondition {
+    pub event: Option<String>,
+    pub metric: Option<String>,
+    pub count: Option<String>,
+    pub window: Option<String>,
+    pub op: Option<String>,
+    pub value: Option<f64>,
+    pub min_tier: Option<String>,
+}
+
+/// A problem in the config: the key it is at and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingsError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Raising to a tier at or above `min` is an opportunity, at most once per `cooldown`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierRise {
+    pub min: Tier,
+    pub cooldown: Millis,
+}
+
+/// Typed, validated engine settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub bucket: Millis,
+    pub allowed_lateness: Millis,
+    pub max_future_skew: Millis,
+    pub types: TypeRegistry,
+    /// Buckets kept behind an account's latest: the longest window plus the lateness.
+    pub horizon_buckets: u32,
+    pub model: ScoreModel,
+    pub playbooks: Vec<Playbook>,
+    pub tier_rise: Option<TierRise>,
+    pub gates: Gates,
+    pub priority: PriorityModel,
+    pub sales_arr_threshold: f64,
+}
+
+/// Collects errors while building, so every problem is reported, not just the first.
+#[derive(Default)]
+struct Errors(Vec<SettingsError>);
+
+impl Errors {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(SettingsError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> Option<Millis> {
+        match humantime::parse_duration(text) {
+            Ok(d) => match Millis::try_from(d.as_millis()) {
+                Ok(ms) => Some(ms),
+                Err(_) => {
+                    self.push(key, "is too long");
+                    None
+                }
+            },
+            Err(e) => {
+                self.push(
+                    key,
+                    format!("{text:?} is not a duration like \"30d\" or \"1h\": {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn table(&mut self, key: &str, points: Vec<(f64, f64)>) -> Option<Table> {
+        Table::new(points).map_err(|e| self.push(key, e)).ok()
+    }
+}
+
+/// Turns raw settings into [`Settings`], or every problem found.
+pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
+    let mut errs = Errors::default();
+
+    let bucket = errs.duration("engine.bucket", &raw.engine.bucket);
+    if bucket.is_some_and(|b| b < SECOND) {
+        errs.push("engine.bucket", "must be at least 1s");
+    }
+    let allowed_lateness = errs.duration("engine.allowed_lateness", &raw.engine.allowed_lateness);
+    let max_future_skew = errs.duration("engine.max_future_skew", &raw.engine.max_future_skew);
+    let mut types = custom_types(&mut errs, raw.engine.custom_types);
+
+    let cooldown = errs.duration("opportunities.cooldown", &raw.opportunities.cooldown);
+    let sales_arr_threshold = raw.opportunities.sales_arr_threshold;
+    if !(sales_arr_threshold.is_finite() && sales_arr_threshold >= 0.0) {
+        errs.push("opportunities.sales_arr_threshold", "must be a number ≥ 0");
+    }
+    let tier_rise_min = match raw.opportunities.tier_rise_min.as_str() {
+        "off" => None,
+        name => match Tier::parse(name) {
+            Some(Tier::Cold) | None => {
+                errs.push(
+                    "opportunities.tier_rise_min",
+                    format!("{name:?} is not \"off\", \"warm\", \"hot\" or \"critical\""),
+                );
+                None
+            }
+            tier => tier,
+        },
+    };
+
+    let gates = gates(&mut errs, &raw.gates);
+    let bucket_ok = bucket.filter(|b| *b >= SECOND);
+    let mut windows = WindowCheck {
+        bucket: bucket_ok,
+        longest: 0,
+    };
+    let model = score_model(&mut errs, &mut types, &mut windows, raw.scoring);
+    let priority = priority_model(&mut errs, raw.priority);
+    let playbooks = playbooks(&mut errs, &mut types, &mut windows, cooldown, raw.playbooks);
+
+    let (Some(bucket), Some(allowed_lateness), Some(max_future_skew), Some(cooldown)) =
+        (bucket_ok, allowed_lateness, max_future_skew, cooldown)
+    else {
+        return Err(errs.0);
+    };
+    let horizon_buckets = u32::try_from((windows.longest + allowed_lateness) / bucket + 2);
+    if horizon_buckets.is_err() {
+        errs.push("engine.bucket", "windows span more than 2³² buckets");
+    }
+    match (
+        errs.0.is_empty(),
+        model,
+        priority,
+        playbooks,
+        horizon_buckets,
+    ) {
+        (true, Some(model), Some(priority), Some(playbooks), Ok(horizon_buckets)) => Ok(Settings {
+            bucket,
+            allowed_lateness,
+            max_future_skew,
+            types,
+            horizon_buckets,
+            model,
+            playbooks,
+            tier_rise: tier_rise_min.map(|min| TierRise { min, cooldown }),
+            gates,
+            priority,
+            sales_arr_threshold,
+        }),
+        _ => Err(errs.0),
+    }
+}
+
+fn custom_types(errs: &mut Errors, custom: Vec<String>) -> TypeRegistry {
+    let mut names: Vec<Box<str>> = Vec::new();
+    for (i, name) in custom.into_iter().enumerate() {
+        let key = format!("engine.custom_types[{i}]");
+        if name.is_empty() || name.len() > crate::event::MAX_TEXT_LEN {
+            errs.push(key, "must be 1 to 256 bytes");
+        } else if TypeRegistry::new(Vec::new()).lookup(&name).is_some() {
+            errs.push(key, format!("{name:?} is a built-in type"));
+        } else if names.iter().any(|n| **n == *name) {
+            errs.push(key, format!("{name:?} is declared twice"));
+        } else {
+            names.push(name.into_boxed_str());
+        }
+    }
+    TypeRegistry::new(names)
+}
+
+fn gates(errs: &mut Errors, raw: &RawGates) -> Gates {
+    let mut optional = |key: &str, text: &str| errs.duration(key, text).filter(|d| *d > 0);
+    let min_account_age = optional("gates.min_account_age", &raw.min_account_age);
+    let open_payment_failure = optional("gates.open_payment_failure", &raw.open_payment_failure);
+    let recent_expansion = optional("gates.recent_expansion", &raw.recent_expansion);
+    if !(0.0..=100.0).contains(&raw.min_health_score) {
+        errs.push(
+            "gates.min_health_score",
+            "must be within 0–100 (0 turns the gate off)",
+        );
+    }
+    Gates {
+        min_health_score: Some(raw.min_health_score).filter(|m| *m > 0.0),
+        churn_risk: raw.churn_risk,
+        min_account_age,
+        open_payment_failure,
+        recent_expansion,
+    }
+}
+
+/// Checks windows against the bucket size and remembers the longest.
+struct WindowCheck {
+    bucket: Option<Millis>,
+    longest: Millis,
+}
+
+impl WindowCheck {
+    fn buckets(&mut self, errs: &mut Errors, key: &str, text: &str) -> Option<u32> {
+        let window = errs.duration(key, text)?;
+        let bucket = self.bucket?;
+        if window == 0 || window % bucket != 0 {
+            errs.push(
+                key,
+                format!("{text:?} must be a positive multiple of engine.bucket"),
+            );
+            return None;
+        }
+        self.longest = self.longest.max(window);
+        match u32::try_from(window / bucket) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errs.push(key, "spans too many buckets");
+                None
+            }
+        }
+    }
+}
+
+/// Resolves a metric given as `metric = "name"` or `count = "type"` + `window`.
+fn metric_spec(
+    errs: &mut Errors,
+    types: &mut TypeRegistry,
+    windows: &mut WindowCheck,
+    key: &str,
+    metric: Option<&str>,
+    count: Option<&str>,
+    window: Option<&str>,
+) -> Option<Metric> {
+    match (metric, count, window) {
+        (Some(name), None, None) => {
+            let m = Metric::named(name);
+            if m.is_none() {
+                let known = metric::NAMES.join(", ");
+                errs.push(
+                    format!("{key}.metric"),
+                    format!("unknown metric {name:?}; known: {known}"),
+                );
+            }
+            m
+        }
+        (None, Some(event), Some(window)) => {
+            let slot = match types.lookup(event) {
+                Some(id) => types.count(id),
+                None => {
+                    errs.push(
+                        format!("{key}.count"),
+                        format!("unknown event type {event:?}; declare it in engine.custom_types"),
+                    );
+                    None
+                }
+            };
+            let buckets = windows.buckets(errs, &format!("{key}.window"), window);
+            Some(Metric::Count {
+                slot: slot?,
+                buckets: buckets?,
+            })
+        }
+        (None, Some(_), None) => {
+            errs.push(
+                format!("{key}.window"),
+                "a count needs a window, e.g. \"7d\"",
+            );
+            None
+        }
+        _ => {
+            errs.push(key, "needs either `metric` or `count` with `window`");
+            None
+        }
+    }
+}
+
+fn score_model(
+    errs: &mut Errors,
+    types: &mut TypeRegistry,
+    windows: &mut WindowCheck,
+    raw: RawScoring,
+) -> Option<ScoreModel> {
+    let RawTiers {
+        warm,
+        hot,
+        critical,
+    } = raw.tiers;
+    if !(0.0 < warm && warm < hot && hot < critical) {
+        errs.push(
+            "scoring.tiers",
+            "floors must satisfy 0 < warm < hot < critical",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut components = Vec::new();
+    let count = raw.components.len();
+    for (i, c) in raw.components.into_iter().enumerate() {
+        let key = format!("scoring.components[{i}]");
+        if c.name.is_empty() || !names.insert(c.name.clone()) {
+            errs.push(
+                format!("{key}.name"),
+                format!("{:?} is empty or used twice", c.name),
+            );
+        }
+        let metric = metric_spec(
+            errs,
+            types,
+            windows,
+            &key,
+            c.metric.as_deref(),
+            c.count.as_deref(),
+            c.window.as_deref(),
+        );
+        let table = errs.table(&format!("{key}.points"), c.points);
+        if !(c.cap.is_finite() && c.cap >= 0.0) {
+            errs.push(format!("{key}.cap"), "must be a number ≥ 0");
+        }
+        if !(c.missing.is_finite() && c.missing >= 0.0) {
+            errs.push(format!("{key}.missing"), "must be a number ≥ 0");
+        }
+        if table.as_ref().is_some_and(|t| t.min_y() < 0.0) {
+            errs.push(format!("{key}.points"), "points must be ≥ 0");
+        }
+        if let (Some(metric), Some(table)) = (metric, table) {
+            components.push(Component {
+                name: c.name,
+                metric,
+                table,
+                cap: c.cap,
+                missing: c.missing,
+            });
+        }
+    }
+    if count == 0 {
+        errs.push("scoring.components", "needs at least one component");
+    }
+    (components.len() == count).then_some(ScoreModel {
+        components,
+        tier_floors: [warm, hot, critical],
+    })
+}
+
+fn priority_model(errs: &mut Errors, mut raw: RawPriority) -> Option<PriorityModel> {
+    if !(0.0..=100.0).contains(&raw.neutral) {
+        errs.push("priority.neutral", "must be within 0–100");
+    }
+    let part_names: Vec<&str> = Part::ALL.iter().map(|p| p.as_str()).collect();
+    let kind_names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    for (section, known) in [
+        ("weights", &part_names),
+        ("tables", &part_names),
+        ("uplift", &kind_names),
+    ] {
+        let keys: Vec<String> = match section {
+            "weights" => raw.weights.keys().cloned().collect(),
+            "tables" => raw.tables.keys().cloned().collect(),
+            _ => raw.uplift.keys().cloned().collect(),
+        };
+        for key in keys.iter().filter(|k| !known.contains(&k.as_str())) {
+            errs.push(
+                format!("priority.{section}.{key}"),
+                format!("unknown; expected one of {}", known.join(", ")),
+            );
+        }
+    }
+    let mut weights = [0.0; 4];
+    let mut tables = Vec::new();
+    for (i, part) in part_names.iter().enumerate() {
+        match raw.weights.get(*part) {
+            Some(w) if w.is_finite() && *w >= 0.0 => weights[i] = *w,
+            Some(_) => errs.push(format!("priority.weights.{part}"), "must be a number ≥ 0"),
+            None => errs.push(format!("priority.weights.{part}"), "is missing"),
+        }
+        let key = format!("priority.tables.{part}");
+        match raw.tables.remove(*part) {
+            Some(points) => {
+                if let Some(t) = errs.table(&key, points) {
+                    if t.min_y() < 0.0 || t.max_y() > 100.0 {
+                        errs.push(&key, "scores must be within 0–100");
+                    }
+                    tables.push(t);
+                }
+            }
+            None => errs.push(key, "is missing"),
+        }
+    }
+    if (weights.iter().sum::<f64>() - 1.0).abs() > 1e-9 {
+        errs.push("priority.weights", "must add up to 1");
+    }
+    let mut uplift = [0.0; 6];
+    for (i, kind) in kind_names.iter().enumerate() {
+        match raw.uplift.get(*kind) {
+            Some(u) if u.is_finite() && *u >= 0.0 => uplift[i] = *u,
+            Some(_) => errs.push(format!("priority.uplift.{kind}"), "must be a number ≥ 0"),
+            None => errs.push(format!("priority.uplift.{kind}"), "is missing"),
+        }
+    }
+    let tables: [Table; 4] = tables.try_into().ok()?;
+    Some(PriorityModel {
+        weights,
+        tables,
+        neutral: raw.neutral,
+        uplift,
+    })
+}
+
+fn playbooks(
+    errs: &mut Errors,
+    types: &mut TypeRegistry,
+    windows: &mut WindowCheck,
+    default_cooldown: Option<Millis>,
+    raw: Vec<RawPlaybook>,
+) -> Option<Vec<Playbook>> {
+    let mut names = HashSet::new();
+    let mut built = Vec::new();
+    let count = raw.len();
+    for (i, p) in raw.into_iter().enumerate() {
+        let key = format!("playbooks[{i}] ({})", p.name);
+        if p.name.is_empty() || p.name.starts_with("tier:") || !names.insert(p.name.clone()) {
+            errs.push(
+                format!("{key}.name"),
+                "must be unique, not empty and not start with \"tier:\"",
+            );
+        }
+        let kind = match Kind::parse(&p.kind) {
+            Some(Kind::TierRise) | None => {
+                let kinds: Vec<&str> = Kind::ALL[..5].iter().map(|k| k.as_str()).collect();
+                errs.push(
+                    format!("{key}.kind"),
+                    format!("{:?} is not one of {}", p.kind, kinds.join(", ")),
+                );
+                None
+            }
+            kind => kind,
+        };
+        let cooldown = match &p.cooldown {
+            Some(text) => errs.duration(&format!("{key}.cooldown"), text),
+            None => default_cooldown,
+        };
+        if p.all.is_empty() && p.any.is_empty() {
+            errs.push(&key, "needs at least one condition in `all` or `any`");
+        }
+        let mut conditions = |list: &str, raw: Vec<RawCondition>| -> Vec<Option<Condition>> {
+            raw.into_iter()
+                .enumerate()
+                .map(|(j, c)| condition(errs, types, windows, &format!("{key}.{list}[{j}]"), c))
+                .collect()
+        };
+        let all = conditions("all", p.all);
+        let any = conditions("any", p.any);
+        let all: Option<Vec<Condition>> = all.into_iter().collect();
+        let any: Option<Vec<Condition>> = any.into_iter().collect();
+        if let (Some(kind), Some(cooldown), Some(all), Some(any)) = (kind, cooldown, all, any) {
+            built.push(Playbook {
+                name: p.name,
+                kind,
+                all,
+                any,
+                cooldown,
+            });
+        }
+    }
+    (built.len() == count).then_some(built)
+}
+
+fn condition(
+    errs: &mut Errors,
+    types: &mut TypeRegistry,
+    windows: &mut WindowCheck,
+    key: &str,
+    c: RawCondition,
+) -> Option<Condition> {
+    let forms = [
+        c.event.is_some(),
+        c.metric.is_some() || c.count.is_some(),
+        c.min_tier.is_some(),
+    ];
+    if forms.iter().filter(|f| **f).count() != 1 {
+        errs.push(
+            key,
+            "needs exactly one of `event`, `metric`, `count` or `min_tier`",
+        );
+        return None;
+    }
+    if let Some(event) = &c.event {
+        let id = types.lookup(event);
+        if id.is_none() {
+            errs.push(
+                format!("{key}.event"),
+                format!("unknown event type {event:?}"),
+            );
+        }
+        return id.map(Condition::EventIs);
+    }
+    if let Some(tier) = &c.min_tier {
+        let t = Tier::parse(tier);
+        if t.is_none() {
+            errs.push(
+                format!("{key}.min_tier"),
+                format!("{tier:?} is not cold, warm, hot or critical"),
+            );
+        }
+        return t.map(Condition::TierAtLeast);
+    }
+    let metric = metric_spec(
+        errs,
+        types,
+        windows,
+        key,
+        c.metric.as_deref(),
+        c.count.as_deref(),
+        c.window.as_deref(),
+    );
+    let cmp = match c.op.as_deref() {
+        Some(op) => {
+            let cmp = Cmp::parse(op);
+            if cmp.is_none() {
+                errs.push(
+                    format!("{key}.op"),
+                    format!("{op:?} is not one of <, <=, >, >=, =="),
+                );
+            }
+            cmp
+        }
+        None => {
+            errs.push(format!("{key}.op"), "is missing");
+            None
+        }
+    };
+    let value = c.value.filter(|v| v.is_finite());
+    if value.is_none() {
+        errs.push(format!("{key}.value"), "is missing or not a finite number");
+    }
+    Some(Condition::Metric {
+        metric: metric?,
+        cmp: cmp?,
+        value: value?,
+    })
+}

@@ -1,0 +1,68 @@
+//! Piecewise-linear tables: the one shape every score and priority part is made of.
+
+use serde::{Deserialize, Serialize};
+
+/// Points `(x, y)` with strictly increasing `x`. Below the first point the table gives
+/// the first `y`, above the last the last `y`, and in between it interpolates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    points: Vec<(f64, f64)>,
+}
+
+impl Table {
+    /// A table from its points, or why they are not one.
+    pub fn new(points: Vec<(f64, f64)>) -> Result<Self, String> {
+        if points.is_empty() {
+            return Err("needs at least one [x, y] point".into());
+        }
+        if points.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
+            return Err("points must be finite numbers".into());
+        }
+        if points.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err("x values must be strictly increasing".into());
+        }
+        Ok(Table { points })
+    }
+
+    pub fn eval(&self, x: f64) -> f64 {
+        let at = self.points.partition_point(|(px, _)| *px <= x);
+        match (
+            at.checked_sub(1).map(|i| self.points[i]),
+            self.points.get(at),
+        ) {
+            (None, Some(&(_, y))) | (Some((_, y)), None) => y,
+            (Some((x0, y0)), Some(&(x1, y1))) => y0 + (y1 - y0) * (x - x0) / (x1 - x0),
+            (None, None) => 0.0,
+        }
+    }
+
+    pub fn max_y(&self) -> f64 {
+        self.points.iter().map(|p| p.1).fold(f64::MIN, f64::max)
+    }
+
+    pub fn min_y(&self) -> f64 {
+        self.points.iter().map(|p| p.1).fold(f64::MAX, f64::min)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clamps_and_interpolates() {
+        let t = Table::new(vec![(0.0, 0.0), (10.0, 20.0), (20.0, 20.0)]).unwrap();
+        assert_eq!(t.eval(-5.0), 0.0);
+        assert_eq!(t.eval(5.0), 10.0);
+        assert_eq!(t.eval(10.0), 20.0);
+        assert_eq!(t.eval(99.0), 20.0);
+        assert_eq!(t.max_y(), 20.0);
+    }
+
+    #[test]
+    fn refuses_bad_points() {
+        assert!(Table::new(vec![]).is_err());
+        assert!(Table::new(vec![(1.0, 0.0), (1.0, 2.0)]).is_err());
+        assert!(Table::new(vec![(f64::NAN, 0.0)]).is_err());
+    }
+}

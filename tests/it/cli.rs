@@ -1,0 +1,261 @@
+//! The `radar` binary as a user runs it: arguments, files, exit codes, messages.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::root;
+
+fn radar(args: &[&str]) -> Output {
+    radar_with(args, &[], None)
+}
+
+fn radar_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_radar"));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("radar starts");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let bytes = stdin.unwrap_or_default().to_vec();
+    // Fed from another thread: radar writes while it reads, and a full stdout pipe
+    // would otherwise block both sides.
+    let feeder = std::thread::spawn(move || input.write_all(&bytes));
+    let output = child.wait_with_output().expect("radar finishes");
+    feeder
+        .join()
+        .expect("feeder thread")
+        .expect("stdin accepts the events");
+    output
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("radar-it-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn generate_is_deterministic_and_replay_reads_it() {
+    let dir = temp_dir("generate");
+    let file = dir.join("events.jsonl");
+    let args = [
+        "generate",
+        "--accounts",
+        "200",
+        "--events",
+        "5000",
+        "--seed",
+        "9",
+        "--days",
+        "10",
+        "--invalid-ratio",
+        "0.05",
+    ];
+    let first = radar(&args);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = radar(&args);
+    assert_eq!(
+        first.stdout, second.stdout,
+        "same arguments must give the same bytes"
+    );
+    assert_eq!(text(&first.stdout).lines().count(), 5000);
+    let mut with_output = args.to_vec();
+    with_output.extend(["--output", path(&file)]);
+    assert!(radar(&with_output).status.success());
+    assert_eq!(std::fs::read(&file).unwrap(), first.stdout);
+
+    let replay = radar(&["replay", path(&file)]);
+    assert!(replay.status.success(), "{}", text(&replay.stderr));
+    let summary = text(&replay.stderr);
+    assert!(summary.contains("events: read=5000"), "{summary}");
+    for reason in [
+        "invalid_json",
+        "missing_field",
+        "wrong_type",
+        "field_too_long",
+        "bad_timestamp",
+        "too_far_in_future",
+        "out_of_range",
+    ] {
+        assert!(
+            summary.contains(&format!("{reason}=")),
+            "no {reason} in {summary}"
+        );
+    }
+    let opportunities = text(&replay.stdout);
+    assert!(opportunities.lines().count() > 0, "{summary}");
+    for line in opportunities.lines() {
+        let o: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+        for field in [
+            "opportunity_id",
+            "account_id",
+            "kind",
+            "playbook",
+            "score",
+            "tier",
+            "breakdown",
+            "triggered_by",
+            "owner",
+            "occurred_at",
+            "expansion_score",
+        ] {
+            assert!(o.get(field).is_some(), "{field} missing from {line}");
+        }
+    }
+
+    let stdin = radar_with(&["replay", "-"], &[], Some(&first.stdout));
+    assert!(stdin.status.success());
+    assert_eq!(
+        stdin.stdout, replay.stdout,
+        "stdin and file give the same output"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn explain_prints_an_accounts_state_and_breakdown() {
+    let events = std::fs::read(root().join("tests/golden/seat_expansion_event.jsonl")).unwrap();
+    let account = text(&events)
+        .lines()
+        .next()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["account_id"].as_str().map(str::to_owned))
+        .unwrap();
+    let out = radar_with(&["replay", "--explain", &account, "-"], &[], Some(&events));
+    assert!(out.status.success());
+    let stderr = text(&out.stderr);
+    let json_start = stderr.find('{').expect("an explanation object");
+    let explanation: serde_json::Value =
+        serde_json::from_str(&stderr[json_start..]).expect("the explanation is JSON");
+    assert_eq!(explanation["account_id"], account.as_str());
+    assert_eq!(explanation["breakdown"].as_array().map(Vec::len), Some(11));
+    assert!(explanation["score"].is_number());
+
+    let missing = radar_with(&["replay", "--explain", "nobody", "-"], &[], Some(&events));
+    assert!(missing.status.success());
+    assert!(text(&missing.stderr).contains("\"nobody\" has no accepted events"));
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_key() {
+    let dir = temp_dir("validate");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"
+[engine]
+bucket = "forever"
+
+[opportunities]
+tier_rise_min = "lukewarm"
+
+[[playbooks]]
+name = "big_teams"
+kind = "seat_expansion"
+all = [{ count = "team_invite_sent", window = "90m", op = ">=", value = 5.0 }, { metric = "happiness", op = ">", value = 1.0 }]
+
+[[playbooks]]
+name = "big_teams"
+kind = "upsell"
+any = [{ event = "page_viewed" }]
+"#,
+    )
+    .unwrap();
+    let out = radar(&["validate", "--config", path(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stderr);
+    for needle in [
+        "engine.bucket",
+        "opportunities.tier_rise_min",
+        "playbooks[0] (big_teams).all[1].metric",
+        "unknown metric \"happiness\"",
+        "playbooks[1] (big_teams).name",
+        "playbooks[1] (big_teams).kind",
+        "playbooks[1] (big_teams).any[0].event",
+    ] {
+        assert!(report.contains(needle), "{needle:?} not in:\n{report}");
+    }
+
+    let good = radar(&[
+        "validate",
+        "--config",
+        path(&root().join("config/radar.toml")),
+    ]);
+    assert!(good.status.success(), "{}", text(&good.stderr));
+    assert!(text(&good.stdout).contains("6 playbooks, 11 score components, max score 140"));
+
+    let unknown_key = dir.join("typo.toml");
+    std::fs::write(&unknown_key, "[gates]\nmin_health = 50\n").unwrap();
+    let out = radar(&["validate", "--config", path(&unknown_key)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("min_health"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn environment_variables_override_the_file_and_are_checked_too() {
+    let config = root().join("config/radar.toml");
+    let out = radar_with(
+        &["validate", "--config", path(&config)],
+        &[("RADAR__OPPORTUNITIES__TIER_RISE_MIN", "tepid")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("opportunities.tier_rise_min"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // With the health gate off, the low-health golden case emits its opportunity.
+    let events = std::fs::read(root().join("tests/golden/gate_low_health.jsonl")).unwrap();
+    let gated = radar_with(&["replay", "-"], &[], Some(&events));
+    let open = radar_with(
+        &["replay", "-"],
+        &[("RADAR__GATES__MIN_HEALTH_SCORE", "0")],
+        Some(&events),
+    );
+    assert!(gated.status.success() && open.status.success());
+    assert!(
+        text(&gated.stdout).contains(r#""triggered_by":["a5"]"#),
+        "{}",
+        text(&gated.stdout)
+    );
+    assert!(
+        text(&open.stdout).contains(r#""triggered_by":["a3"]"#),
+        "{}",
+        text(&open.stdout)
+    );
+}
+
+#[test]
+fn unusable_input_fails_with_a_clear_message() {
+    let missing = radar(&["replay", "/nonexistent/events.jsonl"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("opening /nonexistent/events.jsonl"));
+
+    let no_config = radar(&["replay", "--config", "/nonexistent/radar.toml", "-"]);
+    assert_eq!(no_config.status.code(), Some(1));
+    assert!(text(&no_config.stderr).contains("/nonexistent/radar.toml"));
+
+    let bad_args = radar(&["generate", "--invalid-ratio", "2"]);
+    assert!(!bad_args.status.success());
+    assert!(text(&bad_args.stderr).contains("--invalid-ratio"));
+}

@@ -1,0 +1,39 @@
+//! Radar's integration tests: one binary, one module per area.
+//!
+//! - `golden`: hand-written event files under `tests/golden/` with their exact expected
+//!   opportunities and counters, run through `radar replay`'s code path;
+//! - `model`: property tests of the engine against the semantics of DESIGN.md;
+//! - `cli`: the `radar` binary's commands, exit codes and messages.
+
+#![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
+
+mod cli;
+mod golden;
+mod model;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use radar_core::{Engine, Opportunity, Settings};
+
+/// The workspace root, where `tests/` and `config/` live.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn default_settings() -> Arc<Settings> {
+    Arc::new(radar::config::load(None).expect("the default config is valid"))
+}
+
+/// Runs events through one engine; returns the engine and every opportunity in order.
+pub fn run<'a>(
+    settings: &Arc<Settings>,
+    lines: impl IntoIterator<Item = &'a [u8]>,
+) -> (Engine, Vec<Opportunity>) {
+    let mut engine = Engine::new(settings.clone());
+    let mut out = Vec::new();
+    for line in lines {
+        engine.process(line, None, &mut out);
+    }
+    (engine, out)
+}
