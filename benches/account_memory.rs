@@ -18,11 +18,13 @@ use radar_core::Engine;
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -35,6 +37,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE.fetch_add(new_size, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -61,6 +64,7 @@ fn main() {
     let settings = Arc::new(radar::config::load(None).expect("default config is valid"));
 
     let before = LIVE.load(Ordering::Relaxed);
+    let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
     let mut engine = Engine::new(settings);
     let mut out = Vec::new();
     for line in &lines {
@@ -69,11 +73,17 @@ fn main() {
     }
     drop(out);
     let live = LIVE.load(Ordering::Relaxed) - before;
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
     let accounts = engine.tracked_accounts();
     println!("account_memory: {events} events, {accounts} tracked accounts");
     println!(
         "account_memory: {live} bytes live in the engine = {:.0} bytes per tracked account",
         live as f64 / accounts as f64
+    );
+    println!(
+        "account_memory: {:.2} allocations per event ({} opportunities)",
+        allocations as f64 / events as f64,
+        engine.stats().opportunities_total()
     );
     println!(
         "account_memory: state inline {} bytes; map entry overhead included above",

@@ -4,6 +4,8 @@
 //! --events 1000000 --seed 1`), processed by a fresh engine with the default config.
 //! Budget (DESIGN.md): ≥ 1,000,000 events/s on one core.
 //!
+//! `decode_only` runs the decoder alone over the same events, to show how the time splits.
+//!
 //! Run: `cargo bench --bench hot_path`
 
 use std::hint::black_box;
@@ -49,6 +51,13 @@ fn hot_path(c: &mut Criterion) {
             },
             BatchSize::PerIteration,
         )
+    });
+    group.bench_function("decode_only", |b| {
+        b.iter(|| {
+            for line in &events {
+                let _ = black_box(radar_core::event::decode(line.as_bytes(), None, 0));
+            }
+        })
     });
     group.finish();
 }

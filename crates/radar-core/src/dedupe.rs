@@ -25,7 +25,9 @@ impl SeenEvents {
     pub fn insert(&mut self, id_hash: u64, time: Millis, horizon: Millis) -> bool {
         if self.by_hash.len() >= self.prune_at.max(MIN_PRUNE_AT) {
             self.by_hash.retain(|_, seen| *seen >= horizon);
-            if self.by_hash.capacity() > 2 * self.by_hash.len() + MIN_PRUNE_AT {
+            // Give memory back only when far too big: a busy account at a steady rate
+            // would otherwise shrink and regrow its table at every pass.
+            if self.by_hash.capacity() > 8 * self.by_hash.len().max(MIN_PRUNE_AT) {
                 self.by_hash.shrink_to_fit();
             }
             self.prune_at = 2 * self.by_hash.len();

@@ -1,5 +1,6 @@
 //! Expansion opportunities: the payload CS and sales receive, and its stable id.
 
+use compact_str::{CompactString, format_compact};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -55,21 +56,22 @@ pub enum Owner {
     Sales,
 }
 
-/// The payload, with the field names of DESIGN.md.
+/// The payload, with the field names of DESIGN.md. Short strings are stored inline
+/// (`CompactString`), so building one allocates only its lists and its id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Opportunity {
-    pub opportunity_id: String,
-    pub account_id: String,
+    pub opportunity_id: CompactString,
+    pub account_id: CompactString,
     pub kind: Kind,
     /// The playbook name, or `tier:<tier>` for a tier rise.
-    pub playbook: String,
+    pub playbook: CompactString,
     pub score: f64,
     pub tier: Tier,
     pub breakdown: Vec<BreakdownItem>,
-    pub triggered_by: Vec<String>,
+    pub triggered_by: Vec<CompactString>,
     pub owner: Owner,
     /// The triggering event's time, RFC 3339.
-    pub occurred_at: String,
+    pub occurred_at: CompactString,
     pub expansion_score: ExpansionScore,
 }
 
@@ -77,13 +79,13 @@ pub struct Opportunity {
 /// event, as 32 hex digits. The same event always yields the same id, in replay, after a
 /// crash or on another instance; fields are length-prefixed so no two triples collide by
 /// concatenation.
-pub fn opportunity_id(account_id: &str, playbook: &str, event_id: &str) -> String {
+pub fn opportunity_id(account_id: &str, playbook: &str, event_id: &str) -> CompactString {
     let mut key = Vec::with_capacity(account_id.len() + playbook.len() + event_id.len() + 24);
     for part in [account_id, playbook, event_id] {
         key.extend_from_slice(&(part.len() as u64).to_le_bytes());
         key.extend_from_slice(part.as_bytes());
     }
-    format!("{:032x}", xxh3_128(&key))
+    format_compact!("{:032x}", xxh3_128(&key))
 }
 
 #[cfg(test)]

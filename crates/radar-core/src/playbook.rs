@@ -76,7 +76,7 @@ impl Condition {
 /// Fires when every `all` condition holds and, if `any` is not empty, one of `any` does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Playbook {
-    pub name: String,
+    pub name: compact_str::CompactString,
     pub kind: Kind,
     pub all: Vec<Condition>,
     pub any: Vec<Condition>,

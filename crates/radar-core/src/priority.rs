@@ -5,6 +5,7 @@
 //! health from the health score, timing from days to contract end, relationship from the
 //! latest NPS. An unknown input gives its part the neutral value.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::opportunity::Kind;
@@ -51,7 +52,7 @@ pub struct PriorityModel {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PartScore {
-    pub part: String,
+    pub part: CompactString,
     /// The part's input (dollars, health score, days, NPS); `null` when unknown.
     pub input: Option<f64>,
     pub score: f64,
@@ -92,7 +93,7 @@ impl PriorityModel {
             .zip(inputs)
             .zip(self.tables.iter().zip(self.weights))
             .map(|((part, input), (table, weight))| PartScore {
-                part: part.as_str().to_owned(),
+                part: CompactString::const_new(part.as_str()),
                 input,
                 score: round2(input.map_or(self.neutral, |x| table.eval(x))),
                 weight,

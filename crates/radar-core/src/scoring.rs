@@ -4,6 +4,7 @@
 //! built when an opportunity or an explanation needs it, from the same function, so the two
 //! can never disagree.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::metric::{At, Metric};
@@ -42,7 +43,7 @@ impl Tier {
 /// One component: a metric through a table, capped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Component {
-    pub name: String,
+    pub name: CompactString,
     pub metric: Metric,
     pub table: Table,
     pub cap: f64,
@@ -51,16 +52,16 @@ pub struct Component {
 }
 
 impl Component {
-    fn points(&self, value: Option<f64>) -> f64 {
+    fn centi_points(&self, value: Option<f64>) -> u64 {
         let raw = value.map_or(self.missing, |v| self.table.eval(v));
-        round2_non_negative(raw.min(self.cap))
+        centi(raw.min(self.cap))
     }
 }
 
 /// One line of a score's breakdown.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BreakdownItem {
-    pub component: String,
+    pub component: CompactString,
     /// The metric's value, `null` when unknown.
     pub value: Option<f64>,
     pub points: f64,
@@ -78,21 +79,26 @@ pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// [`round2`] for the non-negative values points are (settings refuse negative tables and
-/// caps), without the libm call `f64::round` costs on baseline x86-64: on the hot path.
-fn round2_non_negative(x: f64) -> f64 {
-    debug_assert!(x >= 0.0);
-    ((x * 100.0 + 0.5) as u64) as f64 / 100.0
+/// Points in hundredths, rounded half up. Points are never negative (settings refuse
+/// negative tables and caps); integer hundredths make the score exactly the sum of its
+/// breakdown, and avoid the libm call `f64::round` costs on baseline x86-64.
+fn centi(points: f64) -> u64 {
+    debug_assert!(points >= 0.0);
+    (points * 100.0 + 0.5) as u64
+}
+
+fn from_centi(centi: u64) -> f64 {
+    centi as f64 / 100.0
 }
 
 impl ScoreModel {
     pub fn score(&self, at: At<'_>) -> f64 {
-        let total: f64 = self
+        let total: u64 = self
             .components
             .iter()
-            .map(|c| c.points(c.metric.value(at)))
+            .map(|c| c.centi_points(c.metric.value(at)))
             .sum();
-        round2_non_negative(total)
+        from_centi(total)
     }
 
     pub fn breakdown(&self, at: At<'_>) -> Vec<BreakdownItem> {
@@ -106,7 +112,7 @@ impl ScoreModel {
                 BreakdownItem {
                     component: c.name.clone(),
                     value,
-                    points: c.points(c.metric.value(at)),
+                    points: from_centi(c.centi_points(c.metric.value(at))),
                 }
             })
             .collect()

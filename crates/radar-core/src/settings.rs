@@ -439,7 +439,7 @@ fn score_model(
         }
         if let (Some(metric), Some(table)) = (metric, table) {
             components.push(Component {
-                name: c.name,
+                name: c.name.into(),
                 metric,
                 table,
                 cap: c.cap,
@@ -568,7 +568,7 @@ fn playbooks(
         let any: Option<Vec<Condition>> = any.into_iter().collect();
         if let (Some(kind), Some(cooldown), Some(all), Some(any)) = (kind, cooldown, all, any) {
             built.push(Playbook {
-                name: p.name,
+                name: p.name.into(),
                 kind,
                 all,
                 any,

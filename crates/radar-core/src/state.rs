@@ -56,7 +56,7 @@ impl<T: Copy> Latest<T> {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Entitlement {
-    pub plan: Latest<Box<str>>,
+    pub plan: Latest<compact_str::CompactString>,
     pub seat_limit: Latest<u32>,
     pub api_limit: Latest<u64>,
     pub arr: Latest<f64>,

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     points: Vec<(f64, f64)>,
+    /// Slope of each segment, so evaluating needs no division.
+    slopes: Vec<f64>,
 }
 
 impl Table {
@@ -21,19 +23,26 @@ impl Table {
         if points.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err("x values must be strictly increasing".into());
         }
-        Ok(Table { points })
+        let slopes = points
+            .windows(2)
+            .map(|w| (w[1].1 - w[0].1) / (w[1].0 - w[0].0))
+            .collect();
+        Ok(Table { points, slopes })
     }
 
+    /// A linear scan: tables have a handful of points, and it is on the hot path.
     pub fn eval(&self, x: f64) -> f64 {
-        let at = self.points.partition_point(|(px, _)| *px <= x);
-        match (
-            at.checked_sub(1).map(|i| self.points[i]),
-            self.points.get(at),
-        ) {
-            (None, Some(&(_, y))) | (Some((_, y)), None) => y,
-            (Some((x0, y0)), Some(&(x1, y1))) => y0 + (y1 - y0) * (x - x0) / (x1 - x0),
-            (None, None) => 0.0,
+        let (first_x, first_y) = self.points[0];
+        if x <= first_x {
+            return first_y;
         }
+        for (segment, slope) in self.points.windows(2).zip(&self.slopes) {
+            let (x0, y0) = segment[0];
+            if x < segment[1].0 {
+                return y0 + slope * (x - x0);
+            }
+        }
+        self.points[self.points.len() - 1].1
     }
 
     pub fn max_y(&self) -> f64 {

@@ -38,7 +38,8 @@ pub fn format_rfc3339(millis: Millis) -> String {
 
 /// Whole and fractional days from `from` to `to` (negative when `to` is earlier).
 pub fn days_between(from: Millis, to: Millis) -> f64 {
-    (to - from) as f64 / DAY as f64
+    const PER_MILLI: f64 = 1.0 / DAY as f64;
+    (to - from) as f64 * PER_MILLI
 }
 
 #[cfg(test)]
