@@ -4,58 +4,115 @@
 //! whatever the id's length) with its event time, and forgets ids older than the horizon
 //! in amortised batches. Two different ids colliding in 64 bits within one account's
 //! 24 hours is a chance of about n²/2⁶⁵, far below any other source of loss.
+//!
+//! Most accounts send a few events a day: their ids live inline in the account state and
+//! are scanned linearly, which spares them an allocation and, on the hot path, a cache
+//! miss. A busier account moves to a hash map, and back when it quiets down.
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::time::Millis;
 
-/// Below this many remembered ids, no pruning pass runs.
-const MIN_PRUNE_AT: usize = 4;
+/// Ids kept inline before moving to a map.
+const INLINE: usize = 4;
+/// A map that shrinks to this many ids goes back inline.
+const BACK_INLINE: usize = 2;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Ids {
+    Few(SmallVec<[(u64, Millis); INLINE]>),
+    Many {
+        by_hash: HashMap<u64, Millis>,
+        /// Size at which the next pruning pass runs (twice the size after the last).
+        prune_at: usize,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeenEvents {
-    by_hash: HashMap<u64, Millis>,
-    prune_at: usize,
+    ids: Ids,
+}
+
+impl Default for SeenEvents {
+    fn default() -> Self {
+        SeenEvents {
+            ids: Ids::Few(SmallVec::new()),
+        }
+    }
+}
+
+/// An id remembered from before the horizon is not a duplicate (a true duplicate of it
+/// would be late): it is remembered anew.
+fn refresh(seen: &mut Millis, time: Millis, horizon: Millis) -> bool {
+    if *seen >= horizon {
+        return false;
+    }
+    *seen = time;
+    true
 }
 
 impl SeenEvents {
     /// Remembers `id_hash` seen at `time`; false when it was already remembered.
     /// `horizon` is the oldest event time still accepted (stream time − lateness).
     pub fn insert(&mut self, id_hash: u64, time: Millis, horizon: Millis) -> bool {
-        if self.by_hash.len() >= self.prune_at.max(MIN_PRUNE_AT) {
-            self.by_hash.retain(|_, seen| *seen >= horizon);
-            // Give memory back only when far too big: a busy account at a steady rate
-            // would otherwise shrink and regrow its table at every pass.
-            if self.by_hash.capacity() > 8 * self.by_hash.len().max(MIN_PRUNE_AT) {
-                self.by_hash.shrink_to_fit();
+        match &mut self.ids {
+            Ids::Few(few) => {
+                if let Some(entry) = few.iter_mut().find(|(h, _)| *h == id_hash) {
+                    return refresh(&mut entry.1, time, horizon);
+                }
+                if few.len() == INLINE {
+                    few.retain(|(_, seen)| *seen >= horizon);
+                }
+                if few.len() < INLINE {
+                    few.push((id_hash, time));
+                    return true;
+                }
+                let mut by_hash: HashMap<u64, Millis> = few.drain(..).collect();
+                by_hash.insert(id_hash, time);
+                let prune_at = 2 * by_hash.len();
+                self.ids = Ids::Many { by_hash, prune_at };
+                true
             }
-            self.prune_at = 2 * self.by_hash.len();
+            Ids::Many { by_hash, prune_at } => {
+                if by_hash.len() >= *prune_at {
+                    by_hash.retain(|_, seen| *seen >= horizon);
+                    if by_hash.len() <= BACK_INLINE {
+                        let few = by_hash.drain().collect();
+                        self.ids = Ids::Few(few);
+                        return self.insert(id_hash, time, horizon);
+                    }
+                    // Give memory back only when far too big: a busy account at a steady
+                    // rate would otherwise shrink and regrow its table at every pass.
+                    if by_hash.capacity() > 8 * by_hash.len() {
+                        by_hash.shrink_to_fit();
+                    }
+                    *prune_at = 2 * by_hash.len();
+                }
+                match by_hash.get_mut(&id_hash) {
+                    Some(seen) => refresh(seen, time, horizon),
+                    None => {
+                        by_hash.insert(id_hash, time);
+                        true
+                    }
+                }
+            }
         }
-        self.by_hash.insert(id_hash, time).is_none()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_hash.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
-    }
-
-    pub fn heap_bytes(&self) -> usize {
-        let buckets = if self.by_hash.capacity() == 0 {
-            0
-        } else {
-            (self.by_hash.capacity() * 8 / 7).next_power_of_two()
-        };
-        buckets * (std::mem::size_of::<(u64, Millis)>() + 1)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn len(seen: &SeenEvents) -> usize {
+        match &seen.ids {
+            Ids::Few(few) => few.len(),
+            Ids::Many { by_hash, .. } => by_hash.len(),
+        }
+    }
 
     #[test]
     fn remembers_within_the_horizon_and_forgets_after() {
@@ -64,15 +121,48 @@ mod tests {
         assert!(!seen.insert(1, 100, 0));
         for id in 2..10 {
             assert!(seen.insert(id, 100 + id as Millis, 0));
+            assert!(!seen.insert(id, 100 + id as Millis, 0));
         }
-        // A pass with the horizon past every remembered time empties the set.
+        assert!(matches!(seen.ids, Ids::Many { .. }));
+        // A pass with the horizon past every remembered time forgets them all.
         for id in 10..40 {
-            seen.insert(id, 10_000, 5_000);
+            assert!(seen.insert(id, 10_000, 5_000));
         }
-        assert!(seen.len() < 40);
+        assert_eq!(len(&seen), 30);
         assert!(
             seen.insert(1, 10_000, 5_000),
             "id 1 fell out of the horizon"
         );
+        // A busy account that quiets down goes back inline.
+        let mut quiet = SeenEvents::default();
+        for id in 0..20 {
+            quiet.insert(id, 0, 0);
+        }
+        assert!(matches!(quiet.ids, Ids::Many { .. }));
+        for k in 0..40 {
+            quiet.insert(1_000 + k, 1_000 + k as Millis, 1_000 + k as Millis);
+        }
+        assert!(matches!(quiet.ids, Ids::Few(_)), "{:?}", quiet.ids);
+    }
+
+    proptest! {
+        /// Against a model that remembers everything: within the horizon, the answers agree.
+        #[test]
+        fn agrees_with_a_model_within_the_horizon(ids in prop::collection::vec((0u64..40, 0i64..5), 1..400)) {
+            let horizon_len = 50;
+            let mut seen = SeenEvents::default();
+            let mut model: std::collections::HashMap<u64, Millis> = Default::default();
+            let mut now = 0;
+            for (id, step) in ids {
+                now += step;
+                let horizon = now - horizon_len;
+                let fresh = model.get(&id).is_none_or(|t| *t < horizon);
+                prop_assert_eq!(seen.insert(id, now, horizon), fresh);
+                // An ignored duplicate changes nothing.
+                if fresh {
+                    model.insert(id, now);
+                }
+            }
+        }
     }
 }
