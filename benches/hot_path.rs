@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use radar_core::Engine;
+use radar_core::{Engine, Record};
 
 const ACCOUNTS: u64 = 100_000;
 const EVENTS: u64 = 1_000_000;
+/// Records per `process_batch` call, about what one Kafka poll hands over.
+const BATCH: usize = 512;
 
 fn events() -> Vec<String> {
     let opts = radar_gen::Options {
@@ -43,8 +45,15 @@ fn hot_path(c: &mut Criterion) {
             || Engine::new(settings.clone()),
             |mut engine| {
                 let mut out = Vec::new();
-                for line in &events {
-                    black_box(engine.process(line.as_bytes(), None, &mut out));
+                let mut outcomes = Vec::with_capacity(BATCH);
+                for batch in events.chunks(BATCH) {
+                    let records = batch.iter().map(|line| Record {
+                        bytes: line.as_bytes(),
+                        time: None,
+                    });
+                    engine.process_batch(records, &mut out, &mut outcomes);
+                    black_box(&outcomes);
+                    outcomes.clear();
                     out.clear();
                 }
                 engine

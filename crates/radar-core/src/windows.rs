@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 /// One bucket that saw events: `total` counts every event up to and including it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Point {
     bucket: u32,
     total: u32,
@@ -25,11 +25,28 @@ pub struct Series {
     points: SmallVec<[Point; 2]>,
     /// Total of the points pruned away (all of them older than any window can reach).
     base: u32,
+    /// Copies of the first point's bucket and of the last point, kept beside the
+    /// (possibly spilled) points: a window that reaches past either end is answered from
+    /// them without touching the heap, which on the hot path is a cache miss saved.
+    first_bucket: u32,
+    last: Point,
 }
 
 impl Series {
     /// Counts one event in `bucket`.
     pub fn record(&mut self, bucket: u32) {
+        self.record_point(bucket);
+        self.sync_edges();
+    }
+
+    fn sync_edges(&mut self) {
+        if let (Some(first), Some(last)) = (self.points.first(), self.points.last()) {
+            self.first_bucket = first.bucket;
+            self.last = *last;
+        }
+    }
+
+    fn record_point(&mut self, bucket: u32) {
         match self.points.last_mut() {
             Some(last) if last.bucket == bucket => last.total = last.total.wrapping_add(1),
             Some(last) if last.bucket < bucket => {
@@ -81,9 +98,10 @@ impl Series {
     /// or two probes instead of a binary search over its whole horizon.
     fn total_through(&self, bucket: u32) -> u32 {
         let n = self.points.len();
-        let Some(last) = self.points.last() else {
+        if n == 0 || bucket < self.first_bucket {
             return self.base;
-        };
+        }
+        let last = self.last;
         if bucket >= last.bucket {
             return last.total;
         }
@@ -116,6 +134,7 @@ impl Series {
         if stale > 0 {
             self.base = self.points[stale - 1].total;
             self.points.drain(..stale);
+            self.sync_edges();
         }
     }
 }
