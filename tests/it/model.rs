@@ -133,20 +133,8 @@ fn run_lines(settings: &std::sync::Arc<Settings>, lines: &[Vec<u8>]) -> (Engine,
 fn snapshot(engine: &Engine) -> BTreeMap<String, Value> {
     let settings = engine.settings();
     let windows: Vec<(u8, u32)> = settings
-        .model
-        .components
+        .metrics
         .iter()
-        .map(|c| c.metric)
-        .chain(
-            settings
-                .playbooks
-                .iter()
-                .flat_map(|p| p.all.iter().chain(&p.any))
-                .filter_map(|c| match c {
-                    radar_core::playbook::Condition::Metric { metric, .. } => Some(*metric),
-                    _ => None,
-                }),
-        )
         .filter_map(|m| match m {
             Metric::Count { slot, buckets } => Some((slot, buckets)),
             _ => None,

@@ -58,8 +58,10 @@ pub struct Engine {
     /// states.
     accounts: HashMap<CompactString, Box<AccountState>>,
     stats: Stats,
-    /// Reused per event: the triggers that fired, so the hot path allocates nothing.
+    /// Reused per event, so the hot path allocates nothing: the triggers that fired,
+    /// and the values of the configured metrics.
     fired: Vec<(u16, Kind)>,
+    values: Vec<Option<f64>>,
 }
 
 impl Engine {
@@ -69,6 +71,7 @@ impl Engine {
             accounts: HashMap::new(),
             stats: Stats::default(),
             fired: Vec::new(),
+            values: Vec::new(),
         }
     }
 
@@ -202,10 +205,11 @@ impl Engine {
             now: time,
             bucket,
         };
-        let score = settings.model.score(at);
+        settings.metrics.eval(at, &mut self.values);
+        let score = settings.model.score(&self.values);
         let tier = settings.model.tier(score);
         let facts = Facts {
-            at,
+            values: &self.values,
             event_type: type_id,
             tier,
         };
@@ -251,7 +255,14 @@ impl Engine {
                 None => format_compact!("tier:{}", tier.as_str()),
             };
             out.push(opportunity(
-                settings, state, event, kind, playbook, score, tier, bucket,
+                settings,
+                state,
+                event,
+                kind,
+                playbook,
+                score,
+                tier,
+                &self.values,
             ));
             state.start_cooldown(trigger, time);
             self.stats.opportunities[kind.index()][tier.index()] += 1;
@@ -271,31 +282,22 @@ impl Engine {
         let now = state.stream_time;
         let bucket = u32::try_from(now / settings.bucket).unwrap_or(u32::MAX);
         let at = At { state, now, bucket };
-        let score = settings.model.score(at);
+        let mut values = Vec::new();
+        settings.metrics.eval(at, &mut values);
+        let score = settings.model.score(&values);
         let date = |t: Option<Millis>| t.map(format_rfc3339);
-        let mut windows = Vec::new();
-        let metrics = settings.model.components.iter().map(|c| c.metric).chain(
-            settings
-                .playbooks
-                .iter()
-                .flat_map(|p| p.all.iter().chain(&p.any))
-                .filter_map(|c| match c {
-                    crate::playbook::Condition::Metric { metric, .. } => Some(*metric),
-                    _ => None,
-                }),
-        );
-        for metric in metrics {
-            if let Metric::Count { slot, buckets } = metric {
-                let event = settings
-                    .types
-                    .name(settings.types.counted()[usize::from(slot)]);
-                let hours = i64::from(buckets) * settings.bucket / crate::time::HOUR;
-                let entry = json!({"event": event, "window_hours": hours, "count": state.windows.count(slot, bucket, buckets)});
-                if !windows.contains(&entry) {
-                    windows.push(entry);
-                }
-            }
-        }
+        let windows: Vec<serde_json::Value> = settings
+            .metrics
+            .iter()
+            .filter_map(|metric| match metric {
+                Metric::Count { slot, buckets } => Some(json!({
+                    "event": settings.types.name(settings.types.counted()[usize::from(slot)]),
+                    "window_hours": i64::from(buckets) * settings.bucket / crate::time::HOUR,
+                    "count": state.windows.count(slot, bucket, buckets),
+                })),
+                _ => None,
+            })
+            .collect();
         Some(json!({
             "account_id": account_id,
             "stream_time": format_rfc3339(now),
@@ -303,7 +305,7 @@ impl Engine {
             "score": score,
             "tier": settings.model.tier(score),
             "blocked_by": settings.gates.blocking(state, now).map(|g| g.as_str()),
-            "breakdown": settings.model.breakdown(at),
+            "breakdown": settings.model.breakdown(&values),
             "windows": windows,
             "entitlement": {
                 "plan": state.entitlement.plan.get(),
@@ -370,13 +372,8 @@ fn opportunity(
     playbook: CompactString,
     score: f64,
     tier: Tier,
-    bucket: u32,
+    values: &[Option<f64>],
 ) -> Opportunity {
-    let at = At {
-        state,
-        now: event.timestamp,
-        bucket,
-    };
     let owner = match state.entitlement.arr.value() {
         Some(arr) if arr >= settings.sales_arr_threshold => Owner::Sales,
         _ => Owner::Cs,
@@ -388,7 +385,7 @@ fn opportunity(
         playbook,
         score,
         tier,
-        breakdown: settings.model.breakdown(at),
+        breakdown: settings.model.breakdown(values),
         triggered_by: vec![CompactString::from(&*event.event_id)],
         owner,
         occurred_at: format_rfc3339(event.timestamp).into(),

@@ -55,6 +55,52 @@ pub enum Metric {
     },
 }
 
+/// The distinct metrics a configuration reads. They are evaluated once per event into a
+/// slice of values that the score components and the playbook conditions index, so a
+/// metric both read (say, seat utilisation) costs one evaluation, not two.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricSet {
+    metrics: Vec<Metric>,
+}
+
+/// A metric's place in its [`MetricSet`] and in the values evaluated from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricRef(usize);
+
+impl MetricSet {
+    /// The reference of `metric`, added if new.
+    pub fn add(&mut self, metric: Metric) -> MetricRef {
+        match self.metrics.iter().position(|m| *m == metric) {
+            Some(i) => MetricRef(i),
+            None => {
+                self.metrics.push(metric);
+                MetricRef(self.metrics.len() - 1)
+            }
+        }
+    }
+
+    pub fn get(&self, r: MetricRef) -> Metric {
+        self.metrics[r.0]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Metric> + '_ {
+        self.metrics.iter().copied()
+    }
+
+    /// Replaces `values` with every metric's value at `at`.
+    pub fn eval(&self, at: At<'_>, values: &mut Vec<Option<f64>>) {
+        values.clear();
+        values.extend(self.metrics.iter().map(|m| m.value(at)));
+    }
+}
+
+impl MetricRef {
+    /// This metric's value among `values` evaluated from its set.
+    pub fn of(self, values: &[Option<f64>]) -> Option<f64> {
+        values[self.0]
+    }
+}
+
 /// Where a metric is evaluated: an account at an event.
 #[derive(Clone, Copy, Debug)]
 pub struct At<'s> {

@@ -1,7 +1,7 @@
 //! Playbooks: named, declarative trigger conditions over the current event and the
 //! account's metrics, each producing one kind of opportunity.
 
-use crate::metric::{At, Metric};
+use crate::metric::MetricRef;
 use crate::opportunity::Kind;
 use crate::scoring::Tier;
 use crate::time::Millis;
@@ -45,7 +45,7 @@ pub enum Condition {
     EventIs(TypeId),
     /// A metric compared to a constant; false when the metric is unknown.
     Metric {
-        metric: Metric,
+        metric: MetricRef,
         cmp: Cmp,
         value: f64,
     },
@@ -53,10 +53,11 @@ pub enum Condition {
     TierAtLeast(Tier),
 }
 
-/// What a condition is checked against.
+/// What a condition is checked against: the event's type, the metric values evaluated for
+/// it, and the tier of the score after it.
 #[derive(Clone, Copy, Debug)]
 pub struct Facts<'s> {
-    pub at: At<'s>,
+    pub values: &'s [Option<f64>],
     pub event_type: TypeId,
     pub tier: Tier,
 }
@@ -65,9 +66,9 @@ impl Condition {
     pub fn holds(&self, facts: &Facts<'_>) -> bool {
         match self {
             Condition::EventIs(t) => facts.event_type == *t,
-            Condition::Metric { metric, cmp, value } => {
-                metric.value(facts.at).is_some_and(|v| cmp.holds(v, *value))
-            }
+            Condition::Metric { metric, cmp, value } => metric
+                .of(facts.values)
+                .is_some_and(|v| cmp.holds(v, *value)),
             Condition::TierAtLeast(tier) => facts.tier >= *tier,
         }
     }
@@ -93,15 +94,22 @@ impl Playbook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metric::{At, Metric, MetricSet};
     use crate::state::AccountState;
+
+    fn facts(values: &[Option<f64>], tier: Tier, event: u16) -> Facts<'_> {
+        Facts {
+            values,
+            event_type: TypeId(event),
+            tier,
+        }
+    }
 
     #[test]
     fn all_and_any_combine() {
-        let mut state = AccountState::new(0);
-        state.usage.seats_used.offer(Some(9), 0);
-        state.entitlement.seat_limit.offer(Some(10), 0);
+        let mut metrics = MetricSet::default();
         let seats = Condition::Metric {
-            metric: Metric::SeatUtilization,
+            metric: metrics.add(Metric::SeatUtilization),
             cmp: Cmp::Ge,
             value: 0.9,
         };
@@ -112,50 +120,55 @@ mod tests {
             any: vec![Condition::EventIs(TypeId(0)), seats],
             cooldown: 0,
         };
-        let facts = |tier, event| Facts {
-            at: At {
+        let mut state = AccountState::new(0);
+        state.usage.seats_used.offer(Some(9), 0);
+        state.entitlement.seat_limit.offer(Some(10), 0);
+        let mut values = Vec::new();
+        metrics.eval(
+            At {
                 state: &state,
                 now: 0,
                 bucket: 0,
             },
-            event_type: TypeId(event),
-            tier,
-        };
-        assert!(book.fires(&facts(Tier::Warm, 3)));
-        assert!(!book.fires(&facts(Tier::Cold, 0)));
-        state.usage.seats_used.offer(Some(8), 0);
-        let facts = |event| Facts {
-            at: At {
+            &mut values,
+        );
+        assert!(book.fires(&facts(&values, Tier::Warm, 3)));
+        assert!(!book.fires(&facts(&values, Tier::Cold, 0)));
+
+        state.usage.seats_used.offer(Some(8), 1);
+        metrics.eval(
+            At {
                 state: &state,
                 now: 0,
                 bucket: 0,
             },
-            event_type: TypeId(event),
-            tier: Tier::Hot,
-        };
-        assert!(!book.fires(&facts(3)));
-        assert!(book.fires(&facts(0)));
+            &mut values,
+        );
+        assert!(!book.fires(&facts(&values, Tier::Hot, 3)));
+        assert!(book.fires(&facts(&values, Tier::Hot, 0)));
     }
 
     #[test]
     fn unknown_metrics_never_hold() {
+        let mut metrics = MetricSet::default();
+        let nps = metrics.add(Metric::Nps);
+        let mut values = Vec::new();
         let state = AccountState::new(0);
-        let facts = Facts {
-            at: At {
+        metrics.eval(
+            At {
                 state: &state,
                 now: 0,
                 bucket: 0,
             },
-            event_type: TypeId(0),
-            tier: Tier::Cold,
-        };
+            &mut values,
+        );
         for cmp in [Cmp::Lt, Cmp::Le, Cmp::Gt, Cmp::Ge, Cmp::Eq] {
             let c = Condition::Metric {
-                metric: Metric::Nps,
+                metric: nps,
                 cmp,
                 value: 0.0,
             };
-            assert!(!c.holds(&facts));
+            assert!(!c.holds(&facts(&values, Tier::Cold, 0)));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The PQL score: configured components summed, then mapped to a tier.
 //!
+//! Both read metric values evaluated once per event (see [`crate::metric::MetricSet`]).
 //! On the hot path only the total is computed ([`ScoreModel::score`]); the breakdown is
 //! built when an opportunity or an explanation needs it, from the same function, so the two
 //! can never disagree.
@@ -7,7 +8,7 @@
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::metric::{At, Metric};
+use crate::metric::MetricRef;
 use crate::table::Table;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -44,7 +45,7 @@ impl Tier {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Component {
     pub name: CompactString,
-    pub metric: Metric,
+    pub metric: MetricRef,
     pub table: Table,
     pub cap: f64,
     /// Points when the metric is unknown.
@@ -92,27 +93,24 @@ fn from_centi(centi: u64) -> f64 {
 }
 
 impl ScoreModel {
-    pub fn score(&self, at: At<'_>) -> f64 {
+    pub fn score(&self, values: &[Option<f64>]) -> f64 {
         let total: u64 = self
             .components
             .iter()
-            .map(|c| c.centi_points(c.metric.value(at)))
+            .map(|c| c.centi_points(c.metric.of(values)))
             .sum();
         from_centi(total)
     }
 
-    pub fn breakdown(&self, at: At<'_>) -> Vec<BreakdownItem> {
+    pub fn breakdown(&self, values: &[Option<f64>]) -> Vec<BreakdownItem> {
         self.components
             .iter()
             .map(|c| {
-                let value = c
-                    .metric
-                    .value(at)
-                    .map(|v| (v * 10_000.0).round() / 10_000.0);
+                let value = c.metric.of(values);
                 BreakdownItem {
                     component: c.name.clone(),
-                    value,
-                    points: from_centi(c.centi_points(c.metric.value(at))),
+                    value: value.map(|v| (v * 10_000.0).round() / 10_000.0),
+                    points: from_centi(c.centi_points(value)),
                 }
             })
             .collect()
@@ -143,21 +141,23 @@ impl ScoreModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metric::{At, Metric, MetricSet};
     use crate::state::AccountState;
+    use crate::table::Table;
 
-    fn model() -> ScoreModel {
+    fn model(metrics: &mut MetricSet) -> ScoreModel {
         ScoreModel {
             components: vec![
                 Component {
                     name: "health".into(),
-                    metric: Metric::HealthScore,
+                    metric: metrics.add(Metric::HealthScore),
                     table: Table::new(vec![(0.0, 0.0), (100.0, 20.0)]).unwrap(),
                     cap: 15.0,
                     missing: 3.0,
                 },
                 Component {
                     name: "nps".into(),
-                    metric: Metric::Nps,
+                    metric: metrics.add(Metric::Nps),
                     table: Table::new(vec![(0.0, 0.0), (10.0, 10.0)]).unwrap(),
                     cap: 10.0,
                     missing: 0.0,
@@ -167,22 +167,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn score_is_the_sum_of_capped_points_and_matches_its_breakdown() {
-        let mut state = AccountState::new(0);
-        let m = model();
-        fn at(state: &AccountState) -> At<'_> {
+    fn values(metrics: &MetricSet, state: &AccountState) -> Vec<Option<f64>> {
+        let mut values = Vec::new();
+        metrics.eval(
             At {
                 state,
                 now: 0,
                 bucket: 0,
-            }
-        }
-        assert_eq!(m.score(at(&state)), 3.0);
+            },
+            &mut values,
+        );
+        values
+    }
+
+    #[test]
+    fn score_is_the_sum_of_capped_points_and_matches_its_breakdown() {
+        let mut metrics = MetricSet::default();
+        let m = model(&mut metrics);
+        let mut state = AccountState::new(0);
+        assert_eq!(m.score(&values(&metrics, &state)), 3.0);
         state.health.score.offer(Some(90.0), 0);
         state.health.nps.offer(Some(7.5), 0);
-        assert_eq!(m.score(at(&state)), 22.5);
-        let breakdown = m.breakdown(at(&state));
+        let v = values(&metrics, &state);
+        assert_eq!(m.score(&v), 22.5);
+        let breakdown = m.breakdown(&v);
         assert_eq!(breakdown[0].points, 15.0);
         assert_eq!(breakdown[0].value, Some(90.0));
         assert_eq!(breakdown.iter().map(|b| b.points).sum::<f64>(), 22.5);
@@ -191,7 +199,7 @@ mod tests {
 
     #[test]
     fn tiers_start_at_their_floor() {
-        let m = model();
+        let m = model(&mut MetricSet::default());
         assert_eq!(m.tier(4.99), Tier::Cold);
         assert_eq!(m.tier(5.0), Tier::Warm);
         assert_eq!(m.tier(10.0), Tier::Hot);

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::gates::Gates;
-use crate::metric::{self, Metric};
+use crate::metric::{self, Metric, MetricSet};
 use crate::opportunity::Kind;
 use crate::playbook::{Cmp, Condition, Playbook};
 use crate::priority::{Part, PriorityModel};
@@ -154,6 +154,8 @@ pub struct Settings {
     pub types: TypeRegistry,
     /// Buckets kept behind an account's latest: the longest window plus the lateness.
     pub horizon_buckets: u32,
+    /// Every metric the score and the playbooks read, evaluated once per event.
+    pub metrics: MetricSet,
     pub model: ScoreModel,
     pub playbooks: Vec<Playbook>,
     pub tier_rise: Option<TierRise>,
@@ -234,6 +236,7 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
     let mut windows = WindowCheck {
         bucket: bucket_ok,
         longest: 0,
+        metrics: MetricSet::default(),
     };
     let model = score_model(&mut errs, &mut types, &mut windows, raw.scoring);
     let priority = priority_model(&mut errs, raw.priority);
@@ -261,6 +264,7 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
             max_future_skew,
             types,
             horizon_buckets,
+            metrics: windows.metrics,
             model,
             playbooks,
             tier_rise: tier_rise_min.map(|min| TierRise { min, cooldown }),
@@ -313,6 +317,8 @@ fn gates(errs: &mut Errors, raw: &RawGates) -> Gates {
 struct WindowCheck {
     bucket: Option<Millis>,
     longest: Millis,
+    /// The metrics seen so far.
+    metrics: MetricSet,
 }
 
 impl WindowCheck {
@@ -440,7 +446,7 @@ fn score_model(
         if let (Some(metric), Some(table)) = (metric, table) {
             components.push(Component {
                 name: c.name.into(),
-                metric,
+                metric: windows.metrics.add(metric),
                 table,
                 cap: c.cap,
                 missing: c.missing,
@@ -648,7 +654,7 @@ fn condition(
         errs.push(format!("{key}.value"), "is missing or not a finite number");
     }
     Some(Condition::Metric {
-        metric: metric?,
+        metric: windows.metrics.add(metric?),
         cmp: cmp?,
         value: value?,
     })

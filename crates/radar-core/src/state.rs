@@ -8,6 +8,7 @@
 //! timestamp are the one exception: the later arrival wins).
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::dedupe::SeenEvents;
 use crate::event::Properties;
@@ -97,9 +98,14 @@ pub struct Dates {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cooldown {
     pub trigger: u16,
-    pub fired_at: Option<Millis>,
-    pub suppressed_at: Option<Millis>,
+    /// [`NEVER`] until the first opportunity.
+    pub fired_at: Millis,
+    /// [`NEVER`] until the first suppression.
+    pub suppressed_at: Millis,
 }
+
+/// A time before any event: "never" for cooldowns, so checks need no `Option`.
+pub const NEVER: Millis = Millis::MIN;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AccountState {
@@ -114,7 +120,8 @@ pub struct AccountState {
     pub tier: Tier,
     pub windows: Windows,
     pub seen: SeenEvents,
-    pub cooldowns: Vec<Cooldown>,
+    /// Inline for the first two triggers: checked on every firing, so worth no cache miss.
+    pub cooldowns: SmallVec<[Cooldown; 2]>,
 }
 
 fn latest(slot: &mut Option<Millis>, time: Millis) {
@@ -133,7 +140,7 @@ impl AccountState {
             tier: Tier::Cold,
             windows: Windows::default(),
             seen: SeenEvents::default(),
-            cooldowns: Vec::new(),
+            cooldowns: SmallVec::new(),
         }
     }
 
@@ -211,8 +218,8 @@ impl AccountState {
             None => {
                 self.cooldowns.push(Cooldown {
                     trigger,
-                    fired_at: None,
-                    suppressed_at: None,
+                    fired_at: NEVER,
+                    suppressed_at: NEVER,
                 });
                 let last = self.cooldowns.len() - 1;
                 &mut self.cooldowns[last]
@@ -220,8 +227,8 @@ impl AccountState {
         }
     }
 
-    fn within(since: Option<Millis>, now: Millis, cooldown: Millis) -> bool {
-        since.is_some_and(|t| now < t.saturating_add(cooldown))
+    fn within(since: Millis, now: Millis, cooldown: Millis) -> bool {
+        now < since.saturating_add(cooldown)
     }
 
     /// Whether `trigger` produced an opportunity less than `cooldown` before `now`.
@@ -234,7 +241,7 @@ impl AccountState {
 
     pub fn start_cooldown(&mut self, trigger: u16, fired_at: Millis) {
         let memo = self.memo(trigger);
-        memo.fired_at = Some(memo.fired_at.map_or(fired_at, |t| t.max(fired_at)));
+        memo.fired_at = memo.fired_at.max(fired_at);
     }
 
     /// Records a gate holding back `trigger` at `now`; true when this is the first time
@@ -244,7 +251,7 @@ impl AccountState {
         if Self::within(memo.suppressed_at, now, cooldown) {
             return false;
         }
-        memo.suppressed_at = Some(now);
+        memo.suppressed_at = now;
         true
     }
 }
