@@ -104,7 +104,7 @@ impl Engine {
         out: &mut Vec<Opportunity>,
     ) -> Outcome {
         let decoded = decode(bytes, record_time, self.settings.max_future_skew);
-        self.finish(decoded, out)
+        self.finish(&decoded, out)
     }
 
     /// Processes records in order, exactly as [`Engine::process`] on each would, and
@@ -118,35 +118,45 @@ impl Engine {
         out: &mut Vec<Opportunity>,
         outcomes: &mut Vec<Outcome>,
     ) {
-        let skew = self.settings.max_future_skew;
         let mut records = records.into_iter();
-        let ahead = |engine: &Engine, records: &mut dyn Iterator<Item = Record<'r>>| {
-            records.next().map(|r| {
-                let decoded = decode(r.bytes, r.time, skew);
-                if let Ok(event) = &decoded
-                    && let Some(state) = engine.accounts.get(&*event.account_id)
-                {
-                    prefetch::state(state);
-                }
-                decoded
-            })
+        let Some(first) = records.next() else {
+            return;
         };
-        let mut next = ahead(self, &mut records);
-        while let Some(current) = next {
-            next = ahead(self, &mut records);
-            outcomes.push(self.finish(current, out));
+        // Two slots used in turn: the record decoded ahead is written in place and the
+        // current one is processed by reference, so no decoded event is moved around.
+        let mut slots = [
+            self.decode_ahead(first),
+            Err(Rejection::new(RejectReason::InvalidJson, "")),
+        ];
+        let mut current = 0;
+        for record in records {
+            slots[1 - current] = self.decode_ahead(record);
+            outcomes.push(self.finish(&slots[current], out));
+            current = 1 - current;
         }
+        outcomes.push(self.finish(&slots[current], out));
+    }
+
+    /// Decodes a record and, when it is valid, prefetches its account's state.
+    fn decode_ahead<'r>(&self, record: Record<'r>) -> Result<Event<'r>, Rejection> {
+        let decoded = decode(record.bytes, record.time, self.settings.max_future_skew);
+        if let Ok(event) = &decoded
+            && let Some(state) = self.accounts.get(&*event.account_id)
+        {
+            prefetch::state(state);
+        }
+        decoded
     }
 
     fn finish(
         &mut self,
-        decoded: Result<Event<'_>, Rejection>,
+        decoded: &Result<Event<'_>, Rejection>,
         out: &mut Vec<Opportunity>,
     ) -> Outcome {
         self.stats.read += 1;
         let outcome = match decoded {
-            Ok(event) => self.apply(&event, out),
-            Err(rejection) => Outcome::Rejected(rejection),
+            Ok(event) => self.apply(event, out),
+            Err(rejection) => Outcome::Rejected(rejection.clone()),
         };
         match &outcome {
             Outcome::Processed { .. } => self.stats.processed += 1,

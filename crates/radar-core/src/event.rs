@@ -65,7 +65,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: RejectReason, detail: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(reason: RejectReason, detail: impl Into<Cow<'static, str>>) -> Self {
         Rejection {
             reason,
             detail: detail.into(),
@@ -208,7 +208,11 @@ pub fn decode(
     record_time: Option<Millis>,
     max_future_skew: Millis,
 ) -> Result<Event<'_>, Rejection> {
-    let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(json_rejection)?;
+    // One UTF-8 check of the whole line (fast on ASCII), then a `&str` parse that need not
+    // re-check every string it borrows. Invalid UTF-8 is not JSON (RFC 8259).
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Rejection::new(RejectReason::InvalidJson, format!("not UTF-8: {e}")))?;
+    let raw: RawEvent<'_> = serde_json::from_str(text).map_err(json_rejection)?;
     let event_id = required_id(raw.event_id, "event_id")?;
     let event_type = required(raw.event_type, "type")?;
     if event_type.len() > MAX_TEXT_LEN {
