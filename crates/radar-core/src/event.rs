@@ -419,6 +419,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes, decoding answers (an event or a reason) and never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = decode(&bytes, Some(0), HOUR);
+        }
+
+        /// Corrupting a valid event anywhere still gets an answer, never a panic.
+        #[test]
+        fn mutated_events_never_panic(at in 0usize..OK.len(), byte in proptest::prelude::any::<u8>(), cut in 0usize..OK.len()) {
+            let mut bytes = OK.as_bytes().to_vec();
+            bytes[at] = byte;
+            let _ = decode(&bytes, None, HOUR);
+            let _ = decode(&OK.as_bytes()[..cut], None, HOUR);
+        }
+    }
+
     #[test]
     fn record_time_wins_over_received_at() {
         let line = r#"{"event_id":"e","type":"user_login","account_id":"a","timestamp":"2026-03-01T02:00:00Z","received_at":"2026-03-01T00:00:00Z"}"#;

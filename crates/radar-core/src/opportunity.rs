@@ -101,6 +101,18 @@ mod tests {
         assert_ne!(id, opportunity_id("acme", "seat_expansion", "e2"));
     }
 
+    /// Ids are idempotency keys that CRMs keep: they must never change between releases.
+    /// The expected value was computed independently with Python's `xxhash` package:
+    /// `xxh3_128_hexdigest` of the length-prefixed (u64 little-endian) parts.
+    #[test]
+    fn ids_are_stable_across_releases() {
+        assert_eq!(
+            opportunity_id("acme", "seat_expansion", "evt_1"),
+            "a20f7fb67498eb5773731d30d2baf5b3",
+            "the opportunity id function changed: opportunities would be delivered twice"
+        );
+    }
+
     #[test]
     fn kinds_round_trip_their_names() {
         for kind in Kind::ALL {
