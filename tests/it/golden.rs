@@ -38,6 +38,32 @@ fn check_case(name: &str) -> Result<(), String> {
         .map(|l| serde_json::from_str(l).expect("replay writes JSON lines"))
         .collect();
 
+    for o in &actual {
+        let field = |f: &str| o[f].as_str().unwrap_or_default().to_owned();
+        let trigger = o["triggered_by"][0].as_str().unwrap_or_default();
+        let id = radar_core::opportunity::opportunity_id(
+            &field("account_id"),
+            &field("playbook"),
+            trigger,
+        );
+        if o["opportunity_id"] != id.as_str() {
+            return Err(format!(
+                "{name}: opportunity_id of {o} is not derived from its trigger"
+            ));
+        }
+        let points: f64 = o["breakdown"]
+            .as_array()
+            .map(|b| b.iter().filter_map(|i| i["points"].as_f64()).sum())
+            .unwrap_or_default();
+        if o["score"]
+            .as_f64()
+            .is_none_or(|score| (score - points).abs() > 1e-6)
+        {
+            return Err(format!(
+                "{name}: score of {o} is not the sum of its breakdown"
+            ));
+        }
+    }
     let wanted = expected["opportunities"]
         .as_array()
         .cloned()

@@ -132,11 +132,11 @@ fn run_lines(settings: &std::sync::Arc<Settings>, lines: &[Vec<u8>]) -> (Engine,
 /// the account's stream time.
 fn snapshot(engine: &Engine) -> BTreeMap<String, Value> {
     let settings = engine.settings();
-    let windows: Vec<(u8, u32)> = settings
+    let windows: Vec<(radar_core::windows::SeriesKey, u32)> = settings
         .metrics
         .iter()
         .filter_map(|m| match m {
-            Metric::Count { slot, buckets } => Some((slot, buckets)),
+            Metric::Count { key, buckets, .. } => Some((key, buckets)),
             _ => None,
         })
         .collect();
@@ -146,7 +146,7 @@ fn snapshot(engine: &Engine) -> BTreeMap<String, Value> {
             let bucket = u32::try_from(s.stream_time / settings.bucket).unwrap();
             let counts: Vec<u32> = windows
                 .iter()
-                .map(|(slot, len)| s.windows.count(*slot, bucket, *len))
+                .map(|(key, len)| s.windows.count(*key, bucket, *len))
                 .collect();
             let value = json!({
                 "counts": counts,

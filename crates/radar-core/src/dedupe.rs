@@ -7,7 +7,8 @@
 //!
 //! Most accounts send a few events a day: their ids live inline in the account state and
 //! are scanned linearly, which spares them an allocation and, on the hot path, a cache
-//! miss. A busier account moves to a hash map, and back when it quiets down.
+//! miss. A busier account moves to a hash map, and back inline when a pruning pass finds
+//! it has quieted down.
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};

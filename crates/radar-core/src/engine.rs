@@ -13,7 +13,7 @@ use hashbrown::HashMap;
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::event::{Event, RejectReason, Rejection, decode};
+use crate::event::{Event, Properties, RejectReason, Rejection, decode};
 use crate::metric::{At, Metric};
 use crate::opportunity::{Kind, Opportunity, Owner, opportunity_id};
 use crate::playbook::Facts;
@@ -23,8 +23,12 @@ use crate::state::AccountState;
 use crate::stats::Stats;
 use crate::time::{Millis, format_rfc3339};
 
-/// Cooldown trigger numbers of tier rises: `TIER_TRIGGER + tier` (playbooks use their index).
-const TIER_TRIGGER: u16 = 1_000;
+/// What fired on an event: a playbook (by index), or a tier rise.
+#[derive(Clone, Copy, Debug)]
+enum Trigger {
+    Playbook(usize),
+    TierRise { key: u32, cooldown: Millis },
+}
 
 /// One input: the event's bytes and its Kafka record timestamp, if any.
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +64,7 @@ pub struct Engine {
     stats: Stats,
     /// Reused per event, so the hot path allocates nothing: the triggers that fired,
     /// and the values of the configured metrics.
-    fired: Vec<(u16, Kind)>,
+    fired: Vec<Trigger>,
     values: Vec<Option<f64>>,
 }
 
@@ -173,6 +177,14 @@ impl Engine {
         let Some(type_id) = settings.types.lookup(&event.event_type) else {
             return Outcome::UnknownType;
         };
+        let builtin = settings.types.builtin(type_id);
+        let props = match builtin {
+            Some(kind) if kind.reads_properties() => match event.properties() {
+                Ok(props) => props,
+                Err(rejection) => return Outcome::Rejected(rejection),
+            },
+            _ => Properties::default(),
+        };
         let time = event.timestamp;
         let Ok(bucket) = u32::try_from(time / settings.bucket) else {
             return Outcome::Rejected(Rejection {
@@ -188,6 +200,7 @@ impl Engine {
         if time < state.stream_time.saturating_sub(settings.allowed_lateness) {
             return Outcome::Late;
         }
+        let in_order = time >= state.stream_time;
         let stream_time = state.stream_time.max(time);
         let horizon = stream_time.saturating_sub(settings.allowed_lateness);
         if !state
@@ -198,13 +211,13 @@ impl Engine {
         }
         state.stream_time = stream_time;
         state.first_seen = state.first_seen.min(time);
-        if let Some(builtin) = settings.types.builtin(type_id) {
-            state.apply(builtin, time, &event.props);
+        if let Some(builtin) = builtin {
+            state.apply(builtin, time, &props);
         }
-        if let Some(slot) = settings.types.slot(type_id) {
+        if let Some(key) = settings.types.key(type_id) {
             let latest_bucket = u32::try_from(stream_time / settings.bucket).unwrap_or(u32::MAX);
             state.windows.record(
-                slot,
+                key,
                 bucket,
                 latest_bucket.saturating_sub(settings.horizon_buckets),
             );
@@ -226,43 +239,55 @@ impl Engine {
         self.fired.clear();
         for (i, playbook) in settings.playbooks.iter().enumerate() {
             if playbook.fires(&facts) {
-                self.fired.push((i as u16, playbook.kind));
+                self.fired.push(Trigger::Playbook(i));
             }
         }
+        // A late event is scored at its own time, like any event, but only the newest
+        // event says where the account stands: a late one neither moves the tier nor
+        // makes it rise.
+        let mut new_tier = in_order.then_some(tier);
         if let Some(rise) = &settings.tier_rise
+            && in_order
             && tier > state.tier
             && tier >= rise.min
         {
-            self.fired
-                .push((TIER_TRIGGER + tier as u16, Kind::TierRise));
+            self.fired.push(Trigger::TierRise {
+                key: rise.keys[tier.index()],
+                cooldown: rise.cooldown,
+            });
         }
-        state.tier = tier;
 
         let mut emitted = 0;
         let mut suppressed = 0;
         let mut gate = None;
-        for &(trigger, kind) in &self.fired {
-            let playbook = settings.playbooks.get(usize::from(trigger));
-            let cooldown = match playbook {
-                Some(p) => p.cooldown,
-                None => settings.tier_rise.as_ref().map_or(0, |r| r.cooldown),
+        for &trigger in &self.fired {
+            let (kind, key, cooldown) = match trigger {
+                Trigger::Playbook(i) => {
+                    let p = &settings.playbooks[i];
+                    (p.kind, p.key, p.cooldown)
+                }
+                Trigger::TierRise { key, cooldown } => (Kind::TierRise, key, cooldown),
             };
-            if state.in_cooldown(trigger, time, cooldown) {
+            if state.in_cooldown(key, time, cooldown) {
                 self.stats.cooldown += 1;
                 continue;
             }
             if let Some(blocking) =
                 *gate.get_or_insert_with(|| settings.gates.blocking(state, time))
             {
-                if state.note_suppressed(trigger, time, cooldown) {
+                if state.note_suppressed(key, time, cooldown) {
                     self.stats.suppressed[blocking.index()] += 1;
                     suppressed += 1;
                 }
+                if let Trigger::TierRise { .. } = trigger {
+                    // Keep the old tier: the rise is still news once the gate lifts.
+                    new_tier = None;
+                }
                 continue;
             }
-            let playbook = match playbook {
-                Some(p) => p.name.clone(),
-                None => format_compact!("tier:{}", tier.as_str()),
+            let playbook = match trigger {
+                Trigger::Playbook(i) => settings.playbooks[i].name.clone(),
+                Trigger::TierRise { .. } => format_compact!("tier:{}", tier.as_str()),
             };
             out.push(opportunity(
                 settings,
@@ -274,9 +299,12 @@ impl Engine {
                 tier,
                 &self.values,
             ));
-            state.start_cooldown(trigger, time);
+            state.start_cooldown(key, time);
             self.stats.opportunities[kind.index()][tier.index()] += 1;
             emitted += 1;
+        }
+        if let Some(tier) = new_tier {
+            state.tier = tier;
         }
         Outcome::Processed {
             opportunities: emitted,
@@ -300,10 +328,14 @@ impl Engine {
             .metrics
             .iter()
             .filter_map(|metric| match metric {
-                Metric::Count { slot, buckets } => Some(json!({
-                    "event": settings.types.name(settings.types.counted()[usize::from(slot)]),
+                Metric::Count {
+                    event,
+                    key,
+                    buckets,
+                } => Some(json!({
+                    "event": settings.types.name(event),
                     "window_hours": i64::from(buckets) * settings.bucket / crate::time::HOUR,
-                    "count": state.windows.count(slot, bucket, buckets),
+                    "count": state.windows.count(key, bucket, buckets),
                 })),
                 _ => None,
             })

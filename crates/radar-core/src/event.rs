@@ -2,11 +2,15 @@
 //!
 //! Decoding borrows strings from the input wherever JSON allows it, so the hot path
 //! allocates nothing for a well-formed event. Every refusal carries a [`RejectReason`];
-//! an unknown `type` is not a refusal (see [`crate::types`]).
+//! an unknown `type` is not a refusal (see [`crate::types`]). [`decode`] checks the
+//! envelope; the properties are parsed only for the built-in types that read them
+//! ([`Event::properties`]), so the properties of unknown and declared types are never
+//! judged, and events without properties to read skip that work.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::time::{Millis, parse_date_or_rfc3339, parse_rfc3339};
 
@@ -74,14 +78,13 @@ impl Rejection {
 }
 
 /// A decoded event. Strings borrow from the input bytes unless JSON escapes forced a copy.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Event<'a> {
     pub event_id: Cow<'a, str>,
     pub event_type: Cow<'a, str>,
     pub account_id: Cow<'a, str>,
     pub timestamp: Millis,
-    pub received_at: Option<Millis>,
-    pub props: Properties,
+    properties: Option<&'a RawValue>,
 }
 
 /// The known properties of every built-in type, flattened; unknown properties are ignored.
@@ -103,7 +106,6 @@ pub struct Properties {
     pub features_adopted: Option<u32>,
     pub health_score: Option<f64>,
     pub churn_risk: Option<bool>,
-    pub arr_delta: Option<f64>,
     pub score: Option<f64>,
 }
 
@@ -154,7 +156,7 @@ struct RawEvent<'a> {
     #[serde(borrow, default)]
     received_at: Option<Text<'a>>,
     #[serde(borrow, default)]
-    properties: Option<RawProperties<'a>>,
+    properties: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -163,14 +165,10 @@ struct RawProperties<'a> {
     seats_used: Option<u32>,
     #[serde(default)]
     seat_limit: Option<u32>,
-    #[serde(borrow, default)]
-    feature: Option<Text<'a>>,
     #[serde(default)]
     api_calls: Option<u64>,
     #[serde(default)]
     api_limit: Option<u64>,
-    #[serde(borrow, default)]
-    tier: Option<Text<'a>>,
     #[serde(borrow, default)]
     plan: Option<Text<'a>>,
     #[serde(default)]
@@ -191,8 +189,6 @@ struct RawProperties<'a> {
     health_score: Option<f64>,
     #[serde(default)]
     churn_risk: Option<bool>,
-    #[serde(default)]
-    arr_delta: Option<f64>,
     #[serde(default)]
     score: Option<f64>,
 }
@@ -225,35 +221,58 @@ pub fn decode(
     if raw.user_id.as_ref().is_some_and(|u| u.len() > MAX_TEXT_LEN) {
         return Err(Rejection::new(RejectReason::FieldTooLong, "user_id"));
     }
-    let received_at = match raw.received_at {
-        Some(Text(text)) => Some(
+    // `received_at` stands in for the record time only where there is none (replay).
+    let reference = match (record_time, raw.received_at) {
+        (Some(record), _) => Some(record),
+        (None, Some(Text(text))) => Some(
             parse_rfc3339(&text)
                 .ok_or_else(|| Rejection::new(RejectReason::BadTimestamp, "received_at"))?,
         ),
-        None => None,
+        (None, None) => None,
     };
-    if let Some(reference) = record_time.or(received_at)
+    if let Some(reference) = reference
         && timestamp > reference.saturating_add(max_future_skew)
     {
         return Err(Rejection::new(RejectReason::TooFarInFuture, "timestamp"));
     }
-    let props = properties(raw.properties.unwrap_or_default())?;
+    if raw.properties.is_some_and(|p| !p.get().starts_with('{')) {
+        return Err(Rejection::new(
+            RejectReason::WrongType,
+            "properties must be an object",
+        ));
+    }
     Ok(Event {
         event_id,
         event_type,
         account_id,
         timestamp,
-        received_at,
-        props,
+        properties: raw.properties,
     })
 }
 
+impl Event<'_> {
+    /// The known properties, checked: types, lengths, ranges and dates.
+    pub fn properties(&self) -> Result<Properties, Rejection> {
+        let raw = match self.properties {
+            Some(json) => serde_json::from_str(json.get()).map_err(json_rejection)?,
+            None => RawProperties::default(),
+        };
+        properties(raw)
+    }
+}
+
 fn json_rejection(err: serde_json::Error) -> Rejection {
+    let message = err.to_string();
     let reason = match err.classify() {
+        // serde says "invalid value" for a number of the right kind out of its type's
+        // range, e.g. a negative `seats_used`.
+        serde_json::error::Category::Data if message.starts_with("invalid value") => {
+            RejectReason::OutOfRange
+        }
         serde_json::error::Category::Data => RejectReason::WrongType,
         _ => RejectReason::InvalidJson,
     };
-    Rejection::new(reason, err.to_string())
+    Rejection::new(reason, message)
 }
 
 fn required<'a>(value: Option<Text<'a>>, field: &'static str) -> Result<Cow<'a, str>, Rejection> {
@@ -275,19 +294,15 @@ fn required_id<'a>(
 }
 
 fn properties(raw: RawProperties<'_>) -> Result<Properties, Rejection> {
-    for (text, field) in [
-        (&raw.feature, "properties.feature"),
-        (&raw.tier, "properties.tier"),
-        (&raw.plan, "properties.plan"),
-    ] {
-        if text.as_ref().is_some_and(|t| t.len() > MAX_TEXT_LEN) {
-            return Err(Rejection::new(RejectReason::FieldTooLong, field));
-        }
+    if raw.plan.as_ref().is_some_and(|t| t.len() > MAX_TEXT_LEN) {
+        return Err(Rejection::new(
+            RejectReason::FieldTooLong,
+            "properties.plan",
+        ));
     }
     let health_score = in_range(raw.health_score, 0.0, 100.0, "properties.health_score")?;
     let score = in_range(raw.score, 0.0, 10.0, "properties.score")?;
     let arr = in_range(raw.arr, 0.0, f64::MAX, "properties.arr")?;
-    let arr_delta = in_range(raw.arr_delta, f64::MIN, f64::MAX, "properties.arr_delta")?;
     Ok(Properties {
         seats_used: raw.seats_used,
         seat_limit: raw.seat_limit,
@@ -303,7 +318,6 @@ fn properties(raw: RawProperties<'_>) -> Result<Properties, Rejection> {
         features_adopted: raw.features_adopted,
         health_score,
         churn_risk: raw.churn_risk,
-        arr_delta,
         score,
     })
 }
@@ -336,8 +350,12 @@ mod tests {
     use super::*;
     use crate::time::HOUR;
 
+    /// The reason a line is refused, by the envelope check or by its properties.
     fn reason(line: &str) -> RejectReason {
-        decode(line.as_bytes(), None, HOUR).unwrap_err().reason
+        match decode(line.as_bytes(), None, HOUR) {
+            Err(rejection) => rejection.reason,
+            Ok(event) => event.properties().unwrap_err().reason,
+        }
     }
 
     const OK: &str = r#"{"event_id":"e1","type":"feature_limit_hit","account_id":"acme","timestamp":"2026-03-01T00:00:00Z","properties":{"feature":"sso","limit":3,"extra":{"x":[1]}}}"#;
@@ -437,6 +455,21 @@ mod tests {
     }
 
     #[test]
+    fn properties_are_judged_only_when_read() {
+        // Envelope fine, properties of the wrong shape: decoding succeeds, reading fails.
+        let line = r#"{"event_id":"e","type":"page_viewed","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":{"score":42,"plan":3}}"#;
+        let event = decode(line.as_bytes(), None, HOUR).unwrap();
+        assert_eq!(
+            event.properties().unwrap_err().reason,
+            RejectReason::WrongType
+        );
+        let negative = r#"{"event_id":"e","type":"usage_snapshot","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":{"seats_used":-1}}"#;
+        assert_eq!(reason(negative), RejectReason::OutOfRange);
+        let not_object = r#"{"event_id":"e","type":"user_login","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":[1]}"#;
+        assert_eq!(reason(not_object), RejectReason::WrongType);
+    }
+
+    #[test]
     fn record_time_wins_over_received_at() {
         let line = r#"{"event_id":"e","type":"user_login","account_id":"a","timestamp":"2026-03-01T02:00:00Z","received_at":"2026-03-01T00:00:00Z"}"#;
         let record = parse_rfc3339("2026-03-01T01:30:00Z");
@@ -452,9 +485,9 @@ mod tests {
         let line = r#"{"event_id":"e","type":"entitlement_updated","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":{"contract_end":"2026-06-01","plan":"growth"}}"#;
         let event = decode(line.as_bytes(), None, HOUR).unwrap();
         assert_eq!(
-            event.props.contract_end,
+            event.properties().unwrap().contract_end,
             parse_rfc3339("2026-06-01T00:00:00Z")
         );
-        assert_eq!(event.props.plan.as_deref(), Some("growth"));
+        assert_eq!(event.properties().unwrap().plan.as_deref(), Some("growth"));
     }
 }

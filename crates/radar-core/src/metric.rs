@@ -6,6 +6,8 @@
 
 use crate::state::AccountState;
 use crate::time::{Millis, days_between};
+use crate::types::TypeId;
+use crate::windows::SeriesKey;
 
 /// Metric names accepted in config, for error messages.
 pub const NAMES: &[&str] = &[
@@ -24,7 +26,6 @@ pub const NAMES: &[&str] = &[
     "account_age_days",
     "days_since_payment_failure",
     "days_since_expansion",
-    "count",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,7 +51,8 @@ pub enum Metric {
     DaysSinceExpansion,
     /// Events of one counted type in the last `buckets` buckets.
     Count {
-        slot: u8,
+        event: TypeId,
+        key: SeriesKey,
         buckets: u32,
     },
 }
@@ -77,10 +79,6 @@ impl MetricSet {
                 MetricRef(self.metrics.len() - 1)
             }
         }
-    }
-
-    pub fn get(&self, r: MetricRef) -> Metric {
-        self.metrics[r.0]
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Metric> + '_ {
@@ -171,8 +169,8 @@ impl Metric {
             Metric::AccountAgeDays => Some(days_between(s.customer_since(), at.now)),
             Metric::DaysSincePaymentFailure => since(s.dates.last_payment_failure),
             Metric::DaysSinceExpansion => since(s.dates.last_expansion),
-            Metric::Count { slot, buckets } => {
-                Some(f64::from(s.windows.count(slot, at.bucket, buckets)))
+            Metric::Count { key, buckets, .. } => {
+                Some(f64::from(s.windows.count(key, at.bucket, buckets)))
             }
         }
     }
@@ -185,7 +183,7 @@ mod tests {
 
     #[test]
     fn every_listed_name_resolves() {
-        for name in NAMES.iter().filter(|n| **n != "count") {
+        for name in NAMES {
             assert!(Metric::named(name).is_some(), "{name}");
         }
     }

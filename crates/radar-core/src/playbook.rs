@@ -78,6 +78,8 @@ impl Condition {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Playbook {
     pub name: compact_str::CompactString,
+    /// [`crate::state::trigger_key`] of the name: what its cooldowns are saved under.
+    pub key: u32,
     pub kind: Kind,
     pub all: Vec<Condition>,
     pub any: Vec<Condition>,
@@ -115,6 +117,7 @@ mod tests {
         };
         let book = Playbook {
             name: "seat_expansion".into(),
+            key: 1,
             kind: Kind::SeatExpansion,
             all: vec![Condition::TierAtLeast(Tier::Warm)],
             any: vec![Condition::EventIs(TypeId(0)), seats],

@@ -16,6 +16,7 @@ use crate::opportunity::Kind;
 use crate::playbook::{Cmp, Condition, Playbook};
 use crate::priority::{Part, PriorityModel};
 use crate::scoring::{Component, ScoreModel, Tier};
+use crate::state::trigger_key;
 use crate::table::Table;
 use crate::time::{Millis, SECOND};
 use crate::types::TypeRegistry;
@@ -143,6 +144,8 @@ impl fmt::Display for SettingsError {
 pub struct TierRise {
     pub min: Tier,
     pub cooldown: Millis,
+    /// Cooldown keys of `tier:<tier>`, by [`Tier::ALL`] order.
+    pub keys: [u32; 4],
 }
 
 /// Typed, validated engine settings.
@@ -247,9 +250,16 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
     else {
         return Err(errs.0);
     };
-    let horizon_buckets = u32::try_from((windows.longest + allowed_lateness) / bucket + 2);
+    let horizon_buckets = windows
+        .longest
+        .checked_add(allowed_lateness)
+        .and_then(|span| u32::try_from(span / bucket + 2).ok())
+        .ok_or(());
     if horizon_buckets.is_err() {
-        errs.push("engine.bucket", "windows span more than 2³² buckets");
+        errs.push(
+            "engine.allowed_lateness",
+            "windows and lateness span more than 2³² buckets",
+        );
     }
     match (
         errs.0.is_empty(),
@@ -267,7 +277,11 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
             metrics: windows.metrics,
             model,
             playbooks,
-            tier_rise: tier_rise_min.map(|min| TierRise { min, cooldown }),
+            tier_rise: tier_rise_min.map(|min| TierRise {
+                min,
+                cooldown,
+                keys: Tier::ALL.map(|t| trigger_key(&format!("tier:{}", t.as_str()))),
+            }),
             gates,
             priority,
             sales_arr_threshold,
@@ -366,8 +380,19 @@ fn metric_spec(
             m
         }
         (None, Some(event), Some(window)) => {
-            let slot = match types.lookup(event) {
-                Some(id) => types.count(id),
+            let counted = match types.lookup(event) {
+                Some(id) => {
+                    match types.count(id) {
+                        Ok(series) => Some((id, series)),
+                        Err(other) => {
+                            errs.push(
+                            format!("{key}.count"),
+                            format!("{event:?} and {other:?} hash to the same series key; rename one"),
+                        );
+                            None
+                        }
+                    }
+                }
                 None => {
                     errs.push(
                         format!("{key}.count"),
@@ -377,8 +402,10 @@ fn metric_spec(
                 }
             };
             let buckets = windows.buckets(errs, &format!("{key}.window"), window);
+            let (event, key) = counted?;
             Some(Metric::Count {
-                slot: slot?,
+                event,
+                key,
                 buckets: buckets?,
             })
         }
@@ -574,6 +601,7 @@ fn playbooks(
         let any: Option<Vec<Condition>> = any.into_iter().collect();
         if let (Some(kind), Some(cooldown), Some(all), Some(any)) = (kind, cooldown, all, any) {
             built.push(Playbook {
+                key: trigger_key(&p.name),
                 name: p.name.into(),
                 kind,
                 all,
@@ -581,6 +609,20 @@ fn playbooks(
                 cooldown,
             });
         }
+    }
+    let mut keys: Vec<(u32, String)> = Tier::ALL
+        .iter()
+        .map(|t| format!("tier:{}", t.as_str()))
+        .map(|name| (trigger_key(&name), name))
+        .collect();
+    for p in &built {
+        if let Some((_, other)) = keys.iter().find(|(k, _)| *k == p.key) {
+            errs.push(
+                format!("playbooks ({})", p.name),
+                format!("its name hashes to the same cooldown key as {other:?}; rename it"),
+            );
+        }
+        keys.push((p.key, p.name.to_string()));
     }
     (built.len() == count).then_some(built)
 }
@@ -597,6 +639,14 @@ fn condition(
         c.metric.is_some() || c.count.is_some(),
         c.min_tier.is_some(),
     ];
+    let extra = c.op.is_some() || c.value.is_some() || c.window.is_some();
+    if (c.event.is_some() || c.min_tier.is_some()) && extra {
+        errs.push(
+            key,
+            "`event` and `min_tier` conditions take no `op`, `value` or `window`",
+        );
+        return None;
+    }
     if forms.iter().filter(|f| **f).count() != 1 {
         errs.push(
             key,

@@ -97,7 +97,8 @@ pub struct Dates {
 /// opportunity once the gate lifts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cooldown {
-    pub trigger: u16,
+    /// [`trigger_key`] of the playbook's name (or `tier:<tier>`).
+    pub trigger: u32,
     /// [`NEVER`] until the first opportunity.
     pub fired_at: Millis,
     /// [`NEVER`] until the first suppression.
@@ -106,6 +107,12 @@ pub struct Cooldown {
 
 /// A time before any event: "never" for cooldowns, so checks need no `Option`.
 pub const NEVER: Millis = Millis::MIN;
+
+/// The stable key of a trigger: a hash of its name, so cooldowns saved with an account
+/// stay attached to their playbook whatever the order of the config.
+pub fn trigger_key(name: &str) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as u32
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AccountState {
@@ -212,7 +219,7 @@ impl AccountState {
         }
     }
 
-    fn memo(&mut self, trigger: u16) -> &mut Cooldown {
+    fn memo(&mut self, trigger: u32) -> &mut Cooldown {
         match self.cooldowns.iter().position(|c| c.trigger == trigger) {
             Some(i) => &mut self.cooldowns[i],
             None => {
@@ -232,21 +239,21 @@ impl AccountState {
     }
 
     /// Whether `trigger` produced an opportunity less than `cooldown` before `now`.
-    pub fn in_cooldown(&self, trigger: u16, now: Millis, cooldown: Millis) -> bool {
+    pub fn in_cooldown(&self, trigger: u32, now: Millis, cooldown: Millis) -> bool {
         self.cooldowns
             .iter()
             .find(|c| c.trigger == trigger)
             .is_some_and(|c| Self::within(c.fired_at, now, cooldown))
     }
 
-    pub fn start_cooldown(&mut self, trigger: u16, fired_at: Millis) {
+    pub fn start_cooldown(&mut self, trigger: u32, fired_at: Millis) {
         let memo = self.memo(trigger);
         memo.fired_at = memo.fired_at.max(fired_at);
     }
 
     /// Records a gate holding back `trigger` at `now`; true when this is the first time
     /// within the cooldown (so it is counted once, like an opportunity would be).
-    pub fn note_suppressed(&mut self, trigger: u16, now: Millis, cooldown: Millis) -> bool {
+    pub fn note_suppressed(&mut self, trigger: u32, now: Millis, cooldown: Millis) -> bool {
         let memo = self.memo(trigger);
         if Self::within(memo.suppressed_at, now, cooldown) {
             return false;

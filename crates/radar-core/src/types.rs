@@ -1,7 +1,9 @@
 //! Event types: the built-in ones from DESIGN.md and those an operator declares.
 //!
 //! Each known type gets a small [`TypeId`]; the types that some window counts get a
-//! counter slot. Unknown types are counted and skipped by the engine, never rejected.
+//! [`SeriesKey`]. Unknown types are counted and skipped by the engine, never rejected.
+
+use crate::windows::SeriesKey;
 
 /// Index of a known event type in a [`TypeRegistry`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,6 +65,19 @@ impl Builtin {
         }
     }
 
+    /// Whether applying this type reads its properties (the others' are never parsed).
+    pub fn reads_properties(self) -> bool {
+        matches!(
+            self,
+            Builtin::SeatThreshold90Pct
+                | Builtin::ApiTierExceeded
+                | Builtin::EntitlementUpdated
+                | Builtin::UsageSnapshot
+                | Builtin::HealthUpdated
+                | Builtin::NpsSubmitted
+        )
+    }
+
     fn from_name(name: &str) -> Option<Builtin> {
         Some(match name {
             "seat_threshold_90pct" => Builtin::SeatThreshold90Pct,
@@ -88,7 +103,7 @@ impl Builtin {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TypeRegistry {
     custom: Vec<Box<str>>,
-    slots: Vec<Option<u8>>,
+    keys: Vec<Option<SeriesKey>>,
     counted: Vec<TypeId>,
 }
 
@@ -98,7 +113,7 @@ impl TypeRegistry {
         let len = Builtin::ALL.len() + custom.len();
         TypeRegistry {
             custom,
-            slots: vec![None; len],
+            keys: vec![None; len],
             counted: Vec::new(),
         }
     }
@@ -124,25 +139,28 @@ impl TypeRegistry {
         }
     }
 
-    /// Gives `id` a window counter slot (idempotent) and returns it. At most 255 types
-    /// can be counted, far above any real configuration.
-    pub fn count(&mut self, id: TypeId) -> Option<u8> {
-        let entry = &mut self.slots[usize::from(id.0)];
-        if entry.is_none() {
-            *entry = Some(u8::try_from(self.counted.len()).ok()?);
-            self.counted.push(id);
+    /// Counts `id` in windows (idempotent) and returns its series key, or the name of a
+    /// counted type whose key collides (32-bit hashes of names: a chance in billions).
+    pub fn count(&mut self, id: TypeId) -> Result<SeriesKey, String> {
+        if let Some(key) = self.keys[usize::from(id.0)] {
+            return Ok(key);
         }
-        *entry
+        let key = SeriesKey::of(self.name(id));
+        if let Some(other) = self
+            .counted
+            .iter()
+            .find(|t| self.keys[usize::from(t.0)] == Some(key))
+        {
+            return Err(self.name(*other).to_owned());
+        }
+        self.keys[usize::from(id.0)] = Some(key);
+        self.counted.push(id);
+        Ok(key)
     }
 
-    /// The counter slot of `id`, if some window counts it.
-    pub fn slot(&self, id: TypeId) -> Option<u8> {
-        self.slots[usize::from(id.0)]
-    }
-
-    /// The counted types, in slot order.
-    pub fn counted(&self) -> &[TypeId] {
-        &self.counted
+    /// The series key of `id`, if some window counts it.
+    pub fn key(&self, id: TypeId) -> Option<SeriesKey> {
+        self.keys[usize::from(id.0)]
     }
 }
 
@@ -163,11 +181,12 @@ mod tests {
         assert_eq!(types.name(custom), "report_exported");
         assert_eq!(types.lookup("page_viewed"), None);
 
-        assert_eq!(types.slot(custom), None);
-        assert_eq!(types.count(custom), Some(0));
-        assert_eq!(types.count(custom), Some(0));
+        assert_eq!(types.key(custom), None);
+        let key = types.count(custom).unwrap();
+        assert_eq!(key, SeriesKey::of("report_exported"));
+        assert_eq!(types.count(custom), Ok(key));
+        assert_eq!(types.key(custom), Some(key));
         let login = types.lookup("user_login").unwrap();
-        assert_eq!(types.count(login), Some(1));
-        assert_eq!(types.counted(), &[custom, login]);
+        assert_eq!(types.count(login), Ok(SeriesKey::of("user_login")));
     }
 }

@@ -2,13 +2,24 @@
 //!
 //! Per (account, counted type), a sparse series of cumulative counts by bucket. A window
 //! of `len` buckets evaluated at bucket `b` counts the events in buckets `[b - len + 1, b]`
-//! (DESIGN.md, Windows): `total_through(b) - total_through(b - len)`, two binary searches
+//! (DESIGN.md, Windows): `total_through(b) - total_through(b - len)`, two short searches
 //! whatever the window length or the account's volume. Recording an event late by at most
 //! the lateness bound touches only the points after it, so the cost stays bounded.
 //! Totals wrap: a difference is exact while one window holds fewer than 2³² events.
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
+
+/// The stable key of a counted event type: a hash of its name, so counters saved with an
+/// account stay attached to their type whatever the order of the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SeriesKey(pub u32);
+
+impl SeriesKey {
+    pub fn of(type_name: &str) -> SeriesKey {
+        SeriesKey(xxhash_rust::xxh3::xxh3_64(type_name.as_bytes()) as u32)
+    }
+}
 
 /// One bucket that saw events: `total` counts every event up to and including it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,16 +154,16 @@ impl Series {
 /// see few of them, and the first two are inline).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Windows {
-    series: SmallVec<[(u8, Series); 2]>,
+    series: SmallVec<[(SeriesKey, Series); 2]>,
 }
 
 impl Windows {
-    /// Counts an event of counter `slot` in `bucket`, pruning what `keep_from` excludes.
-    pub fn record(&mut self, slot: u8, bucket: u32, keep_from: u32) {
-        let series = match self.series.iter().position(|(s, _)| *s == slot) {
+    /// Counts an event of type `key` in `bucket`, pruning what `keep_from` excludes.
+    pub fn record(&mut self, key: SeriesKey, bucket: u32, keep_from: u32) {
+        let series = match self.series.iter().position(|(k, _)| *k == key) {
             Some(i) => &mut self.series[i].1,
             None => {
-                self.series.push((slot, Series::default()));
+                self.series.push((key, Series::default()));
                 let last = self.series.len() - 1;
                 &mut self.series[last].1
             }
@@ -161,10 +172,10 @@ impl Windows {
         series.prune(keep_from);
     }
 
-    pub fn count(&self, slot: u8, bucket: u32, len: u32) -> u32 {
+    pub fn count(&self, key: SeriesKey, bucket: u32, len: u32) -> u32 {
         self.series
             .iter()
-            .find(|(s, _)| *s == slot)
+            .find(|(k, _)| *k == key)
             .map_or(0, |(_, series)| series.count(bucket, len))
     }
 }
@@ -219,10 +230,10 @@ mod tests {
             for (advance, behind) in steps {
                 latest += advance;
                 let bucket = latest.saturating_sub(behind.min(late));
-                windows.record(0, bucket, latest.saturating_sub(horizon));
+                windows.record(SeriesKey(0), bucket, latest.saturating_sub(horizon));
                 seen.push(bucket);
                 for at in latest.saturating_sub(late)..=latest {
-                    prop_assert_eq!(windows.count(0, at, len), naive(&seen, at, len));
+                    prop_assert_eq!(windows.count(SeriesKey(0), at, len), naive(&seen, at, len));
                 }
             }
         }

@@ -187,8 +187,8 @@ fn rfc3339(ms: i64) -> String {
 
 impl Generator {
     pub fn new(opts: Options) -> Result<Self, OptionsError> {
-        if opts.accounts == 0 || opts.accounts > 100_000_000 {
-            return Err(OptionsError("--accounts must be within 1–100000000".into()));
+        if opts.accounts == 0 || opts.accounts > 10_000_000 {
+            return Err(OptionsError("--accounts must be within 1–10000000".into()));
         }
         if opts.days == 0 {
             return Err(OptionsError("--days must be at least 1".into()));
@@ -219,7 +219,7 @@ impl Generator {
     fn account(&mut self) -> usize {
         let rank = self.zipf.sample(&mut self.rng) as u64 - 1;
         let n = self.opts.accounts;
-        ((rank.wrapping_mul(2_654_435_761) % n + n) % n) as usize
+        (rank.wrapping_mul(2_654_435_761) % n) as usize
     }
 
     fn profile(&mut self, index: usize, now: i64) -> (bool, &mut Profile) {
@@ -411,18 +411,18 @@ impl Iterator for Generator {
             time -= self.rng.random_range(0..2 * HOUR_MS);
         }
         let roll: f64 = self.rng.random();
-        let line = if roll < self.opts.invalid_ratio {
-            self.malformed_event(seq, time)
-        } else if roll < self.opts.invalid_ratio + 0.005 && !self.recent.is_empty() {
-            self.recent[self.rng.random_range(0..self.recent.len())].clone()
-        } else {
-            self.valid_event(seq, time)
-        };
+        if roll < self.opts.invalid_ratio {
+            return Some(self.malformed_event(seq, time));
+        }
+        if roll < self.opts.invalid_ratio + 0.005 && !self.recent.is_empty() {
+            return Some(self.recent[self.rng.random_range(0..self.recent.len())].clone());
+        }
+        let line = self.valid_event(seq, time);
+        // Recent valid lines, for the duplicates an at-least-once producer sends.
         if self.recent.len() < 64 {
             self.recent.push(line.clone());
         } else {
-            let slot = (seq % 64) as usize;
-            self.recent[slot] = line.clone();
+            self.recent[(seq % 64) as usize] = line.clone();
         }
         Some(line)
     }

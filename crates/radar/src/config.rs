@@ -82,4 +82,15 @@ mod tests {
         assert_eq!(settings.model.max_score(), 140.0);
         assert_eq!(settings.playbooks.len(), 6);
     }
+
+    /// DESIGN.md's anchors for the default priority tables: $5,000 of estimated expansion
+    /// ARR scores 80 on potential, 60 days to renewal scores 90 on timing.
+    #[test]
+    fn the_default_priority_tables_hit_the_design_anchors() {
+        let priority = load(None).unwrap().priority;
+        assert_eq!(priority.tables[0].eval(5_000.0), 80.0);
+        assert_eq!(priority.tables[2].eval(60.0), 90.0);
+        assert_eq!(priority.weights, [0.40, 0.30, 0.20, 0.10]);
+        assert_eq!(priority.neutral, 50.0);
+    }
 }

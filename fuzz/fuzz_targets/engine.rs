@@ -1,0 +1,24 @@
+//! Any bytes, split into lines, through an engine with the default config: whatever the
+//! stream, every line gets an outcome and nothing panics.
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use radar_core::{Engine, Settings};
+
+fn settings() -> Arc<Settings> {
+    static SETTINGS: OnceLock<Arc<Settings>> = OnceLock::new();
+    SETTINGS
+        .get_or_init(|| Arc::new(radar::config::load(None).expect("the default config is valid")))
+        .clone()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut engine = Engine::new(settings());
+    let mut out = Vec::new();
+    for line in data.split(|b| *b == b'\n') {
+        engine.process(line, None, &mut out);
+    }
+    assert_eq!(engine.stats().read, data.split(|b| *b == b'\n').count() as u64);
+});
