@@ -5,12 +5,15 @@
 //! them all with the default config (30-day windows, default signals). Budget
 //! (DESIGN.md): ≤ 1 KiB per tracked account.
 //!
+//! It also times an engine snapshot (what a checkpoint writes) and its restore.
+//!
 //! Run: `cargo bench --bench account_memory`
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use radar_core::Engine;
 
@@ -65,7 +68,7 @@ fn main() {
 
     let before = LIVE.load(Ordering::Relaxed);
     let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
-    let mut engine = Engine::new(settings);
+    let mut engine = Engine::new(settings.clone());
     let mut out = Vec::new();
     for line in &lines {
         engine.process(line.as_bytes(), None, &mut out);
@@ -88,5 +91,23 @@ fn main() {
     println!(
         "account_memory: state inline {} bytes; map entry overhead included above",
         std::mem::size_of::<radar_core::state::AccountState>()
+    );
+
+    // Checkpoint cost: the snapshot a checkpoint writes, and restoring it (budget: ≤ 5 s
+    // for 1M accounts).
+    let started = Instant::now();
+    let snapshot = engine.snapshot();
+    let encoded = started.elapsed();
+    drop(engine);
+    let started = Instant::now();
+    let restored = Engine::restore(settings, &snapshot).expect("a fresh snapshot restores");
+    let decoded = started.elapsed();
+    println!(
+        "account_memory: snapshot of {} accounts: {} bytes ({:.0} per account), written in {:.2} s, restored in {:.2} s",
+        restored.tracked_accounts(),
+        snapshot.len(),
+        snapshot.len() as f64 / restored.tracked_accounts() as f64,
+        encoded.as_secs_f64(),
+        decoded.as_secs_f64()
     );
 }

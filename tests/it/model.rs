@@ -270,6 +270,51 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A checkpoint taken anywhere and restored gives exactly the output and state of an
+    /// uninterrupted run: what recovery after a crash or a rebalance relies on.
+    #[test]
+    fn snapshot_and_restore_change_nothing(events in stream(), cut in any::<prop::sample::Index>()) {
+        let settings = default_settings();
+        let all = lines(&events);
+        let at = cut.index(all.len() + 1);
+        let (whole, expected) = run_lines(&settings, &all);
+
+        let (before, mut got) = run_lines(&settings, &all[..at]);
+        let mut after = Engine::restore(settings.clone(), &before.snapshot()).unwrap();
+        for line in &all[at..] {
+            after.process(line, None, &mut got);
+        }
+        prop_assert_eq!(&got, &expected);
+        prop_assert_eq!(snapshot(&after), snapshot(&whole));
+    }
+}
+
+#[test]
+fn restore_refuses_foreign_bytes() {
+    let settings = default_settings();
+    assert!(Engine::restore(settings.clone(), &[]).is_err(), "empty");
+    assert!(
+        Engine::restore(settings.clone(), &[99, 1, 2]).is_err(),
+        "unknown format version"
+    );
+    assert!(Engine::restore(settings.clone(), &Engine::new(settings.clone()).snapshot()).is_ok());
+    let one = Ev {
+        id: 1,
+        account: 1,
+        kind: "usage_snapshot",
+        time: START_MS,
+        value: 5,
+    };
+    let full = run_lines(&settings, &lines(&[one])).0.snapshot();
+    assert!(
+        Engine::restore(settings, &full[..full.len() - 3]).is_err(),
+        "truncated"
+    );
+}
+
 #[test]
 fn the_rfc3339_helper_matches_known_dates() {
     assert_eq!(iso(START_MS), "2026-01-01T00:00:00.000Z");

@@ -19,6 +19,7 @@ use crate::opportunity::{Kind, Opportunity, Owner, opportunity_id};
 use crate::playbook::Facts;
 use crate::scoring::Tier;
 use crate::settings::Settings;
+use crate::snapshot::{self, SnapshotError};
 use crate::state::AccountState;
 use crate::stats::Stats;
 use crate::time::{Millis, format_rfc3339};
@@ -97,6 +98,32 @@ impl Engine {
 
     pub fn accounts(&self) -> impl Iterator<Item = (&str, &AccountState)> {
         self.accounts.iter().map(|(k, v)| (k.as_str(), &**v))
+    }
+
+    /// The account states as bytes, for a checkpoint (accounts in id order). Counters
+    /// ([`Stats`]) are not part of it.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut accounts: Vec<snapshot::EntryRef<'_>> = self
+            .accounts()
+            .map(|(account_id, state)| snapshot::EntryRef { account_id, state })
+            .collect();
+        accounts.sort_unstable_by_key(|e| e.account_id);
+        snapshot::encode(accounts)
+    }
+
+    /// An engine with the account states of a [`Engine::snapshot`], ready to carry on.
+    pub fn restore(settings: Arc<Settings>, bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        let decoded = snapshot::decode(bytes)?;
+        let mut engine = Engine::new(settings);
+        engine.accounts.reserve(decoded.accounts.len());
+        for entry in decoded.accounts {
+            let mut state = entry.state;
+            state.windows.sync_edges();
+            engine
+                .accounts
+                .insert(entry.account_id.into(), Box::new(state));
+        }
+        Ok(engine)
     }
 
     /// Processes one event. `record_time` is the Kafka record timestamp, if any (see

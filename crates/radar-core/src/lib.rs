@@ -19,6 +19,7 @@
 //! - [`priority`]: the expansion score that ranks opportunities;
 //! - [`opportunity`]: the payload and its stable id;
 //! - [`settings`]: raw config → validated settings, every error with its key;
+//! - [`snapshot`]: account states to bytes and back, for checkpoints;
 //! - [`stats`]: outcome counters;
 //! - [`engine`]: one call per event that ties it all together.
 
@@ -32,6 +33,7 @@ pub mod playbook;
 pub mod priority;
 pub mod scoring;
 pub mod settings;
+pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod table;

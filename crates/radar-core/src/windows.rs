@@ -39,7 +39,10 @@ pub struct Series {
     /// Copies of the first point's bucket and of the last point, kept beside the
     /// (possibly spilled) points: a window that reaches past either end is answered from
     /// them without touching the heap, which on the hot path is a cache miss saved.
+    /// Derived, so not saved: recomputed when a snapshot is restored.
+    #[serde(skip)]
     first_bucket: u32,
+    #[serde(skip)]
     last: Point,
 }
 
@@ -50,7 +53,7 @@ impl Series {
         self.sync_edges();
     }
 
-    fn sync_edges(&mut self) {
+    pub(crate) fn sync_edges(&mut self) {
         if let (Some(first), Some(last)) = (self.points.first(), self.points.last()) {
             self.first_bucket = first.bucket;
             self.last = *last;
@@ -170,6 +173,13 @@ impl Windows {
         };
         series.record(bucket);
         series.prune(keep_from);
+    }
+
+    /// Recomputes what is derived from the points (after a restore).
+    pub(crate) fn sync_edges(&mut self) {
+        for (_, series) in &mut self.series {
+            series.sync_edges();
+        }
     }
 
     pub fn count(&self, key: SeriesKey, bucket: u32, len: u32) -> u32 {

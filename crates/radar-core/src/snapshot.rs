@@ -1,0 +1,67 @@
+//! Snapshots of an engine's account states, for checkpoints.
+//!
+//! A snapshot is bytes: a format version, then the accounts in postcard (compact, serde,
+//! no schema to ship). The core only turns state into bytes and back; where the bytes go
+//! (a checkpoint store, a changelog topic) is the pipeline's business. Restoring a
+//! snapshot and carrying on gives exactly the output of an uninterrupted run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::AccountState;
+
+/// Bumped whenever the serialized form of the state changes.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Why a snapshot cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("empty snapshot")]
+    Empty,
+    #[error("snapshot format {found} is not the supported {FORMAT_VERSION}")]
+    Version { found: u8 },
+    #[error("corrupt snapshot: {0}")]
+    Corrupt(#[from] postcard::Error),
+}
+
+/// One account as stored: its id and state.
+#[derive(Deserialize)]
+pub(crate) struct Entry<'a> {
+    #[serde(borrow)]
+    pub account_id: &'a str,
+    pub state: AccountState,
+}
+
+/// [`Entry`] by reference, to write without copying.
+#[derive(Serialize)]
+pub(crate) struct EntryRef<'a> {
+    pub account_id: &'a str,
+    pub state: &'a AccountState,
+}
+
+#[derive(Serialize)]
+pub(crate) struct SnapshotRef<'a> {
+    pub accounts: Vec<EntryRef<'a>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SnapshotOwned<'a> {
+    #[serde(borrow)]
+    pub accounts: Vec<Entry<'a>>,
+}
+
+pub(crate) fn encode(accounts: Vec<EntryRef<'_>>) -> Vec<u8> {
+    let mut bytes = vec![FORMAT_VERSION];
+    // Serializing plain data into a Vec cannot fail.
+    if let Ok(body) = postcard::to_stdvec(&SnapshotRef { accounts }) {
+        bytes.extend_from_slice(&body);
+    }
+    bytes
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotOwned<'_>, SnapshotError> {
+    let (&version, body) = bytes.split_first().ok_or(SnapshotError::Empty)?;
+    if version != FORMAT_VERSION {
+        return Err(SnapshotError::Version { found: version });
+    }
+    Ok(postcard::from_bytes(body)?)
+}
