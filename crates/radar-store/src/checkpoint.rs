@@ -128,15 +128,26 @@ impl CheckpointStore {
 
     /// The newest checkpoint of the partition whose checksum holds.
     pub fn load(&self, topic: &str, partition: i32) -> Result<Loaded, StoreError> {
+        let (found, skipped) = self.load_accepted(topic, partition, |c| Some(c.clone()))?;
+        Ok(Loaded {
+            checkpoint: found,
+            skipped,
+        })
+    }
+
+    /// The newest checkpoint of the partition whose checksum holds and that `accept`
+    /// turns into a value (e.g. a snapshot that decodes), with the number of newer ones
+    /// skipped on the way.
+    pub fn load_accepted<T>(
+        &self,
+        topic: &str,
+        partition: i32,
+        mut accept: impl FnMut(&Checkpoint) -> Option<T>,
+    ) -> Result<(Option<T>, u32), StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = match txn.open_table(CHECKPOINTS) {
             Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => {
-                return Ok(Loaded {
-                    checkpoint: None,
-                    skipped: 0,
-                });
-            }
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((None, 0)),
             Err(e) => return Err(storage(e)),
         };
         let mut skipped = 0;
@@ -146,20 +157,12 @@ impl CheckpointStore {
             .rev();
         for entry in newest_first {
             let (_, value) = entry.map_err(storage)?;
-            match decode(value.value()) {
-                Some(checkpoint) => {
-                    return Ok(Loaded {
-                        checkpoint: Some(checkpoint),
-                        skipped,
-                    });
-                }
+            match decode(value.value()).and_then(|c| accept(&c)) {
+                Some(accepted) => return Ok((Some(accepted), skipped)),
                 None => skipped += 1,
             }
         }
-        Ok(Loaded {
-            checkpoint: None,
-            skipped,
-        })
+        Ok((None, skipped))
     }
 }
 
@@ -316,6 +319,17 @@ mod tests {
         let loaded = store.load("events", 0).unwrap();
         assert_eq!(loaded.checkpoint, None);
         assert_eq!(loaded.skipped, 2);
+    }
+
+    #[test]
+    fn a_checkpoint_the_caller_refuses_falls_back_too() {
+        let (_dir, store) = store();
+        store.save("events", 0, &checkpoint(10, 1)).unwrap();
+        store.save("events", 0, &checkpoint(20, 2)).unwrap();
+        let (found, skipped) = store
+            .load_accepted("events", 0, |c| (c.snapshot[0] == 1).then_some(c.offset))
+            .unwrap();
+        assert_eq!((found, skipped), (Some(10), 1));
     }
 
     #[test]

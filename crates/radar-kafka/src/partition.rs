@@ -1,0 +1,341 @@
+//! One Kafka partition's worth of Radar: the engine holding the state of the accounts
+//! keyed to it, the next offset to consume, and when to checkpoint.
+//!
+//! State is owned per partition (DESIGN.md, Durability): on assignment a worker is
+//! restored from the partition's newest good checkpoint and tells the consumer where to
+//! resume; on revocation or shutdown it checkpoints. [`PartitionWorker::checkpoint`]
+//! returns the offset that may then be committed, and only once the checkpoint is
+//! durable: at-least-once by construction, and since the engine is deterministic, a
+//! replay from the checkpoint gives the same opportunities (same ids) again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use radar_core::event::RejectReason;
+use radar_core::time::Millis;
+use radar_core::{Engine, Opportunity, Outcome, Record, Settings, Stats};
+use radar_store::{Checkpoint, CheckpointStore, StoreError};
+
+/// A record as the consumer hands it over.
+#[derive(Clone, Copy, Debug)]
+pub struct KafkaRecord<'a> {
+    pub offset: i64,
+    pub payload: &'a [u8],
+    /// The record's own timestamp (CreateTime or LogAppendTime), for `too_far_in_future`.
+    pub timestamp: Option<Millis>,
+}
+
+/// A rejected record, to produce to the dead-letter topic with its original bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub offset: i64,
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+/// Checkpoint after this many events or this much time, whichever comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    pub every_events: u64,
+    pub every: Duration,
+}
+
+/// What restoring found, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restored {
+    /// The offset to resume from; `None` when the partition has no usable checkpoint (the
+    /// consumer then starts from the group's committed offset or its reset policy).
+    pub resume_at: Option<i64>,
+    /// Newer checkpoints that were damaged or unreadable and skipped.
+    pub skipped: u32,
+    pub accounts: usize,
+}
+
+#[derive(Debug)]
+pub struct PartitionWorker {
+    topic: String,
+    partition: i32,
+    engine: Engine,
+    /// The offset after the last record processed.
+    next_offset: Option<i64>,
+    /// The offset the last durable checkpoint covers.
+    checkpointed: Option<i64>,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    outcomes: Vec<Outcome>,
+}
+
+impl PartitionWorker {
+    /// A worker restored from the newest checkpoint of the partition that is intact and
+    /// whose snapshot the engine can read; older generations are tried before giving up.
+    pub fn restore(
+        settings: Arc<Settings>,
+        store: &CheckpointStore,
+        topic: &str,
+        partition: i32,
+        now: Instant,
+    ) -> Result<(PartitionWorker, Restored), StoreError> {
+        let (found, skipped) = store.load_accepted(topic, partition, |checkpoint| {
+            let engine = Engine::restore(settings.clone(), &checkpoint.snapshot).ok()?;
+            Some((engine, checkpoint.offset))
+        })?;
+        let (engine, resume_at) = match found {
+            Some((engine, offset)) => (engine, Some(offset)),
+            None => (Engine::new(settings), None),
+        };
+        let restored = Restored {
+            resume_at,
+            skipped,
+            accounts: engine.tracked_accounts(),
+        };
+        let worker = PartitionWorker {
+            topic: topic.to_owned(),
+            partition,
+            engine,
+            next_offset: resume_at,
+            checkpointed: resume_at,
+            since_checkpoint: 0,
+            last_checkpoint: now,
+            outcomes: Vec::new(),
+        };
+        Ok((worker, restored))
+    }
+
+    /// Runs a batch of the partition's records, in offset order, through the engine:
+    /// opportunities are appended to `out`, rejected records to `dead`.
+    pub fn process(
+        &mut self,
+        records: &[KafkaRecord<'_>],
+        out: &mut Vec<Opportunity>,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        let Some(last) = records.last() else {
+            return;
+        };
+        self.outcomes.clear();
+        let batch = records.iter().map(|r| Record {
+            bytes: r.payload,
+            time: r.timestamp,
+        });
+        self.engine.process_batch(batch, out, &mut self.outcomes);
+        for (record, outcome) in records.iter().zip(&self.outcomes) {
+            if let Outcome::Rejected(rejection) = outcome {
+                dead.push(DeadLetter {
+                    offset: record.offset,
+                    reason: rejection.reason,
+                    detail: rejection.detail.to_string(),
+                });
+            }
+        }
+        self.next_offset = Some(last.offset + 1);
+        self.since_checkpoint += records.len() as u64;
+    }
+
+    /// Whether the policy asks for a checkpoint now (and there is something new to save).
+    pub fn checkpoint_due(&self, now: Instant, policy: &CheckpointPolicy) -> bool {
+        self.since_checkpoint > 0
+            && (self.since_checkpoint >= policy.every_events
+                || now.duration_since(self.last_checkpoint) >= policy.every)
+    }
+
+    /// Writes a checkpoint of the state and the next offset; returns the offset that may
+    /// now be committed to Kafka (`None` before the first record).
+    pub fn checkpoint(
+        &mut self,
+        store: &CheckpointStore,
+        now: Instant,
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(offset) = self.next_offset else {
+            return Ok(None);
+        };
+        if self.checkpointed != Some(offset) {
+            let snapshot = self.engine.snapshot();
+            store.save(
+                &self.topic,
+                self.partition,
+                &Checkpoint { offset, snapshot },
+            )?;
+            self.checkpointed = Some(offset);
+        }
+        self.since_checkpoint = 0;
+        self.last_checkpoint = now;
+        Ok(Some(offset))
+    }
+
+    pub fn stats(&self) -> &Stats {
+        self.engine.stats()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Arc<Settings> {
+        Arc::new(radar::config::load(None).expect("the default config is valid"))
+    }
+
+    fn events(n: u64) -> Vec<String> {
+        let opts = radar_gen::Options {
+            accounts: 40,
+            events: n,
+            seed: 3,
+            invalid_ratio: 0.02,
+            ..Default::default()
+        };
+        radar_gen::Generator::new(opts)
+            .expect("valid options")
+            .collect()
+    }
+
+    fn records(lines: &[String], first_offset: i64) -> Vec<KafkaRecord<'_>> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| KafkaRecord {
+                offset: first_offset + i as i64,
+                payload: l.as_bytes(),
+                timestamp: None,
+            })
+            .collect()
+    }
+
+    fn ids(opportunities: &[Opportunity]) -> Vec<String> {
+        opportunities
+            .iter()
+            .map(|o| o.opportunity_id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_from_the_checkpoint_gives_the_same_opportunities() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let lines = events(3_000);
+        let all = records(&lines, 0);
+        let now = Instant::now();
+
+        // Uninterrupted.
+        let (mut whole, _) =
+            PartitionWorker::restore(settings(), &store, "uninterrupted", 0, now).unwrap();
+        let (mut expected, mut dead) = (Vec::new(), Vec::new());
+        whole.process(&all, &mut expected, &mut dead);
+        assert!(!expected.is_empty() && !dead.is_empty());
+
+        // Checkpoint after 1,000 records, process 700 more, then "crash" (drop without
+        // checkpointing) and restart: the restart resumes at 1,000 and redoes the rest.
+        let (mut first, restored) =
+            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        assert_eq!(restored.resume_at, None);
+        let mut got = Vec::new();
+        first.process(&all[..1_000], &mut got, &mut Vec::new());
+        assert_eq!(first.checkpoint(&store, now).unwrap(), Some(1_000));
+        first.process(&all[1_000..1_700], &mut Vec::new(), &mut Vec::new());
+        drop(first);
+
+        let (mut second, restored) =
+            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        assert_eq!(restored.resume_at, Some(1_000));
+        assert_eq!(restored.skipped, 0);
+        assert!(restored.accounts > 0);
+        let resume = usize::try_from(restored.resume_at.unwrap()).unwrap();
+        second.process(&all[resume..], &mut got, &mut Vec::new());
+        assert_eq!(ids(&got), ids(&expected));
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn rejected_records_become_dead_letters_with_their_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let lines = vec![
+            r#"{"event_id":"e1","type":"user_login","account_id":"a","timestamp":"2026-03-01T00:00:00Z"}"#.to_owned(),
+            "{not json".to_owned(),
+            r#"{"event_id":"e3","type":"user_login","account_id":"a","timestamp":"2026-03-01T05:00:00Z"}"#.to_owned(),
+        ];
+        let (mut worker, _) =
+            PartitionWorker::restore(settings(), &store, "events", 2, Instant::now()).unwrap();
+        let mut batch = records(&lines, 40);
+        // The record time says 02:00: the third event is three hours ahead of it.
+        batch[2].timestamp = Some(radar_core::time::parse_rfc3339("2026-03-01T02:00:00Z").unwrap());
+        let mut dead = Vec::new();
+        worker.process(&batch, &mut Vec::new(), &mut dead);
+        let reasons: Vec<(i64, RejectReason)> = dead.iter().map(|d| (d.offset, d.reason)).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (41, RejectReason::InvalidJson),
+                (42, RejectReason::TooFarInFuture)
+            ]
+        );
+        assert_eq!(
+            worker.checkpoint(&store, Instant::now()).unwrap(),
+            Some(43),
+            "the offset moves past them"
+        );
+    }
+
+    #[test]
+    fn checkpoints_are_due_by_count_or_time_and_only_with_news() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let policy = CheckpointPolicy {
+            every_events: 100,
+            every: Duration::from_secs(5),
+        };
+        let start = Instant::now();
+        let (mut worker, _) =
+            PartitionWorker::restore(settings(), &store, "events", 0, start).unwrap();
+        assert!(
+            !worker.checkpoint_due(start + Duration::from_secs(60), &policy),
+            "nothing new yet"
+        );
+        assert_eq!(worker.checkpoint(&store, start).unwrap(), None);
+
+        let lines = events(150);
+        worker.process(&records(&lines[..50], 0), &mut Vec::new(), &mut Vec::new());
+        assert!(!worker.checkpoint_due(start + Duration::from_secs(1), &policy));
+        assert!(worker.checkpoint_due(start + Duration::from_secs(5), &policy));
+        worker.process(
+            &records(&lines[50..150], 50),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        assert!(worker.checkpoint_due(start + Duration::from_secs(1), &policy));
+        let later = start + Duration::from_secs(2);
+        assert_eq!(worker.checkpoint(&store, later).unwrap(), Some(150));
+        assert!(!worker.checkpoint_due(later + Duration::from_secs(60), &policy));
+    }
+
+    #[test]
+    fn a_damaged_newest_checkpoint_restores_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let lines = events(200);
+        let now = Instant::now();
+        let (mut worker, _) =
+            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        worker.process(&records(&lines[..100], 0), &mut Vec::new(), &mut Vec::new());
+        worker.checkpoint(&store, now).unwrap();
+        // A newer checkpoint whose checksum holds but whose snapshot is not one.
+        store
+            .save(
+                "events",
+                0,
+                &Checkpoint {
+                    offset: 150,
+                    snapshot: vec![radar_core::snapshot::FORMAT_VERSION, 0xff, 0xff],
+                },
+            )
+            .unwrap();
+        let (worker, restored) =
+            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        assert_eq!(restored.resume_at, Some(100));
+        assert_eq!(restored.skipped, 1);
+        assert!(worker.engine().tracked_accounts() > 0);
+    }
+}
