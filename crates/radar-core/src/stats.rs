@@ -46,4 +46,25 @@ impl Stats {
     pub fn suppressed(&self, gate: Gate) -> u64 {
         self.suppressed[gate.index()]
     }
+
+    /// Adds another engine's counts (engines are per partition).
+    pub fn merge(&mut self, other: &Stats) {
+        self.read += other.read;
+        self.processed += other.processed;
+        for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
+            *a += b;
+        }
+        self.unknown_type += other.unknown_type;
+        self.late += other.late;
+        self.duplicate += other.duplicate;
+        for (row, other_row) in self.opportunities.iter_mut().zip(other.opportunities) {
+            for (a, b) in row.iter_mut().zip(other_row) {
+                *a += b;
+            }
+        }
+        for (a, b) in self.suppressed.iter_mut().zip(other.suppressed) {
+            *a += b;
+        }
+        self.cooldown += other.cooldown;
+    }
 }

@@ -2,11 +2,12 @@
 //!
 //! Modules:
 //! - [`partition`]: one partition's engine, offsets and checkpoints; the at-least-once
-//!   rule (commit an offset only once a checkpoint covering it is durable) lives here.
-//!
-//! The rdkafka consumer group, the dead-letter producer and the outbox that drive it come
-//! next (issue 3).
+//!   rule (commit an offset only once a checkpoint covering it is durable) lives here;
+//! - [`source`]: the rdkafka consumer group that drives the partition workers, with the
+//!   dead-letter producer.
 
 pub mod partition;
+pub mod source;
 
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
+pub use source::{Progress, Source, SourceConfig, SourceError, Stop};

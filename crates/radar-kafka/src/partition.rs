@@ -162,6 +162,12 @@ impl PartitionWorker {
         Ok(Some(offset))
     }
 
+    /// Where the consumer should be for this partition: after the last record processed,
+    /// or the checkpoint's offset (`None`: no position of its own yet).
+    pub fn resume_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+
     pub fn stats(&self) -> &Stats {
         self.engine.stats()
     }

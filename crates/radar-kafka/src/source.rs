@@ -1,0 +1,386 @@
+//! The Kafka source: a consumer group over the event topics, one [`PartitionWorker`] per
+//! assigned partition, rejected records to the dead-letter topic, offsets committed only
+//! after the checkpoint that covers them.
+//!
+//! rdkafka calls the rebalance callbacks from inside `poll`, on the thread that polls, so
+//! the workers live behind a mutex that is never held across `poll` (uncontended: one
+//! thread). On assignment each partition is restored from its checkpoint and assigned at
+//! the checkpoint's offset (the checkpoint, not the group's committed offset, is the
+//! truth: a crash between the two must not apply events twice); on revocation each is
+//! checkpointed and its offset committed before it goes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use radar_core::{Opportunity, Settings, Stats};
+use radar_store::{CheckpointStore, StoreError};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker};
+
+/// Where and how to consume.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub dead_letter_topic: String,
+    /// librdkafka settings passed through as they are (TLS, SASL, timeouts…).
+    pub client: Vec<(String, String)>,
+    pub checkpoint: CheckpointPolicy,
+    pub poll_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("partition state lock poisoned by an earlier panic")]
+    Poisoned,
+}
+
+/// Counters shared with whoever watches the source (tests, metrics).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub consumed: AtomicU64,
+}
+
+/// How the source was asked to stop.
+#[derive(Debug, Default)]
+pub struct Stop {
+    graceful: AtomicBool,
+    abrupt: AtomicBool,
+}
+
+impl Stop {
+    /// Finish in-flight work, checkpoint every partition, commit, return.
+    pub fn graceful(&self) {
+        self.graceful.store(true, Ordering::SeqCst);
+    }
+
+    /// Return at once, as a crash would: nothing more is checkpointed or committed.
+    pub fn abrupt(&self) {
+        self.abrupt.store(true, Ordering::SeqCst);
+    }
+}
+
+type Key = (String, i32);
+
+/// Partition workers and what they share, reached from the poll loop and from the
+/// rebalance callbacks.
+struct Shared {
+    settings: Arc<Settings>,
+    store: Arc<CheckpointStore>,
+    workers: Mutex<HashMap<Key, PartitionWorker>>,
+    /// Stats of partitions that were revoked, so nothing counted is lost.
+    retired: Mutex<Stats>,
+    /// A failure inside a callback, reported by the poll loop.
+    failure: Mutex<Option<SourceError>>,
+    /// Set by an abrupt stop: from then on nothing is checkpointed or committed, not even
+    /// by the revocation that closing the consumer triggers (a crash would not either).
+    abandoned: AtomicBool,
+}
+
+impl Shared {
+    fn workers(&self) -> Result<MutexGuard<'_, HashMap<Key, PartitionWorker>>, SourceError> {
+        self.workers.lock().map_err(|_| SourceError::Poisoned)
+    }
+
+    fn fail(&self, error: SourceError) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(error);
+        }
+    }
+}
+
+struct Context {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance
+            && !self.shared.abandoned.load(Ordering::SeqCst)
+            && let Err(e) = revoke(&self.shared, consumer, list)
+        {
+            self.shared.fail(e);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance
+            && let Err(e) = assign(&self.shared, consumer, list)
+        {
+            self.shared.fail(e);
+        }
+    }
+}
+
+/// Restores each newly assigned partition and re-assigns it at its checkpoint's offset.
+fn assign(
+    shared: &Shared,
+    consumer: &BaseConsumer<Context>,
+    list: &TopicPartitionList,
+) -> Result<(), SourceError> {
+    let mut workers = shared.workers()?;
+    let mut positioned = TopicPartitionList::new();
+    for element in list.elements() {
+        let key = (element.topic().to_owned(), element.partition());
+        let resume_at = match workers.get(&key) {
+            Some(worker) => worker.resume_offset(),
+            None => {
+                let (worker, restored) = PartitionWorker::restore(
+                    shared.settings.clone(),
+                    &shared.store,
+                    &key.0,
+                    key.1,
+                    Instant::now(),
+                )?;
+                workers.insert(key.clone(), worker);
+                restored.resume_at
+            }
+        };
+        let offset = resume_at.map_or(Offset::Stored, Offset::Offset);
+        positioned.add_partition_offset(&key.0, key.1, offset)?;
+    }
+    consumer.assign(&positioned)?;
+    Ok(())
+}
+
+/// Checkpoints and commits each revoked partition, then drops its worker.
+fn revoke(
+    shared: &Shared,
+    consumer: &BaseConsumer<Context>,
+    list: &TopicPartitionList,
+) -> Result<(), SourceError> {
+    let mut workers = shared.workers()?;
+    let mut offsets = TopicPartitionList::new();
+    for element in list.elements() {
+        let key = (element.topic().to_owned(), element.partition());
+        if let Some(mut worker) = workers.remove(&key) {
+            if let Some(offset) = worker.checkpoint(&shared.store, Instant::now())? {
+                offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset))?;
+            }
+            if let Ok(mut retired) = shared.retired.lock() {
+                retired.merge(worker.stats());
+            }
+        }
+    }
+    if offsets.count() > 0 {
+        consumer.commit(&offsets, CommitMode::Sync)?;
+    }
+    Ok(())
+}
+
+/// The running source.
+pub struct Source {
+    consumer: BaseConsumer<Context>,
+    dead_letters: BaseProducer,
+    shared: Arc<Shared>,
+    config: SourceConfig,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Source {
+    pub fn new(
+        config: SourceConfig,
+        settings: Arc<Settings>,
+        store: Arc<CheckpointStore>,
+    ) -> Result<Source, SourceError> {
+        let shared = Arc::new(Shared {
+            settings,
+            store,
+            workers: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Stats::default()),
+            failure: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
+        });
+        let mut client = ClientConfig::new();
+        for (key, value) in &config.client {
+            client.set(key, value);
+        }
+        client.set("bootstrap.servers", &config.bootstrap_servers);
+        let mut consumer_config = client.clone();
+        consumer_config
+            .set("group.id", &config.group_id)
+            // At-least-once by construction: offsets move only after checkpoints.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("partition.assignment.strategy", "range,roundrobin");
+        let consumer: BaseConsumer<Context> = consumer_config.create_with_context(Context {
+            shared: shared.clone(),
+        })?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let dead_letters: BaseProducer = client.create()?;
+        Ok(Source {
+            consumer,
+            dead_letters,
+            shared,
+            config,
+        })
+    }
+
+    /// Consumes until `stop` says so; opportunities go to `sink` in each partition's order.
+    /// Returns the counts of every partition this source processed.
+    pub fn run(
+        &self,
+        stop: &Stop,
+        progress: &Progress,
+        mut sink: impl FnMut(&Opportunity),
+    ) -> Result<Stats, SourceError> {
+        let mut opportunities = Vec::new();
+        let mut dead = Vec::new();
+        loop {
+            if stop.abrupt.load(Ordering::SeqCst) {
+                self.shared.abandoned.store(true, Ordering::SeqCst);
+                return self.stats();
+            }
+            if stop.graceful.load(Ordering::SeqCst) {
+                break;
+            }
+            let polled = self.consumer.poll(self.config.poll_timeout);
+            if let Some(error) = self
+                .shared
+                .failure
+                .lock()
+                .map_err(|_| SourceError::Poisoned)?
+                .take()
+            {
+                return Err(error);
+            }
+            match polled {
+                Some(Ok(message)) => {
+                    let key = (message.topic().to_owned(), message.partition());
+                    let record = KafkaRecord {
+                        offset: message.offset(),
+                        payload: message.payload().unwrap_or_default(),
+                        timestamp: message.timestamp().to_millis(),
+                    };
+                    let mut workers = self.shared.workers()?;
+                    // A record of a partition revoked since it was fetched belongs to the
+                    // new owner now: skip it.
+                    if let Some(worker) = workers.get_mut(&key) {
+                        worker.process(&[record], &mut opportunities, &mut dead);
+                        for letter in dead.drain(..) {
+                            self.dead_letter(&message, &letter)?;
+                        }
+                        for opportunity in opportunities.drain(..) {
+                            sink(&opportunity);
+                        }
+                    }
+                    progress.consumed.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => {}
+            }
+            self.checkpoint_due()?;
+        }
+        self.checkpoint_all()?;
+        self.stats()
+    }
+
+    fn dead_letter(&self, message: &impl Message, letter: &DeadLetter) -> Result<(), SourceError> {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "radar.reason",
+                value: Some(letter.reason.as_str()),
+            })
+            .insert(Header {
+                key: "radar.detail",
+                value: Some(letter.detail.as_str()),
+            })
+            .insert(Header {
+                key: "radar.source",
+                value: Some(&format!(
+                    "{}/{}/{}",
+                    message.topic(),
+                    message.partition(),
+                    letter.offset
+                )),
+            });
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.config.dead_letter_topic)
+            .payload(message.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        self.dead_letters
+            .send(record)
+            .map_err(|(e, _)| SourceError::Kafka(e))?;
+        self.dead_letters.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Checkpoints the partitions whose policy says so, then commits their offsets. Dead
+    /// letters are flushed first: an offset is committed only once all it caused is safe.
+    fn checkpoint_due(&self) -> Result<(), SourceError> {
+        let now = Instant::now();
+        let due: Vec<Key> = self
+            .shared
+            .workers()?
+            .iter()
+            .filter(|(_, w)| w.checkpoint_due(now, &self.config.checkpoint))
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.checkpoint(&due)
+    }
+
+    fn checkpoint_all(&self) -> Result<(), SourceError> {
+        let all: Vec<Key> = self.shared.workers()?.keys().cloned().collect();
+        self.checkpoint(&all)
+    }
+
+    fn checkpoint(&self, keys: &[Key]) -> Result<(), SourceError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.dead_letters.flush(Duration::from_secs(30))?;
+        let mut offsets = TopicPartitionList::new();
+        {
+            let mut workers = self.shared.workers()?;
+            for key in keys {
+                if let Some(worker) = workers.get_mut(key)
+                    && let Some(offset) = worker.checkpoint(&self.shared.store, Instant::now())?
+                {
+                    offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset))?;
+                }
+            }
+        }
+        if offsets.count() > 0 {
+            self.consumer.commit(&offsets, CommitMode::Sync)?;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<Stats, SourceError> {
+        let mut stats = self
+            .shared
+            .retired
+            .lock()
+            .map_err(|_| SourceError::Poisoned)?
+            .clone();
+        for worker in self.shared.workers()?.values() {
+            stats.merge(worker.stats());
+        }
+        Ok(stats)
+    }
+}
