@@ -10,4 +10,6 @@ pub mod partition;
 pub mod source;
 
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
-pub use source::{Progress, Source, SourceConfig, SourceError, Stop};
+pub use source::{
+    OpportunitySink, OutboxSink, Progress, SinkError, Source, SourceConfig, SourceError, Stop,
+};

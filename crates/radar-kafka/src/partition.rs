@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use radar_core::event::RejectReason;
 use radar_core::time::Millis;
 use radar_core::{Engine, Opportunity, Outcome, Record, Settings, Stats};
-use radar_store::{Checkpoint, CheckpointStore, StoreError};
+use radar_store::{Checkpoint, Store, StoreError};
 
 /// A record as the consumer hands it over.
 #[derive(Clone, Copy, Debug)]
@@ -70,12 +70,12 @@ impl PartitionWorker {
     /// whose snapshot the engine can read; older generations are tried before giving up.
     pub fn restore(
         settings: Arc<Settings>,
-        store: &CheckpointStore,
+        store: &Store,
         topic: &str,
         partition: i32,
         now: Instant,
     ) -> Result<(PartitionWorker, Restored), StoreError> {
-        let (found, skipped) = store.load_accepted(topic, partition, |checkpoint| {
+        let (found, skipped) = store.load_checkpoint_accepted(topic, partition, |checkpoint| {
             let engine = Engine::restore(settings.clone(), &checkpoint.snapshot).ok()?;
             Some((engine, checkpoint.offset))
         })?;
@@ -140,17 +140,13 @@ impl PartitionWorker {
 
     /// Writes a checkpoint of the state and the next offset; returns the offset that may
     /// now be committed to Kafka (`None` before the first record).
-    pub fn checkpoint(
-        &mut self,
-        store: &CheckpointStore,
-        now: Instant,
-    ) -> Result<Option<i64>, StoreError> {
+    pub fn checkpoint(&mut self, store: &Store, now: Instant) -> Result<Option<i64>, StoreError> {
         let Some(offset) = self.next_offset else {
             return Ok(None);
         };
         if self.checkpointed != Some(offset) {
             let snapshot = self.engine.snapshot();
-            store.save(
+            store.save_checkpoint(
                 &self.topic,
                 self.partition,
                 &Checkpoint { offset, snapshot },
@@ -220,7 +216,7 @@ mod tests {
     #[test]
     fn a_restart_from_the_checkpoint_gives_the_same_opportunities() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
         let lines = events(3_000);
         let all = records(&lines, 0);
         let now = Instant::now();
@@ -257,7 +253,7 @@ mod tests {
     #[test]
     fn rejected_records_become_dead_letters_with_their_offsets() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
         let lines = vec![
             r#"{"event_id":"e1","type":"user_login","account_id":"a","timestamp":"2026-03-01T00:00:00Z"}"#.to_owned(),
             "{not json".to_owned(),
@@ -288,7 +284,7 @@ mod tests {
     #[test]
     fn checkpoints_are_due_by_count_or_time_and_only_with_news() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
         let policy = CheckpointPolicy {
             every_events: 100,
             every: Duration::from_secs(5),
@@ -320,7 +316,7 @@ mod tests {
     #[test]
     fn a_damaged_newest_checkpoint_restores_the_previous_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
         let lines = events(200);
         let now = Instant::now();
         let (mut worker, _) =
@@ -329,7 +325,7 @@ mod tests {
         worker.checkpoint(&store, now).unwrap();
         // A newer checkpoint whose checksum holds but whose snapshot is not one.
         store
-            .save(
+            .save_checkpoint(
                 "events",
                 0,
                 &Checkpoint {

@@ -7,7 +7,8 @@
 //! thread). On assignment each partition is restored from its checkpoint and assigned at
 //! the checkpoint's offset (the checkpoint, not the group's committed offset, is the
 //! truth: a crash between the two must not apply events twice); on revocation each is
-//! checkpointed and its offset committed before it goes.
+//! checkpointed and its offset committed before it goes. Opportunities and dead letters
+//! are made durable before any offset is committed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use radar_core::{Opportunity, Settings, Stats};
-use radar_store::{CheckpointStore, StoreError};
+use radar_store::{Store, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -38,8 +39,53 @@ pub struct SourceConfig {
     pub poll_timeout: Duration,
 }
 
+/// Where opportunities go. `flush` makes everything accepted so far durable; the source
+/// calls it before it commits any offset, and before every poll (where rebalances commit),
+/// so no offset is ever committed ahead of the opportunities it produced.
+pub trait OpportunitySink {
+    fn accept(&mut self, opportunity: &Opportunity) -> Result<(), SinkError>;
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The sink of the pipeline: opportunities as JSON in the store's outbox, written in one
+/// transaction per flush.
+#[derive(Debug)]
+pub struct OutboxSink {
+    store: Arc<Store>,
+    pending: Vec<Vec<u8>>,
+}
+
+impl OutboxSink {
+    pub fn new(store: Arc<Store>) -> OutboxSink {
+        OutboxSink {
+            store,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl OpportunitySink for OutboxSink {
+    fn accept(&mut self, opportunity: &Opportunity) -> Result<(), SinkError> {
+        self.pending.push(serde_json::to_vec(opportunity)?);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if !self.pending.is_empty() {
+            self.store
+                .append_outbox(self.pending.iter().map(Vec::as_slice))?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("writing opportunities: {0}")]
+    Sink(SinkError),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
@@ -79,7 +125,7 @@ type Key = (String, i32);
 /// rebalance callbacks.
 struct Shared {
     settings: Arc<Settings>,
-    store: Arc<CheckpointStore>,
+    store: Arc<Store>,
     workers: Mutex<HashMap<Key, PartitionWorker>>,
     /// Stats of partitions that were revoked, so nothing counted is lost.
     retired: Mutex<Stats>,
@@ -203,7 +249,7 @@ impl Source {
     pub fn new(
         config: SourceConfig,
         settings: Arc<Settings>,
-        store: Arc<CheckpointStore>,
+        store: Arc<Store>,
     ) -> Result<Source, SourceError> {
         let shared = Arc::new(Shared {
             settings,
@@ -245,7 +291,7 @@ impl Source {
         &self,
         stop: &Stop,
         progress: &Progress,
-        mut sink: impl FnMut(&Opportunity),
+        sink: &mut impl OpportunitySink,
     ) -> Result<Stats, SourceError> {
         let mut opportunities = Vec::new();
         let mut dead = Vec::new();
@@ -257,6 +303,7 @@ impl Source {
             if stop.graceful.load(Ordering::SeqCst) {
                 break;
             }
+            sink.flush().map_err(SourceError::Sink)?;
             let polled = self.consumer.poll(self.config.poll_timeout);
             if let Some(error) = self
                 .shared
@@ -284,7 +331,7 @@ impl Source {
                             self.dead_letter(&message, &letter)?;
                         }
                         for opportunity in opportunities.drain(..) {
-                            sink(&opportunity);
+                            sink.accept(&opportunity).map_err(SourceError::Sink)?;
                         }
                     }
                     progress.consumed.fetch_add(1, Ordering::Relaxed);
@@ -292,9 +339,9 @@ impl Source {
                 Some(Err(e)) => return Err(e.into()),
                 None => {}
             }
-            self.checkpoint_due()?;
+            self.checkpoint_due(sink)?;
         }
-        self.checkpoint_all()?;
+        self.checkpoint_all(sink)?;
         self.stats()
     }
 
@@ -332,7 +379,7 @@ impl Source {
 
     /// Checkpoints the partitions whose policy says so, then commits their offsets. Dead
     /// letters are flushed first: an offset is committed only once all it caused is safe.
-    fn checkpoint_due(&self) -> Result<(), SourceError> {
+    fn checkpoint_due(&self, sink: &mut impl OpportunitySink) -> Result<(), SourceError> {
         let now = Instant::now();
         let due: Vec<Key> = self
             .shared
@@ -341,18 +388,19 @@ impl Source {
             .filter(|(_, w)| w.checkpoint_due(now, &self.config.checkpoint))
             .map(|(k, _)| k.clone())
             .collect();
-        self.checkpoint(&due)
+        self.checkpoint(&due, sink)
     }
 
-    fn checkpoint_all(&self) -> Result<(), SourceError> {
+    fn checkpoint_all(&self, sink: &mut impl OpportunitySink) -> Result<(), SourceError> {
         let all: Vec<Key> = self.shared.workers()?.keys().cloned().collect();
-        self.checkpoint(&all)
+        self.checkpoint(&all, sink)
     }
 
-    fn checkpoint(&self, keys: &[Key]) -> Result<(), SourceError> {
+    fn checkpoint(&self, keys: &[Key], sink: &mut impl OpportunitySink) -> Result<(), SourceError> {
         if keys.is_empty() {
             return Ok(());
         }
+        sink.flush().map_err(SourceError::Sink)?;
         self.dead_letters.flush(Duration::from_secs(30))?;
         let mut offsets = TopicPartitionList::new();
         {

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use radar_kafka::{CheckpointPolicy, Progress, Source, SourceConfig, Stop};
-use radar_store::CheckpointStore;
+use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, SourceConfig, Stop};
+use radar_store::Store;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -92,18 +92,13 @@ enum Until {
 }
 
 /// Runs a source until told (or 60 s pass), then stops it gracefully or abruptly (as a
-/// crash would); returns the opportunity ids it emitted, in order, and how many records
-/// it consumed.
-fn run_source(
-    servers: &str,
-    store: &Arc<CheckpointStore>,
-    until: Until,
-    abrupt: bool,
-) -> (Vec<String>, u64) {
+/// crash would); returns how many records it consumed. Opportunities go to the store's
+/// outbox, as in the pipeline.
+fn run_source(servers: &str, store: &Arc<Store>, until: Until, abrupt: bool) -> u64 {
     let source = Source::new(config(servers), settings(), store.clone()).unwrap();
     let stop = Stop::default();
     let progress = Progress::default();
-    let mut ids = Vec::new();
+    let mut sink = OutboxSink::new(store.clone());
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let started = Instant::now();
@@ -128,12 +123,22 @@ fn run_source(
                 stop.graceful()
             }
         });
-        source
-            .run(&stop, &progress, |o| ids.push(o.opportunity_id.to_string()))
-            .unwrap();
+        source.run(&stop, &progress, &mut sink).unwrap();
     });
-    let consumed = progress.consumed.load(std::sync::atomic::Ordering::Relaxed);
-    (ids, consumed)
+    progress.consumed.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The opportunity ids in the outbox, in order.
+fn outbox_ids(store: &Store) -> Vec<String> {
+    store
+        .outbox_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, json)| {
+            let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            value["opportunity_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
 }
 
 #[test]
@@ -151,19 +156,22 @@ fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(CheckpointStore::open(&dir.path().join("state.redb")).unwrap());
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
 
     // First run: crash half-way.
-    let (first, crashed_after) = run_source(&servers, &store, Until::Consumed(2_000), true);
+    let crashed_after = run_source(&servers, &store, Until::Consumed(2_000), true);
+    let first = outbox_ids(&store);
     // Second run, same group and store: resumes from the checkpoints and finishes.
-    let (second, resumed) = run_source(
+    let resumed = run_source(
         &servers,
         &store,
         Until::Quiet(Duration::from_secs(2)),
         false,
     );
 
-    let all: BTreeSet<String> = first.iter().chain(&second).cloned().collect();
+    // The outbox holds every opportunity of the replay, and no other; those made after
+    // the last checkpoint before the crash may be there twice, with the same id.
+    let all: BTreeSet<String> = outbox_ids(&store).into_iter().collect();
     assert_eq!(
         all, expected,
         "every opportunity of the replay, and no other"
@@ -190,7 +198,7 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
     produce(&servers, "events", &lines);
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(CheckpointStore::open(&dir.path().join("state.redb")).unwrap());
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
     run_source(&servers, &store, Until::Consumed(1_000), false);
 
     let consumer: BaseConsumer = ClientConfig::new()

@@ -2,9 +2,12 @@
 //! copy-on-write B-tree that survives a crash mid-write, pure Rust and maintained.
 //!
 //! Modules:
-//! - [`checkpoint`]: per-partition checkpoints (offset and engine snapshot), checksummed,
-//!   with the previous generation kept as a fallback.
+//! - [`store`]: the store file, and per-partition checkpoints (offset and engine
+//!   snapshot), checksummed, with the previous generation kept as a fallback;
+//! - [`outbox`]: opportunities made durable before the offsets that produced them are
+//!   committed, for delivery to read.
 
-pub mod checkpoint;
+pub mod outbox;
+pub mod store;
 
-pub use checkpoint::{Checkpoint, CheckpointStore, Loaded, StoreError};
+pub use store::{Checkpoint, Loaded, Store, StoreError};

@@ -1,5 +1,5 @@
-//! Checkpoints: for each Kafka partition, the offset to resume from and the engine
-//! snapshot that goes with it, written in one transaction.
+//! The store file, and checkpoints: for each Kafka partition, the offset to resume from
+//! and the engine snapshot that goes with it, written in one transaction.
 //!
 //! Each checkpoint is a new *generation*; the two newest are kept. Every value carries a
 //! checksum of its content, so a damaged checkpoint is detected on load and the previous
@@ -41,7 +41,7 @@ pub enum StoreError {
 }
 
 /// Any redb failure past opening, boxed: redb's errors are large and rare.
-fn storage(e: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn storage(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Storage(Box::new(e.into()))
 }
 
@@ -62,18 +62,18 @@ pub struct Loaded {
 }
 
 #[derive(Debug)]
-pub struct CheckpointStore {
-    db: Database,
+pub struct Store {
+    pub(crate) db: Database,
     /// Set when the file found at open was unreadable and was moved here.
     moved_aside: Option<PathBuf>,
 }
 
-impl CheckpointStore {
+impl Store {
     /// Opens (or creates) the store at `path`. An unreadable file is moved aside and a
-    /// new store created; [`CheckpointStore::moved_aside`] says where it went.
-    pub fn open(path: &Path) -> Result<CheckpointStore, StoreError> {
+    /// new store created; [`Store::moved_aside`] says where it went.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
         match Database::create(path) {
-            Ok(db) => Ok(CheckpointStore {
+            Ok(db) => Ok(Store {
                 db,
                 moved_aside: None,
             }),
@@ -84,7 +84,7 @@ impl CheckpointStore {
                     source,
                 })?;
                 let db = Database::create(path).map_err(|e| open_error(path, e))?;
-                Ok(CheckpointStore {
+                Ok(Store {
                     db,
                     moved_aside: Some(aside),
                 })
@@ -99,7 +99,7 @@ impl CheckpointStore {
 
     /// Writes a new checkpoint generation for the partition, durably, and drops the ones
     /// older than the previous.
-    pub fn save(
+    pub fn save_checkpoint(
         &self,
         topic: &str,
         partition: i32,
@@ -127,8 +127,9 @@ impl CheckpointStore {
     }
 
     /// The newest checkpoint of the partition whose checksum holds.
-    pub fn load(&self, topic: &str, partition: i32) -> Result<Loaded, StoreError> {
-        let (found, skipped) = self.load_accepted(topic, partition, |c| Some(c.clone()))?;
+    pub fn load_checkpoint(&self, topic: &str, partition: i32) -> Result<Loaded, StoreError> {
+        let (found, skipped) =
+            self.load_checkpoint_accepted(topic, partition, |c| Some(c.clone()))?;
         Ok(Loaded {
             checkpoint: found,
             skipped,
@@ -138,7 +139,7 @@ impl CheckpointStore {
     /// The newest checkpoint of the partition whose checksum holds and that `accept`
     /// turns into a value (e.g. a snapshot that decodes), with the number of newer ones
     /// skipped on the way.
-    pub fn load_accepted<T>(
+    pub fn load_checkpoint_accepted<T>(
         &self,
         topic: &str,
         partition: i32,
@@ -228,14 +229,14 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, CheckpointStore) {
+    fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::open(&dir.path().join("state.redb")).unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
         (dir, store)
     }
 
     /// Overwrites a stored generation with raw bytes, as disk damage would.
-    fn damage(store: &CheckpointStore, topic: &str, partition: i32, generation: u64, bytes: &[u8]) {
+    fn damage(store: &Store, topic: &str, partition: i32, generation: u64, bytes: &[u8]) {
         let txn = store.db.begin_write().unwrap();
         txn.open_table(CHECKPOINTS)
             .unwrap()
@@ -247,24 +248,32 @@ mod tests {
     #[test]
     fn the_newest_checkpoint_of_each_partition_comes_back() {
         let (_dir, store) = store();
-        assert_eq!(store.load("events", 0).unwrap().checkpoint, None);
-        store.save("events", 0, &checkpoint(10, 1)).unwrap();
-        store.save("events", 1, &checkpoint(5, 2)).unwrap();
-        store.save("events", 0, &checkpoint(20, 3)).unwrap();
-        store.save("other", 0, &checkpoint(7, 4)).unwrap();
+        assert_eq!(store.load_checkpoint("events", 0).unwrap().checkpoint, None);
+        store
+            .save_checkpoint("events", 0, &checkpoint(10, 1))
+            .unwrap();
+        store
+            .save_checkpoint("events", 1, &checkpoint(5, 2))
+            .unwrap();
+        store
+            .save_checkpoint("events", 0, &checkpoint(20, 3))
+            .unwrap();
+        store
+            .save_checkpoint("other", 0, &checkpoint(7, 4))
+            .unwrap();
         assert_eq!(
-            store.load("events", 0).unwrap().checkpoint,
+            store.load_checkpoint("events", 0).unwrap().checkpoint,
             Some(checkpoint(20, 3))
         );
         assert_eq!(
-            store.load("events", 1).unwrap().checkpoint,
+            store.load_checkpoint("events", 1).unwrap().checkpoint,
             Some(checkpoint(5, 2))
         );
         assert_eq!(
-            store.load("other", 0).unwrap().checkpoint,
+            store.load_checkpoint("other", 0).unwrap().checkpoint,
             Some(checkpoint(7, 4))
         );
-        assert_eq!(store.load("events", 2).unwrap().checkpoint, None);
+        assert_eq!(store.load_checkpoint("events", 2).unwrap().checkpoint, None);
     }
 
     #[test]
@@ -272,17 +281,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         {
-            let store = CheckpointStore::open(&path).unwrap();
+            let store = Store::open(&path).unwrap();
             for offset in 1..=5 {
                 store
-                    .save("events", 3, &checkpoint(offset, offset as u8))
+                    .save_checkpoint("events", 3, &checkpoint(offset, offset as u8))
                     .unwrap();
             }
         }
-        let store = CheckpointStore::open(&path).unwrap();
+        let store = Store::open(&path).unwrap();
         assert_eq!(store.moved_aside(), None);
         assert_eq!(
-            store.load("events", 3).unwrap().checkpoint,
+            store.load_checkpoint("events", 3).unwrap().checkpoint,
             Some(checkpoint(5, 5))
         );
         let txn = store.db.begin_read().unwrap();
@@ -293,13 +302,17 @@ mod tests {
     #[test]
     fn a_damaged_checkpoint_falls_back_to_the_previous_generation() {
         let (_dir, store) = store();
-        store.save("events", 0, &checkpoint(10, 1)).unwrap();
-        store.save("events", 0, &checkpoint(20, 2)).unwrap();
+        store
+            .save_checkpoint("events", 0, &checkpoint(10, 1))
+            .unwrap();
+        store
+            .save_checkpoint("events", 0, &checkpoint(20, 2))
+            .unwrap();
 
         let mut flipped = encode(&checkpoint(20, 2));
         flipped[40] ^= 0xff;
         damage(&store, "events", 0, 1, &flipped);
-        let loaded = store.load("events", 0).unwrap();
+        let loaded = store.load_checkpoint("events", 0).unwrap();
         assert_eq!(loaded.checkpoint, Some(checkpoint(10, 1)));
         assert_eq!(loaded.skipped, 1);
 
@@ -311,12 +324,12 @@ mod tests {
             &encode(&checkpoint(20, 2))[..HEADER - 1],
         );
         assert_eq!(
-            store.load("events", 0).unwrap().checkpoint,
+            store.load_checkpoint("events", 0).unwrap().checkpoint,
             Some(checkpoint(10, 1))
         );
 
         damage(&store, "events", 0, 0, b"");
-        let loaded = store.load("events", 0).unwrap();
+        let loaded = store.load_checkpoint("events", 0).unwrap();
         assert_eq!(loaded.checkpoint, None);
         assert_eq!(loaded.skipped, 2);
     }
@@ -324,10 +337,14 @@ mod tests {
     #[test]
     fn a_checkpoint_the_caller_refuses_falls_back_too() {
         let (_dir, store) = store();
-        store.save("events", 0, &checkpoint(10, 1)).unwrap();
-        store.save("events", 0, &checkpoint(20, 2)).unwrap();
+        store
+            .save_checkpoint("events", 0, &checkpoint(10, 1))
+            .unwrap();
+        store
+            .save_checkpoint("events", 0, &checkpoint(20, 2))
+            .unwrap();
         let (found, skipped) = store
-            .load_accepted("events", 0, |c| (c.snapshot[0] == 1).then_some(c.offset))
+            .load_checkpoint_accepted("events", 0, |c| (c.snapshot[0] == 1).then_some(c.offset))
             .unwrap();
         assert_eq!((found, skipped), (Some(10), 1));
     }
@@ -337,13 +354,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
-        let store = CheckpointStore::open(&path).unwrap();
+        let store = Store::open(&path).unwrap();
         let aside = store.moved_aside().unwrap().to_owned();
         assert!(aside.exists());
         assert_eq!(std::fs::read(&aside).unwrap(), vec![0x5a; 64 * 1024]);
-        store.save("events", 0, &checkpoint(1, 1)).unwrap();
+        store
+            .save_checkpoint("events", 0, &checkpoint(1, 1))
+            .unwrap();
         assert_eq!(
-            store.load("events", 0).unwrap().checkpoint,
+            store.load_checkpoint("events", 0).unwrap().checkpoint,
             Some(checkpoint(1, 1))
         );
     }
