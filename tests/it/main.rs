@@ -3,13 +3,15 @@
 //! - `golden`: hand-written event files under `tests/golden/` with their exact expected
 //!   opportunities and counters, run through `radar replay`'s code path;
 //! - `model`: property tests of the engine against the semantics of DESIGN.md;
-//! - `cli`: the `radar` binary's commands, exit codes and messages.
+//! - `cli`: the `radar` binary's commands, exit codes and messages;
+//! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster).
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
 
 mod cli;
 mod golden;
 mod model;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -419,6 +419,16 @@ impl Source {
         Ok(())
     }
 
+    /// Accounts tracked by the partitions this source holds now.
+    pub fn tracked_accounts(&self) -> Result<usize, SourceError> {
+        Ok(self
+            .shared
+            .workers()?
+            .values()
+            .map(|w| w.engine().tracked_accounts())
+            .sum())
+    }
+
     fn stats(&self) -> Result<Stats, SourceError> {
         let mut stats = self
             .shared

@@ -1,12 +1,19 @@
 //! Configuration loading: the built-in `config/radar.toml`, then the file given with
 //! `--config`, then `RADAR__SECTION__KEY` environment variables, through the `config`
-//! crate; then `radar_core::settings::build` checks everything and names each bad key.
+//! crate; then `radar_core::settings::build` (and, for `radar run`, the pipeline checks
+//! here) report every bad key.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
-use radar_core::settings::{self, RawSettings, Settings, SettingsError};
+use radar_core::settings::{
+    self, RawEngine, RawGates, RawOpportunities, RawPlaybook, RawPriority, RawScoring, RawSettings,
+    Settings, SettingsError,
+};
+use radar_kafka::{CheckpointPolicy, SourceConfig};
+use serde::Deserialize;
 
 /// The default configuration, compiled in so `radar` runs from any directory.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/radar.toml");
@@ -42,8 +49,66 @@ impl From<Vec<SettingsError>> for ConfigError {
     }
 }
 
-/// Reads the layers into raw settings; a syntax or type error names its key and file.
-pub fn load_raw(path: Option<&Path>) -> Result<RawSettings, ConfigError> {
+/// The whole file: the engine's sections, checked by `radar-core`, and the pipeline's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub engine: RawEngine,
+    pub opportunities: RawOpportunities,
+    pub gates: RawGates,
+    pub scoring: RawScoring,
+    pub priority: RawPriority,
+    #[serde(default)]
+    pub playbooks: Vec<RawPlaybook>,
+    pub kafka: RawKafka,
+    pub checkpoint: RawCheckpoint,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub dead_letter_topic: String,
+    pub poll_timeout: String,
+    /// librdkafka settings, passed through; `_` in a key stands for `.`, so they can be
+    /// set from the environment too (`RADAR__KAFKA__CLIENT__SESSION_TIMEOUT_MS`).
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheckpoint {
+    pub path: String,
+    pub every_events: u64,
+    pub every: String,
+}
+
+impl RawConfig {
+    fn engine(&self) -> RawSettings {
+        RawSettings {
+            engine: self.engine.clone(),
+            opportunities: self.opportunities.clone(),
+            gates: self.gates.clone(),
+            scoring: self.scoring.clone(),
+            priority: self.priority.clone(),
+            playbooks: self.playbooks.clone(),
+        }
+    }
+}
+
+/// Everything `radar run` needs.
+#[derive(Debug)]
+pub struct PipelineConfig {
+    pub engine: Settings,
+    pub source: SourceConfig,
+    pub store_path: PathBuf,
+}
+
+/// Reads the layers into the raw config; a syntax or type error names its key and file.
+pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
     let mut builder =
         Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
     if let Some(path) = path {
@@ -58,6 +123,8 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawSettings, ConfigError> {
         Environment::with_prefix("RADAR")
             .prefix_separator("__")
             .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("kafka.topics")
             .try_parsing(true),
     );
     let one = |e: config::ConfigError| ConfigError {
@@ -68,7 +135,72 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawSettings, ConfigError> {
 
 /// Loads and validates the engine settings.
 pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
-    Ok(settings::build(load_raw(path)?)?)
+    Ok(settings::build(load_raw(path)?.engine())?)
+}
+
+/// Loads and validates everything the pipeline needs, reporting every problem.
+pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError> {
+    let raw = load_raw(path)?;
+    let mut problems = Vec::new();
+    let engine = settings::build(raw.engine())
+        .map_err(|errors| problems.extend(errors.iter().map(ToString::to_string)))
+        .ok();
+    let mut duration = |key: &str, text: &str| match humantime::parse_duration(text) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            problems.push(format!(
+                "{key}: {text:?} is not a duration like \"5s\": {e}"
+            ));
+            None
+        }
+    };
+    let poll_timeout = duration("kafka.poll_timeout", &raw.kafka.poll_timeout);
+    let every = duration("checkpoint.every", &raw.checkpoint.every);
+    let kafka = &raw.kafka;
+    for (key, value) in [
+        ("kafka.bootstrap_servers", &kafka.bootstrap_servers),
+        ("kafka.group_id", &kafka.group_id),
+        ("kafka.dead_letter_topic", &kafka.dead_letter_topic),
+        ("checkpoint.path", &raw.checkpoint.path),
+    ] {
+        if value.trim().is_empty() {
+            problems.push(format!("{key}: must not be empty"));
+        }
+    }
+    if kafka.topics.is_empty() || kafka.topics.iter().any(|t| t.trim().is_empty()) {
+        problems.push("kafka.topics: needs at least one topic, none empty".into());
+    }
+    if kafka.topics.contains(&kafka.dead_letter_topic) {
+        problems.push("kafka.dead_letter_topic: must not be one of kafka.topics".into());
+    }
+    if raw.checkpoint.every_events == 0 {
+        problems.push("checkpoint.every_events: must be at least 1".into());
+    }
+    match (engine, poll_timeout, every) {
+        (Some(engine), Some(poll_timeout), Some(every)) if problems.is_empty() => {
+            Ok(PipelineConfig {
+                engine,
+                source: SourceConfig {
+                    bootstrap_servers: kafka.bootstrap_servers.clone(),
+                    group_id: kafka.group_id.clone(),
+                    topics: kafka.topics.clone(),
+                    dead_letter_topic: kafka.dead_letter_topic.clone(),
+                    client: kafka
+                        .client
+                        .iter()
+                        .map(|(k, v)| (k.replace('_', "."), v.clone()))
+                        .collect(),
+                    checkpoint: CheckpointPolicy {
+                        every_events: raw.checkpoint.every_events,
+                        every,
+                    },
+                    poll_timeout,
+                },
+                store_path: PathBuf::from(&raw.checkpoint.path),
+            })
+        }
+        _ => Err(ConfigError { problems }),
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +213,14 @@ mod tests {
         assert_eq!(settings.model.components.len(), 11);
         assert_eq!(settings.model.max_score(), 140.0);
         assert_eq!(settings.playbooks.len(), 6);
+        let pipeline = load_pipeline(None).unwrap();
+        assert_eq!(pipeline.source.topics, ["product-events"]);
+        assert!(
+            pipeline
+                .source
+                .client
+                .contains(&("auto.offset.reset".into(), "earliest".into()))
+        );
     }
 
     /// DESIGN.md's anchors for the default priority tables: $5,000 of estimated expansion

@@ -6,9 +6,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use radar::{config, replay, summary};
+use radar_kafka::{OutboxSink, Progress, Source, Stop};
+use radar_store::Store;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +60,14 @@ enum Command {
         explain: Option<String>,
         /// JSON-lines file of events, or `-` for stdin.
         input: PathBuf,
+    },
+    /// Consume events from Kafka: per-partition state with checkpoints, rejected events
+    /// to the dead-letter topic, opportunities to the outbox. Stops cleanly on SIGTERM or
+    /// SIGINT (checkpoint, commit, exit 0).
+    Run {
+        /// Config file layered over the built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Check a config and its playbooks; report every problem.
     Validate {
@@ -135,6 +149,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run { config } => run_pipeline(config),
         Command::Validate { config } => match config::load(Some(&config)) {
             Ok(settings) => {
                 println!(
@@ -152,4 +167,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
     }
+}
+
+/// `radar run`: the Kafka source until SIGTERM or SIGINT.
+fn run_pipeline(config: Option<PathBuf>) -> Result<ExitCode> {
+    let pipeline = config::load_pipeline(config.as_deref())?;
+    let store =
+        Arc::new(Store::open(&pipeline.store_path).with_context(|| {
+            format!("opening the state store {}", pipeline.store_path.display())
+        })?);
+    if let Some(aside) = store.moved_aside() {
+        eprintln!(
+            "radar: the state store was unreadable; moved it to {} and started afresh",
+            aside.display()
+        );
+    }
+    let source_config = pipeline.source.clone();
+    let source = Source::new(pipeline.source, Arc::new(pipeline.engine), store.clone())
+        .context("starting the Kafka consumer")?;
+
+    // SIGTERM and SIGINT set a flag; a watcher turns it into a graceful stop.
+    let signalled = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&signalled))
+            .context("installing signal handlers")?;
+    }
+    let stop = Arc::new(Stop::default());
+    {
+        let (signalled, stop) = (Arc::clone(&signalled), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !signalled.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            stop.graceful();
+        });
+    }
+    eprintln!(
+        "radar: consuming {} from {} as group {:?}; state and outbox in {}",
+        source_config.topics.join(", "),
+        source_config.bootstrap_servers,
+        source_config.group_id,
+        pipeline.store_path.display()
+    );
+    let progress = Progress::default();
+    let mut sink = OutboxSink::new(store);
+    let stats = source
+        .run(&stop, &progress, &mut sink)
+        .context("consuming events")?;
+    eprint!("{}", summary::render(&stats, source.tracked_accounts()?));
+    Ok(ExitCode::SUCCESS)
 }
