@@ -102,13 +102,21 @@ impl PartitionWorker {
     }
 
     /// Runs a batch of the partition's records, in offset order, through the engine:
-    /// opportunities are appended to `out`, rejected records to `dead`.
+    /// opportunities are appended to `out`, rejected records to `dead`. Records below the
+    /// next offset are already in the state (fetched again around a rebalance or a seek)
+    /// and are skipped, so no event is ever applied twice; gaps (compaction, transaction
+    /// markers) are normal.
     pub fn process(
         &mut self,
         records: &[KafkaRecord<'_>],
         out: &mut Vec<Opportunity>,
         dead: &mut Vec<DeadLetter>,
     ) {
+        let fresh = match self.next_offset {
+            Some(next) => records.partition_point(|r| r.offset < next),
+            None => 0,
+        };
+        let records = &records[fresh..];
         let Some(last) = records.last() else {
             return;
         };
@@ -248,6 +256,25 @@ mod tests {
         second.process(&all[resume..], &mut got, &mut Vec::new());
         assert_eq!(ids(&got), ids(&expected));
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn records_already_in_the_state_are_not_applied_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let lines = events(600);
+        let all = records(&lines, 0);
+        let now = Instant::now();
+        let (mut once, _) = PartitionWorker::restore(settings(), &store, "a", 0, now).unwrap();
+        let mut expected = Vec::new();
+        once.process(&all, &mut expected, &mut Vec::new());
+
+        let (mut twice, _) = PartitionWorker::restore(settings(), &store, "b", 0, now).unwrap();
+        let mut got = Vec::new();
+        twice.process(&all[..400], &mut got, &mut Vec::new());
+        twice.process(&all[200..], &mut got, &mut Vec::new());
+        assert_eq!(got, expected);
+        assert_eq!(twice.stats().read, 600);
     }
 
     #[test]
