@@ -246,6 +246,21 @@ fn environment_variables_override_the_file_and_are_checked_too() {
 }
 
 #[test]
+fn radar_owned_kafka_settings_cannot_be_overridden() {
+    let dir = temp_dir("reserved");
+    let file = dir.join("reserved.toml");
+    std::fs::write(&file, "[kafka.client]\nenable_auto_commit = \"true\"\n").unwrap();
+    let out = radar_with(&["run", "--config", path(&file)], &[], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("kafka.client.enable_auto_commit"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn unusable_input_fails_with_a_clear_message() {
     let missing = radar(&["replay", "/nonexistent/events.jsonl"]);
     assert_eq!(missing.status.code(), Some(1));

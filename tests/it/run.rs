@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use radar_store::Store;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::default_settings;
 
@@ -21,6 +23,39 @@ fn events() -> Vec<String> {
         ..Default::default()
     };
     radar_gen::Generator::new(opts).unwrap().collect()
+}
+
+/// Kills the child if the test fails before it is stopped on purpose.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn take(mut self) -> std::process::Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+        }
+    }
+}
+
+/// The sum of the group's committed offsets over `partitions`.
+fn committed(reader: &BaseConsumer, partitions: &TopicPartitionList) -> i64 {
+    reader
+        .committed_offsets(partitions.clone(), Duration::from_secs(5))
+        .map(|list| {
+            list.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 #[test]
@@ -55,13 +90,27 @@ fn radar_run_consumes_writes_the_outbox_and_stops_cleanly_on_sigterm() {
         .env("RADAR__KAFKA__BOOTSTRAP_SERVERS", &servers)
         .env("RADAR__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
         .env("RADAR__CHECKPOINT__PATH", &state)
+        .env("RADAR__CHECKPOINT__EVERY_EVENTS", "100")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The group's first assignment takes a few seconds; the records then take a moment.
-    std::thread::sleep(Duration::from_secs(10));
+    let child = KillOnDrop(Some(child));
+    // Wait until the group has committed every offset (commits follow checkpoints).
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .set("group.id", "radar")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition("product-events", 0);
+    partitions.add_partition("product-events", 1);
+    let waited = Instant::now();
+    while committed(&reader, &partitions) < 1_500 && waited.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let started = Instant::now();
+    let child = child.take();
     let status = Command::new("sh")
         .arg("-c")
         .arg(format!("kill -TERM {}", child.id()))

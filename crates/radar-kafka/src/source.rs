@@ -21,7 +21,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker};
@@ -92,6 +93,8 @@ pub enum SourceError {
     Store(#[from] StoreError),
     #[error("partition state lock poisoned by an earlier panic")]
     Poisoned,
+    #[error("{0} dead letters were refused by the broker; not committing past them")]
+    DeadLetters(u64),
 }
 
 /// Counters shared with whoever watches the source (tests, metrics).
@@ -121,11 +124,34 @@ impl Stop {
 
 type Key = (String, i32);
 
+/// Counts dead letters the broker refused, so no offset is committed past one.
+#[derive(Default)]
+struct DeliveryContext {
+    failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Largest dead-letter payload sent as is; a bigger one is truncated (and marked so) rather
+/// than refused by the broker at every restart.
+const MAX_DEAD_LETTER_BYTES: usize = 900_000;
+
 /// Partition workers and what they share, reached from the poll loop and from the
 /// rebalance callbacks.
 struct Shared {
     settings: Arc<Settings>,
     store: Arc<Store>,
+    dead_letters: BaseProducer<DeliveryContext>,
     workers: Mutex<HashMap<Key, PartitionWorker>>,
     /// Stats of partitions that were revoked, so nothing counted is lost.
     retired: Mutex<Stats>,
@@ -144,6 +170,27 @@ impl Shared {
     fn fail(&self, error: SourceError) {
         if let Ok(mut failure) = self.failure.lock() {
             failure.get_or_insert(error);
+        }
+    }
+
+    /// Waits until every dead letter sent is acknowledged; an error if any was refused.
+    fn flush_dead_letters(&self) -> Result<(), SourceError> {
+        self.dead_letters.flush(Duration::from_secs(30))?;
+        match self.dead_letters.context().failed.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            failed => Err(SourceError::DeadLetters(failed)),
+        }
+    }
+
+    /// Commits offsets whose checkpoints are durable. A refused commit (a rebalance in
+    /// progress, a lost assignment) is not fatal: the checkpoint is the truth, and the next
+    /// commit, or the next owner restoring it, moves on from there.
+    fn commit(&self, consumer: &BaseConsumer<Context>, offsets: &TopicPartitionList) {
+        if offsets.count() == 0 || consumer.assignment_lost() {
+            return;
+        }
+        if let Err(e) = consumer.commit(offsets, CommitMode::Sync) {
+            eprintln!("radar: warning: committing offsets failed (the checkpoints stand): {e}");
         }
     }
 }
@@ -197,7 +244,9 @@ fn assign(
                 restored.resume_at
             }
         };
-        let offset = resume_at.map_or(Offset::Stored, Offset::Offset);
+        // Without a checkpoint there is no state: rebuild it from the start of the
+        // partition, not from the group's committed offset.
+        let offset = resume_at.map_or(Offset::Beginning, Offset::Offset);
         positioned.add_partition_offset(&key.0, key.1, offset)?;
     }
     consumer.assign(&positioned)?;
@@ -223,16 +272,14 @@ fn revoke(
             }
         }
     }
-    if offsets.count() > 0 {
-        consumer.commit(&offsets, CommitMode::Sync)?;
-    }
+    shared.flush_dead_letters()?;
+    shared.commit(consumer, &offsets);
     Ok(())
 }
 
 /// The running source.
 pub struct Source {
     consumer: BaseConsumer<Context>,
-    dead_letters: BaseProducer,
     shared: Arc<Shared>,
     config: SourceConfig,
 }
@@ -251,19 +298,22 @@ impl Source {
         settings: Arc<Settings>,
         store: Arc<Store>,
     ) -> Result<Source, SourceError> {
-        let shared = Arc::new(Shared {
-            settings,
-            store,
-            workers: Mutex::new(HashMap::new()),
-            retired: Mutex::new(Stats::default()),
-            failure: Mutex::new(None),
-            abandoned: AtomicBool::new(false),
-        });
         let mut client = ClientConfig::new();
         for (key, value) in &config.client {
             client.set(key, value);
         }
         client.set("bootstrap.servers", &config.bootstrap_servers);
+        let dead_letters: BaseProducer<DeliveryContext> =
+            client.create_with_context(DeliveryContext::default())?;
+        let shared = Arc::new(Shared {
+            settings,
+            store,
+            dead_letters,
+            workers: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Stats::default()),
+            failure: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
+        });
         let mut consumer_config = client.clone();
         consumer_config
             .set("group.id", &config.group_id)
@@ -276,33 +326,47 @@ impl Source {
         })?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        let dead_letters: BaseProducer = client.create()?;
         Ok(Source {
             consumer,
-            dead_letters,
             shared,
             config,
         })
     }
 
     /// Consumes until `stop` says so; opportunities go to `sink` in each partition's order.
-    /// Returns the counts of every partition this source processed.
+    /// Returns the counts of every partition this source processed. On an error nothing
+    /// more is checkpointed or committed (not even by the revocation that dropping the
+    /// consumer triggers): the restart redoes the work from the last checkpoint.
     pub fn run(
         &self,
         stop: &Stop,
         progress: &Progress,
         sink: &mut impl OpportunitySink,
     ) -> Result<Stats, SourceError> {
+        let result = self.consume(stop, progress, sink);
+        if result.is_err() || stop.abrupt.load(Ordering::SeqCst) {
+            self.shared.abandoned.store(true, Ordering::SeqCst);
+        }
+        result?;
+        self.stats()
+    }
+
+    fn consume(
+        &self,
+        stop: &Stop,
+        progress: &Progress,
+        sink: &mut impl OpportunitySink,
+    ) -> Result<(), SourceError> {
         let mut opportunities = Vec::new();
         let mut dead = Vec::new();
         loop {
             if stop.abrupt.load(Ordering::SeqCst) {
-                self.shared.abandoned.store(true, Ordering::SeqCst);
-                return self.stats();
+                return Ok(());
             }
             if stop.graceful.load(Ordering::SeqCst) {
                 break;
             }
+            // Empty before every poll: rebalances commit from inside it.
             sink.flush().map_err(SourceError::Sink)?;
             let polled = self.consumer.poll(self.config.poll_timeout);
             if let Some(error) = self
@@ -336,17 +400,31 @@ impl Source {
                     }
                     progress.consumed.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(Err(e)) => return Err(e.into()),
+                // Consumer errors (a topic not created yet, a broker away) are reported and
+                // retried by librdkafka; stopping on them would only restart into them.
+                Some(Err(e)) => {
+                    eprintln!("radar: warning: consuming: {e}");
+                    std::thread::sleep(self.config.poll_timeout);
+                }
                 None => {}
             }
             self.checkpoint_due(sink)?;
         }
-        self.checkpoint_all(sink)?;
-        self.stats()
+        self.checkpoint_all(sink)
     }
 
+    /// Produces a rejected record to the dead-letter topic with its key, its bytes (cut to
+    /// [`MAX_DEAD_LETTER_BYTES`]) and headers saying why and where from.
     fn dead_letter(&self, message: &impl Message, letter: &DeadLetter) -> Result<(), SourceError> {
-        let headers = OwnedHeaders::new()
+        let payload = message.payload().unwrap_or_default();
+        let truncated = payload.len() > MAX_DEAD_LETTER_BYTES;
+        let source = format!(
+            "{}/{}/{}",
+            message.topic(),
+            message.partition(),
+            letter.offset
+        );
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "radar.reason",
                 value: Some(letter.reason.as_str()),
@@ -357,23 +435,33 @@ impl Source {
             })
             .insert(Header {
                 key: "radar.source",
-                value: Some(&format!(
-                    "{}/{}/{}",
-                    message.topic(),
-                    message.partition(),
-                    letter.offset
-                )),
+                value: Some(source.as_str()),
             });
+        if truncated {
+            headers = headers.insert(Header {
+                key: "radar.truncated",
+                value: Some("true"),
+            });
+        }
         let mut record = BaseRecord::<[u8], [u8]>::to(&self.config.dead_letter_topic)
-            .payload(message.payload().unwrap_or_default())
+            .payload(&payload[..payload.len().min(MAX_DEAD_LETTER_BYTES)])
             .headers(headers);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        self.dead_letters
-            .send(record)
-            .map_err(|(e, _)| SourceError::Kafka(e))?;
-        self.dead_letters.poll(Duration::ZERO);
+        let producer = &self.shared.dead_letters;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                // The local queue is full: let deliveries drain, then try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(100));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        producer.poll(Duration::ZERO);
         Ok(())
     }
 
@@ -401,7 +489,7 @@ impl Source {
             return Ok(());
         }
         sink.flush().map_err(SourceError::Sink)?;
-        self.dead_letters.flush(Duration::from_secs(30))?;
+        self.shared.flush_dead_letters()?;
         let mut offsets = TopicPartitionList::new();
         {
             let mut workers = self.shared.workers()?;
@@ -413,9 +501,7 @@ impl Source {
                 }
             }
         }
-        if offsets.count() > 0 {
-            self.consumer.commit(&offsets, CommitMode::Sync)?;
-        }
+        self.shared.commit(&self.consumer, &offsets);
         Ok(())
     }
 

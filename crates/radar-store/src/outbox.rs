@@ -11,6 +11,9 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use crate::store::{Store, StoreError, storage};
 
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// The next sequence number, kept apart: the table may be emptied by delivery, and
+/// numbers must never be reused.
+const OUTBOX_NEXT: TableDefinition<&str, u64> = TableDefinition::new("outbox_next");
 
 impl Store {
     /// Appends entries in one durable transaction; returns the sequence of the first.
@@ -21,12 +24,15 @@ impl Store {
         let txn = self.db.begin_write().map_err(storage)?;
         let first;
         {
+            let mut next = txn.open_table(OUTBOX_NEXT).map_err(storage)?;
+            first = next.get("next").map_err(storage)?.map_or(0, |n| n.value());
             let mut table = txn.open_table(OUTBOX).map_err(storage)?;
-            let last = table.last().map_err(storage)?.map(|(key, _)| key.value());
-            first = last.map_or(0, |l| l + 1);
-            for (sequence, entry) in (first..).zip(entries) {
+            let mut sequence = first;
+            for entry in entries {
                 table.insert(sequence, entry).map_err(storage)?;
+                sequence += 1;
             }
+            next.insert("next", sequence).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         Ok(first)
@@ -98,7 +104,9 @@ mod tests {
             store.outbox_after(None, 10).unwrap(),
             vec![(2, b"c".to_vec())]
         );
-        // Sequences keep increasing after removals.
+        // Sequences keep increasing after removals, even when the outbox was emptied.
+        store.remove_outbox_through(2).unwrap();
+        assert_eq!(store.outbox_after(None, 10).unwrap(), vec![]);
         assert_eq!(store.append_outbox([&b"d"[..]]).unwrap(), 3);
     }
 }

@@ -15,7 +15,8 @@ use xxhash_rust::xxh3::xxh3_64;
 /// (topic, partition, generation) → header ‖ snapshot.
 const CHECKPOINTS: TableDefinition<(&str, i32, u64), &[u8]> = TableDefinition::new("checkpoints");
 
-/// Generations kept per partition: the newest, and one to fall back on.
+/// Generations kept per partition: the newest, and one intact one to fall back on.
+#[cfg(test)]
 const KEEP: u64 = 2;
 
 /// Value layout version, offset (i64 LE), checksum (u64 LE) of version ‖ offset ‖ snapshot.
@@ -77,20 +78,32 @@ impl Store {
                 db,
                 moved_aside: None,
             }),
-            Err(redb::DatabaseError::Storage(_)) | Err(redb::DatabaseError::UpgradeRequired(_)) => {
-                let aside = free_aside_path(path);
-                std::fs::rename(path, &aside).map_err(|source| StoreError::MoveAside {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                let db = Database::create(path).map_err(|e| open_error(path, e))?;
-                Ok(Store {
-                    db,
-                    moved_aside: Some(aside),
-                })
+            // Only a file that is not a readable database is moved aside; an I/O error or
+            // a file from a newer redb is reported, never thrown away.
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))) => {
+                Self::start_afresh(path)
+            }
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(_)))
+                if not_a_database(path) =>
+            {
+                Self::start_afresh(path)
             }
             Err(e) => Err(open_error(path, e)),
         }
+    }
+
+    /// Moves an unusable store file aside and creates a new one in its place.
+    fn start_afresh(path: &Path) -> Result<Store, StoreError> {
+        let aside = free_aside_path(path);
+        std::fs::rename(path, &aside).map_err(|source| StoreError::MoveAside {
+            path: path.to_owned(),
+            source,
+        })?;
+        let db = Database::create(path).map_err(|e| open_error(path, e))?;
+        Ok(Store {
+            db,
+            moved_aside: Some(aside),
+        })
     }
 
     pub fn moved_aside(&self) -> Option<&Path> {
@@ -108,17 +121,27 @@ impl Store {
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(CHECKPOINTS).map_err(storage)?;
-            let generations: Vec<u64> = table
+            // (generation, intact) of what is there now.
+            let generations: Vec<(u64, bool)> = table
                 .range((topic, partition, 0)..=(topic, partition, u64::MAX))
                 .map_err(storage)?
-                .map(|entry| entry.map(|(key, _)| key.value().2))
+                .map(|entry| {
+                    entry.map(|(key, value)| (key.value().2, decode(value.value()).is_some()))
+                })
                 .collect::<Result<_, _>>()
                 .map_err(storage)?;
-            let next = generations.last().map_or(0, |g| g + 1);
+            let next = generations.last().map_or(0, |(g, _)| g + 1);
             table
                 .insert((topic, partition, next), encode(checkpoint).as_slice())
                 .map_err(storage)?;
-            for old in generations.iter().filter(|g| **g + KEEP <= next) {
+            // Keep the newest intact generation as the fallback, drop the rest (a damaged
+            // one must never push out the last good one).
+            let fallback = generations
+                .iter()
+                .rev()
+                .find(|(_, intact)| *intact)
+                .map(|(g, _)| *g);
+            for (old, _) in generations.iter().filter(|(g, _)| Some(*g) != fallback) {
                 table.remove((topic, partition, *old)).map_err(storage)?;
             }
         }
@@ -171,6 +194,17 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
     StoreError::Open {
         path: path.to_owned(),
         source: Box::new(e),
+    }
+}
+
+/// Whether the file at `path` is no redb database at all (as opposed to one that could
+/// not be read right now): its first bytes are not redb's magic number.
+fn not_a_database(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 9];
+    match std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)) {
+        Ok(()) => &head != b"redb\x1A\x0A\xA9\x0D\x0A",
+        Err(e) => e.kind() == std::io::ErrorKind::UnexpectedEof,
     }
 }
 
@@ -323,6 +357,16 @@ mod tests {
             1,
             &encode(&checkpoint(20, 2))[..HEADER - 1],
         );
+        assert_eq!(
+            store.load_checkpoint("events", 0).unwrap().checkpoint,
+            Some(checkpoint(10, 1))
+        );
+
+        // The next checkpoint keeps the intact generation 0, not the damaged 1.
+        store
+            .save_checkpoint("events", 0, &checkpoint(30, 3))
+            .unwrap();
+        damage(&store, "events", 0, 2, b"garbage");
         assert_eq!(
             store.load_checkpoint("events", 0).unwrap().checkpoint,
             Some(checkpoint(10, 1))

@@ -99,6 +99,16 @@ impl RawConfig {
     }
 }
 
+/// librdkafka settings radar owns: at-least-once and per-partition state depend on them.
+const RESERVED_CLIENT_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "group.protocol",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "partition.assignment.strategy",
+];
+
 /// Everything `radar run` needs.
 #[derive(Debug)]
 pub struct PipelineConfig {
@@ -172,6 +182,14 @@ pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError>
     }
     if kafka.topics.contains(&kafka.dead_letter_topic) {
         problems.push("kafka.dead_letter_topic: must not be one of kafka.topics".into());
+    }
+    for key in kafka.client.keys() {
+        let setting = key.replace('_', ".");
+        if RESERVED_CLIENT_KEYS.contains(&setting.as_str()) {
+            problems.push(format!(
+                "kafka.client.{key}: radar sets {setting} itself (offsets move only after checkpoints)"
+            ));
+        }
     }
     if raw.checkpoint.every_events == 0 {
         problems.push("checkpoint.every_events: must be at least 1".into());
