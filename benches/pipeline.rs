@@ -1,7 +1,7 @@
 //! End-to-end throughput: Radar's Kafka source against a bare rdkafka consumer on the
 //! same broker and messages.
 //!
-//! Produces `RADAR_BENCH_EVENTS` generated events (default 200k, 10k accounts) to a
+//! Produces `RADAR_BENCH_EVENTS` generated events (default 50k, 10k accounts) to a
 //! 3-partition topic, then in the same run measures (a) a bare `BaseConsumer` reading
 //! them all and (b) Radar consuming, processing, checkpointing and writing the outbox, and
 //! prints both rates and their ratio. Budget (DESIGN.md): Radar ≥ 0.8× the bare consumer.
@@ -26,7 +26,7 @@ fn main() {
     let events: u64 = std::env::var("RADAR_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(50_000);
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("events", 3, 1).unwrap();
     cluster.create_topic("events.dead-letter", 1, 1).unwrap();

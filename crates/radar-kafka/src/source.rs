@@ -20,7 +20,7 @@ use radar_store::{Store, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -141,6 +141,10 @@ impl ProducerContext for DeliveryContext {
         }
     }
 }
+
+/// Records taken per poll round: enough to amortise the outbox write and the lock, small
+/// enough to keep the time between polls short.
+const MAX_BATCH: usize = 1_000;
 
 /// Largest dead-letter payload sent as is; a bigger one is truncated (and marked so) rather
 /// than refused by the broker at every restart.
@@ -357,8 +361,7 @@ impl Source {
         progress: &Progress,
         sink: &mut impl OpportunitySink,
     ) -> Result<(), SourceError> {
-        let mut opportunities = Vec::new();
-        let mut dead = Vec::new();
+        let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(MAX_BATCH);
         loop {
             if stop.abrupt.load(Ordering::SeqCst) {
                 return Ok(());
@@ -366,51 +369,96 @@ impl Source {
             if stop.graceful.load(Ordering::SeqCst) {
                 break;
             }
-            // Empty before every poll: rebalances commit from inside it.
+            // Empty before polling: rebalances commit from inside `poll`.
             sink.flush().map_err(SourceError::Sink)?;
-            let polled = self.consumer.poll(self.config.poll_timeout);
-            if let Some(error) = self
-                .shared
-                .failure
-                .lock()
-                .map_err(|_| SourceError::Poisoned)?
-                .take()
-            {
-                return Err(error);
-            }
-            match polled {
-                Some(Ok(message)) => {
-                    let key = (message.topic().to_owned(), message.partition());
-                    let record = KafkaRecord {
-                        offset: message.offset(),
-                        payload: message.payload().unwrap_or_default(),
-                        timestamp: message.timestamp().to_millis(),
-                    };
-                    let mut workers = self.shared.workers()?;
-                    // A record of a partition revoked since it was fetched belongs to the
-                    // new owner now: skip it.
-                    if let Some(worker) = workers.get_mut(&key) {
-                        worker.process(&[record], &mut opportunities, &mut dead);
-                        for letter in dead.drain(..) {
-                            self.dead_letter(&message, &letter)?;
+            // A batch: wait for one record, then take what is already fetched. Records are
+            // only processed once the batch is in, so no opportunity is pending during a poll.
+            batch.clear();
+            let mut timeout = self.config.poll_timeout;
+            while batch.len() < MAX_BATCH {
+                let polled = self.consumer.poll(timeout);
+                self.take_failure()?;
+                match polled {
+                    Some(Ok(message)) => batch.push(message),
+                    // Consumer errors (a topic not created yet, a broker away) are reported
+                    // and retried by librdkafka; stopping on them would only restart into
+                    // them.
+                    Some(Err(e)) => {
+                        eprintln!("radar: warning: consuming: {e}");
+                        if batch.is_empty() {
+                            std::thread::sleep(self.config.poll_timeout);
                         }
-                        for opportunity in opportunities.drain(..) {
-                            sink.accept(&opportunity).map_err(SourceError::Sink)?;
-                        }
+                        break;
                     }
-                    progress.consumed.fetch_add(1, Ordering::Relaxed);
+                    None => break,
                 }
-                // Consumer errors (a topic not created yet, a broker away) are reported and
-                // retried by librdkafka; stopping on them would only restart into them.
-                Some(Err(e)) => {
-                    eprintln!("radar: warning: consuming: {e}");
-                    std::thread::sleep(self.config.poll_timeout);
-                }
-                None => {}
+                timeout = Duration::ZERO;
             }
+            self.process(&batch, sink)?;
+            progress
+                .consumed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
             self.checkpoint_due(sink)?;
         }
         self.checkpoint_all(sink)
+    }
+
+    /// A failure a rebalance callback left for the poll loop.
+    fn take_failure(&self) -> Result<(), SourceError> {
+        match self
+            .shared
+            .failure
+            .lock()
+            .map_err(|_| SourceError::Poisoned)?
+            .take()
+        {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a batch through the partition workers, partition by partition in offset order.
+    fn process(
+        &self,
+        batch: &[BorrowedMessage<'_>],
+        sink: &mut impl OpportunitySink,
+    ) -> Result<(), SourceError> {
+        let mut by_partition: HashMap<(&str, i32), Vec<&BorrowedMessage<'_>>> = HashMap::new();
+        for message in batch {
+            by_partition
+                .entry((message.topic(), message.partition()))
+                .or_default()
+                .push(message);
+        }
+        let mut opportunities = Vec::new();
+        let mut dead = Vec::new();
+        let mut workers = self.shared.workers()?;
+        for ((topic, partition), messages) in by_partition {
+            // A partition revoked since its records were fetched belongs to its new owner.
+            let Some(worker) = workers.get_mut(&(topic.to_owned(), partition)) else {
+                continue;
+            };
+            let records: Vec<KafkaRecord<'_>> = messages
+                .iter()
+                .map(|m| KafkaRecord {
+                    offset: m.offset(),
+                    payload: m.payload().unwrap_or_default(),
+                    timestamp: m.timestamp().to_millis(),
+                })
+                .collect();
+            worker.process(&records, &mut opportunities, &mut dead);
+            for letter in dead.drain(..) {
+                if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
+                    self.dead_letter(*message, &letter)?;
+                }
+            }
+        }
+        drop(workers);
+        for opportunity in &opportunities {
+            sink.accept(opportunity).map_err(SourceError::Sink)?;
+        }
+        Ok(())
     }
 
     /// Produces a rejected record to the dead-letter topic with its key, its bytes (cut to
