@@ -5,8 +5,8 @@
 //! 3-partition topic, then in the same run measures (a) a bare `BaseConsumer` reading
 //! them all and (b) Radar consuming, processing, checkpointing and writing the outbox, and
 //! prints both rates and their ratio. Budget (DESIGN.md): Radar ≥ 0.8× the bare consumer.
-//! The broker is librdkafka's in-process mock cluster here; against a broker process the
-//! same harness applies.
+//! The broker is librdkafka's in-process mock cluster, or the broker at
+//! `RADAR_BENCH_BOOTSTRAP` (e.g. a tansu started by hand; topics are created on produce).
 //!
 //! Run: `cargo bench --bench pipeline`
 #![allow(clippy::unwrap_used)]
@@ -27,10 +27,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("events", 3, 1).unwrap();
-    cluster.create_topic("events.dead-letter", 1, 1).unwrap();
-    let servers = cluster.bootstrap_servers();
+    let (_cluster, servers, broker) = match std::env::var("RADAR_BENCH_BOOTSTRAP") {
+        Ok(servers) => (None, servers.clone(), servers),
+        Err(_) => {
+            let cluster = MockCluster::new(1).unwrap();
+            cluster.create_topic("events", 3, 1).unwrap();
+            cluster.create_topic("events.dead-letter", 1, 1).unwrap();
+            let servers = cluster.bootstrap_servers();
+            (Some(cluster), servers, "mock cluster".to_owned())
+        }
+    };
 
     let opts = radar_gen::Options {
         accounts: 10_000,
@@ -65,7 +71,7 @@ fn main() {
     let bare = bare_consumer(&servers, events);
     let radar = radar_source(&servers, events);
     let (bare_rate, radar_rate) = (events as f64 / bare, events as f64 / radar);
-    println!("pipeline: {events} events over 3 partitions (mock cluster)");
+    println!("pipeline: {events} events ({broker})");
     println!("pipeline: bare rdkafka consumer {bare_rate:.0} events/s ({bare:.2} s)");
     println!("pipeline: radar source          {radar_rate:.0} events/s ({radar:.2} s)");
     println!(

@@ -142,9 +142,10 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// Records taken per poll round: enough to amortise the outbox write and the lock, small
-/// enough to keep the time between polls short.
-const MAX_BATCH: usize = 1_000;
+/// Records taken per poll round: enough to amortise the outbox write (one durable
+/// transaction per round) and the lock, small enough to keep the time between polls in the
+/// tens of milliseconds.
+const MAX_BATCH: usize = 10_000;
 
 /// Largest dead-letter payload sent as is; a bigger one is truncated (and marked so) rather
 /// than refused by the broker at every restart.
