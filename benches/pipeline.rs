@@ -125,6 +125,7 @@ fn radar_source(servers: &str, events: u64) -> f64 {
             every: Duration::from_secs(5),
         },
         poll_timeout: Duration::from_millis(100),
+        max_batch: 10_000,
     };
     let source = Source::new(config, settings, store.clone()).unwrap();
     let (stop, progress) = (Stop::default(), Progress::default());

@@ -38,6 +38,9 @@ pub struct SourceConfig {
     pub client: Vec<(String, String)>,
     pub checkpoint: CheckpointPolicy,
     pub poll_timeout: Duration,
+    /// Records taken per poll round: enough to amortise the outbox write (one durable
+    /// transaction per round), small enough to keep the time between polls short.
+    pub max_batch: usize,
 }
 
 /// Where opportunities go. `flush` makes everything accepted so far durable; the source
@@ -141,11 +144,6 @@ impl ProducerContext for DeliveryContext {
         }
     }
 }
-
-/// Records taken per poll round: enough to amortise the outbox write (one durable
-/// transaction per round) and the lock, small enough to keep the time between polls in the
-/// tens of milliseconds.
-const MAX_BATCH: usize = 10_000;
 
 /// Largest dead-letter payload sent as is; a bigger one is truncated (and marked so) rather
 /// than refused by the broker at every restart.
@@ -362,7 +360,8 @@ impl Source {
         progress: &Progress,
         sink: &mut impl OpportunitySink,
     ) -> Result<(), SourceError> {
-        let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(MAX_BATCH);
+        let max_batch = self.config.max_batch.max(1);
+        let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(max_batch);
         loop {
             if stop.abrupt.load(Ordering::SeqCst) {
                 return Ok(());
@@ -376,7 +375,7 @@ impl Source {
             // only processed once the batch is in, so no opportunity is pending during a poll.
             batch.clear();
             let mut timeout = self.config.poll_timeout;
-            while batch.len() < MAX_BATCH {
+            while batch.len() < max_batch {
                 let polled = self.consumer.poll(timeout);
                 self.take_failure()?;
                 match polled {

@@ -80,6 +80,7 @@ fn config(servers: &str) -> SourceConfig {
             every: Duration::from_millis(500),
         },
         poll_timeout: Duration::from_millis(50),
+        max_batch: 100,
     }
 }
 

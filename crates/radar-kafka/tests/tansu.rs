@@ -158,6 +158,7 @@ fn run_until(
             every: Duration::from_millis(500),
         },
         poll_timeout: Duration::from_millis(100),
+        max_batch: 100,
     };
     let settings = Arc::new(radar::config::load(None).unwrap());
     let source = Source::new(config, settings, store.clone()).unwrap();

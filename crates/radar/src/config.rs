@@ -72,6 +72,7 @@ pub struct RawKafka {
     pub topics: Vec<String>,
     pub dead_letter_topic: String,
     pub poll_timeout: String,
+    pub max_batch: usize,
     /// librdkafka settings, passed through; `_` in a key stands for `.`, so they can be
     /// set from the environment too (`RADAR__KAFKA__CLIENT__SESSION_TIMEOUT_MS`).
     #[serde(default)]
@@ -191,6 +192,9 @@ pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError>
             ));
         }
     }
+    if kafka.max_batch == 0 {
+        problems.push("kafka.max_batch: must be at least 1".into());
+    }
     if raw.checkpoint.every_events == 0 {
         problems.push("checkpoint.every_events: must be at least 1".into());
     }
@@ -213,6 +217,7 @@ pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError>
                         every,
                     },
                     poll_timeout,
+                    max_batch: kafka.max_batch,
                 },
                 store_path: PathBuf::from(&raw.checkpoint.path),
             })
