@@ -27,8 +27,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker};
 
-/// Where and how to consume.
-#[derive(Clone, Debug)]
+/// Where and how to consume. Its `Debug` output redacts secret client settings, so it
+/// can be logged.
+#[derive(Clone)]
 pub struct SourceConfig {
     pub bootstrap_servers: String,
     pub group_id: String,
@@ -41,6 +42,43 @@ pub struct SourceConfig {
     /// Records taken per poll round: enough to amortise the outbox write (one durable
     /// transaction per round), small enough to keep the time between polls short.
     pub max_batch: usize,
+}
+
+/// Whether a librdkafka setting holds a secret (SASL and TLS passwords, client secrets,
+/// inline keys).
+fn is_secret(key: &str) -> bool {
+    ["password", "secret", "pem", "jaas", "oauthbearer.config"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client: Vec<(&str, &str)> = self
+            .client
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret(k) {
+                        "[redacted]"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
+            .collect();
+        f.debug_struct("SourceConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("client", &client)
+            .field("checkpoint", &self.checkpoint)
+            .field("poll_timeout", &self.poll_timeout)
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
 }
 
 /// Where opportunities go. `flush` makes everything accepted so far durable; the source
@@ -574,5 +612,37 @@ impl Source {
             stats.merge(worker.stats());
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let config = SourceConfig {
+            bootstrap_servers: "broker:9093".into(),
+            group_id: "radar".into(),
+            topics: vec!["events".into()],
+            dead_letter_topic: "events.dlq".into(),
+            client: vec![
+                ("sasl.password".into(), "hunter2".into()),
+                ("ssl.key.pem".into(), "-----BEGIN PRIVATE KEY-----".into()),
+                ("sasl.oauthbearer.client.secret".into(), "s3cr3t".into()),
+                ("security.protocol".into(), "SASL_SSL".into()),
+            ],
+            checkpoint: CheckpointPolicy {
+                every_events: 1,
+                every: Duration::from_secs(1),
+            },
+            poll_timeout: Duration::from_millis(100),
+            max_batch: 1,
+        };
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "BEGIN PRIVATE KEY", "s3cr3t"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("SASL_SSL") && shown.contains("[redacted]"));
     }
 }
