@@ -1,146 +1,19 @@
 //! The source against librdkafka's in-process mock cluster: a real Kafka protocol peer,
-//! fast enough for every test run. (Tests against a broker process come with tansu.)
+//! fast enough for every test run. (`tansu.rs` runs against a broker process.)
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, SourceConfig, Stop};
 use radar_store::Store;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
-fn settings() -> Arc<radar_core::Settings> {
-    Arc::new(radar::config::load(None).unwrap())
-}
-
-fn events(n: u64, invalid_ratio: f64) -> Vec<String> {
-    let opts = radar_gen::Options {
-        accounts: 60,
-        events: n,
-        seed: 11,
-        invalid_ratio,
-        ..Default::default()
-    };
-    radar_gen::Generator::new(opts).unwrap().collect()
-}
-
-/// Produces each line keyed by its account id (as product code would).
-fn produce(servers: &str, topic: &str, lines: &[String]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .unwrap();
-    for line in lines {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        producer
-            .send(BaseRecord::to(topic).key(&key).payload(line))
-            .unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
-}
-
-/// The opportunity ids `radar replay` gives over the same lines.
-fn replayed(lines: &[String]) -> BTreeSet<String> {
-    let input = lines.join("\n");
-    let mut out = Vec::new();
-    radar::replay::run(settings(), input.as_bytes(), &mut out).unwrap();
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["opportunity_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
-
-fn config(servers: &str) -> SourceConfig {
-    SourceConfig {
-        bootstrap_servers: servers.to_owned(),
-        group_id: "radar".into(),
-        topics: vec!["events".into()],
-        dead_letter_topic: "events.dead-letter".into(),
-        client: vec![
-            ("session.timeout.ms".into(), "6000".into()),
-            ("auto.offset.reset".into(), "earliest".into()),
-        ],
-        checkpoint: CheckpointPolicy {
-            every_events: 200,
-            every: Duration::from_millis(500),
-        },
-        poll_timeout: Duration::from_millis(50),
-        max_batch: 100,
-    }
-}
-
-/// When a test stops its source.
-enum Until {
-    /// Once this many records were consumed.
-    Consumed(u64),
-    /// Once records came and then none for this long.
-    Quiet(Duration),
-}
-
-/// Runs a source until told (or 60 s pass), then stops it gracefully or abruptly (as a
-/// crash would); returns how many records it consumed. Opportunities go to the store's
-/// outbox, as in the pipeline.
-fn run_source(servers: &str, store: &Arc<Store>, until: Until, abrupt: bool) -> u64 {
-    let source = Source::new(config(servers), settings(), store.clone()).unwrap();
-    let stop = Stop::default();
-    let progress = Progress::default();
-    let mut sink = OutboxSink::new(store.clone());
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let started = Instant::now();
-            let (mut last, mut since) = (0, Instant::now());
-            while started.elapsed() < Duration::from_secs(60) {
-                let consumed = progress.consumed.load(std::sync::atomic::Ordering::Relaxed);
-                if consumed != last {
-                    (last, since) = (consumed, Instant::now());
-                }
-                let done = match until {
-                    Until::Consumed(n) => consumed >= n,
-                    Until::Quiet(quiet) => consumed > 0 && since.elapsed() >= quiet,
-                };
-                if done {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if abrupt {
-                stop.abrupt()
-            } else {
-                stop.graceful()
-            }
-        });
-        source.run(&stop, &progress, &mut sink).unwrap();
-    });
-    progress.consumed.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// The opportunity ids in the outbox, in order.
-fn outbox_ids(store: &Store) -> Vec<String> {
-    store
-        .outbox_after(None, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|(_, json)| {
-            let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
-            value["opportunity_id"].as_str().unwrap().to_owned()
-        })
-        .collect()
-}
+use support::{Until, config, events, outbox_ids, produce, replayed, run_source};
 
 #[test]
 fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
@@ -148,7 +21,7 @@ fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
     cluster.create_topic("events", 3, 1).unwrap();
     cluster.create_topic("events.dead-letter", 1, 1).unwrap();
     let servers = cluster.bootstrap_servers();
-    let lines = events(4_000, 0.0);
+    let lines = events(4_000, 11, 0.0);
     produce(&servers, "events", &lines);
     let expected = replayed(&lines);
     assert!(
@@ -160,11 +33,12 @@ fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
     let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
 
     // First run: crash half-way.
-    let crashed_after = run_source(&servers, &store, Until::Consumed(2_000), true);
+    let source = || config(&servers, "events", "radar");
+    let crashed_after = run_source(source(), &store, Until::Consumed(2_000), true);
     let first = outbox_ids(&store);
     // Second run, same group and store: resumes from the checkpoints and finishes.
     let resumed = run_source(
-        &servers,
+        source(),
         &store,
         Until::Quiet(Duration::from_secs(2)),
         false,
@@ -172,7 +46,7 @@ fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
 
     // The outbox holds every opportunity of the replay, and no other; those made after
     // the last checkpoint before the crash may be there twice, with the same id.
-    let all: BTreeSet<String> = outbox_ids(&store).into_iter().collect();
+    let all = outbox_ids(&store);
     assert_eq!(
         all, expected,
         "every opportunity of the replay, and no other"
@@ -181,7 +55,7 @@ fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
         first.len() < expected.len(),
         "the crash came before the end"
     );
-    // The restart resumed from the checkpoints (every 200 records or 500 ms), not from
+    // The restart resumed from the checkpoints (every 100 records or 500 ms), not from
     // the beginning: it redid at most what followed the last checkpoint.
     assert!(
         (4_000 - crashed_after..4_000).contains(&resumed),
@@ -195,12 +69,17 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
     cluster.create_topic("events", 2, 1).unwrap();
     cluster.create_topic("events.dead-letter", 1, 1).unwrap();
     let servers = cluster.bootstrap_servers();
-    let lines = events(1_000, 0.05);
+    let lines = events(1_000, 11, 0.05);
     produce(&servers, "events", &lines);
 
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
-    run_source(&servers, &store, Until::Consumed(1_000), false);
+    run_source(
+        config(&servers, "events", "radar"),
+        &store,
+        Until::Consumed(1_000),
+        false,
+    );
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &servers)

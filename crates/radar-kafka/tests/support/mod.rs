@@ -1,0 +1,133 @@
+//! What the broker tests share: generated events produced keyed by account, the replay's
+//! opportunities to compare with, and a source run until told to stop.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, SourceConfig, Stop};
+use radar_store::Store;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+fn settings() -> Arc<radar_core::Settings> {
+    Arc::new(radar::config::load(None).unwrap())
+}
+
+pub fn events(events: u64, seed: u64, invalid_ratio: f64) -> Vec<String> {
+    let opts = radar_gen::Options {
+        accounts: 60,
+        events,
+        seed,
+        invalid_ratio,
+        ..Default::default()
+    };
+    radar_gen::Generator::new(opts).unwrap().collect()
+}
+
+/// Produces each line keyed by its account id, as product code would.
+pub fn produce(servers: &str, topic: &str, lines: &[String]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .unwrap();
+    for line in lines {
+        let key = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        producer
+            .send(BaseRecord::to(topic).key(&key).payload(line))
+            .unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn opportunity_id(json: &[u8]) -> String {
+    let value: serde_json::Value = serde_json::from_slice(json).unwrap();
+    value["opportunity_id"].as_str().unwrap().to_owned()
+}
+
+/// The opportunity ids `radar replay` gives over the same lines.
+pub fn replayed(lines: &[String]) -> BTreeSet<String> {
+    let mut out = Vec::new();
+    radar::replay::run(settings(), lines.join("\n").as_bytes(), &mut out).unwrap();
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(opportunity_id)
+        .collect()
+}
+
+/// The opportunity ids in the store's outbox.
+pub fn outbox_ids(store: &Store) -> BTreeSet<String> {
+    store
+        .outbox_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, json)| opportunity_id(&json))
+        .collect()
+}
+
+/// A source over `topic` for consumer group `group`, checkpointing every 100 records or
+/// 500 ms, in poll rounds of 100 so a crash can land mid-stream.
+pub fn config(servers: &str, topic: &str, group: &str) -> SourceConfig {
+    SourceConfig {
+        bootstrap_servers: servers.to_owned(),
+        group_id: group.to_owned(),
+        topics: vec![topic.to_owned()],
+        dead_letter_topic: format!("{topic}.dead-letter"),
+        client: vec![("session.timeout.ms".into(), "6000".into())],
+        checkpoint: CheckpointPolicy {
+            every_events: 100,
+            every: Duration::from_millis(500),
+        },
+        poll_timeout: Duration::from_millis(50),
+        max_batch: 100,
+    }
+}
+
+/// When a test stops its source.
+pub enum Until {
+    /// Once this many records were consumed.
+    Consumed(u64),
+    /// Once records came and then none for this long.
+    Quiet(Duration),
+}
+
+/// Runs a source until told (or 60 s pass), then stops it gracefully or abruptly (as a
+/// crash would); returns how many records it consumed. Opportunities go to the store's
+/// outbox, as in the pipeline.
+pub fn run_source(config: SourceConfig, store: &Arc<Store>, until: Until, abrupt: bool) -> u64 {
+    let source = Source::new(config, settings(), store.clone()).unwrap();
+    let (stop, progress) = (Stop::default(), Progress::default());
+    let mut sink = OutboxSink::new(store.clone());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let started = Instant::now();
+            let (mut last, mut since) = (0, Instant::now());
+            while started.elapsed() < Duration::from_secs(60) {
+                let consumed = progress.consumed.load(Ordering::Relaxed);
+                if consumed != last {
+                    (last, since) = (consumed, Instant::now());
+                }
+                let done = match until {
+                    Until::Consumed(n) => consumed >= n,
+                    Until::Quiet(quiet) => consumed > 0 && since.elapsed() >= quiet,
+                };
+                if done {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if abrupt {
+                stop.abrupt()
+            } else {
+                stop.graceful()
+            }
+        });
+        source.run(&stop, &progress, &mut sink).unwrap();
+    });
+    progress.consumed.load(Ordering::Relaxed)
+}
