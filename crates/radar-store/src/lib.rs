@@ -5,9 +5,13 @@
 //! - [`store`]: the store file, and per-partition checkpoints (offset and engine
 //!   snapshot), checksummed, with the previous generation kept as a fallback;
 //! - [`outbox`]: opportunities made durable before the offsets that produced them are
-//!   committed, for delivery to read.
+//!   committed, for delivery to read;
+//! - [`delivery`]: per-destination delivery queues (retries wait there, on disk) and
+//!   the dead-letter store.
 
+pub mod delivery;
 pub mod outbox;
 pub mod store;
 
+pub use delivery::{DeadLetter, Delivery, QueueSummary, Settlement};
 pub use store::{Checkpoint, Loaded, Store, StoreError};

@@ -10,7 +10,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::store::{Store, StoreError, storage};
 
-const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// The next sequence number, kept apart: the table may be emptied by delivery, and
 /// numbers must never be reused.
 const OUTBOX_NEXT: TableDefinition<&str, u64> = TableDefinition::new("outbox_next");

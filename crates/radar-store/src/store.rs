@@ -39,6 +39,8 @@ pub enum StoreError {
     },
     #[error("state store: {0}")]
     Storage(Box<redb::Error>),
+    #[error("state store: undecodable entry: {0}")]
+    Corrupt(String),
 }
 
 /// Any redb failure past opening, boxed: redb's errors are large and rare.

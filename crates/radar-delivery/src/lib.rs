@@ -1,0 +1,27 @@
+//! Radar's delivery: opportunities from the outbox to the places CS and sales work —
+//! generic webhooks signed per Standard Webhooks, Slack, HubSpot and Salesforce —
+//! retried with backoff, never lost, and never holding up the hot path.
+//!
+//! Modules (the pure ones first):
+//! - [`retry`]: the retry policy: classify an attempt, compute the next delay (full
+//!   jitter, `Retry-After`), or give up;
+//! - [`breaker`]: the per-destination circuit breaker;
+//! - [`rate`]: the per-destination rate limit (token bucket);
+//! - [`signing`]: Standard Webhooks signatures and `whsec_` secrets;
+//! - [`payload`]: the HTTP request each kind of destination gets;
+//! - [`settings`]: the `[delivery]` config section, parsed with every error keyed;
+//! - [`guard`]: the SSRF guard, applied to resolved addresses;
+//! - [`worker`]: the runtime: outbox → per-destination queues → HTTP, outcomes recorded
+//!   in the store (queue, retry, dead-letter store).
+
+pub mod breaker;
+pub mod guard;
+pub mod payload;
+pub mod rate;
+pub mod retry;
+pub mod settings;
+pub mod signing;
+pub mod worker;
+
+pub use settings::{DeliverySettings, Destination, RawDelivery, SettingError, Target};
+pub use worker::{DeliveryService, Observer, Unobserved};

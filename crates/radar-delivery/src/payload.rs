@@ -1,0 +1,465 @@
+//! The request each kind of destination gets for an opportunity: pure, so every payload
+//! is a unit test away from its documented shape. The attempt's time comes in as an
+//! argument because Standard Webhooks signs a fresh timestamp on every attempt.
+
+use chrono::{DateTime, Utc};
+use radar_core::Opportunity;
+use radar_core::opportunity::Owner;
+use radar_core::scoring::Tier;
+use reqwest::{Method, Url};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::settings::{Destination, Target};
+use crate::signing::sign;
+
+/// The HubSpot property that holds the opportunity id. Declared unique in HubSpot, it
+/// makes a repeated delivery fail with 409 Conflict instead of creating a second task.
+pub const HUBSPOT_ID_PROPERTY: &str = "radar_opportunity_id";
+/// HubSpot's association type id for task → company.
+pub const HUBSPOT_TASK_TO_COMPANY: u32 = 192;
+/// The Salesforce Task external id field (unique) upserted by opportunity id.
+pub const SALESFORCE_ID_FIELD: &str = "Radar_Opportunity_Id__c";
+/// The Salesforce Account external id field that holds Radar's account id.
+pub const SALESFORCE_ACCOUNT_FIELD: &str = "Radar_Account_Id__c";
+pub const SALESFORCE_API: &str = "v62.0";
+
+/// An HTTP request, ready to send.
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: Url,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if *name == "authorization" {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (*name, shown)
+            })
+            .collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url.path())
+            .field("headers", &headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
+}
+
+/// Whether `status` from this destination means "already delivered": HubSpot answers
+/// 409 when the unique opportunity id is already there.
+pub fn already_delivered(target: &Target, status: u16) -> bool {
+    matches!(target, Target::HubSpot { .. }) && status == 409
+}
+
+/// The request that delivers `opportunity` (whose JSON is `json`) to `destination` at
+/// `now`.
+pub fn build(
+    destination: &Destination,
+    opportunity: &Opportunity,
+    json: &[u8],
+    now: DateTime<Utc>,
+) -> Result<HttpRequest, String> {
+    let content_type = ("content-type", "application/json".to_owned());
+    match &destination.target {
+        Target::Webhook { secrets } => {
+            let data: &serde_json::value::RawValue = serde_json::from_slice(json)
+                .map_err(|e| format!("the stored opportunity is not JSON: {e}"))?;
+            let body = serde_json::to_vec(&json!({
+                "type": "opportunity.created",
+                "timestamp": opportunity.occurred_at.as_str(),
+                "data": data,
+            }))
+            .map_err(|e| e.to_string())?;
+            let timestamp = now.timestamp();
+            let id = opportunity.opportunity_id.as_str();
+            Ok(HttpRequest {
+                method: Method::POST,
+                url: destination.url.clone(),
+                headers: vec![
+                    content_type,
+                    ("webhook-id", id.to_owned()),
+                    ("webhook-timestamp", timestamp.to_string()),
+                    ("webhook-signature", sign(secrets, id, timestamp, &body)),
+                ],
+                body,
+            })
+        }
+        Target::Slack => Ok(HttpRequest {
+            method: Method::POST,
+            url: destination.url.clone(),
+            headers: vec![content_type],
+            body: slack_message(opportunity).to_string().into_bytes(),
+        }),
+        Target::HubSpot { token } => {
+            let url = destination
+                .url
+                .join("/crm/v3/objects/tasks")
+                .map_err(|e| e.to_string())?;
+            Ok(HttpRequest {
+                method: Method::POST,
+                url,
+                headers: vec![content_type, bearer(token)],
+                body: hubspot_task(opportunity).to_string().into_bytes(),
+            })
+        }
+        Target::Salesforce { token } => {
+            let mut url = destination.url.clone();
+            url.path_segments_mut()
+                .map_err(|()| "the Salesforce URL cannot take a path".to_owned())?
+                .pop_if_empty()
+                .extend([
+                    "services",
+                    "data",
+                    SALESFORCE_API,
+                    "sobjects",
+                    "Task",
+                    SALESFORCE_ID_FIELD,
+                    opportunity.opportunity_id.as_str(),
+                ]);
+            Ok(HttpRequest {
+                method: Method::PATCH,
+                url,
+                headers: vec![content_type, bearer(token)],
+                body: salesforce_task(opportunity).to_string().into_bytes(),
+            })
+        }
+    }
+}
+
+fn bearer(token: &secrecy::SecretString) -> (&'static str, String) {
+    ("authorization", format!("Bearer {}", token.expose_secret()))
+}
+
+fn title(opportunity: &Opportunity) -> String {
+    format!(
+        "Expansion: {} — {} ({})",
+        opportunity.account_id,
+        opportunity.playbook,
+        opportunity.kind.as_str()
+    )
+}
+
+fn owner(owner: Owner) -> &'static str {
+    match owner {
+        Owner::Cs => "cs",
+        Owner::Sales => "sales",
+    }
+}
+
+/// The breakdown's three largest contributions, as "component (value): +points".
+fn top_reasons(opportunity: &Opportunity) -> Vec<String> {
+    let mut items: Vec<_> = opportunity
+        .breakdown
+        .iter()
+        .filter(|item| item.points > 0.0)
+        .collect();
+    items.sort_by(|a, b| b.points.total_cmp(&a.points));
+    items
+        .into_iter()
+        .take(3)
+        .map(|item| match item.value {
+            Some(value) => format!(
+                "{} ({}): +{} pts",
+                item.component,
+                number(value),
+                number(item.points)
+            ),
+            None => format!("{}: +{} pts", item.component, number(item.points)),
+        })
+        .collect()
+}
+
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn summary(opportunity: &Opportunity) -> String {
+    let mut text = format!(
+        "Score {} ({}), expansion score {}, owner {}.\nWhy:\n",
+        number(opportunity.score),
+        opportunity.tier.as_str(),
+        number(opportunity.expansion_score.value),
+        owner(opportunity.owner),
+    );
+    for reason in top_reasons(opportunity) {
+        text.push_str("- ");
+        text.push_str(&reason);
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "Triggered by {} at {}. Radar opportunity {}.",
+        opportunity.triggered_by.join(", "),
+        opportunity.occurred_at,
+        opportunity.opportunity_id
+    ));
+    text
+}
+
+/// A Block Kit message: header, the facts as fields, the top reasons, and the id.
+pub fn slack_message(opportunity: &Opportunity) -> Value {
+    let field = |label: &str, value: String| json!({"type": "mrkdwn", "text": format!("*{label}*\n{value}")});
+    let reasons: String = top_reasons(opportunity)
+        .iter()
+        .map(|r| format!("• {r}\n"))
+        .collect();
+    json!({
+        "text": title(opportunity),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": title(opportunity)}},
+            {"type": "section", "fields": [
+                field("Account", opportunity.account_id.to_string()),
+                field("Playbook", opportunity.playbook.to_string()),
+                field("Tier", opportunity.tier.as_str().to_owned()),
+                field("Score", number(opportunity.score)),
+                field("Expansion score", number(opportunity.expansion_score.value)),
+                field("Owner", owner(opportunity.owner).to_owned()),
+            ]},
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Top reasons*\n{reasons}")}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                "opportunity `{}` · {}", opportunity.opportunity_id, opportunity.occurred_at)}]},
+        ]
+    })
+}
+
+fn priority(tier: Tier) -> (&'static str, &'static str) {
+    match tier {
+        Tier::Critical | Tier::Hot => ("HIGH", "High"),
+        Tier::Warm => ("MEDIUM", "Normal"),
+        Tier::Cold => ("LOW", "Low"),
+    }
+}
+
+/// `POST /crm/v3/objects/tasks`: a to-do associated with the company whose record id is
+/// the account id, carrying the opportunity id in a unique property.
+pub fn hubspot_task(opportunity: &Opportunity) -> Value {
+    json!({
+        "properties": {
+            "hs_timestamp": opportunity.occurred_at.as_str(),
+            "hs_task_subject": title(opportunity),
+            "hs_task_body": summary(opportunity),
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": priority(opportunity.tier).0,
+            "hs_task_type": "TODO",
+            (HUBSPOT_ID_PROPERTY): opportunity.opportunity_id.as_str(),
+        },
+        "associations": [{
+            "to": {"id": opportunity.account_id.as_str()},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": HUBSPOT_TASK_TO_COMPANY}],
+        }],
+    })
+}
+
+/// `PATCH /services/data/v62.0/sobjects/Task/Radar_Opportunity_Id__c/{id}`: an upsert by
+/// external id, so a repeat updates the same Task; `What` points at the Account by its
+/// Radar account id external field.
+pub fn salesforce_task(opportunity: &Opportunity) -> Value {
+    let date = opportunity.occurred_at.get(..10).unwrap_or_default();
+    json!({
+        "Subject": title(opportunity),
+        "Description": summary(opportunity),
+        "Status": "Not Started",
+        "Priority": priority(opportunity.tier).1,
+        "ActivityDate": date,
+        "What": {"attributes": {"type": "Account"}, (SALESFORCE_ACCOUNT_FIELD): opportunity.account_id.as_str()},
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::settings::Filter;
+    use crate::signing::SigningSecret;
+    use std::time::Duration;
+
+    pub(crate) fn opportunity() -> Opportunity {
+        serde_json::from_value(json!({
+            "opportunity_id": "a20f7fb67498eb5773731d30d2baf5b3",
+            "account_id": "acme",
+            "kind": "seat_expansion",
+            "playbook": "seat_expansion",
+            "score": 72.5,
+            "tier": "hot",
+            "breakdown": [
+                {"component": "seats_used_pct", "value": 0.95, "points": 25.0},
+                {"component": "invites_30d", "value": 12.0, "points": 10.0},
+                {"component": "payment_failed", "value": null, "points": 0.0},
+                {"component": "premium_features", "value": 3.0, "points": 15.0},
+                {"component": "logins", "value": 40.0, "points": 5.0}
+            ],
+            "triggered_by": ["evt_1"],
+            "owner": "sales",
+            "occurred_at": "2026-03-02T10:00:00.000Z",
+            "expansion_score": {"value": 61.0, "estimated_arr": 24000.0, "parts": []}
+        }))
+        .unwrap()
+    }
+
+    fn destination(target: Target, url: &str) -> Destination {
+        Destination {
+            name: "d".into(),
+            target,
+            url: url.parse().unwrap(),
+            url_is_secret: false,
+            timeout: Duration::from_secs(15),
+            max_in_flight: 1,
+            rate_limit: None,
+            filter: Filter::default(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn webhooks_wrap_the_opportunity_and_sign_id_timestamp_and_body() {
+        let secret = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let opportunity = opportunity();
+        let json = serde_json::to_vec(&opportunity).unwrap();
+        let request = build(
+            &destination(
+                Target::Webhook {
+                    secrets: vec![secret.clone()],
+                },
+                "https://example.com/hook",
+            ),
+            &opportunity,
+            &json,
+            now(),
+        )
+        .unwrap();
+        let header = |name| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(header("webhook-id"), "a20f7fb67498eb5773731d30d2baf5b3");
+        assert_eq!(header("webhook-timestamp"), "1800000000");
+        assert_eq!(
+            header("webhook-signature"),
+            sign(
+                &[secret],
+                "a20f7fb67498eb5773731d30d2baf5b3",
+                1_800_000_000,
+                &request.body
+            )
+        );
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["type"], "opportunity.created");
+        assert_eq!(body["timestamp"], "2026-03-02T10:00:00.000Z");
+        assert_eq!(
+            body["data"],
+            serde_json::from_slice::<Value>(&json).unwrap()
+        );
+    }
+
+    #[test]
+    fn slack_gets_block_kit_with_the_top_reasons() {
+        let message = slack_message(&opportunity());
+        assert_eq!(
+            message["text"],
+            "Expansion: acme — seat_expansion (seat_expansion)"
+        );
+        assert_eq!(message["blocks"][0]["type"], "header");
+        let fields = message["blocks"][1]["fields"].as_array().unwrap();
+        assert_eq!(fields[2]["text"], "*Tier*\nhot");
+        assert_eq!(fields[5]["text"], "*Owner*\nsales");
+        assert_eq!(
+            message["blocks"][2]["text"]["text"],
+            "*Top reasons*\n• seats_used_pct (0.95): +25 pts\n• premium_features (3): +15 pts\n• invites_30d (12): +10 pts\n"
+        );
+    }
+
+    #[test]
+    fn hubspot_creates_a_task_on_the_company_keyed_by_the_opportunity_id() {
+        let request = build(
+            &destination(
+                Target::HubSpot {
+                    token: "pat-1".to_owned().into(),
+                },
+                "https://api.hubapi.com",
+            ),
+            &opportunity(),
+            b"{}",
+            now(),
+        )
+        .unwrap();
+        assert_eq!(request.method, Method::POST);
+        assert_eq!(
+            request.url.as_str(),
+            "https://api.hubapi.com/crm/v3/objects/tasks"
+        );
+        assert!(
+            request
+                .headers
+                .contains(&("authorization", "Bearer pat-1".into()))
+        );
+        assert!(!format!("{request:?}").contains("pat-1"));
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body["properties"]["radar_opportunity_id"],
+            "a20f7fb67498eb5773731d30d2baf5b3"
+        );
+        assert_eq!(body["properties"]["hs_task_priority"], "HIGH");
+        assert_eq!(body["associations"][0]["to"]["id"], "acme");
+        assert_eq!(
+            body["associations"][0]["types"][0]["associationTypeId"],
+            192
+        );
+        assert!(already_delivered(
+            &Target::HubSpot {
+                token: "t".to_owned().into()
+            },
+            409
+        ));
+        assert!(!already_delivered(&Target::Slack, 409));
+    }
+
+    #[test]
+    fn salesforce_upserts_a_task_by_external_id() {
+        let request = build(
+            &destination(
+                Target::Salesforce {
+                    token: "00D!x".to_owned().into(),
+                },
+                "https://acme.my.salesforce.com/",
+            ),
+            &opportunity(),
+            b"{}",
+            now(),
+        )
+        .unwrap();
+        assert_eq!(request.method, Method::PATCH);
+        assert_eq!(
+            request.url.as_str(),
+            "https://acme.my.salesforce.com/services/data/v62.0/sobjects/Task/Radar_Opportunity_Id__c/a20f7fb67498eb5773731d30d2baf5b3"
+        );
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["ActivityDate"], "2026-03-02");
+        assert_eq!(body["Priority"], "High");
+        assert_eq!(body["What"]["Radar_Account_Id__c"], "acme");
+        assert!(
+            body["Description"]
+                .as_str()
+                .unwrap()
+                .contains("seats_used_pct (0.95): +25 pts")
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! Delivery settings: the raw `[delivery]` section as written, and the one function that
+//! turns it into typed settings, reporting every problem with its key. Secrets are read
+//! here, from the environment or from files (never from the config file itself), and
+//! stay wrapped from then on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use radar_core::opportunity::Owner;
+use radar_core::scoring::Tier;
+use radar_core::{Kind, Opportunity};
+use reqwest::Url;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::guard::Guard;
+use crate::retry::RetryPolicy;
+use crate::signing::SigningSecret;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    /// Delay ceilings before each retry, e.g. ["5s", "5m", "30m"]: one attempt plus one
+    /// per entry.
+    pub schedule: Option<Vec<String>>,
+    pub retry_after_cap: Option<String>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<String>,
+    /// How often a destination looks for deliveries whose retry is due.
+    pub poll_interval: Option<String>,
+    /// Internal networks destinations may reach anyway (CIDR), e.g. "127.0.0.0/8".
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    #[serde(default)]
+    pub destinations: Vec<RawDestination>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub name: String,
+    /// webhook, slack, hubspot or salesforce.
+    pub kind: String,
+    pub url: Option<String>,
+    /// Name of an environment variable holding the URL (a Slack URL is itself a secret).
+    pub url_env: Option<String>,
+    /// Name of an environment variable holding the secret or token.
+    pub secret_env: Option<String>,
+    /// A file holding the secret or token.
+    pub secret_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+    pub max_in_flight: Option<u32>,
+    /// Requests per second at most.
+    pub rate_limit: Option<f64>,
+    /// Filter: opportunity kinds (all when empty).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Filter: lowest tier delivered.
+    pub min_tier: Option<String>,
+    /// Filter: playbooks (all when empty).
+    #[serde(default)]
+    pub playbooks: Vec<String>,
+    /// Filter: `cs` or `sales` (both when absent).
+    pub owner: Option<String>,
+}
+
+/// One problem in the settings, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub policy: RetryPolicy,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub poll_interval: Duration,
+    pub guard: Guard,
+    pub destinations: Vec<Destination>,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> DeliverySettings {
+        DeliverySettings {
+            policy: RetryPolicy::default(),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(100),
+            guard: Guard::default(),
+            destinations: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Destination {
+    pub name: String,
+    pub target: Target,
+    pub url: Url,
+    /// The URL came from a secret source and must not be printed.
+    pub url_is_secret: bool,
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub rate_limit: Option<f64>,
+    pub filter: Filter,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url: &dyn std::fmt::Debug = if self.url_is_secret {
+            &"<redacted>"
+        } else {
+            &self.url.as_str()
+        };
+        f.debug_struct("Destination")
+            .field("name", &self.name)
+            .field("target", &self.target)
+            .field("url", url)
+            .field("timeout", &self.timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("rate_limit", &self.rate_limit)
+            .field("filter", &self.filter)
+            .finish()
+    }
+}
+
+/// What kind of receiver a destination is, with what it needs to sign or authenticate.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Generic JSON signed per Standard Webhooks.
+    Webhook { secrets: Vec<SigningSecret> },
+    /// A Slack incoming webhook (Block Kit message).
+    Slack,
+    /// HubSpot CRM v3: a task associated with the company (account id = company id).
+    HubSpot { token: SecretString },
+    /// Salesforce REST: a Task upserted by the opportunity id as external id.
+    Salesforce { token: SecretString },
+}
+
+impl Target {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Webhook { .. } => "webhook",
+            Target::Slack => "slack",
+            Target::HubSpot { .. } => "hubspot",
+            Target::Salesforce { .. } => "salesforce",
+        }
+    }
+}
+
+/// Which opportunities a destination wants.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub kinds: Vec<Kind>,
+    pub min_tier: Option<Tier>,
+    pub playbooks: Vec<String>,
+    pub owner: Option<Owner>,
+}
+
+impl Filter {
+    pub fn wants(&self, opportunity: &Opportunity) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&opportunity.kind))
+            && self.min_tier.is_none_or(|min| opportunity.tier >= min)
+            && (self.playbooks.is_empty()
+                || self
+                    .playbooks
+                    .iter()
+                    .any(|p| p == opportunity.playbook.as_str()))
+            && self.owner.is_none_or(|owner| opportunity.owner == owner)
+    }
+}
+
+/// Where secrets come from: the process environment in production, a map in tests.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Builds typed settings from `raw`, or every problem found, each with its key.
+pub fn build(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<SettingError>> {
+    let mut errors = Vec::new();
+    let mut error = |key: String, message: String| errors.push(SettingError { key, message });
+    let defaults = DeliverySettings::default();
+
+    let mut policy = defaults.policy.clone();
+    if let Some(schedule) = &raw.schedule {
+        policy.schedule = schedule
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                duration(text)
+                    .map_err(|m| error(format!("delivery.schedule[{i}]"), m))
+                    .ok()
+            })
+            .collect();
+    }
+    if let Some(text) = &raw.retry_after_cap {
+        match duration(text) {
+            Ok(cap) => policy.retry_after_cap = cap,
+            Err(m) => error("delivery.retry_after_cap".into(), m),
+        }
+    }
+    let mut settings = DeliverySettings {
+        policy,
+        breaker_failures: raw.breaker_failures.unwrap_or(defaults.breaker_failures),
+        ..defaults
+    };
+    if settings.breaker_failures == 0 {
+        error(
+            "delivery.breaker_failures".into(),
+            "must be at least 1".into(),
+        );
+    }
+    for (key, text, field) in [
+        (
+            "delivery.breaker_cooldown",
+            &raw.breaker_cooldown,
+            &mut settings.breaker_cooldown,
+        ),
+        (
+            "delivery.poll_interval",
+            &raw.poll_interval,
+            &mut settings.poll_interval,
+        ),
+    ] {
+        if let Some(text) = text {
+            match duration(text) {
+                Ok(d) if !d.is_zero() => *field = d,
+                Ok(_) => error(key.into(), "must be more than zero".into()),
+                Err(m) => error(key.into(), m),
+            }
+        }
+    }
+    for (i, net) in raw.allow_networks.iter().enumerate() {
+        match net.parse::<IpNet>() {
+            Ok(net) => settings.guard.allow.push(net),
+            Err(_) => error(
+                format!("delivery.allow_networks[{i}]"),
+                format!("{net:?} is not a network in CIDR form, e.g. 127.0.0.0/8"),
+            ),
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, raw) in raw.destinations.iter().enumerate() {
+        let key = format!("delivery.destinations[{i}] ({})", raw.name);
+        if !names.insert(raw.name.as_str()) {
+            error(
+                format!("{key}.name"),
+                "another destination has this name".into(),
+            );
+        }
+        if let Some(destination) = destination(raw, &key, env, &mut error) {
+            settings.destinations.push(destination);
+        }
+    }
+    if errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(errors)
+    }
+}
+
+fn destination(
+    raw: &RawDestination,
+    key: &str,
+    env: Env<'_>,
+    error: &mut impl FnMut(String, String),
+) -> Option<Destination> {
+    let before = std::cell::Cell::new(0u32);
+    let mut fail = |field: &str, message: String| {
+        before.set(before.get() + 1);
+        error(format!("{key}.{field}"), message);
+    };
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        fail(
+            "name",
+            "use letters, digits, '_' and '-' (it labels metrics)".into(),
+        );
+    }
+    let url_text = match (&raw.url, &raw.url_env) {
+        (Some(url), None) => Some(url.clone()),
+        (None, Some(var)) => env(var).or_else(|| {
+            fail("url_env", format!("environment variable {var} is not set"));
+            None
+        }),
+        _ => {
+            fail("url", "give exactly one of url and url_env".into());
+            None
+        }
+    };
+    let url = url_text.and_then(|text| match Url::parse(&text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+        _ => {
+            let shown = if raw.url_env.is_some() {
+                "the URL from url_env".to_owned()
+            } else {
+                format!("{text:?}")
+            };
+            fail("url", format!("{shown} is not an http(s) URL"));
+            None
+        }
+    });
+    let mut secret = || -> Option<String> {
+        match (&raw.secret_env, &raw.secret_file) {
+            (Some(var), None) => env(var).or_else(|| {
+                fail(
+                    "secret_env",
+                    format!("environment variable {var} is not set"),
+                );
+                None
+            }),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => Some(text.trim().to_owned()),
+                Err(e) => {
+                    fail("secret_file", format!("reading {}: {e}", path.display()));
+                    None
+                }
+            },
+            _ => {
+                fail(
+                    "secret_env",
+                    format!(
+                        "a {} destination needs exactly one of secret_env and secret_file",
+                        raw.kind
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let target = match raw.kind.as_str() {
+        "webhook" => secret().and_then(|text| match SigningSecret::parse_all(&text) {
+            Ok(secrets) => Some(Target::Webhook { secrets }),
+            Err(e) => {
+                fail(
+                    if raw.secret_env.is_some() {
+                        "secret_env"
+                    } else {
+                        "secret_file"
+                    },
+                    e.to_string(),
+                );
+                None
+            }
+        }),
+        "slack" => Some(Target::Slack),
+        "hubspot" => secret().map(|t| Target::HubSpot { token: t.into() }),
+        "salesforce" => secret().map(|t| Target::Salesforce { token: t.into() }),
+        other => {
+            fail(
+                "kind",
+                format!("{other:?} is not one of webhook, slack, hubspot, salesforce"),
+            );
+            None
+        }
+    };
+    let timeout = match raw.timeout.as_deref().map(duration) {
+        None => Duration::from_secs(15),
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(Ok(_)) => {
+            fail("timeout", "must be more than zero".into());
+            Duration::ZERO
+        }
+        Some(Err(m)) => {
+            fail("timeout", m);
+            Duration::ZERO
+        }
+    };
+    let max_in_flight = raw.max_in_flight.unwrap_or(4);
+    if max_in_flight == 0 {
+        fail("max_in_flight", "must be at least 1".into());
+    }
+    if let Some(rate) = raw.rate_limit
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        fail(
+            "rate_limit",
+            "must be a positive number of requests per second".into(),
+        );
+    }
+    let mut filter = Filter::default();
+    for (i, kind) in raw.kinds.iter().enumerate() {
+        match Kind::parse(kind) {
+            Some(kind) => filter.kinds.push(kind),
+            None => fail(
+                &format!("kinds[{i}]"),
+                format!("{kind:?} is not an opportunity kind"),
+            ),
+        }
+    }
+    if let Some(tier) = &raw.min_tier {
+        filter.min_tier = Tier::parse(tier);
+        if filter.min_tier.is_none() {
+            fail(
+                "min_tier",
+                format!("{tier:?} is not one of cold, warm, hot, critical"),
+            );
+        }
+    }
+    filter.playbooks = raw.playbooks.clone();
+    filter.owner = match raw.owner.as_deref() {
+        None => None,
+        Some("cs") => Some(Owner::Cs),
+        Some("sales") => Some(Owner::Sales),
+        Some(other) => {
+            fail("owner", format!("{other:?} is not cs or sales"));
+            None
+        }
+    };
+    if before.get() > 0 {
+        return None;
+    }
+    Some(Destination {
+        name: raw.name.clone(),
+        target: target?,
+        url: url?,
+        url_is_secret: raw.url_env.is_some(),
+        timeout,
+        max_in_flight: max_in_flight as usize,
+        rate_limit: raw.rate_limit,
+        filter,
+    })
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 5s or 10m: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOOK_SECRET" => Some(SECRET.into()),
+            "HUBSPOT_TOKEN" => Some("pat-na1-abc".into()),
+            "SLACK_URL" => Some("https://hooks.slack.com/services/T0/B0/XYZ".into()),
+            _ => None,
+        }
+    }
+
+    fn raw(kind: &str) -> RawDestination {
+        RawDestination {
+            name: kind.into(),
+            kind: kind.into(),
+            url: Some("https://example.com/hook".into()),
+            ..RawDestination::default()
+        }
+    }
+
+    #[test]
+    fn a_full_section_builds() {
+        let raw = RawDelivery {
+            schedule: Some(vec!["0s".into(), "10ms".into()]),
+            allow_networks: vec!["127.0.0.0/8".into()],
+            destinations: vec![
+                RawDestination {
+                    secret_env: Some("HOOK_SECRET".into()),
+                    kinds: vec!["seat_expansion".into()],
+                    min_tier: Some("warm".into()),
+                    owner: Some("cs".into()),
+                    ..raw("webhook")
+                },
+                RawDestination {
+                    url: None,
+                    url_env: Some("SLACK_URL".into()),
+                    ..raw("slack")
+                },
+                RawDestination {
+                    secret_env: Some("HUBSPOT_TOKEN".into()),
+                    ..raw("hubspot")
+                },
+            ],
+            ..RawDelivery::default()
+        };
+        let settings = build(&raw, &env).unwrap();
+        assert_eq!(
+            settings.policy.schedule,
+            vec![Duration::ZERO, Duration::from_millis(10)]
+        );
+        assert_eq!(settings.destinations.len(), 3);
+        assert_eq!(settings.destinations[0].filter.min_tier, Some(Tier::Warm));
+        assert_eq!(settings.destinations[0].timeout, Duration::from_secs(15));
+        let printed = format!("{settings:?}");
+        assert!(
+            !printed.contains("MfKQ") && !printed.contains("pat-na1") && !printed.contains("XYZ"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let raw = RawDelivery {
+            schedule: Some(vec!["soon".into()]),
+            allow_networks: vec!["localhost".into()],
+            destinations: vec![
+                RawDestination {
+                    secret_env: Some("MISSING".into()),
+                    ..raw("webhook")
+                },
+                RawDestination {
+                    secret_env: Some("HUBSPOT_TOKEN".into()),
+                    ..raw("webhook")
+                },
+                RawDestination {
+                    url: Some("ftp://x".into()),
+                    min_tier: Some("lukewarm".into()),
+                    ..raw("slack")
+                },
+                raw("pager"),
+                RawDestination {
+                    name: "salesforce".into(),
+                    ..raw("salesforce")
+                },
+            ],
+            ..RawDelivery::default()
+        };
+        let errors = build(&raw, &env).unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "delivery.schedule[0]",
+                "delivery.allow_networks[0]",
+                "delivery.destinations[0] (webhook).secret_env",
+                "delivery.destinations[1] (webhook).name",
+                "delivery.destinations[1] (webhook).secret_env",
+                "delivery.destinations[2] (slack).url",
+                "delivery.destinations[2] (slack).min_tier",
+                "delivery.destinations[3] (pager).kind",
+                "delivery.destinations[4] (salesforce).secret_env",
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors[4].message.contains("whsec_"), "{:?}", errors[4]);
+    }
+}

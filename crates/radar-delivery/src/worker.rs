@@ -1,0 +1,565 @@
+//! The delivery runtime: a dispatcher that moves the outbox into per-destination queues,
+//! and one task per destination that sends what is due, so a slow or dead receiver only
+//! ever delays itself. Every outcome is written back to the store before it counts:
+//! delivered entries leave the queue, retries wait there with a due time, and the rest
+//! go to the dead-letter store. A crash at any point re-sends at most what was in
+//! flight, under the same `webhook-id`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use radar_core::Opportunity;
+use radar_store::{DeadLetter, Delivery, Settlement, Store, StoreError};
+use reqwest::Client;
+use reqwest::header::{HeaderName, HeaderValue};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::breaker::{Breaker, BreakerState};
+use crate::guard::{GuardedResolver, Refused};
+use crate::payload;
+use crate::rate::TokenBucket;
+use crate::retry::{Action, AttemptResult, parse_retry_after};
+use crate::settings::{DeliverySettings, Destination};
+
+/// Where delivery reports what it does; the binary turns it into Prometheus metrics.
+pub trait Observer: Send + Sync {
+    /// An attempt ended; `result` is [`AttemptResult::label`].
+    fn attempt(&self, destination: &str, result: &'static str);
+    /// Delivered, `latency` after the opportunity left the outbox.
+    fn delivered(&self, destination: &str, latency: Duration);
+    fn dead_lettered(&self, destination: &str);
+    fn queue(&self, destination: &str, depth: u64, oldest_age: Duration);
+    fn breaker(&self, destination: &str, state: BreakerState);
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn attempt(&self, _: &str, _: &'static str) {}
+    fn delivered(&self, _: &str, _: Duration) {}
+    fn dead_lettered(&self, _: &str) {}
+    fn queue(&self, _: &str, _: u64, _: Duration) {}
+    fn breaker(&self, _: &str, _: BreakerState) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("building the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The delivery service over a store.
+pub struct DeliveryService {
+    store: Arc<Store>,
+    settings: Arc<DeliverySettings>,
+    observer: Arc<dyn Observer>,
+    outbox_waker: Arc<Notify>,
+}
+
+impl std::fmt::Debug for DeliveryService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a destination lets its in-flight requests finish when asked to stop.
+const DRAIN: Duration = Duration::from_secs(5);
+const OUTBOX_BATCH: usize = 512;
+/// How often queue depth and breaker state are reported.
+const REPORT_EVERY_MS: u64 = 1_000;
+
+impl DeliveryService {
+    pub fn new(
+        store: Arc<Store>,
+        settings: DeliverySettings,
+        observer: Arc<dyn Observer>,
+    ) -> DeliveryService {
+        DeliveryService {
+            store,
+            settings: Arc::new(settings),
+            observer,
+            outbox_waker: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Notify it after writing to the outbox to have the entries dispatched at once
+    /// rather than at the next poll.
+    pub fn outbox_waker(&self) -> Arc<Notify> {
+        self.outbox_waker.clone()
+    }
+
+    /// Delivers until `stop` turns true, then lets in-flight requests finish (for up to
+    /// a few seconds) and records their outcome.
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<(), DeliveryError> {
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver(Arc::new(
+                self.settings.guard.clone(),
+            ))))
+            .no_proxy()
+            .user_agent(concat!("radar/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let wakers: Vec<Arc<Notify>> = self
+            .settings
+            .destinations
+            .iter()
+            .map(|_| Arc::new(Notify::new()))
+            .collect();
+        let mut tasks = JoinSet::new();
+        for (index, waker) in wakers.iter().enumerate() {
+            let worker = DestinationWorker {
+                store: self.store.clone(),
+                settings: self.settings.clone(),
+                index,
+                client: client.clone(),
+                observer: self.observer.clone(),
+                waker: waker.clone(),
+            };
+            tasks.spawn(worker.run(stop.clone()));
+        }
+        tasks.spawn(dispatch(
+            self.store.clone(),
+            self.settings.clone(),
+            self.outbox_waker.clone(),
+            wakers,
+            stop,
+        ));
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Now, for signing timestamps and `Retry-After` dates. Delivery reads the wall clock
+/// itself (the core never does) without turning on chrono's clock for the workspace.
+fn wall_clock() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(i64::try_from(now_ms()).unwrap_or(i64::MAX)).unwrap_or_default()
+}
+
+/// Runs a store call off the async threads: writes wait for fsync.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+fn report_store_error(context: &str, e: &StoreError) {
+    eprintln!("radar: delivery: {context}: {e} (will try again)");
+}
+
+/// Moves outbox entries into the queues of the destinations whose filter wants them.
+async fn dispatch(
+    store: Arc<Store>,
+    settings: Arc<DeliverySettings>,
+    outbox_waker: Arc<Notify>,
+    wakers: Vec<Arc<Notify>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let batch = {
+            let store = store.clone();
+            blocking(move || store.outbox_after(None, OUTBOX_BATCH)).await
+        };
+        let batch = match batch {
+            Ok(batch) if !batch.is_empty() => batch,
+            other => {
+                if let Err(e) = other {
+                    report_store_error("reading the outbox", &e);
+                }
+                tokio::select! {
+                    _ = outbox_waker.notified() => {}
+                    _ = tokio::time::sleep(settings.poll_interval) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        };
+        let now = now_ms();
+        let mut deliveries = Vec::new();
+        let mut woken = vec![false; wakers.len()];
+        for (seq, json) in &batch {
+            // An entry that does not decode still goes everywhere: building its request
+            // fails, and it lands in the dead-letter store with the reason, not lost.
+            let opportunity = serde_json::from_slice::<Opportunity>(json).ok();
+            for (index, destination) in settings.destinations.iter().enumerate() {
+                if opportunity
+                    .as_ref()
+                    .is_none_or(|o| destination.filter.wants(o))
+                {
+                    woken[index] = true;
+                    deliveries.push(Delivery {
+                        destination: destination.name.clone(),
+                        seq: *seq,
+                        due_ms: now,
+                        attempts: 0,
+                        created_ms: now,
+                        last_error: None,
+                        opportunity: json.clone(),
+                    });
+                }
+            }
+        }
+        let through = batch.last().map_or(0, |(seq, _)| *seq);
+        let written = {
+            let store = store.clone();
+            blocking(move || store.dispatch_outbox(through, &deliveries)).await
+        };
+        match written {
+            Ok(()) => {
+                for (waker, woken) in wakers.iter().zip(woken) {
+                    if woken {
+                        waker.notify_one();
+                    }
+                }
+            }
+            Err(e) => {
+                report_store_error("dispatching the outbox", &e);
+                tokio::time::sleep(settings.poll_interval).await;
+            }
+        }
+    }
+}
+
+struct DestinationWorker {
+    store: Arc<Store>,
+    settings: Arc<DeliverySettings>,
+    index: usize,
+    client: Client,
+    observer: Arc<dyn Observer>,
+    waker: Arc<Notify>,
+}
+
+type Attempted = (Delivery, AttemptResult);
+
+impl DestinationWorker {
+    fn destination(&self) -> &Destination {
+        &self.settings.destinations[self.index]
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let destination = self.destination().clone();
+        let name = destination.name.clone();
+        let mut breaker = Breaker::new(
+            self.settings.breaker_failures,
+            self.settings.breaker_cooldown,
+        );
+        let mut bucket = destination
+            .rate_limit
+            .map(|rate| TokenBucket::new(rate, now_ms()));
+        let mut in_flight: JoinSet<Attempted> = JoinSet::new();
+        let mut in_flight_seqs = HashSet::new();
+        let mut disabled: Option<String> = None;
+        let mut reported_ms = 0;
+        while !*stop.borrow() {
+            let now = now_ms();
+            if now.saturating_sub(reported_ms) >= REPORT_EVERY_MS {
+                reported_ms = now;
+                self.report(&breaker, now).await;
+            }
+            let mut wait = self.settings.poll_interval;
+            let free = destination.max_in_flight.saturating_sub(in_flight.len());
+            if free > 0 {
+                let due = {
+                    let (store, name) = (self.store.clone(), name.clone());
+                    let limit = destination.max_in_flight + in_flight.len();
+                    blocking(move || store.due_deliveries(&name, now, limit)).await
+                };
+                let due: Vec<Delivery> = match due {
+                    Ok(due) => due
+                        .into_iter()
+                        .filter(|d| !in_flight_seqs.contains(&d.seq))
+                        .take(free)
+                        .collect(),
+                    Err(e) => {
+                        report_store_error("reading the queue", &e);
+                        Vec::new()
+                    }
+                };
+                if let Some(reason) = &disabled {
+                    self.dead_letter_all(due, reason).await;
+                } else {
+                    for delivery in due {
+                        if let Some(bucket) = &mut bucket
+                            && let Err(ms) = bucket.take(now)
+                        {
+                            wait = wait.min(Duration::from_millis(ms));
+                            break;
+                        }
+                        if breaker.admit(now, 1) == 0 {
+                            break;
+                        }
+                        in_flight_seqs.insert(delivery.seq);
+                        let (client, target) = (self.client.clone(), destination.clone());
+                        let guard = self.settings.guard.clone();
+                        in_flight.spawn(async move {
+                            let result = attempt(&client, &target, &guard, &delivery).await;
+                            (delivery, result)
+                        });
+                    }
+                }
+            }
+            tokio::select! {
+                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let mut done = vec![joined];
+                    while let Some(more) = in_flight.try_join_next() {
+                        done.push(more);
+                    }
+                    let done: Vec<Attempted> = done.into_iter().filter_map(|j| j.ok()).collect();
+                    for (delivery, _) in &done {
+                        in_flight_seqs.remove(&delivery.seq);
+                    }
+                    self.settle(done, &mut breaker, &mut disabled).await;
+                }
+                _ = self.waker.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        // Stopping: let what is in flight finish, within bounds, and record it. Anything
+        // cut off stays queued and is sent again at the next start.
+        let mut done = Vec::new();
+        let _ = tokio::time::timeout(DRAIN, async {
+            while let Some(joined) = in_flight.join_next().await {
+                if let Ok(attempted) = joined {
+                    done.push(attempted);
+                }
+            }
+        })
+        .await;
+        self.settle(done, &mut breaker, &mut disabled).await;
+        self.report(&breaker, now_ms()).await;
+    }
+
+    async fn report(&self, breaker: &Breaker, now: u64) {
+        let name = self.destination().name.clone();
+        self.observer.breaker(&name, breaker.state(now));
+        let store = self.store.clone();
+        let summary = {
+            let name = name.clone();
+            blocking(move || store.queue_summary(&name)).await
+        };
+        if let Ok(summary) = summary {
+            let age = summary
+                .oldest_created_ms
+                .map_or(0, |created| now.saturating_sub(created));
+            self.observer
+                .queue(&name, summary.depth, Duration::from_millis(age));
+        }
+    }
+
+    async fn dead_letter_all(&self, due: Vec<Delivery>, reason: &str) {
+        let now = now_ms();
+        let settlements = due
+            .into_iter()
+            .map(|delivery| dead(delivery, now, format!("not attempted: {reason}")))
+            .collect();
+        self.write(settlements).await;
+    }
+
+    async fn settle(
+        &self,
+        done: Vec<Attempted>,
+        breaker: &mut Breaker,
+        disabled: &mut Option<String>,
+    ) {
+        if done.is_empty() {
+            return;
+        }
+        let name = &self.destination().name;
+        let now = now_ms();
+        let mut settlements = Vec::with_capacity(done.len());
+        for (mut delivery, result) in done {
+            self.observer.attempt(name, result.label());
+            match &result {
+                AttemptResult::Response { status, .. } if !matches!(status, 408 | 429 | 500..) => {
+                    breaker.record_up()
+                }
+                AttemptResult::Response { .. }
+                | AttemptResult::Timeout
+                | AttemptResult::Connection(_) => {
+                    breaker.record_down(now);
+                }
+                AttemptResult::Refused(_) | AttemptResult::Unsendable(_) => {}
+            }
+            delivery.attempts += 1;
+            let action =
+                self.settings
+                    .policy
+                    .decide(delivery.attempts, &result, rand::random::<f64>());
+            settlements.push(match action {
+                Action::Delivered => {
+                    self.observer.delivered(
+                        name,
+                        Duration::from_millis(now.saturating_sub(delivery.created_ms)),
+                    );
+                    Settlement::Delivered(delivery)
+                }
+                Action::Retry { after, reason } => {
+                    let previous_due_ms = delivery.due_ms;
+                    delivery.due_ms =
+                        now.saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+                    delivery.last_error = Some(reason);
+                    Settlement::Retry {
+                        previous_due_ms,
+                        next: delivery,
+                    }
+                }
+                Action::GiveUp { reason } => dead(delivery, now, reason),
+                Action::Disable { reason } => {
+                    eprintln!(
+                        "radar: delivery: destination {name} disabled until restart: {reason}"
+                    );
+                    *disabled = Some(reason.clone());
+                    dead(delivery, now, reason)
+                }
+            });
+        }
+        for settlement in &settlements {
+            if matches!(settlement, Settlement::DeadLettered { .. }) {
+                self.observer.dead_lettered(name);
+            }
+        }
+        self.write(settlements).await;
+    }
+
+    /// Records settlements, retrying the write until it holds: an outcome that is not
+    /// on disk would be sent again, never lost, but it must not be forgotten either.
+    async fn write(&self, settlements: Vec<Settlement>) {
+        let settlements = Arc::new(settlements);
+        loop {
+            let (store, batch) = (self.store.clone(), settlements.clone());
+            match blocking(move || store.settle(&batch)).await {
+                Ok(()) => return,
+                Err(e) => {
+                    report_store_error("recording delivery outcomes", &e);
+                    tokio::time::sleep(self.settings.poll_interval).await;
+                }
+            }
+        }
+    }
+}
+
+fn dead(delivery: Delivery, now: u64, reason: String) -> Settlement {
+    Settlement::DeadLettered {
+        previous_due_ms: delivery.due_ms,
+        dead: DeadLetter {
+            destination: delivery.destination,
+            seq: delivery.seq,
+            attempts: delivery.attempts,
+            created_ms: delivery.created_ms,
+            failed_ms: now,
+            reason,
+            opportunity: delivery.opportunity,
+        },
+    }
+}
+
+/// One HTTP attempt, classified.
+async fn attempt(
+    client: &Client,
+    destination: &Destination,
+    guard: &crate::guard::Guard,
+    delivery: &Delivery,
+) -> AttemptResult {
+    let opportunity: Opportunity = match serde_json::from_slice(&delivery.opportunity) {
+        Ok(o) => o,
+        Err(e) => {
+            return AttemptResult::Unsendable(format!(
+                "the stored opportunity does not decode: {e}"
+            ));
+        }
+    };
+    let request = match payload::build(
+        destination,
+        &opportunity,
+        &delivery.opportunity,
+        wall_clock(),
+    ) {
+        Ok(request) => request,
+        Err(e) => return AttemptResult::Unsendable(e),
+    };
+    // Literal addresses never reach the resolver: check them here.
+    let literal = match request.url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if let Some(ip) = literal
+        && !guard.permits(ip)
+    {
+        return AttemptResult::Refused(format!("{ip} is internal and not allow-listed"));
+    }
+    let mut builder = client
+        .request(request.method, request.url)
+        .timeout(destination.timeout)
+        .body(request.body);
+    for (name, value) in request.headers {
+        let Ok(mut value) = HeaderValue::from_str(&value) else {
+            return AttemptResult::Unsendable(format!("header {name} is not a valid value"));
+        };
+        value.set_sensitive(name == "authorization");
+        builder = builder.header(HeaderName::from_static(name), value);
+    }
+    match builder.send().await {
+        Ok(response) => {
+            let mut status = response.status().as_u16();
+            if payload::already_delivered(&destination.target, status) {
+                status = 200;
+            }
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, wall_clock()));
+            AttemptResult::Response {
+                status,
+                retry_after,
+            }
+        }
+        Err(e) if e.is_timeout() => AttemptResult::Timeout,
+        Err(e) => match refused(&e) {
+            Some(refused) => AttemptResult::Refused(refused.to_string()),
+            None => AttemptResult::Connection(error_chain(&e)),
+        },
+    }
+}
+
+fn refused<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(refused) = e.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(e) = current {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        current = e.source();
+    }
+    text
+}

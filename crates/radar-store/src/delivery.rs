@@ -1,0 +1,379 @@
+//! Delivery queues and the dead-letter store: what the outbox fans out to, one queue per
+//! destination, and what delivery gave up on.
+//!
+//! A queued delivery is keyed by (destination, due time, outbox sequence), so the due
+//! ones of a destination are a range scan in due order, and a retry is "remove, insert
+//! with a later due time" in one transaction: long retries wait on disk, never in memory.
+//! Dead letters are keyed by (destination, sequence) and wait for `radar dlq replay`.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::outbox::OUTBOX;
+use crate::store::{Store, StoreError, storage};
+
+/// (destination, due_ms, sequence) → postcard [`Queued`].
+const QUEUE: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("delivery_queue");
+/// (destination, sequence) → postcard [`Dead`].
+const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+
+/// One opportunity on its way to one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub destination: String,
+    /// The opportunity's outbox sequence: unique per opportunity, stable across retries.
+    pub seq: u64,
+    /// Not before this wall-clock time (Unix ms).
+    pub due_ms: u64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the opportunity left the outbox (Unix ms): the start of delivery latency.
+    pub created_ms: u64,
+    /// Why the last attempt failed, if one did.
+    pub last_error: Option<String>,
+    /// The opportunity, as JSON.
+    pub opportunity: Vec<u8>,
+}
+
+impl Delivery {
+    fn key(&self) -> (&str, u64, u64) {
+        (&self.destination, self.due_ms, self.seq)
+    }
+}
+
+/// A delivery that was given up on, kept until it is replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub destination: String,
+    pub seq: u64,
+    pub attempts: u32,
+    pub created_ms: u64,
+    /// When delivery gave up (Unix ms).
+    pub failed_ms: u64,
+    pub reason: String,
+    pub opportunity: Vec<u8>,
+}
+
+/// What became of an attempted delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Delivered: leaves the queue.
+    Delivered(Delivery),
+    /// To be tried again: `previous_due_ms` is where it sits now, the delivery carries the
+    /// new due time and attempt count.
+    Retry {
+        previous_due_ms: u64,
+        next: Delivery,
+    },
+    /// Given up on: leaves the queue for the dead-letter store.
+    DeadLettered {
+        previous_due_ms: u64,
+        dead: DeadLetter,
+    },
+}
+
+/// A destination's backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueSummary {
+    pub depth: u64,
+    /// Creation time of the oldest queued delivery (Unix ms).
+    pub oldest_created_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Queued {
+    attempts: u32,
+    created_ms: u64,
+    last_error: Option<String>,
+    opportunity: Vec<u8>,
+}
+
+impl Store {
+    /// Moves outbox entries up to and including `through` into the destination queues,
+    /// atomically: `deliveries` are those entries fanned out to the destinations that
+    /// want them (an entry no destination wants simply leaves the outbox).
+    pub fn dispatch_outbox(&self, through: u64, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+            for delivery in deliveries {
+                queue
+                    .insert(delivery.key(), encode_queued(delivery)?.as_slice())
+                    .map_err(storage)?;
+            }
+            let mut outbox = txn.open_table(OUTBOX).map_err(storage)?;
+            outbox
+                .retain_in(..=through, |_, _| false)
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Up to `limit` deliveries of `destination` due at `now_ms`, earliest first.
+    pub fn due_deliveries(
+        &self,
+        destination: &str,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let queue = match txn.open_table(QUEUE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut due = Vec::new();
+        for entry in queue
+            .range((destination, 0, 0)..=(destination, now_ms, u64::MAX))
+            .map_err(storage)?
+            .take(limit)
+        {
+            let (key, value) = entry.map_err(storage)?;
+            let (destination, due_ms, seq) = key.value();
+            let queued: Queued = postcard::from_bytes(value.value()).map_err(corrupt)?;
+            due.push(Delivery {
+                destination: destination.to_owned(),
+                seq,
+                due_ms,
+                attempts: queued.attempts,
+                created_ms: queued.created_ms,
+                last_error: queued.last_error,
+                opportunity: queued.opportunity,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Records what became of attempted deliveries, in one durable transaction.
+    pub fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
+        if settlements.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+            let mut dead = txn.open_table(DEAD).map_err(storage)?;
+            for settlement in settlements {
+                match settlement {
+                    Settlement::Delivered(delivery) => {
+                        queue.remove(delivery.key()).map_err(storage)?;
+                    }
+                    Settlement::Retry {
+                        previous_due_ms,
+                        next,
+                    } => {
+                        queue
+                            .remove((next.destination.as_str(), *previous_due_ms, next.seq))
+                            .map_err(storage)?;
+                        queue
+                            .insert(next.key(), encode_queued(next)?.as_slice())
+                            .map_err(storage)?;
+                    }
+                    Settlement::DeadLettered {
+                        previous_due_ms,
+                        dead: letter,
+                    } => {
+                        queue
+                            .remove((letter.destination.as_str(), *previous_due_ms, letter.seq))
+                            .map_err(storage)?;
+                        let bytes = postcard::to_allocvec(letter).map_err(corrupt)?;
+                        dead.insert((letter.destination.as_str(), letter.seq), bytes.as_slice())
+                            .map_err(storage)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// How many deliveries `destination` has queued, and since when the oldest waits.
+    /// Scans the destination's queue: call it for metrics, not per delivery.
+    pub fn queue_summary(&self, destination: &str) -> Result<QueueSummary, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let queue = match txn.open_table(QUEUE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(QueueSummary::default()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut summary = QueueSummary::default();
+        for entry in queue
+            .range((destination, 0, 0)..=(destination, u64::MAX, u64::MAX))
+            .map_err(storage)?
+        {
+            let (_, value) = entry.map_err(storage)?;
+            let queued: Queued = postcard::from_bytes(value.value()).map_err(corrupt)?;
+            summary.depth += 1;
+            summary.oldest_created_ms = Some(
+                summary
+                    .oldest_created_ms
+                    .map_or(queued.created_ms, |o| o.min(queued.created_ms)),
+            );
+        }
+        Ok(summary)
+    }
+
+    /// Every dead letter, by destination then sequence.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let dead = match txn.open_table(DEAD) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        dead.iter()
+            .map_err(storage)?
+            .map(|entry| {
+                let (_, value) = entry.map_err(storage)?;
+                postcard::from_bytes(value.value()).map_err(corrupt)
+            })
+            .collect()
+    }
+
+    /// Puts the dead letters that `select` picks back in their destination's queue, due
+    /// at `now_ms` with a fresh retry budget; returns how many.
+    pub fn replay_dead_letters(
+        &self,
+        now_ms: u64,
+        mut select: impl FnMut(&DeadLetter) -> bool,
+    ) -> Result<usize, StoreError> {
+        let picked: Vec<DeadLetter> = self
+            .dead_letters()?
+            .into_iter()
+            .filter(|d| select(d))
+            .collect();
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+            let mut dead = txn.open_table(DEAD).map_err(storage)?;
+            for letter in &picked {
+                dead.remove((letter.destination.as_str(), letter.seq))
+                    .map_err(storage)?;
+                let delivery = Delivery {
+                    destination: letter.destination.clone(),
+                    seq: letter.seq,
+                    due_ms: now_ms,
+                    attempts: 0,
+                    created_ms: letter.created_ms,
+                    last_error: Some(letter.reason.clone()),
+                    opportunity: letter.opportunity.clone(),
+                };
+                queue
+                    .insert(delivery.key(), encode_queued(&delivery)?.as_slice())
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        Ok(picked.len())
+    }
+}
+
+fn encode_queued(delivery: &Delivery) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(&Queued {
+        attempts: delivery.attempts,
+        created_ms: delivery.created_ms,
+        last_error: delivery.last_error.clone(),
+        opportunity: delivery.opportunity.clone(),
+    })
+    .map_err(corrupt)
+}
+
+fn corrupt(e: postcard::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(destination: &str, seq: u64, due_ms: u64) -> Delivery {
+        Delivery {
+            destination: destination.to_owned(),
+            seq,
+            due_ms,
+            attempts: 0,
+            created_ms: 1_000 + seq,
+            last_error: None,
+            opportunity: format!("{{\"seq\":{seq}}}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn dispatch_moves_outbox_entries_into_queues_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store.append_outbox([&b"a"[..], b"b", b"c"]).unwrap();
+        store
+            .dispatch_outbox(1, &[delivery("crm", 0, 10), delivery("slack", 1, 10)])
+            .unwrap();
+        assert_eq!(
+            store.outbox_after(None, 10).unwrap(),
+            vec![(2, b"c".to_vec())]
+        );
+        assert_eq!(
+            store.due_deliveries("crm", 10, 10).unwrap(),
+            vec![delivery("crm", 0, 10)]
+        );
+        assert_eq!(store.due_deliveries("crm", 9, 10).unwrap(), vec![]);
+        assert_eq!(
+            store.due_deliveries("slack", 99, 10).unwrap(),
+            vec![delivery("slack", 1, 10)]
+        );
+    }
+
+    #[test]
+    fn settlements_retry_deliver_and_dead_letter_then_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let (a, b, c) = (
+            delivery("d", 0, 5),
+            delivery("d", 1, 5),
+            delivery("d", 2, 7),
+        );
+        store
+            .dispatch_outbox(0, &[a.clone(), b.clone(), c.clone()])
+            .unwrap();
+        assert_eq!(
+            store.queue_summary("d").unwrap(),
+            QueueSummary {
+                depth: 3,
+                oldest_created_ms: Some(1_000)
+            }
+        );
+        let mut later = b.clone();
+        later.due_ms = 50;
+        later.attempts = 1;
+        later.last_error = Some("HTTP 500".into());
+        let dead = DeadLetter {
+            destination: "d".into(),
+            seq: 2,
+            attempts: 1,
+            created_ms: c.created_ms,
+            failed_ms: 8,
+            reason: "HTTP 400".into(),
+            opportunity: c.opportunity.clone(),
+        };
+        store
+            .settle(&[
+                Settlement::Delivered(a),
+                Settlement::Retry {
+                    previous_due_ms: 5,
+                    next: later.clone(),
+                },
+                Settlement::DeadLettered {
+                    previous_due_ms: 7,
+                    dead: dead.clone(),
+                },
+            ])
+            .unwrap();
+        assert_eq!(store.due_deliveries("d", 49, 10).unwrap(), vec![]);
+        assert_eq!(store.due_deliveries("d", 50, 10).unwrap(), vec![later]);
+        assert_eq!(store.dead_letters().unwrap(), vec![dead]);
+
+        assert_eq!(store.replay_dead_letters(60, |d| d.seq == 99).unwrap(), 0);
+        assert_eq!(store.replay_dead_letters(60, |d| d.seq == 2).unwrap(), 1);
+        assert_eq!(store.dead_letters().unwrap(), vec![]);
+        let replayed = store.due_deliveries("d", 60, 10).unwrap();
+        assert_eq!(replayed.len(), 2);
+        assert_eq!((replayed[1].seq, replayed[1].attempts), (2, 0));
+    }
+}
