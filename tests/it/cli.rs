@@ -274,3 +274,129 @@ fn unusable_input_fails_with_a_clear_message() {
     assert!(!bad_args.status.success());
     assert!(text(&bad_args.stderr).contains("--invalid-ratio"));
 }
+
+#[test]
+fn demo_runs_the_whole_loop_and_the_receiver_gets_every_opportunity() {
+    let output = radar(&[
+        "demo",
+        "--duration",
+        "6s",
+        "--rate",
+        "800",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("/metrics"),
+        "the demo says where metrics are: {stderr}"
+    );
+    let emitted: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("opportunities: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the summary counts opportunities");
+    assert!(emitted > 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the local receiver got {emitted} signed opportunities"
+        )),
+        "every opportunity reached the receiver: {stderr}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("receiver: "))
+            .count() as u64,
+        emitted
+    );
+}
+
+#[test]
+fn dlq_lists_and_replays_dead_letters_by_destination_and_id() {
+    let dir = temp_dir("dlq");
+    let state = dir.join("state.redb");
+    {
+        let store = radar_store::Store::open(&state).unwrap();
+        let letter = |destination: &str, seq: u64, id: &str| radar_store::DeadLetter {
+            destination: destination.into(),
+            seq,
+            attempts: 8,
+            created_ms: 1,
+            failed_ms: 2,
+            reason: "HTTP 503; gave up after 8 attempts".into(),
+            opportunity: format!(r#"{{"opportunity_id":"{id}"}}"#).into_bytes(),
+        };
+        store
+            .settle(&[
+                radar_store::Settlement::DeadLettered {
+                    previous_due_ms: 0,
+                    dead: letter("crm", 0, "aaa"),
+                },
+                radar_store::Settlement::DeadLettered {
+                    previous_due_ms: 0,
+                    dead: letter("crm", 1, "bbb"),
+                },
+                radar_store::Settlement::DeadLettered {
+                    previous_due_ms: 0,
+                    dead: letter("slack", 0, "aaa"),
+                },
+            ])
+            .unwrap();
+    }
+    let env = [("RADAR__CHECKPOINT__PATH", path(&state))];
+    let listed = radar_with(&["dlq", "list", "--destination", "crm"], &env, None);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let lines: Vec<serde_json::Value> = text(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["opportunity_id"], "aaa");
+    assert_eq!(lines[0]["attempts"], 8);
+    assert!(lines[0]["reason"].as_str().unwrap().contains("503"));
+
+    let replayed = radar_with(&["dlq", "replay", "--id", "aaa"], &env, None);
+    assert!(replayed.status.success(), "{}", text(&replayed.stderr));
+    assert!(
+        text(&replayed.stderr).starts_with("2 dead letters queued"),
+        "{}",
+        text(&replayed.stderr)
+    );
+    let store = radar_store::Store::open(&state).unwrap();
+    assert_eq!(store.dead_letters().unwrap().len(), 1, "bbb stays");
+    assert_eq!(store.queue_summary("crm").unwrap().depth, 1);
+    assert_eq!(store.queue_summary("slack").unwrap().depth, 1);
+}
+
+#[test]
+fn delivery_config_errors_name_their_keys_and_secrets_never_come_from_the_file() {
+    let dir = temp_dir("delivery-config");
+    let config = dir.join("radar.toml");
+    std::fs::write(
+        &config,
+        "[delivery]\nschedule = [\"5s\", \"often\"]\n\n[[delivery.destinations]]\nname = \"crm\"\nkind = \"hubspot\"\nurl = \"https://api.hubapi.com\"\nsecret_env = \"RADAR_TEST_UNSET_TOKEN\"\n\n[[delivery.destinations]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://example.com\"\nsecret = \"whsec_inline\"\n",
+    )
+    .unwrap();
+    let output = radar(&["run", "--config", path(&config)]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("secret"),
+        "an inline secret is an unknown key: {stderr}"
+    );
+    std::fs::write(
+        &config,
+        "[delivery]\nschedule = [\"5s\", \"often\"]\n\n[[delivery.destinations]]\nname = \"crm\"\nkind = \"hubspot\"\nurl = \"https://api.hubapi.com\"\nsecret_env = \"RADAR_TEST_UNSET_TOKEN\"\n",
+    )
+    .unwrap();
+    let output = radar(&["run", "--config", path(&config)]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("delivery.schedule[1]"), "{stderr}");
+    assert!(
+        stderr.contains("delivery.destinations[0] (crm).secret_env: environment variable RADAR_TEST_UNSET_TOKEN is not set"),
+        "{stderr}"
+    );
+}

@@ -1,8 +1,10 @@
 //! `radar run` as ops run it: a process consuming from a broker (librdkafka's mock
-//! cluster, a real Kafka-protocol peer on a loopback port), stopped with SIGTERM.
+//! cluster, a real Kafka-protocol peer on a loopback port), delivering to a webhook
+//! receiver on a loopback port, stopped with SIGTERM.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use radar_store::Store;
@@ -42,6 +44,26 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A webhook receiver on 127.0.0.1 that records each delivery's `webhook-id`.
+fn receiver(runtime: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<String>>>) {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = ids.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let seen = seen.clone();
+        async move {
+            let id = headers["webhook-id"].to_str().unwrap().to_owned();
+            seen.lock().unwrap().push(id);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, ids)
+}
+
 /// The sum of the group's committed offsets over `partitions`.
 fn committed(reader: &BaseConsumer, partitions: &TopicPartitionList) -> i64 {
     reader
@@ -59,7 +81,7 @@ fn committed(reader: &BaseConsumer, partitions: &TopicPartitionList) -> i64 {
 }
 
 #[test]
-fn radar_run_consumes_writes_the_outbox_and_stops_cleanly_on_sigterm() {
+fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigterm() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("product-events", 2, 1).unwrap();
     cluster
@@ -83,10 +105,25 @@ fn radar_run_consumes_writes_the_outbox_and_stops_cleanly_on_sigterm() {
     }
     producer.flush(Duration::from_secs(10)).unwrap();
 
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (url, received) = receiver(&runtime);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.redb");
+    let config = dir.path().join("radar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[delivery]\nallow_networks = [\"127.0.0.0/8\"]\n\n[[delivery.destinations]]\n\
+             name = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"TEST_HOOK_SECRET\"\n"
+        ),
+    )
+    .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_radar"))
         .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("TEST_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env("RADAR__ADMIN__LISTEN", "127.0.0.1:0")
         .env("RADAR__KAFKA__BOOTSTRAP_SERVERS", &servers)
         .env("RADAR__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
         .env("RADAR__CHECKPOINT__PATH", &state)
@@ -109,24 +146,7 @@ fn radar_run_consumes_writes_the_outbox_and_stops_cleanly_on_sigterm() {
     while committed(&reader, &partitions) < 1_500 && waited.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let started = Instant::now();
-    let child = child.take();
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -TERM {}", child.id()))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "radar run exits 0 on SIGTERM: {stderr}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(10), "and promptly");
-    assert!(stderr.contains("events: read=1500"), "{stderr}");
-
-    // Every opportunity `radar replay` finds over the same events is in the outbox.
+    // The replay's opportunities over the same events: what the receiver must get.
     let mut replayed = Vec::new();
     radar::replay::run(
         default_settings(),
@@ -144,20 +164,36 @@ fn radar_run_consumes_writes_the_outbox_and_stops_cleanly_on_sigterm() {
                 .to_owned()
         })
         .collect();
-    let store = Store::open(&state).unwrap();
-    let outbox: BTreeSet<String> = store
-        .outbox_after(None, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|(_, json)| {
-            serde_json::from_slice::<serde_json::Value>(&json).unwrap()["opportunity_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
     assert!(!expected.is_empty());
-    assert_eq!(outbox, expected);
+    let unique =
+        |ids: &Mutex<Vec<String>>| ids.lock().unwrap().iter().cloned().collect::<BTreeSet<_>>();
+    while unique(&received).len() < expected.len() && waited.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    let child = child.take();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {}", child.id()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "radar run exits 0 on SIGTERM: {stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "and promptly");
+    assert!(stderr.contains("events: read=1500"), "{stderr}");
+
+    // Every opportunity `radar replay` finds over the same events reached the receiver,
+    // and the outbox and the delivery queue are empty.
+    assert_eq!(unique(&received), expected);
+    let store = Store::open(&state).unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    assert_eq!(store.queue_summary("hook").unwrap().depth, 0);
+    assert!(store.dead_letters().unwrap().is_empty());
     // And the partitions were checkpointed at their ends.
     let checkpointed: i64 = (0..2)
         .map(|p| {

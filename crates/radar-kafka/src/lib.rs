@@ -11,5 +11,6 @@ pub mod source;
 
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
 pub use source::{
-    OpportunitySink, OutboxSink, Progress, SinkError, Source, SourceConfig, SourceError, Stop,
+    CheckpointTimes, OpportunitySink, OutboxSink, Progress, SinkError, Source, SourceConfig,
+    SourceError, Stop,
 };

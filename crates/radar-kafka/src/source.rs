@@ -10,7 +10,7 @@
 //! checkpointed and its offset committed before it goes. Opportunities and dead letters
 //! are made durable before any offset is committed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -93,10 +94,18 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The sink of the pipeline: opportunities as JSON in the store's outbox, written in one
 /// transaction per flush.
-#[derive(Debug)]
 pub struct OutboxSink {
     store: Arc<Store>,
     pending: Vec<Vec<u8>>,
+    written: Option<Box<dyn Fn() + Send>>,
+}
+
+impl std::fmt::Debug for OutboxSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxSink")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl OutboxSink {
@@ -104,7 +113,15 @@ impl OutboxSink {
         OutboxSink {
             store,
             pending: Vec::new(),
+            written: None,
         }
+    }
+
+    /// Calls `written` after each flush that wrote something, so delivery can pick the
+    /// new entries up at once instead of at its next poll.
+    pub fn on_written(mut self, written: impl Fn() + Send + 'static) -> OutboxSink {
+        self.written = Some(Box::new(written));
+        self
     }
 }
 
@@ -119,6 +136,9 @@ impl OpportunitySink for OutboxSink {
             self.store
                 .append_outbox(self.pending.iter().map(Vec::as_slice))?;
             self.pending.clear();
+            if let Some(written) = &self.written {
+                written();
+            }
         }
         Ok(())
     }
@@ -138,10 +158,28 @@ pub enum SourceError {
     DeadLetters(u64),
 }
 
-/// Counters shared with whoever watches the source (tests, metrics).
+/// What the source shows whoever watches it (tests, metrics, readiness), refreshed
+/// after every poll round: atomics and short-held locks, never touched per event.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub consumed: AtomicU64,
+    /// Partitions assigned and restored, ready to process.
+    pub partitions: AtomicU64,
+    pub tracked_accounts: AtomicU64,
+    /// Every partition's counts so far (including partitions since revoked).
+    pub stats: Mutex<Stats>,
+    /// Consumer lag by (topic, partition), from librdkafka's statistics.
+    pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    pub checkpoints: Mutex<CheckpointTimes>,
+}
+
+/// When the last checkpoint was written and how long checkpoints take.
+#[derive(Debug, Default, Clone)]
+pub struct CheckpointTimes {
+    /// Durations of checkpoints not yet taken by a metrics reader.
+    pub durations: Vec<Duration>,
+    /// When the last one completed.
+    pub last: Option<Instant>,
 }
 
 /// How the source was asked to stop.
@@ -194,6 +232,8 @@ struct Shared {
     store: Arc<Store>,
     dead_letters: BaseProducer<DeliveryContext>,
     workers: Mutex<HashMap<Key, PartitionWorker>>,
+    /// Consumer lag by partition, from the statistics callback.
+    lag: Mutex<BTreeMap<Key, i64>>,
     /// Stats of partitions that were revoked, so nothing counted is lost.
     retired: Mutex<Stats>,
     /// A failure inside a callback, reported by the poll loop.
@@ -240,7 +280,21 @@ struct Context {
     shared: Arc<Shared>,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    /// Keeps each partition's consumer lag from librdkafka's periodic statistics.
+    fn stats(&self, statistics: Statistics) {
+        let Ok(mut lag) = self.shared.lag.lock() else {
+            return;
+        };
+        for (topic, stats) in statistics.topics {
+            for (partition, p) in stats.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), partition), p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -351,6 +405,7 @@ impl Source {
             store,
             dead_letters,
             workers: Mutex::new(HashMap::new()),
+            lag: Mutex::new(BTreeMap::new()),
             retired: Mutex::new(Stats::default()),
             failure: Mutex::new(None),
             abandoned: AtomicBool::new(false),
@@ -362,6 +417,10 @@ impl Source {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("partition.assignment.strategy", "range,roundrobin");
+        // Statistics carry the per-partition consumer lag that /metrics shows.
+        if consumer_config.get("statistics.interval.ms").is_none() {
+            consumer_config.set("statistics.interval.ms", "5000");
+        }
         let consumer: BaseConsumer<Context> = consumer_config.create_with_context(Context {
             shared: shared.clone(),
         })?;
@@ -437,9 +496,37 @@ impl Source {
                 .consumed
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             batch.clear();
-            self.checkpoint_due(sink)?;
+            self.checkpoint_due(sink, progress)?;
+            self.publish(progress)?;
         }
-        self.checkpoint_all(sink)
+        self.checkpoint_all(sink, progress)?;
+        self.publish(progress)
+    }
+
+    /// Copies the counts watchers read into `progress`.
+    fn publish(&self, progress: &Progress) -> Result<(), SourceError> {
+        let stats = self.stats()?;
+        let workers = self.shared.workers()?;
+        progress
+            .partitions
+            .store(workers.len() as u64, Ordering::Relaxed);
+        let tracked: usize = workers
+            .values()
+            .map(|w| w.engine().tracked_accounts())
+            .sum();
+        drop(workers);
+        progress
+            .tracked_accounts
+            .store(tracked as u64, Ordering::Relaxed);
+        *progress.stats.lock().map_err(|_| SourceError::Poisoned)? = stats;
+        let lag = self
+            .shared
+            .lag
+            .lock()
+            .map_err(|_| SourceError::Poisoned)?
+            .clone();
+        *progress.lag.lock().map_err(|_| SourceError::Poisoned)? = lag;
+        Ok(())
     }
 
     /// A failure a rebalance callback left for the poll loop.
@@ -553,7 +640,11 @@ impl Source {
 
     /// Checkpoints the partitions whose policy says so, then commits their offsets. Dead
     /// letters are flushed first: an offset is committed only once all it caused is safe.
-    fn checkpoint_due(&self, sink: &mut impl OpportunitySink) -> Result<(), SourceError> {
+    fn checkpoint_due(
+        &self,
+        sink: &mut impl OpportunitySink,
+        progress: &Progress,
+    ) -> Result<(), SourceError> {
         let now = Instant::now();
         let due: Vec<Key> = self
             .shared
@@ -562,18 +653,28 @@ impl Source {
             .filter(|(_, w)| w.checkpoint_due(now, &self.config.checkpoint))
             .map(|(k, _)| k.clone())
             .collect();
-        self.checkpoint(&due, sink)
+        self.checkpoint(&due, sink, progress)
     }
 
-    fn checkpoint_all(&self, sink: &mut impl OpportunitySink) -> Result<(), SourceError> {
+    fn checkpoint_all(
+        &self,
+        sink: &mut impl OpportunitySink,
+        progress: &Progress,
+    ) -> Result<(), SourceError> {
         let all: Vec<Key> = self.shared.workers()?.keys().cloned().collect();
-        self.checkpoint(&all, sink)
+        self.checkpoint(&all, sink, progress)
     }
 
-    fn checkpoint(&self, keys: &[Key], sink: &mut impl OpportunitySink) -> Result<(), SourceError> {
+    fn checkpoint(
+        &self,
+        keys: &[Key],
+        sink: &mut impl OpportunitySink,
+        progress: &Progress,
+    ) -> Result<(), SourceError> {
         if keys.is_empty() {
             return Ok(());
         }
+        let started = Instant::now();
         sink.flush().map_err(SourceError::Sink)?;
         self.shared.flush_dead_letters()?;
         let mut offsets = TopicPartitionList::new();
@@ -588,6 +689,12 @@ impl Source {
             }
         }
         self.shared.commit(&self.consumer, &offsets);
+        let mut times = progress
+            .checkpoints
+            .lock()
+            .map_err(|_| SourceError::Poisoned)?;
+        times.durations.push(started.elapsed());
+        times.last = Some(Instant::now());
         Ok(())
     }
 

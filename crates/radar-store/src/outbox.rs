@@ -62,6 +62,17 @@ impl Store {
             .collect()
     }
 
+    /// How many entries wait in the outbox.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read().map_err(storage)?;
+        match txn.open_table(OUTBOX) {
+            Ok(table) => table.len().map_err(storage),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
     /// Removes every entry up to and including `through` (delivered, or dead-lettered).
     pub fn remove_outbox_through(&self, through: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
@@ -99,6 +110,7 @@ mod tests {
             vec![(1, b"b".to_vec())]
         );
 
+        assert_eq!(store.outbox_len().unwrap(), 3);
         store.remove_outbox_through(1).unwrap();
         assert_eq!(
             store.outbox_after(None, 10).unwrap(),

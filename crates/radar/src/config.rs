@@ -5,13 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use radar_core::settings::{
     self, RawEngine, RawGates, RawOpportunities, RawPlaybook, RawPriority, RawScoring, RawSettings,
     Settings, SettingsError,
 };
+use radar_delivery::settings::Env;
+use radar_delivery::{DeliverySettings, RawDelivery};
 use radar_kafka::{CheckpointPolicy, SourceConfig};
 use serde::Deserialize;
 
@@ -62,6 +66,22 @@ pub struct RawConfig {
     pub playbooks: Vec<RawPlaybook>,
     pub kafka: RawKafka,
     pub checkpoint: RawCheckpoint,
+    pub admin: RawAdmin,
+    pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub timeout: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -116,6 +136,12 @@ pub struct PipelineConfig {
     pub engine: Settings,
     pub source: SourceConfig,
     pub store_path: PathBuf,
+    pub delivery: DeliverySettings,
+    pub admin: SocketAddr,
+    /// After SIGTERM, the longest radar takes to stop before it exits anyway.
+    pub shutdown_timeout: Duration,
+    /// The playbooks as configured, for the admin API.
+    pub playbooks: serde_json::Value,
 }
 
 /// Reads the layers into the raw config; a syntax or type error names its key and file.
@@ -149,9 +175,14 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
     Ok(settings::build(load_raw(path)?.engine())?)
 }
 
-/// Loads and validates everything the pipeline needs, reporting every problem.
+/// Loads and validates everything the pipeline needs, reporting every problem; secrets
+/// come from the process environment.
 pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError> {
-    let raw = load_raw(path)?;
+    pipeline_from_raw(&load_raw(path)?, &|name| std::env::var(name).ok())
+}
+
+/// Validates a raw config into the pipeline's, reading secrets through `env`.
+pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig, ConfigError> {
     let mut problems = Vec::new();
     let engine = settings::build(raw.engine())
         .map_err(|errors| problems.extend(errors.iter().map(ToString::to_string)))
@@ -166,6 +197,7 @@ pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError>
         }
     };
     let poll_timeout = duration("kafka.poll_timeout", &raw.kafka.poll_timeout);
+    let shutdown_timeout = duration("shutdown.timeout", &raw.shutdown.timeout);
     let every = duration("checkpoint.every", &raw.checkpoint.every);
     let kafka = &raw.kafka;
     for (key, value) in [
@@ -198,32 +230,78 @@ pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError>
     if raw.checkpoint.every_events == 0 {
         problems.push("checkpoint.every_events: must be at least 1".into());
     }
-    match (engine, poll_timeout, every) {
-        (Some(engine), Some(poll_timeout), Some(every)) if problems.is_empty() => {
-            Ok(PipelineConfig {
-                engine,
-                source: SourceConfig {
-                    bootstrap_servers: kafka.bootstrap_servers.clone(),
-                    group_id: kafka.group_id.clone(),
-                    topics: kafka.topics.clone(),
-                    dead_letter_topic: kafka.dead_letter_topic.clone(),
-                    client: kafka
-                        .client
-                        .iter()
-                        .map(|(k, v)| (k.replace('_', "."), v.clone()))
-                        .collect(),
-                    checkpoint: CheckpointPolicy {
-                        every_events: raw.checkpoint.every_events,
-                        every,
-                    },
-                    poll_timeout,
-                    max_batch: kafka.max_batch,
+    let delivery = load_delivery(&raw.delivery, env)
+        .map_err(|errors| problems.extend(errors))
+        .ok();
+    let admin = raw
+        .admin
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            problems.push(format!(
+                "admin.listen: {:?} is not an address like 127.0.0.1:9464",
+                raw.admin.listen
+            ))
+        })
+        .ok();
+    match (
+        engine,
+        poll_timeout,
+        every,
+        delivery,
+        admin,
+        shutdown_timeout,
+    ) {
+        (
+            Some(engine),
+            Some(poll_timeout),
+            Some(every),
+            Some(delivery),
+            Some(admin),
+            Some(shutdown_timeout),
+        ) if problems.is_empty() => Ok(PipelineConfig {
+            engine,
+            source: SourceConfig {
+                bootstrap_servers: kafka.bootstrap_servers.clone(),
+                group_id: kafka.group_id.clone(),
+                topics: kafka.topics.clone(),
+                dead_letter_topic: kafka.dead_letter_topic.clone(),
+                client: kafka
+                    .client
+                    .iter()
+                    .map(|(k, v)| (k.replace('_', "."), v.clone()))
+                    .collect(),
+                checkpoint: CheckpointPolicy {
+                    every_events: raw.checkpoint.every_events,
+                    every,
                 },
-                store_path: PathBuf::from(&raw.checkpoint.path),
-            })
-        }
+                poll_timeout,
+                max_batch: kafka.max_batch,
+            },
+            store_path: PathBuf::from(&raw.checkpoint.path),
+            delivery,
+            admin,
+            shutdown_timeout,
+            playbooks: serde_json::to_value(&raw.playbooks).unwrap_or_default(),
+        }),
         _ => Err(ConfigError { problems }),
     }
+}
+
+/// Where the state store is, by the config layers (for `radar dlq`).
+pub fn store_path(path: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    Ok(PathBuf::from(load_raw(path)?.checkpoint.path))
+}
+
+/// Builds the delivery settings, secrets read through `env` (and from the files the
+/// config names); every problem as "key: message".
+pub fn load_delivery(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<String>> {
+    radar_delivery::settings::build(raw, env).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -4,8 +4,18 @@
 //! Modules:
 //! - [`config`]: layered config loading (defaults → `--config` file → `RADAR__…` env);
 //! - [`replay`]: `radar replay`, a file of events through the engine;
+//! - [`pipeline`]: `radar run`: the Kafka source, delivery and the admin server together;
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/v1/…`);
+//! - [`metrics`]: the Prometheus metrics;
+//! - [`dlq`]: `radar dlq list` / `replay` over the delivery dead-letter store;
+//! - [`demo`]: `radar demo`, the whole loop in one process;
 //! - [`summary`]: the human summary of an engine's outcome counters.
 
+pub mod admin;
 pub mod config;
+pub mod demo;
+pub mod dlq;
+pub mod metrics;
+pub mod pipeline;
 pub mod replay;
 pub mod summary;

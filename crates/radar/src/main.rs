@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use radar::{config, replay, summary};
-use radar_kafka::{OutboxSink, Progress, Source, Stop};
-use radar_store::Store;
+use radar::{config, demo, dlq, pipeline, replay, summary};
+use radar_kafka::Stop;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 #[derive(Parser)]
@@ -73,6 +72,59 @@ enum Command {
     Validate {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// The whole loop with nothing installed: an in-process Kafka, a live synthetic event
+    /// stream, the engine, and delivery to a local webhook receiver that prints each
+    /// opportunity. Ctrl-C stops it.
+    Demo {
+        /// Events produced per second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u64,
+        /// Accounts in the synthetic stream.
+        #[arg(long, default_value_t = 500)]
+        accounts: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Stop after this long, e.g. 30s (default: run until Ctrl-C).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Address of the admin server (/metrics, /healthz, /readyz, /v1/playbooks).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin: std::net::SocketAddr,
+        /// Also deliver every opportunity to this URL, as a signed Standard Webhook.
+        #[arg(long, requires = "webhook_secret")]
+        webhook: Option<String>,
+        /// The whsec_… secret the --webhook endpoint verifies signatures with.
+        #[arg(long, requires = "webhook")]
+        webhook_secret: Option<String>,
+    },
+    /// The delivery dead-letter store: deliveries given up on (read while radar is stopped).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Print each dead letter as a JSON line: destination, opportunity id, attempts, reason.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long, value_name = "OPPORTUNITY_ID")]
+        id: Option<String>,
+    },
+    /// Queue dead letters for delivery again (by the next `radar run`), with a fresh
+    /// retry budget.
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long, value_name = "OPPORTUNITY_ID")]
+        id: Option<String>,
     },
 }
 
@@ -150,6 +202,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => run_pipeline(config),
+        Command::Demo {
+            rate,
+            accounts,
+            seed,
+            duration,
+            admin,
+            webhook,
+            webhook_secret,
+        } => {
+            let (stop, stopping) = stop_on_signals(None)?;
+            let options = demo::DemoOptions {
+                rate,
+                accounts,
+                seed,
+                duration,
+                admin,
+                webhook,
+                webhook_secret,
+            };
+            demo::run(options, stop, stopping)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { action } => {
+            match action {
+                DlqAction::List {
+                    config,
+                    destination,
+                    id,
+                } => {
+                    let path = config::store_path(config.as_deref())?;
+                    let count = dlq::list(
+                        &path,
+                        destination.as_deref(),
+                        id.as_deref(),
+                        &mut io::stdout().lock(),
+                    )?;
+                    eprintln!("{count} dead letters");
+                }
+                DlqAction::Replay {
+                    config,
+                    destination,
+                    id,
+                } => {
+                    let path = config::store_path(config.as_deref())?;
+                    let count = dlq::replay(&path, destination.as_deref(), id.as_deref())?;
+                    eprintln!(
+                        "{count} dead letters queued for delivery again; the next `radar run` sends them"
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { config } => match config::load(Some(&config)) {
             Ok(settings) => {
                 println!(
@@ -169,24 +273,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// `radar run`: the Kafka source until SIGTERM or SIGINT.
-fn run_pipeline(config: Option<PathBuf>) -> Result<ExitCode> {
-    let pipeline = config::load_pipeline(config.as_deref())?;
-    let store =
-        Arc::new(Store::open(&pipeline.store_path).with_context(|| {
-            format!("opening the state store {}", pipeline.store_path.display())
-        })?);
-    if let Some(aside) = store.moved_aside() {
-        eprintln!(
-            "radar: the state store was unreadable; moved it to {} and started afresh",
-            aside.display()
-        );
-    }
-    let source_config = pipeline.source.clone();
-    let source = Source::new(pipeline.source, Arc::new(pipeline.engine), store.clone())
-        .context("starting the Kafka consumer")?;
-
-    // SIGTERM and SIGINT set a flag; a watcher turns it into a graceful stop.
+/// A stop that SIGTERM or SIGINT triggers gracefully, and a flag raised with it. With a
+/// deadline, a process still stopping after it exits 1 without committing: the next start
+/// resumes from the last checkpoint.
+fn stop_on_signals(deadline: Option<Duration>) -> Result<(Arc<Stop>, Arc<AtomicBool>)> {
     let signalled = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&signalled))
@@ -200,20 +290,39 @@ fn run_pipeline(config: Option<PathBuf>) -> Result<ExitCode> {
                 std::thread::sleep(Duration::from_millis(50));
             }
             stop.graceful();
+            if let Some(deadline) = deadline {
+                std::thread::sleep(deadline);
+                eprintln!(
+                    "radar: still stopping after shutdown.timeout ({}); exiting without a final commit",
+                    humantime::format_duration(deadline)
+                );
+                std::process::exit(1);
+            }
         });
     }
-    eprintln!(
-        "radar: consuming {} from {} as group {:?}; state and outbox in {}",
-        source_config.topics.join(", "),
-        source_config.bootstrap_servers,
-        source_config.group_id,
-        pipeline.store_path.display()
+    Ok((stop, signalled))
+}
+
+/// `radar run`: the Kafka source, delivery and the admin server until SIGTERM or SIGINT.
+fn run_pipeline(config: Option<PathBuf>) -> Result<ExitCode> {
+    let pipeline = config::load_pipeline(config.as_deref())?;
+    let (stop, _) = stop_on_signals(Some(pipeline.shutdown_timeout))?;
+    let runtime = pipeline::runtime()?;
+    let source = pipeline.source.clone();
+    let store_path = pipeline.store_path.clone();
+    let destinations = pipeline.delivery.destinations.len();
+    let finished = pipeline::run(pipeline, &runtime, &stop, |admin| {
+        eprintln!(
+            "radar: consuming {} from {} as group {:?}; state and outbox in {}; {destinations} delivery destinations; admin on http://{admin}",
+            source.topics.join(", "),
+            source.bootstrap_servers,
+            source.group_id,
+            store_path.display()
+        );
+    })?;
+    eprint!(
+        "{}",
+        summary::render(&finished.stats, finished.tracked_accounts)
     );
-    let progress = Progress::default();
-    let mut sink = OutboxSink::new(store);
-    let stats = source
-        .run(&stop, &progress, &mut sink)
-        .context("consuming events")?;
-    eprint!("{}", summary::render(&stats, source.tracked_accounts()?));
     Ok(ExitCode::SUCCESS)
 }

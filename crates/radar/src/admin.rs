@@ -1,0 +1,136 @@
+//! The admin HTTP server (axum), bound to 127.0.0.1 by default: `/metrics`
+//! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
+//! restored), `/v1/playbooks` (the rules in force). Read-only: nothing here changes
+//! state, so nothing here needs a token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use radar_kafka::Progress;
+use radar_store::Store;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub metrics: Metrics,
+    pub progress: Arc<Progress>,
+    pub store: Arc<Store>,
+    /// The playbooks as configured.
+    pub playbooks: serde_json::Value,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/playbooks", get(playbooks))
+        .with_state(Arc::new(state))
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves until the runtime ends; returns the
+/// bound address.
+pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("radar: admin server stopped: {e}");
+        }
+    });
+    Ok(bound)
+}
+
+async fn ready(State(state): State<Arc<AdminState>>) -> Response {
+    let partitions = state.progress.partitions.load(Ordering::Relaxed);
+    if partitions > 0 {
+        format!("ready: {partitions} partitions assigned and restored\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no partition assigned yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    state.metrics.refresh(&state.progress, Some(&state.store));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn playbooks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    Json(state.playbooks.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: radar\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_health_readiness_metrics_and_playbooks() {
+        let dir = tempfile::tempdir().unwrap();
+        let progress = Arc::new(Progress::default());
+        let state = AdminState {
+            metrics: Metrics::new(),
+            progress: progress.clone(),
+            store: Arc::new(Store::open(&dir.path().join("s.redb")).unwrap()),
+            playbooks: serde_json::json!([{"name": "seat_expansion"}]),
+        };
+        let addr = serve("127.0.0.1:0".parse().unwrap(), state).await.unwrap();
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        progress.partitions.store(2, Ordering::Relaxed);
+        progress.consumed.store(42, Ordering::Relaxed);
+        progress.stats.lock().unwrap().rejected[0] = 3;
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(
+            metrics.contains("radar_events_consumed_total 42"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("radar_events_rejected_total{reason=\"invalid_json\"} 3"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("radar_kafka_partitions_assigned 2"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("radar_outbox_depth 0"), "{metrics}");
+        assert!(!metrics.contains("account_id"), "never an account label");
+        assert!(get(addr, "/v1/playbooks").await.contains("seat_expansion"));
+    }
+}

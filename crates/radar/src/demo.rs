@@ -1,0 +1,272 @@
+//! `radar demo`: the whole loop on one machine with nothing installed. librdkafka's
+//! in-process mock cluster stands in for Kafka; a generator produces a live synthetic
+//! stream at a set rate; the engine runs exactly as in `radar run`; and delivery sends
+//! every opportunity, signed, to a local receiver that checks the signature and prints
+//! it — and, with `--webhook`, to the user's own endpoint too.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use radar_delivery::settings::RawDestination;
+use radar_delivery::signing::{SigningSecret, sign};
+use radar_kafka::Stop;
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use tokio::net::TcpListener;
+
+use crate::{config, pipeline, summary};
+
+const TOPIC: &str = "product-events";
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Events per second produced.
+    pub rate: u64,
+    pub accounts: u64,
+    pub seed: u64,
+    /// Stop after this long (else on Ctrl-C).
+    pub duration: Option<Duration>,
+    pub admin: SocketAddr,
+    pub webhook: Option<String>,
+    pub webhook_secret: Option<String>,
+}
+
+pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> Result<()> {
+    if options.webhook.is_some() != options.webhook_secret.is_some() {
+        bail!("--webhook and --webhook-secret go together");
+    }
+    let cluster = MockCluster::new(1).context("starting the in-process Kafka mock cluster")?;
+    cluster
+        .create_topic(TOPIC, 3, 1)
+        .context("creating the demo topic")?;
+    let servers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().context("creating a scratch directory")?;
+    let runtime = pipeline::runtime()?;
+
+    // The local receiver, with a secret made for this run.
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    let receiver_secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+    let received = Arc::new(AtomicU64::new(0));
+    let receiver = runtime.block_on(start_receiver(
+        SigningSecret::parse(&receiver_secret).context("the demo secret")?,
+        received.clone(),
+    ))?;
+
+    let mut raw = config::load_raw(None)?;
+    raw.kafka.bootstrap_servers = servers.clone();
+    raw.kafka.group_id = "radar-demo".into();
+    raw.kafka.topics = vec![TOPIC.into()];
+    raw.kafka.dead_letter_topic = format!("{TOPIC}.dead-letter");
+    raw.checkpoint.path = dir.path().join("radar-state.redb").display().to_string();
+    raw.admin.listen = options.admin.to_string();
+    raw.delivery.poll_interval = Some("20ms".into());
+    raw.delivery.allow_networks = vec!["127.0.0.0/8".into(), "::1/128".into()];
+    raw.delivery.destinations = vec![RawDestination {
+        name: "demo-receiver".into(),
+        kind: "webhook".into(),
+        url: Some(format!("http://{receiver}/radar")),
+        secret_env: Some("RADAR_DEMO_RECEIVER_SECRET".into()),
+        ..RawDestination::default()
+    }];
+    if let Some(url) = &options.webhook {
+        // The endpoint named on the command line is trusted even if it is internal.
+        raw.delivery.allow_networks.extend(addresses_of(url)?);
+        raw.delivery.destinations.push(RawDestination {
+            name: "your-webhook".into(),
+            kind: "webhook".into(),
+            url: Some(url.clone()),
+            secret_env: Some("RADAR_DEMO_WEBHOOK_SECRET".into()),
+            ..RawDestination::default()
+        });
+    }
+    let secrets = |name: &str| match name {
+        "RADAR_DEMO_RECEIVER_SECRET" => Some(receiver_secret.clone()),
+        "RADAR_DEMO_WEBHOOK_SECRET" => options.webhook_secret.clone(),
+        _ => None,
+    };
+    let pipeline_config = config::pipeline_from_raw(&raw, &secrets)?;
+
+    let producing = {
+        let (servers, stopping, options) = (servers.clone(), stopping.clone(), options.clone());
+        std::thread::Builder::new()
+            .name("demo-generator".into())
+            .spawn(move || produce(&servers, &options, &stopping))
+            .context("starting the generator")?
+    };
+    if let Some(limit) = options.duration {
+        let stop = stop.clone();
+        let stopping = stopping.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            stopping.store(true, Ordering::SeqCst);
+            stop.graceful();
+        });
+    }
+    let finished = pipeline::run(pipeline_config, &runtime, &stop, |admin| {
+        eprintln!("radar demo: in-process Kafka at {servers}, topic {TOPIC} (3 partitions)");
+        eprintln!(
+            "radar demo: producing {} events/s over {} accounts; opportunities go to the local receiver at http://{receiver}/radar{}",
+            options.rate,
+            options.accounts,
+            options
+                .webhook
+                .as_deref()
+                .map(|u| format!(" and to {u}"))
+                .unwrap_or_default()
+        );
+        eprintln!(
+            "radar demo: metrics at http://{admin}/metrics, admin API at http://{admin}/v1/playbooks, /healthz, /readyz"
+        );
+        eprintln!("radar demo: Ctrl-C to stop");
+    })?;
+    stopping.store(true, Ordering::SeqCst);
+    let produced = producing.join().unwrap_or(Ok(0))?;
+    eprint!(
+        "{}",
+        summary::render(&finished.stats, finished.tracked_accounts)
+    );
+    eprintln!(
+        "radar demo: produced {produced} events; the local receiver got {} signed opportunities",
+        received.load(Ordering::SeqCst)
+    );
+    Ok(())
+}
+
+/// The IP networks (one address each) that `url`'s host resolves to.
+fn addresses_of(url: &str) -> Result<Vec<String>> {
+    let parsed = reqwest_url(url)?;
+    let host = parsed.0;
+    let port = parsed.1;
+    let addresses = (host.as_str(), port)
+        .to_socket_addrs()
+        .with_context(|| format!("--webhook: resolving {host}"))?;
+    Ok(addresses
+        .map(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) => format!("{ip}/32"),
+            std::net::IpAddr::V6(ip) => format!("{ip}/128"),
+        })
+        .collect())
+}
+
+/// Host and port of an http(s) URL.
+fn reqwest_url(url: &str) -> Result<(String, u16)> {
+    let parsed =
+        url::Url::parse(url).with_context(|| format!("--webhook: {url:?} is not a URL"))?;
+    let host = parsed
+        .host_str()
+        .with_context(|| format!("--webhook: {url:?} has no host"))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_owned();
+    let port = parsed
+        .port_or_known_default()
+        .with_context(|| format!("--webhook: {url:?} is not http(s)"))?;
+    Ok((host, port))
+}
+
+/// Produces generated events keyed by account at `options.rate` per second until told to
+/// stop; returns how many.
+fn produce(servers: &str, options: &DemoOptions, stopping: &AtomicBool) -> Result<u64> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("linger.ms", "5")
+        .create()
+        .context("creating the demo producer")?;
+    let generator = radar_gen::Generator::new(radar_gen::Options {
+        accounts: options.accounts,
+        events: u64::MAX / 2,
+        seed: options.seed,
+        ..Default::default()
+    })?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    for line in generator {
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        // Pace by elapsed time, in small steps, so the rate holds whatever the batch.
+        let due = (started.elapsed().as_secs_f64() * options.rate as f64) as u64;
+        if sent >= due {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let key = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        while let Err((e, _)) = producer.send(BaseRecord::to(TOPIC).key(&key).payload(&line)) {
+            if stopping.load(Ordering::SeqCst) {
+                return Ok(sent);
+            }
+            eprintln!("radar demo: producing: {e}; retrying");
+            producer.poll(Duration::from_millis(100));
+        }
+        sent += 1;
+        producer.poll(Duration::ZERO);
+    }
+    let _ = producer.flush(Duration::from_secs(5));
+    Ok(sent)
+}
+
+/// A webhook receiver on 127.0.0.1 that checks each delivery's signature and prints the
+/// opportunity, as a CRM integration would receive it.
+async fn start_receiver(secret: SigningSecret, received: Arc<AtomicU64>) -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the local receiver")?;
+    let addr = listener.local_addr()?;
+    let secret = Arc::new(secret);
+    let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let (secret, received) = (secret.clone(), received.clone());
+        async move {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+            let expected = sign(
+                &[(*secret).clone()],
+                &id,
+                timestamp.parse().unwrap_or_default(),
+                &body,
+            );
+            if header("webhook-signature") != expected {
+                eprintln!("receiver: {id}: bad signature, refused");
+                return StatusCode::UNAUTHORIZED;
+            }
+            let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let o = &event["data"];
+            received.fetch_add(1, Ordering::SeqCst);
+            println!(
+                "receiver: {} {:<12} {:<20} tier {:<8} score {:>5} owner {:<5} (id {})",
+                o["occurred_at"].as_str().unwrap_or_default(),
+                o["account_id"].as_str().unwrap_or_default(),
+                o["playbook"].as_str().unwrap_or_default(),
+                o["tier"].as_str().unwrap_or_default(),
+                o["score"],
+                o["owner"].as_str().unwrap_or_default(),
+                id
+            );
+            StatusCode::NO_CONTENT
+        }
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("radar demo: receiver stopped: {e}");
+        }
+    });
+    Ok(addr)
+}

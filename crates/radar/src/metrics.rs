@@ -1,0 +1,328 @@
+//! Prometheus metrics, named `radar_<subsystem>_<thing>_<unit>[_total]`, never labelled
+//! by account. Pipeline counts are copied from the source's [`Progress`] when scraped
+//! (the hot path only bumps plain counters in the engine); delivery reports through
+//! the [`Observer`] trait as it goes.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use radar_core::Kind;
+use radar_core::event::RejectReason;
+use radar_core::gates::Gate;
+use radar_core::scoring::Tier;
+use radar_delivery::Observer;
+use radar_delivery::breaker::BreakerState;
+use radar_kafka::Progress;
+use radar_store::Store;
+
+/// Every metric radar exports, in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    consumed: IntCounter,
+    processed: IntCounter,
+    rejected: IntCounterVec,
+    unknown_type: IntCounter,
+    late: IntCounter,
+    duplicate: IntCounter,
+    opportunities: IntCounterVec,
+    suppressed: IntCounterVec,
+    cooldown: IntCounter,
+    tracked: IntGauge,
+    partitions: IntGauge,
+    lag: IntGaugeVec,
+    checkpoint_duration: Histogram,
+    checkpoint_age: prometheus::Gauge,
+    outbox_depth: IntGauge,
+    attempts: IntCounterVec,
+    delivery_latency: HistogramVec,
+    queue_depth: IntGaugeVec,
+    queue_age: prometheus::GaugeVec,
+    breaker: IntGaugeVec,
+    dead_lettered: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    register(registry, metric)
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("registering a metric: {e}"));
+    metric
+}
+
+/// Brings a counter up to a total counted elsewhere.
+fn catch_up(counter: &IntCounter, total: u64) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
+    }
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let r = &registry;
+        let vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                r,
+                IntCounterVec::new(Opts::new(name, help), labels)
+                    .unwrap_or_else(|e| panic!("{name}: {e}")),
+            )
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                r,
+                IntGaugeVec::new(Opts::new(name, help), labels)
+                    .unwrap_or_else(|e| panic!("{name}: {e}")),
+            )
+        };
+        let gauge = |name: &str, help: &str| {
+            register(
+                r,
+                IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}")),
+            )
+        };
+        Metrics {
+            consumed: counter(
+                r,
+                "radar_events_consumed_total",
+                "Records consumed from Kafka.",
+            ),
+            processed: counter(
+                r,
+                "radar_events_processed_total",
+                "Accepted events that changed account state.",
+            ),
+            rejected: vec(
+                "radar_events_rejected_total",
+                "Events sent to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            unknown_type: counter(
+                r,
+                "radar_events_unknown_type_total",
+                "Events of a type no config knows (ignored).",
+            ),
+            late: counter(
+                r,
+                "radar_events_late_total",
+                "Events older than the lateness horizon.",
+            ),
+            duplicate: counter(
+                r,
+                "radar_events_duplicate_total",
+                "Repeated event ids dropped.",
+            ),
+            opportunities: vec(
+                "radar_opportunities_emitted_total",
+                "Opportunities written to the outbox.",
+                &["kind", "tier"],
+            ),
+            suppressed: vec(
+                "radar_opportunities_suppressed_total",
+                "Opportunities held back by a gate.",
+                &["gate"],
+            ),
+            cooldown: counter(
+                r,
+                "radar_opportunities_cooldown_total",
+                "Firings within the cooldown of an emitted opportunity.",
+            ),
+            tracked: gauge(
+                "radar_accounts_tracked",
+                "Accounts with state in the partitions held.",
+            ),
+            partitions: gauge(
+                "radar_kafka_partitions_assigned",
+                "Partitions assigned and restored.",
+            ),
+            lag: gauge_vec(
+                "radar_kafka_consumer_lag_messages",
+                "Messages behind the partition's end.",
+                &["topic", "partition"],
+            ),
+            checkpoint_duration: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "radar_checkpoint_duration_seconds",
+                        "Time to checkpoint and commit.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )
+                .unwrap_or_else(|e| panic!("checkpoint histogram: {e}")),
+            ),
+            checkpoint_age: register(
+                r,
+                prometheus::Gauge::new(
+                    "radar_checkpoint_age_seconds",
+                    "Time since the last checkpoint.",
+                )
+                .unwrap_or_else(|e| panic!("checkpoint age: {e}")),
+            ),
+            outbox_depth: gauge(
+                "radar_outbox_depth",
+                "Opportunities in the outbox, not yet queued for delivery.",
+            ),
+            attempts: vec(
+                "radar_delivery_attempts_total",
+                "Delivery attempts, by destination and outcome.",
+                &["destination", "outcome"],
+            ),
+            delivery_latency: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "radar_delivery_latency_seconds",
+                        "From the outbox to a 2xx.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["destination"],
+                )
+                .unwrap_or_else(|e| panic!("delivery histogram: {e}")),
+            ),
+            queue_depth: gauge_vec(
+                "radar_delivery_queue_depth",
+                "Deliveries waiting, by destination.",
+                &["destination"],
+            ),
+            queue_age: register(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "radar_delivery_queue_oldest_age_seconds",
+                        "Age of the oldest waiting delivery.",
+                    ),
+                    &["destination"],
+                )
+                .unwrap_or_else(|e| panic!("queue age: {e}")),
+            ),
+            breaker: gauge_vec(
+                "radar_delivery_breaker_state",
+                "Circuit breaker: 0 closed, 1 open, 2 half-open.",
+                &["destination"],
+            ),
+            dead_lettered: vec(
+                "radar_delivery_dead_lettered_total",
+                "Deliveries moved to the dead-letter store.",
+                &["destination"],
+            ),
+            registry,
+        }
+    }
+
+    /// Copies the pipeline's counts in from `progress` (and the store's outbox depth).
+    pub fn refresh(&self, progress: &Progress, store: Option<&Store>) {
+        catch_up(&self.consumed, progress.consumed.load(Ordering::Relaxed));
+        self.tracked
+            .set(progress.tracked_accounts.load(Ordering::Relaxed) as i64);
+        self.partitions
+            .set(progress.partitions.load(Ordering::Relaxed) as i64);
+        if let Ok(stats) = progress.stats.lock() {
+            catch_up(&self.processed, stats.processed);
+            for reason in RejectReason::ALL {
+                catch_up(
+                    &self.rejected.with_label_values(&[reason.as_str()]),
+                    stats.rejected(reason),
+                );
+            }
+            catch_up(&self.unknown_type, stats.unknown_type);
+            catch_up(&self.late, stats.late);
+            catch_up(&self.duplicate, stats.duplicate);
+            for (k, kind) in Kind::ALL.into_iter().enumerate() {
+                for (t, tier) in Tier::ALL.into_iter().enumerate() {
+                    catch_up(
+                        &self
+                            .opportunities
+                            .with_label_values(&[kind.as_str(), tier.as_str()]),
+                        stats.opportunities[k][t],
+                    );
+                }
+            }
+            for (g, gate) in Gate::ALL.into_iter().enumerate() {
+                catch_up(
+                    &self.suppressed.with_label_values(&[gate.as_str()]),
+                    stats.suppressed[g],
+                );
+            }
+            catch_up(&self.cooldown, stats.cooldown);
+        }
+        if let Ok(lag) = progress.lag.lock() {
+            for ((topic, partition), messages) in lag.iter() {
+                self.lag
+                    .with_label_values(&[topic, &partition.to_string()])
+                    .set(*messages);
+            }
+        }
+        if let Ok(mut times) = progress.checkpoints.lock() {
+            for took in times.durations.drain(..) {
+                self.checkpoint_duration.observe(took.as_secs_f64());
+            }
+            if let Some(last) = times.last {
+                self.checkpoint_age.set(last.elapsed().as_secs_f64());
+            }
+        }
+        if let Some(depth) = store.and_then(|s| s.outbox_len().ok()) {
+            self.outbox_depth.set(depth as i64);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into memory only fails on a metric the registry already refused.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Observer for Metrics {
+    fn attempt(&self, destination: &str, result: &'static str) {
+        self.attempts
+            .with_label_values(&[destination, result])
+            .inc();
+    }
+
+    fn delivered(&self, destination: &str, latency: Duration) {
+        self.delivery_latency
+            .with_label_values(&[destination])
+            .observe(latency.as_secs_f64());
+    }
+
+    fn dead_lettered(&self, destination: &str) {
+        self.dead_lettered.with_label_values(&[destination]).inc();
+    }
+
+    fn queue(&self, destination: &str, depth: u64, oldest_age: Duration) {
+        self.queue_depth
+            .with_label_values(&[destination])
+            .set(depth as i64);
+        self.queue_age
+            .with_label_values(&[destination])
+            .set(oldest_age.as_secs_f64());
+    }
+
+    fn breaker(&self, destination: &str, state: BreakerState) {
+        self.breaker
+            .with_label_values(&[destination])
+            .set(state.gauge());
+    }
+}

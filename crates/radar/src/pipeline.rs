@@ -1,0 +1,121 @@
+//! `radar run` (and `radar demo`): the Kafka source on this thread, delivery and the
+//! admin server on a small tokio runtime beside it. The source's hot loop never waits on
+//! either: it writes the outbox and nudges delivery, which reads it on its own time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use radar_core::Stats;
+use radar_delivery::DeliveryService;
+use radar_kafka::{OutboxSink, Progress, Source, Stop};
+use radar_store::Store;
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::config::PipelineConfig;
+use crate::metrics::Metrics;
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct Finished {
+    pub stats: Stats,
+    pub tracked_accounts: usize,
+}
+
+/// How long a stopping pipeline waits for delivery to send what is due.
+const DELIVERY_DRAIN: Duration = Duration::from_secs(5);
+
+/// Whether the outbox is empty and no destination has a delivery due now.
+fn delivered_due(store: &Store, destinations: &[String]) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    store.outbox_len().is_ok_and(|n| n == 0)
+        && destinations.iter().all(|d| {
+            store
+                .due_deliveries(d, now, 1)
+                .is_ok_and(|due| due.is_empty())
+        })
+}
+
+/// A runtime for delivery and the admin server: two threads are plenty for HTTP.
+pub fn runtime() -> Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("radar-io")
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")
+}
+
+/// Runs until `stop`; `started` is told the admin server's address once it listens.
+pub fn run(
+    config: PipelineConfig,
+    runtime: &Runtime,
+    stop: &Stop,
+    started: impl FnOnce(SocketAddr),
+) -> Result<Finished> {
+    let store = Arc::new(Store::open(&config.store_path).with_context(|| {
+        format!(
+            "opening the state store {} (is another radar using it?)",
+            config.store_path.display()
+        )
+    })?);
+    if let Some(aside) = store.moved_aside() {
+        eprintln!(
+            "radar: the state store was unreadable; moved it to {} and started afresh",
+            aside.display()
+        );
+    }
+    let metrics = Metrics::new();
+    let progress = Arc::new(Progress::default());
+    let bound = runtime
+        .block_on(admin::serve(
+            config.admin,
+            AdminState {
+                metrics: metrics.clone(),
+                progress: progress.clone(),
+                store: store.clone(),
+                playbooks: config.playbooks.clone(),
+            },
+        ))
+        .with_context(|| format!("admin.listen: binding {}", config.admin))?;
+
+    let destinations: Vec<String> = config
+        .delivery
+        .destinations
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    let delivery = DeliveryService::new(store.clone(), config.delivery, Arc::new(metrics));
+    let waker = delivery.outbox_waker();
+    let (stop_delivery, delivery_stopped) = watch::channel(false);
+    let delivering = runtime.spawn(delivery.run(delivery_stopped));
+
+    let source = Source::new(config.source, Arc::new(config.engine), store.clone())
+        .context("starting the Kafka consumer")?;
+    started(bound);
+    let mut sink = OutboxSink::new(store.clone()).on_written(move || waker.notify_one());
+    let consumed = source.run(stop, &progress, &mut sink);
+
+    // Delivery gets a moment to send what the last rounds wrote and is due now, then
+    // drains its in-flight requests; whatever is left waits on disk for the next start.
+    let settled = Instant::now();
+    while settled.elapsed() < DELIVERY_DRAIN && !delivered_due(&store, &destinations) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = stop_delivery.send(true);
+    runtime
+        .block_on(delivering)
+        .context("delivery task")?
+        .context("delivery")?;
+    let stats = consumed.context("consuming events")?;
+    Ok(Finished {
+        stats,
+        tracked_accounts: progress.tracked_accounts.load(Ordering::Relaxed) as usize,
+    })
+}
