@@ -275,8 +275,42 @@ fn unusable_input_fails_with_a_clear_message() {
     assert!(text(&bad_args.stderr).contains("--invalid-ratio"));
 }
 
+/// The user's own endpoint for `radar demo --webhook`: checks every signature with the
+/// independent `standardwebhooks` crate and records the ids it accepted.
+fn verifying_receiver(
+    runtime: &tokio::runtime::Runtime,
+    secret: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/hooks/radar", listener.local_addr().unwrap());
+    let seen = ids.clone();
+    let app = axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let verifier = standardwebhooks::Webhook::new(secret).unwrap();
+                if verifier.verify(&body, &headers).is_err() {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                }
+                let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                seen.lock().unwrap().push(id);
+                axum::http::StatusCode::OK
+            }
+        },
+    );
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, ids)
+}
+
 #[test]
-fn demo_runs_the_whole_loop_and_the_receiver_gets_every_opportunity() {
+fn demo_runs_the_whole_loop_and_delivers_every_opportunity_to_both_receivers() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (url, accepted) = verifying_receiver(&runtime, SECRET);
     let output = radar(&[
         "demo",
         "--duration",
@@ -285,6 +319,10 @@ fn demo_runs_the_whole_loop_and_the_receiver_gets_every_opportunity() {
         "800",
         "--admin",
         "127.0.0.1:0",
+        "--webhook",
+        &url,
+        "--webhook-secret",
+        SECRET,
     ]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stderr}");
@@ -292,7 +330,7 @@ fn demo_runs_the_whole_loop_and_the_receiver_gets_every_opportunity() {
         stderr.contains("/metrics"),
         "the demo says where metrics are: {stderr}"
     );
-    let emitted: u64 = stderr
+    let emitted: usize = stderr
         .lines()
         .find_map(|l| l.strip_prefix("opportunities: "))
         .and_then(|n| n.trim().parse().ok())
@@ -302,14 +340,21 @@ fn demo_runs_the_whole_loop_and_the_receiver_gets_every_opportunity() {
         stderr.contains(&format!(
             "the local receiver got {emitted} signed opportunities"
         )),
-        "every opportunity reached the receiver: {stderr}"
+        "every opportunity reached the local receiver: {stderr}"
     );
     assert_eq!(
         stdout
             .lines()
             .filter(|l| l.starts_with("receiver: "))
-            .count() as u64,
+            .count(),
         emitted
+    );
+    let ids: std::collections::BTreeSet<String> =
+        accepted.lock().unwrap().iter().cloned().collect();
+    assert_eq!(
+        ids.len(),
+        emitted,
+        "and every one reached --webhook, correctly signed"
     );
 }
 

@@ -64,6 +64,34 @@ fn receiver(runtime: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<String>
     (url, ids)
 }
 
+/// A free loopback port (free when asked: the child binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on the admin server: (status, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: radar\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// The sum of the group's committed offsets over `partitions`.
 fn committed(reader: &BaseConsumer, partitions: &TopicPartitionList) -> i64 {
     reader
@@ -107,6 +135,7 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (url, received) = receiver(&runtime);
+    let admin = free_port();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.redb");
     let config = dir.path().join("radar.toml");
@@ -123,7 +152,7 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
         .arg("--config")
         .arg(&config)
         .env("TEST_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-        .env("RADAR__ADMIN__LISTEN", "127.0.0.1:0")
+        .env("RADAR__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
         .env("RADAR__KAFKA__BOOTSTRAP_SERVERS", &servers)
         .env("RADAR__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
         .env("RADAR__CHECKPOINT__PATH", &state)
@@ -154,6 +183,7 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
         &mut replayed,
     )
     .unwrap();
+    let replayed_lines = replayed.clone();
     let expected: BTreeSet<String> = String::from_utf8(replayed)
         .unwrap()
         .lines()
@@ -165,11 +195,52 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
         })
         .collect();
     assert!(!expected.is_empty());
+    let expected_accounts: BTreeSet<String> = String::from_utf8(replayed_lines.clone())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["account_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     let unique =
         |ids: &Mutex<Vec<String>>| ids.lock().unwrap().iter().cloned().collect::<BTreeSet<_>>();
     while unique(&received).len() < expected.len() && waited.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The admin server explains accounts and counts what happened.
+    let account = expected_accounts.iter().next().unwrap();
+    let (status, body) = get(admin, &format!("/v1/accounts/{account}"));
+    assert_eq!(status, 200, "{body}");
+    let explained: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(explained["account_id"], account.as_str());
+    assert!(explained["score"].is_number(), "{body}");
+    assert!(
+        !explained["breakdown"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    let recent = explained["recent_opportunities"].as_array().unwrap();
+    assert!(
+        !recent.is_empty() && recent.iter().all(|o| o["account_id"] == account.as_str()),
+        "{body}"
+    );
+    assert_eq!(get(admin, "/v1/accounts/no-such-account").0, 404);
+    assert_eq!(get(admin, "/readyz").0, 200);
+    let (_, metrics) = get(admin, "/metrics");
+    assert!(
+        metrics.contains("radar_events_consumed_total 1500"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "radar_delivery_attempts_total{{destination=\"hook\",outcome=\"success\"}} {}",
+            expected.len()
+        )),
+        "{metrics}"
+    );
+
     let started = Instant::now();
     let child = child.take();
     let status = Command::new("sh")

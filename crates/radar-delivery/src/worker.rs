@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use radar_core::Opportunity;
-use radar_store::{DeadLetter, Delivery, Settlement, Store, StoreError};
+use radar_store::{DeadLetter, Delivery, Recent, Settlement, Store, StoreError};
 use reqwest::Client;
 use reqwest::header::{HeaderName, HeaderValue};
 use tokio::sync::{Notify, watch};
@@ -194,11 +194,19 @@ async fn dispatch(
         };
         let now = now_ms();
         let mut deliveries = Vec::new();
+        let mut recent = Vec::with_capacity(batch.len());
         let mut woken = vec![false; wakers.len()];
         for (seq, json) in &batch {
             // An entry that does not decode still goes everywhere: building its request
             // fails, and it lands in the dead-letter store with the reason, not lost.
             let opportunity = serde_json::from_slice::<Opportunity>(json).ok();
+            if let Some(o) = &opportunity {
+                recent.push(Recent {
+                    account_id: o.account_id.to_string(),
+                    seq: *seq,
+                    opportunity: json.clone(),
+                });
+            }
             for (index, destination) in settings.destinations.iter().enumerate() {
                 if opportunity
                     .as_ref()
@@ -220,7 +228,7 @@ async fn dispatch(
         let through = batch.last().map_or(0, |(seq, _)| *seq);
         let written = {
             let store = store.clone();
-            blocking(move || store.dispatch_outbox(through, &deliveries)).await
+            blocking(move || store.dispatch_outbox(through, &deliveries, &recent)).await
         };
         match written {
             Ok(()) => {

@@ -11,6 +11,6 @@ pub mod source;
 
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
 pub use source::{
-    CheckpointTimes, OpportunitySink, OutboxSink, Progress, SinkError, Source, SourceConfig,
-    SourceError, Stop,
+    CheckpointTimes, Inspector, OpportunitySink, OutboxSink, Progress, SinkError, Source,
+    SourceConfig, SourceError, Stop,
 };

@@ -225,6 +225,31 @@ impl ProducerContext for DeliveryContext {
 /// than refused by the broker at every restart.
 const MAX_DEAD_LETTER_BYTES: usize = 900_000;
 
+/// Reads account state held by a running source's partitions. It takes the workers'
+/// lock for the length of one lookup, between two of the poll loop's rounds.
+#[derive(Clone)]
+pub struct Inspector {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Inspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inspector").finish_non_exhaustive()
+    }
+}
+
+impl Inspector {
+    /// The account's state, score and breakdown ([`radar_core::Engine::explain`]), from
+    /// whichever partition holds it; `None` if none of this process's partitions does.
+    pub fn explain(&self, account_id: &str) -> Result<Option<serde_json::Value>, SourceError> {
+        Ok(self
+            .shared
+            .workers()?
+            .values()
+            .find_map(|worker| worker.engine().explain(account_id)))
+    }
+}
+
 /// Partition workers and what they share, reached from the poll loop and from the
 /// rebalance callbacks.
 struct Shared {
@@ -696,6 +721,13 @@ impl Source {
         times.durations.push(started.elapsed());
         times.last = Some(Instant::now());
         Ok(())
+    }
+
+    /// A handle for looking at account state from other threads (the admin API).
+    pub fn inspector(&self) -> Inspector {
+        Inspector {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Accounts tracked by the partitions this source holds now.

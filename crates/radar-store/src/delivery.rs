@@ -14,8 +14,21 @@ use crate::store::{Store, StoreError, storage};
 
 /// (destination, due_ms, sequence) → postcard [`Queued`].
 const QUEUE: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("delivery_queue");
-/// (destination, sequence) → postcard [`Dead`].
+/// (destination, sequence) → postcard [`DeadLetter`].
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+/// (account id, sequence) → opportunity JSON: each account's latest opportunities, for
+/// the admin API.
+const RECENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("recent_opportunities");
+/// Opportunities kept per account in [`RECENT`].
+pub const RECENT_PER_ACCOUNT: usize = 10;
+
+/// An opportunity leaving the outbox, remembered under its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recent {
+    pub account_id: String,
+    pub seq: u64,
+    pub opportunity: Vec<u8>,
+}
 
 /// One opportunity on its way to one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,10 +104,41 @@ struct Queued {
 impl Store {
     /// Moves outbox entries up to and including `through` into the destination queues,
     /// atomically: `deliveries` are those entries fanned out to the destinations that
-    /// want them (an entry no destination wants simply leaves the outbox).
-    pub fn dispatch_outbox(&self, through: u64, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    /// want them (an entry no destination wants simply leaves the outbox), and `recent`
+    /// the same entries by account, of which the latest few per account are kept.
+    pub fn dispatch_outbox(
+        &self,
+        through: u64,
+        deliveries: &[Delivery],
+        recent: &[Recent],
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
         {
+            let mut kept = txn.open_table(RECENT).map_err(storage)?;
+            for entry in recent {
+                kept.insert(
+                    (entry.account_id.as_str(), entry.seq),
+                    entry.opportunity.as_slice(),
+                )
+                .map_err(storage)?;
+            }
+            let mut accounts: Vec<&str> = recent.iter().map(|r| r.account_id.as_str()).collect();
+            accounts.sort_unstable();
+            accounts.dedup();
+            for account in accounts {
+                let seqs: Vec<u64> = kept
+                    .range((account, 0)..=(account, u64::MAX))
+                    .map_err(storage)?
+                    .map(|entry| entry.map(|(key, _)| key.value().1))
+                    .collect::<Result<_, _>>()
+                    .map_err(storage)?;
+                for old in seqs
+                    .iter()
+                    .take(seqs.len().saturating_sub(RECENT_PER_ACCOUNT))
+                {
+                    kept.remove((account, *old)).map_err(storage)?;
+                }
+            }
             let mut queue = txn.open_table(QUEUE).map_err(storage)?;
             for delivery in deliveries {
                 queue
@@ -142,6 +186,25 @@ impl Store {
             });
         }
         Ok(due)
+    }
+
+    /// An account's latest opportunities (JSON), newest first.
+    pub fn recent_opportunities(&self, account_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let kept = match txn.open_table(RECENT) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        kept.range((account_id, 0)..=(account_id, u64::MAX))
+            .map_err(storage)?
+            .rev()
+            .map(|entry| {
+                entry
+                    .map(|(_, value)| value.value().to_vec())
+                    .map_err(storage)
+            })
+            .collect()
     }
 
     /// Records what became of attempted deliveries, in one durable transaction.
@@ -297,14 +360,47 @@ mod tests {
         }
     }
 
+    fn recent(account: &str, seq: u64) -> Recent {
+        Recent {
+            account_id: account.to_owned(),
+            seq,
+            opportunity: seq.to_string().into_bytes(),
+        }
+    }
+
+    #[test]
+    fn only_the_latest_opportunities_of_each_account_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        for seq in 0..25u64 {
+            store
+                .dispatch_outbox(seq, &[], &[recent("acme", seq)])
+                .unwrap();
+        }
+        let kept = store.recent_opportunities("acme").unwrap();
+        assert_eq!(kept.len(), RECENT_PER_ACCOUNT);
+        assert_eq!(kept[0], b"24".to_vec());
+        assert_eq!(kept[9], b"15".to_vec());
+    }
+
     #[test]
     fn dispatch_moves_outbox_entries_into_queues_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         store.append_outbox([&b"a"[..], b"b", b"c"]).unwrap();
         store
-            .dispatch_outbox(1, &[delivery("crm", 0, 10), delivery("slack", 1, 10)])
+            .dispatch_outbox(
+                1,
+                &[delivery("crm", 0, 10), delivery("slack", 1, 10)],
+                &[recent("acme", 0), recent("acme", 1)],
+            )
             .unwrap();
+        assert_eq!(
+            store.recent_opportunities("acme").unwrap(),
+            vec![b"1".to_vec(), b"0".to_vec()],
+            "newest first"
+        );
+        assert!(store.recent_opportunities("other").unwrap().is_empty());
         assert_eq!(
             store.outbox_after(None, 10).unwrap(),
             vec![(2, b"c".to_vec())]
@@ -330,7 +426,7 @@ mod tests {
             delivery("d", 2, 7),
         );
         store
-            .dispatch_outbox(0, &[a.clone(), b.clone(), c.clone()])
+            .dispatch_outbox(0, &[a.clone(), b.clone(), c.clone()], &[])
             .unwrap();
         assert_eq!(
             store.queue_summary("d").unwrap(),

@@ -6,12 +6,12 @@
 //!   snapshot), checksummed, with the previous generation kept as a fallback;
 //! - [`outbox`]: opportunities made durable before the offsets that produced them are
 //!   committed, for delivery to read;
-//! - [`delivery`]: per-destination delivery queues (retries wait there, on disk) and
-//!   the dead-letter store.
+//! - [`delivery`]: per-destination delivery queues (retries wait there, on disk), the
+//!   dead-letter store, and each account's latest opportunities.
 
 pub mod delivery;
 pub mod outbox;
 pub mod store;
 
-pub use delivery::{DeadLetter, Delivery, QueueSummary, Settlement};
+pub use delivery::{DeadLetter, Delivery, QueueSummary, Recent, Settlement};
 pub use store::{Checkpoint, Loaded, Store, StoreError};

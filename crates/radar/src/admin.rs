@@ -1,19 +1,21 @@
 //! The admin HTTP server (axum), bound to 127.0.0.1 by default: `/metrics`
 //! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
-//! restored), `/v1/playbooks` (the rules in force). Read-only: nothing here changes
+//! restored), `/v1/accounts/{id}` (why an account scores what it scores, and its latest
+//! opportunities), `/v1/playbooks` (the rules in force). Read-only: nothing here changes
 //! state, so nothing here needs a token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use radar_kafka::Progress;
+use radar_kafka::{Inspector, Progress};
 use radar_store::Store;
+use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -26,6 +28,8 @@ pub struct AdminState {
     pub store: Arc<Store>,
     /// The playbooks as configured.
     pub playbooks: serde_json::Value,
+    /// Account state of the running source.
+    pub accounts: Option<Inspector>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -34,6 +38,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/v1/playbooks", get(playbooks))
+        .route("/v1/accounts/{id}", get(account))
         .with_state(Arc::new(state))
 }
 
@@ -76,6 +81,39 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         .into_response()
 }
 
+/// `{account_id, state…, score, breakdown, recent_opportunities}`; 404 when this
+/// process holds no state and no opportunity for the account.
+async fn account(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    let explained = match &state.accounts {
+        Some(inspector) => match inspector.explain(&id) {
+            Ok(explained) => explained,
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        },
+        None => None,
+    };
+    let recent: Vec<serde_json::Value> = match state.store.recent_opportunities(&id) {
+        Ok(recent) => recent
+            .iter()
+            .filter_map(|json| serde_json::from_slice(json).ok())
+            .collect(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    if explained.is_none() && recent.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no account {id:?} here")})),
+        )
+            .into_response();
+    }
+    let mut body = match explained {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    body.insert("account_id".into(), id.into());
+    body.insert("recent_opportunities".into(), recent.into());
+    Json(serde_json::Value::Object(body)).into_response()
+}
+
 async fn playbooks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
     Json(state.playbooks.clone())
 }
@@ -108,6 +146,7 @@ mod tests {
             progress: progress.clone(),
             store: Arc::new(Store::open(&dir.path().join("s.redb")).unwrap()),
             playbooks: serde_json::json!([{"name": "seat_expansion"}]),
+            accounts: None,
         };
         let addr = serve("127.0.0.1:0".parse().unwrap(), state).await.unwrap();
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
@@ -132,5 +171,10 @@ mod tests {
         assert!(metrics.contains("radar_outbox_depth 0"), "{metrics}");
         assert!(!metrics.contains("account_id"), "never an account label");
         assert!(get(addr, "/v1/playbooks").await.contains("seat_expansion"));
+        assert!(
+            get(addr, "/v1/accounts/nobody")
+                .await
+                .starts_with("HTTP/1.1 404")
+        );
     }
 }

@@ -71,6 +71,8 @@ pub fn run(
             aside.display()
         );
     }
+    let source = Source::new(config.source, Arc::new(config.engine), store.clone())
+        .context("starting the Kafka consumer")?;
     let metrics = Metrics::new();
     let progress = Arc::new(Progress::default());
     let bound = runtime
@@ -81,6 +83,7 @@ pub fn run(
                 progress: progress.clone(),
                 store: store.clone(),
                 playbooks: config.playbooks.clone(),
+                accounts: Some(source.inspector()),
             },
         ))
         .with_context(|| format!("admin.listen: binding {}", config.admin))?;
@@ -95,9 +98,6 @@ pub fn run(
     let waker = delivery.outbox_waker();
     let (stop_delivery, delivery_stopped) = watch::channel(false);
     let delivering = runtime.spawn(delivery.run(delivery_stopped));
-
-    let source = Source::new(config.source, Arc::new(config.engine), store.clone())
-        .context("starting the Kafka consumer")?;
     started(bound);
     let mut sink = OutboxSink::new(store.clone()).on_written(move || waker.notify_one());
     let consumed = source.run(stop, &progress, &mut sink);
