@@ -4,7 +4,9 @@
 //!   opportunities and counters, run through `radar replay`'s code path;
 //! - `model`: property tests of the engine against the semantics of DESIGN.md;
 //! - `cli`: the `radar` binary's commands, exit codes and messages;
-//! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster).
+//! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster);
+//! - `tansu`: `radar run` against a tansu broker process: dead letters, `kill -9` and
+//!   restart, SIGTERM.
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
 
@@ -12,6 +14,7 @@ mod cli;
 mod golden;
 mod model;
 mod run;
+mod tansu;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

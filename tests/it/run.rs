@@ -28,10 +28,10 @@ fn events() -> Vec<String> {
 }
 
 /// Kills the child if the test fails before it is stopped on purpose.
-struct KillOnDrop(Option<std::process::Child>);
+pub(crate) struct KillOnDrop(pub(crate) Option<std::process::Child>);
 
 impl KillOnDrop {
-    fn take(mut self) -> std::process::Child {
+    pub(crate) fn take(mut self) -> std::process::Child {
         self.0.take().unwrap()
     }
 }
@@ -45,7 +45,7 @@ impl Drop for KillOnDrop {
 }
 
 /// A webhook receiver on 127.0.0.1 that records each delivery's `webhook-id`.
-fn receiver(runtime: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn receiver(runtime: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<String>>>) {
     let ids = Arc::new(Mutex::new(Vec::new()));
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -65,7 +65,7 @@ fn receiver(runtime: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<String>
 }
 
 /// A free loopback port (free when asked: the child binds it right after).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -74,7 +74,7 @@ fn free_port() -> u16 {
 }
 
 /// `GET path` on the admin server: (status, body).
-fn get(port: u16, path: &str) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -93,7 +93,7 @@ fn get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// The sum of the group's committed offsets over `partitions`.
-fn committed(reader: &BaseConsumer, partitions: &TopicPartitionList) -> i64 {
+pub(crate) fn committed(reader: &BaseConsumer, partitions: &TopicPartitionList) -> i64 {
     reader
         .committed_offsets(partitions.clone(), Duration::from_secs(5))
         .map(|list| {

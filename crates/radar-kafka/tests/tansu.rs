@@ -3,78 +3,16 @@
 //! its own broker on a free loopback port, with its own topics and consumer group.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/broker.rs"]
+mod broker;
 mod support;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use broker::start_broker;
 use radar_store::Store;
 use support::{Until, config, events, outbox_ids, produce, replayed, run_source};
-
-/// A tansu broker process, stopped when dropped.
-struct Broker {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tansu() -> PathBuf {
-    if let Ok(path) = std::env::var("RADAR_TANSU") {
-        return PathBuf::from(path);
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/tansu");
-    assert!(
-        path.exists(),
-        "tansu is not installed: run scripts/install-tansu.sh (or set RADAR_TANSU)"
-    );
-    path
-}
-
-fn start_broker() -> Broker {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{address}");
-    let child = Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut broker = Broker { child, address };
-    let started = Instant::now();
-    while TcpStream::connect(&broker.address).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "tansu did not listen"
-        );
-        // tansu exits (with status 0) when its port is taken: make sure it is ours.
-        assert!(broker.child.try_wait().unwrap().is_none(), "tansu exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    broker
-}
 
 #[test]
 fn events_in_give_replays_opportunities_out_and_survive_a_crash() {
