@@ -445,3 +445,42 @@ fn delivery_config_errors_name_their_keys_and_secrets_never_come_from_the_file()
         "{stderr}"
     );
 }
+
+#[test]
+fn kafka_secrets_come_from_the_environment_or_files_never_from_the_config_file() {
+    let dir = temp_dir("kafka-secrets");
+    let written = dir.join("written.toml");
+    std::fs::write(
+        &written,
+        "[kafka.client]\nsasl_username = \"radar\"\nsasl_password = \"hunter2\"\n",
+    )
+    .unwrap();
+    let out = radar(&["run", "--config", path(&written)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("kafka.client.sasl_password: a secret may not be written in a config file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("RADAR__KAFKA__CLIENT__SASL_PASSWORD"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let from_file = dir.join("from-file.toml");
+    std::fs::write(
+        &from_file,
+        "[kafka.secret_files]\nsasl_password = \"/nonexistent/kafka-password\"\n",
+    )
+    .unwrap();
+    let out = radar(&["run", "--config", path(&from_file)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("kafka.secret_files.sasl_password: reading /nonexistent/kafka-password"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

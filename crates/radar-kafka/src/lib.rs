@@ -12,5 +12,5 @@ pub mod source;
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
 pub use source::{
     CheckpointTimes, Inspector, OpportunitySink, OutboxSink, Progress, SinkError, Source,
-    SourceConfig, SourceError, Stop,
+    SourceConfig, SourceError, Stop, is_secret,
 };

@@ -46,8 +46,8 @@ pub struct SourceConfig {
 }
 
 /// Whether a librdkafka setting holds a secret (SASL and TLS passwords, client secrets,
-/// inline keys).
-fn is_secret(key: &str) -> bool {
+/// inline keys). Such settings are never printed, and never read from a config file.
+pub fn is_secret(key: &str) -> bool {
     ["password", "secret", "pem", "jaas", "oauthbearer.config"]
         .iter()
         .any(|word| key.contains(word))

@@ -97,6 +97,10 @@ pub struct RawKafka {
     /// set from the environment too (`RADAR__KAFKA__CLIENT__SESSION_TIMEOUT_MS`).
     #[serde(default)]
     pub client: BTreeMap<String, String>,
+    /// Secret librdkafka settings read from files (e.g. `sasl_password =
+    /// "/run/secrets/kafka"`): secrets are never written in a config file.
+    #[serde(default)]
+    pub secret_files: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -167,7 +171,39 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
     let one = |e: config::ConfigError| ConfigError {
         problems: vec![e.to_string()],
     };
+    if let Some(path) = path {
+        refuse_written_secrets(path)?;
+    }
     builder.build().map_err(one)?.try_deserialize().map_err(one)
+}
+
+/// Secret librdkafka settings (passwords, keys) may come from the environment or from
+/// `kafka.secret_files`, never from a config file, which ends up in version control.
+fn refuse_written_secrets(path: &Path) -> Result<(), ConfigError> {
+    let file = Config::builder()
+        .add_source(File::from(path).format(FileFormat::Toml))
+        .build()
+        .map_err(|e| ConfigError {
+            problems: vec![e.to_string()],
+        })?;
+    let Ok(client) = file.get_table("kafka.client") else {
+        return Ok(());
+    };
+    let problems: Vec<String> = client
+        .keys()
+        .filter(|key| radar_kafka::is_secret(&key.replace('_', ".")))
+        .map(|key| {
+            format!(
+                "kafka.client.{key}: a secret may not be written in a config file; set RADAR__KAFKA__CLIENT__{} in the environment, or name a file with kafka.secret_files.{key}",
+                key.to_uppercase()
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 /// Loads and validates the engine settings.
@@ -230,6 +266,20 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
     if raw.checkpoint.every_events == 0 {
         problems.push("checkpoint.every_events: must be at least 1".into());
     }
+    let secrets_from_files: Vec<(String, String)> = kafka
+        .secret_files
+        .iter()
+        .filter_map(|(key, file)| match std::fs::read_to_string(file) {
+            Ok(value) => Some((key.replace('_', "."), value.trim().to_owned())),
+            Err(e) => {
+                problems.push(format!(
+                    "kafka.secret_files.{key}: reading {}: {e}",
+                    file.display()
+                ));
+                None
+            }
+        })
+        .collect();
     let delivery = load_delivery(&raw.delivery, env)
         .map_err(|errors| problems.extend(errors))
         .ok();
@@ -270,6 +320,7 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
                     .client
                     .iter()
                     .map(|(k, v)| (k.replace('_', "."), v.clone()))
+                    .chain(secrets_from_files)
                     .collect(),
                 checkpoint: CheckpointPolicy {
                     every_events: raw.checkpoint.every_events,
@@ -322,6 +373,30 @@ mod tests {
                 .client
                 .contains(&("auto.offset.reset".into(), "earliest".into()))
         );
+    }
+
+    #[test]
+    fn secret_files_feed_librdkafka_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("kafka-password");
+        std::fs::write(&secret, "hunter2\n").unwrap();
+        let config = dir.path().join("radar.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[kafka.secret_files]\nsasl_password = {:?}\n",
+                secret.display().to_string()
+            ),
+        )
+        .unwrap();
+        let pipeline = load_pipeline(Some(&config)).unwrap();
+        assert!(
+            pipeline
+                .source
+                .client
+                .contains(&("sasl.password".into(), "hunter2".into()))
+        );
+        assert!(!format!("{pipeline:?}").contains("hunter2"));
     }
 
     /// DESIGN.md's anchors for the default priority tables: $5,000 of estimated expansion
