@@ -5,17 +5,26 @@
 //! 3-partition topic, then in the same run measures (a) a bare `BaseConsumer` reading
 //! them all and (b) Radar consuming, processing, checkpointing and writing the outbox, and
 //! prints both rates and their ratio. Budget (DESIGN.md): Radar ≥ 0.8× the bare consumer.
-//! The broker is librdkafka's in-process mock cluster, or the broker at
-//! `RADAR_BENCH_BOOTSTRAP` (e.g. a tansu started by hand; topics are created on produce).
+//! Then it produces at a fixed rate (`RADAR_BENCH_RATE` events/s, default 10,000, for 5 s)
+//! while Radar consumes, and prints the event → outbox latency (from the produce call to
+//! the opportunity being durable in the outbox) at p50, p99 and max.
+//! The broker is librdkafka's in-process mock cluster (which keeps about 5 MB per
+//! partition, so stay near the default size), or the broker at `RADAR_BENCH_BOOTSTRAP`
+//! (e.g. a tansu started by hand; topics are created on produce). `RADAR_BENCH_CLIENT`
+//! adds librdkafka settings to Radar's consumer, e.g. `fetch.wait.max.ms=10` for the mock
+//! cluster, which does not answer a waiting fetch when records arrive.
 //!
 //! Run: `cargo bench --bench pipeline`
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, SourceConfig, Stop};
+use radar_kafka::{
+    CheckpointPolicy, OpportunitySink, OutboxSink, Progress, SinkError, Source, SourceConfig, Stop,
+};
 use radar_store::Store;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -33,6 +42,8 @@ fn main() {
             let cluster = MockCluster::new(1).unwrap();
             cluster.create_topic("events", 3, 1).unwrap();
             cluster.create_topic("events.dead-letter", 1, 1).unwrap();
+            cluster.create_topic("latency", 3, 1).unwrap();
+            cluster.create_topic("latency.dead-letter", 1, 1).unwrap();
             let servers = cluster.bootstrap_servers();
             (Some(cluster), servers, "mock cluster".to_owned())
         }
@@ -78,6 +89,134 @@ fn main() {
         "pipeline: ratio {:.2} (budget ≥ 0.80)",
         radar_rate / bare_rate
     );
+
+    let rate: u64 = std::env::var("RADAR_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let mut latencies = fixed_rate_latencies(&servers, rate, Duration::from_secs(5));
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "pipeline: event → outbox at {rate} events/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} opportunities)",
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        at(1.0).as_secs_f64() * 1e3,
+        latencies.len()
+    );
+}
+
+/// An outbox sink that notes, when each flush has made opportunities durable, how long
+/// ago their triggering event was produced.
+struct TimingSink {
+    inner: OutboxSink,
+    produced: Arc<Mutex<HashMap<String, Instant>>>,
+    pending: Vec<String>,
+    latencies: Vec<Duration>,
+}
+
+impl OpportunitySink for TimingSink {
+    fn accept(&mut self, opportunity: &radar_core::Opportunity) -> Result<(), SinkError> {
+        if let Some(event) = opportunity.triggered_by.first() {
+            self.pending.push(event.to_string());
+        }
+        self.inner.accept(opportunity)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()?;
+        let now = Instant::now();
+        let produced = self.produced.lock().unwrap();
+        for event in self.pending.drain(..) {
+            if let Some(at) = produced.get(&event) {
+                self.latencies.push(now - *at);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Produces generated events at `rate` per second for `span` while a Radar source
+/// consumes them; returns each opportunity's event → outbox latency.
+fn fixed_rate_latencies(servers: &str, rate: u64, span: Duration) -> Vec<Duration> {
+    let produced = Arc::new(Mutex::new(HashMap::new()));
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("linger.ms", "1")
+        .create()
+        .unwrap();
+    // Brokers that create topics on produce (tansu) need the topic before the consumer
+    // subscribes; this record is rejected (dead-lettered) and timed by no one.
+    producer
+        .send(BaseRecord::to("latency").key("warm-up").payload("{}"))
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    let mut config = source_config(servers, "latency", "radar-latency");
+    config.max_batch = 10_000;
+    let source = Source::new(
+        config,
+        Arc::new(radar::config::load(None).unwrap()),
+        store.clone(),
+    )
+    .unwrap();
+    let (stop, progress) = (Stop::default(), Progress::default());
+    let mut sink = TimingSink {
+        inner: OutboxSink::new(store),
+        produced: produced.clone(),
+        pending: Vec::new(),
+        latencies: Vec::new(),
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let lines = radar_gen::Generator::new(radar_gen::Options {
+                accounts: 10_000,
+                events: rate * span.as_secs(),
+                seed: 2,
+                ..Default::default()
+            })
+            .unwrap();
+            // Wait for the source's partitions: latency, not the group join, is measured.
+            while progress.partitions.load(Ordering::Relaxed) == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let started = Instant::now();
+            for (sent, line) in lines.enumerate() {
+                let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let field = |name: &str| {
+                    line.split(&format!("\"{name}\":\""))
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                produced
+                    .lock()
+                    .unwrap()
+                    .insert(field("event_id"), Instant::now());
+                while producer
+                    .send(
+                        BaseRecord::to("latency")
+                            .key(&field("account_id"))
+                            .payload(&line),
+                    )
+                    .is_err()
+                {
+                    producer.poll(Duration::from_millis(1));
+                }
+                producer.poll(Duration::ZERO);
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            stop.graceful();
+        });
+        source.run(&stop, &progress, &mut sink).unwrap();
+    });
+    sink.latencies
 }
 
 /// Seconds for a bare consumer to read every message, from its first message on (the
@@ -106,27 +245,42 @@ fn bare_consumer(servers: &str, events: u64) -> f64 {
     first.map_or(0.0, |f| f.elapsed().as_secs_f64())
 }
 
-/// Seconds for Radar's source to consume and process every message, from the first on.
-fn radar_source(servers: &str, events: u64) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
-    let settings = Arc::new(radar::config::load(None).unwrap());
-    let config = SourceConfig {
+/// Radar's source config for the bench; `RADAR_BENCH_CLIENT="key=value,..."` adds
+/// librdkafka settings (e.g. `fetch.wait.max.ms=10`).
+fn source_config(servers: &str, topic: &str, group: &str) -> SourceConfig {
+    let extra: Vec<(String, String)> = std::env::var("RADAR_BENCH_CLIENT")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    SourceConfig {
         bootstrap_servers: servers.to_owned(),
-        group_id: "radar".into(),
-        topics: vec!["events".into()],
-        dead_letter_topic: "events.dead-letter".into(),
-        client: vec![
+        group_id: group.into(),
+        topics: vec![topic.into()],
+        dead_letter_topic: format!("{topic}.dead-letter"),
+        client: [
             ("session.timeout.ms".into(), "6000".into()),
             ("auto.offset.reset".into(), "earliest".into()),
-        ],
+        ]
+        .into_iter()
+        .chain(extra)
+        .collect(),
         checkpoint: CheckpointPolicy {
             every_events: 50_000,
             every: Duration::from_secs(5),
         },
         poll_timeout: Duration::from_millis(100),
         max_batch: 10_000,
-    };
+    }
+}
+
+/// Seconds for Radar's source to consume and process every message, from the first on.
+fn radar_source(servers: &str, events: u64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    let settings = Arc::new(radar::config::load(None).unwrap());
+    let config = source_config(servers, "events", "radar");
     let source = Source::new(config, settings, store.clone()).unwrap();
     let (stop, progress) = (Stop::default(), Progress::default());
     let mut sink = OutboxSink::new(store);

@@ -138,6 +138,12 @@ impl DeliveryService {
                 std::panic::resume_unwind(e.into_panic());
             }
         }
+        // Outcomes are committed without fsync; make the last ones durable, so a clean
+        // stop sends nothing twice.
+        let store = self.store.clone();
+        if let Err(e) = blocking(move || store.sync()).await {
+            report_store_error("syncing delivery outcomes", &e);
+        }
         Ok(())
     }
 }

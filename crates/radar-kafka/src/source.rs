@@ -442,9 +442,21 @@ impl Source {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("partition.assignment.strategy", "range,roundrobin");
-        // Statistics carry the per-partition consumer lag that /metrics shows.
-        if consumer_config.get("statistics.interval.ms").is_none() {
-            consumer_config.set("statistics.interval.ms", "5000");
+        // Defaults a user may override under [kafka.client]:
+        for (key, value) in [
+            // Statistics carry the per-partition consumer lag that /metrics shows.
+            ("statistics.interval.ms", "5000"),
+            // The bound on records fetched ahead of processing: a slow stage shows as
+            // consumer lag, never as memory growth.
+            ("queued.max.messages.kbytes", "65536"),
+            // When that queue is full librdkafka pauses fetching for this long (1 s by
+            // default). Radar drains the queue in rounds, so a short pause keeps the fetcher
+            // busy: measured on tansu, 230k → 690k events/s (`cargo bench --bench pipeline`).
+            ("fetch.queue.backoff.ms", "10"),
+        ] {
+            if consumer_config.get(key).is_none() {
+                consumer_config.set(key, value);
+            }
         }
         let consumer: BaseConsumer<Context> = consumer_config.create_with_context(Context {
             shared: shared.clone(),
@@ -568,7 +580,10 @@ impl Source {
         }
     }
 
-    /// Runs a batch through the partition workers, partition by partition in offset order.
+    /// Runs a batch through the partition workers: each partition's records in offset
+    /// order, different partitions in parallel (rayon's pool, one thread per core), since
+    /// each owns its state. Dead letters and opportunities are then handed on from this
+    /// thread, partition by partition.
     fn process(
         &self,
         batch: &[BorrowedMessage<'_>],
@@ -581,32 +596,52 @@ impl Source {
                 .or_default()
                 .push(message);
         }
-        let mut opportunities = Vec::new();
-        let mut dead = Vec::new();
         let mut workers = self.shared.workers()?;
-        for ((topic, partition), messages) in by_partition {
-            // A partition revoked since its records were fetched belongs to its new owner.
-            let Some(worker) = workers.get_mut(&(topic.to_owned(), partition)) else {
-                continue;
-            };
-            let records: Vec<KafkaRecord<'_>> = messages
-                .iter()
-                .map(|m| KafkaRecord {
-                    offset: m.offset(),
-                    payload: m.payload().unwrap_or_default(),
-                    timestamp: m.timestamp().to_millis(),
-                })
-                .collect();
-            worker.process(&records, &mut opportunities, &mut dead);
-            for letter in dead.drain(..) {
-                if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
-                    self.dead_letter(*message, &letter)?;
-                }
+        // A partition revoked since its records were fetched belongs to its new owner: its
+        // records find no worker and are left alone.
+        let mut jobs = Vec::with_capacity(by_partition.len());
+        for ((topic, partition), worker) in workers.iter_mut() {
+            if let Some(messages) = by_partition.remove(&(topic.as_str(), *partition)) {
+                let records: Vec<KafkaRecord<'_>> = messages
+                    .iter()
+                    .map(|m| KafkaRecord {
+                        offset: m.offset(),
+                        payload: m.payload().unwrap_or_default(),
+                        timestamp: m.timestamp().to_millis(),
+                    })
+                    .collect();
+                jobs.push((worker, records, messages));
             }
         }
+        let mut outputs: Vec<(Vec<Opportunity>, Vec<DeadLetter>)> =
+            jobs.iter_mut().map(|_| (Vec::new(), Vec::new())).collect();
+        let work =
+            |(worker, records, _): &mut (&mut PartitionWorker, Vec<KafkaRecord<'_>>, _),
+             (opportunities, dead): &mut (Vec<Opportunity>, Vec<DeadLetter>)| {
+                worker.process(records, opportunities, dead);
+            };
+        if jobs.len() > 1 {
+            use rayon::prelude::*;
+            jobs.par_iter_mut()
+                .zip(outputs.par_iter_mut())
+                .for_each(|(job, output)| work(job, output));
+        } else {
+            jobs.iter_mut()
+                .zip(outputs.iter_mut())
+                .for_each(|(job, output)| work(job, output));
+        }
+        let messages: Vec<Vec<&BorrowedMessage<'_>>> =
+            jobs.into_iter().map(|(_, _, messages)| messages).collect();
         drop(workers);
-        for opportunity in &opportunities {
-            sink.accept(opportunity).map_err(SourceError::Sink)?;
+        for (messages, (opportunities, dead)) in messages.iter().zip(&outputs) {
+            for letter in dead {
+                if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
+                    self.dead_letter(*message, letter)?;
+                }
+            }
+            for opportunity in opportunities {
+                sink.accept(opportunity).map_err(SourceError::Sink)?;
+            }
         }
         Ok(())
     }

@@ -5,8 +5,15 @@
 //! ones of a destination are a range scan in due order, and a retry is "remove, insert
 //! with a later due time" in one transaction: long retries wait on disk, never in memory.
 //! Dead letters are keyed by (destination, sequence) and wait for `radar dlq replay`.
+//!
+//! Delivery's own writes (dispatching the outbox, settling attempts) commit without an
+//! fsync: redb makes them durable, in order and all together, with the next durable
+//! commit (the source's outbox appends and checkpoints, or [`Store::sync`]). A crash in
+//! between rolls them back as a whole — entries return to the outbox or the queue and
+//! are sent again under the same id, which at-least-once delivery allows — and the
+//! source's fsyncs no longer queue behind delivery's.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::outbox::OUTBOX;
@@ -112,7 +119,8 @@ impl Store {
         deliveries: &[Delivery],
         recent: &[Recent],
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(storage)?;
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::None).map_err(storage)?;
         {
             let mut kept = txn.open_table(RECENT).map_err(storage)?;
             for entry in recent {
@@ -207,12 +215,14 @@ impl Store {
             .collect()
     }
 
-    /// Records what became of attempted deliveries, in one durable transaction.
+    /// Records what became of attempted deliveries, in one transaction (durable with the
+    /// next durable commit, see the module doc).
     pub fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
         if settlements.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(storage)?;
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::None).map_err(storage)?;
         {
             let mut queue = txn.open_table(QUEUE).map_err(storage)?;
             let mut dead = txn.open_table(DEAD).map_err(storage)?;
@@ -246,6 +256,12 @@ impl Store {
                 }
             }
         }
+        txn.commit().map_err(storage)
+    }
+
+    /// Makes every earlier commit durable (delivery calls it when it stops).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
         txn.commit().map_err(storage)
     }
 
@@ -366,6 +382,27 @@ mod tests {
             seq,
             opportunity: seq.to_string().into_bytes(),
         }
+    }
+
+    #[test]
+    fn delivery_writes_are_durable_once_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store.append_outbox([&b"a"[..]]).unwrap();
+            store
+                .dispatch_outbox(0, &[delivery("crm", 0, 5)], &[recent("acme", 0)])
+                .unwrap();
+            store
+                .settle(&[Settlement::Delivered(delivery("crm", 0, 5))])
+                .unwrap();
+            store.sync().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.outbox_len().unwrap(), 0);
+        assert_eq!(store.queue_summary("crm").unwrap().depth, 0);
+        assert_eq!(store.recent_opportunities("acme").unwrap().len(), 1);
     }
 
     #[test]

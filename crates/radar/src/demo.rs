@@ -69,6 +69,11 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
     raw.kafka.group_id = "radar-demo".into();
     raw.kafka.topics = vec![TOPIC.into()];
     raw.kafka.dead_letter_topic = format!("{TOPIC}.dead-letter");
+    // The mock cluster answers a waiting fetch only when its wait is over: keep it short
+    // so alerts follow events within milliseconds.
+    raw.kafka
+        .client
+        .insert("fetch_wait_max_ms".into(), "10".into());
     raw.checkpoint.path = dir.path().join("radar-state.redb").display().to_string();
     raw.admin.listen = options.admin.to_string();
     raw.delivery.poll_interval = Some("20ms".into());
