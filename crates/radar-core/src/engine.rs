@@ -71,10 +71,14 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(settings: Arc<Settings>) -> Self {
+        let stats = Stats {
+            by_type: vec![0; settings.types.len()],
+            ..Stats::default()
+        };
         Engine {
             settings,
             accounts: HashMap::new(),
-            stats: Stats::default(),
+            stats,
             fired: Vec::new(),
             values: Vec::new(),
         }
@@ -204,6 +208,9 @@ impl Engine {
         let Some(type_id) = settings.types.lookup(&event.event_type) else {
             return Outcome::UnknownType;
         };
+        if let Some(count) = self.stats.by_type.get_mut(usize::from(type_id.0)) {
+            *count += 1;
+        }
         let builtin = settings.types.builtin(type_id);
         let props = match builtin {
             Some(kind) if kind.reads_properties() => match event.properties() {

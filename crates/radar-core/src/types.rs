@@ -118,6 +118,20 @@ impl TypeRegistry {
         }
     }
 
+    /// How many types there are: the built-in ones and the custom ones.
+    pub fn len(&self) -> usize {
+        Builtin::ALL.len() + self.custom.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Every type's id, built-in ones first.
+    pub fn ids(&self) -> impl Iterator<Item = TypeId> + use<> {
+        (0..self.len() as u16).map(TypeId)
+    }
+
     pub fn lookup(&self, name: &str) -> Option<TypeId> {
         if let Some(builtin) = Builtin::from_name(name) {
             return Some(TypeId(builtin as u16));

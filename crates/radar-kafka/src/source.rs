@@ -171,6 +171,23 @@ pub struct Progress {
     /// Consumer lag by (topic, partition), from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
     pub checkpoints: Mutex<CheckpointTimes>,
+    /// How long each poll round's processing took (decode → state → rules → score →
+    /// opportunities, dead letters handed on), not yet taken by a metrics reader; at most
+    /// [`Progress::KEPT`] are kept.
+    pub rounds: Mutex<Vec<Duration>>,
+}
+
+impl Progress {
+    /// Timings kept for a reader that has not come yet.
+    pub const KEPT: usize = 65_536;
+
+    fn note(list: &Mutex<Vec<Duration>>, took: Duration) {
+        if let Ok(mut list) = list.lock()
+            && list.len() < Progress::KEPT
+        {
+            list.push(took);
+        }
+    }
 }
 
 /// When the last checkpoint was written and how long checkpoints take.
@@ -528,7 +545,11 @@ impl Source {
                 }
                 timeout = Duration::ZERO;
             }
+            let started = Instant::now();
             self.process(&batch, sink)?;
+            if !batch.is_empty() {
+                Progress::note(&progress.rounds, started.elapsed());
+            }
             progress
                 .consumed
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);

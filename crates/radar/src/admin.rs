@@ -142,7 +142,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let progress = Arc::new(Progress::default());
         let state = AdminState {
-            metrics: Metrics::new(),
+            metrics: Metrics::new(vec!["user_login".into()]),
             progress: progress.clone(),
             store: Arc::new(Store::open(&dir.path().join("s.redb")).unwrap()),
             playbooks: serde_json::json!([{"name": "seat_expansion"}]),
@@ -154,6 +154,12 @@ mod tests {
         progress.partitions.store(2, Ordering::Relaxed);
         progress.consumed.store(42, Ordering::Relaxed);
         progress.stats.lock().unwrap().rejected[0] = 3;
+        progress.stats.lock().unwrap().by_type = vec![7];
+        progress
+            .rounds
+            .lock()
+            .unwrap()
+            .push(std::time::Duration::from_millis(2));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "/metrics").await;
         assert!(

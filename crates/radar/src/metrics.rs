@@ -24,6 +24,10 @@ use radar_store::Store;
 pub struct Metrics {
     registry: Registry,
     consumed: IntCounter,
+    /// Event type names, by type id.
+    types: Vec<String>,
+    by_type: IntCounterVec,
+    rounds: Histogram,
     processed: IntCounter,
     rejected: IntCounterVec,
     unknown_type: IntCounter,
@@ -71,7 +75,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Metrics for an engine whose event types are `types` (by type id).
+    pub fn new(types: Vec<String>) -> Metrics {
         let registry = Registry::new();
         let r = &registry;
         let vec = |name: &str, help: &str, labels: &[&str]| {
@@ -99,6 +104,23 @@ impl Metrics {
                 r,
                 "radar_events_consumed_total",
                 "Records consumed from Kafka.",
+            ),
+            types,
+            by_type: vec(
+                "radar_events_by_type_total",
+                "Events by type: each known type, `unknown` for others, `invalid` for rejected records.",
+                &["type"],
+            ),
+            rounds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "radar_processing_round_seconds",
+                        "Time to process one poll round of records (decode to opportunities).",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )
+                .unwrap_or_else(|e| panic!("round histogram: {e}")),
             ),
             processed: counter(
                 r,
@@ -258,6 +280,22 @@ impl Metrics {
                 );
             }
             catch_up(&self.cooldown, stats.cooldown);
+            for (name, count) in self.types.iter().zip(&stats.by_type) {
+                catch_up(&self.by_type.with_label_values(&[name]), *count);
+            }
+            catch_up(
+                &self.by_type.with_label_values(&["unknown"]),
+                stats.unknown_type,
+            );
+            catch_up(
+                &self.by_type.with_label_values(&["invalid"]),
+                stats.rejected_total(),
+            );
+        }
+        if let Ok(mut rounds) = progress.rounds.lock() {
+            for took in rounds.drain(..) {
+                self.rounds.observe(took.as_secs_f64());
+            }
         }
         if let Ok(lag) = progress.lag.lock() {
             for ((topic, partition), messages) in lag.iter() {
@@ -285,12 +323,6 @@ impl Metrics {
         // Encoding into memory only fails on a metric the registry already refused.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new()
     }
 }
 

@@ -71,9 +71,11 @@ pub fn run(
             aside.display()
         );
     }
+    let types = &config.engine.types;
+    let type_names = types.ids().map(|id| types.name(id).to_owned()).collect();
     let source = Source::new(config.source, Arc::new(config.engine), store.clone())
         .context("starting the Kafka consumer")?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(type_names);
     let progress = Arc::new(Progress::default());
     let bound = runtime
         .block_on(admin::serve(
