@@ -259,6 +259,7 @@ fn source_config(servers: &str, topic: &str, group: &str) -> SourceConfig {
         group_id: group.into(),
         topics: vec![topic.into()],
         dead_letter_topic: format!("{topic}.dead-letter"),
+        opportunities_topic: None,
         client: [
             ("session.timeout.ms".into(), "6000".into()),
             ("auto.offset.reset".into(), "earliest".into()),

@@ -36,6 +36,8 @@ pub struct SourceConfig {
     pub group_id: String,
     pub topics: Vec<String>,
     pub dead_letter_topic: String,
+    /// Where opportunities are also produced (JSON, key = account id), if anywhere.
+    pub opportunities_topic: Option<String>,
     /// librdkafka settings passed through as they are (TLS, SASL, timeouts…).
     pub client: Vec<(String, String)>,
     pub checkpoint: CheckpointPolicy,
@@ -154,8 +156,10 @@ pub enum SourceError {
     Store(#[from] StoreError),
     #[error("partition state lock poisoned by an earlier panic")]
     Poisoned,
-    #[error("{0} dead letters were refused by the broker; not committing past them")]
-    DeadLetters(u64),
+    #[error(
+        "{0} records (dead letters or opportunities) were refused by the broker; not committing past them"
+    )]
+    Refused(u64),
 }
 
 /// What the source shows whoever watches it (tests, metrics, readiness), refreshed
@@ -272,7 +276,9 @@ impl Inspector {
 struct Shared {
     settings: Arc<Settings>,
     store: Arc<Store>,
-    dead_letters: BaseProducer<DeliveryContext>,
+    /// Produces dead letters and, when configured, opportunities; an offset is committed
+    /// only after everything it caused was acknowledged.
+    producer: BaseProducer<DeliveryContext>,
     workers: Mutex<HashMap<Key, PartitionWorker>>,
     /// Consumer lag by partition, from the statistics callback.
     lag: Mutex<BTreeMap<Key, i64>>,
@@ -297,11 +303,11 @@ impl Shared {
     }
 
     /// Waits until every dead letter sent is acknowledged; an error if any was refused.
-    fn flush_dead_letters(&self) -> Result<(), SourceError> {
-        self.dead_letters.flush(Duration::from_secs(30))?;
-        match self.dead_letters.context().failed.load(Ordering::SeqCst) {
+    fn flush_produced(&self) -> Result<(), SourceError> {
+        self.producer.flush(Duration::from_secs(30))?;
+        match self.producer.context().failed.load(Ordering::SeqCst) {
             0 => Ok(()),
-            failed => Err(SourceError::DeadLetters(failed)),
+            failed => Err(SourceError::Refused(failed)),
         }
     }
 
@@ -409,7 +415,7 @@ fn revoke(
             }
         }
     }
-    shared.flush_dead_letters()?;
+    shared.flush_produced()?;
     shared.commit(consumer, &offsets);
     Ok(())
 }
@@ -440,12 +446,12 @@ impl Source {
             client.set(key, value);
         }
         client.set("bootstrap.servers", &config.bootstrap_servers);
-        let dead_letters: BaseProducer<DeliveryContext> =
+        let producer: BaseProducer<DeliveryContext> =
             client.create_with_context(DeliveryContext::default())?;
         let shared = Arc::new(Shared {
             settings,
             store,
-            dead_letters,
+            producer,
             workers: Mutex::new(HashMap::new()),
             lag: Mutex::new(BTreeMap::new()),
             retired: Mutex::new(Stats::default()),
@@ -662,6 +668,9 @@ impl Source {
             }
             for opportunity in opportunities {
                 sink.accept(opportunity).map_err(SourceError::Sink)?;
+                if let Some(topic) = &self.config.opportunities_topic {
+                    self.publish_opportunity(topic, opportunity)?;
+                }
             }
         }
         Ok(())
@@ -703,7 +712,26 @@ impl Source {
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        let producer = &self.shared.dead_letters;
+        self.produce(record)
+    }
+
+    /// Produces an opportunity to the opportunities topic, as JSON keyed by account.
+    fn publish_opportunity(
+        &self,
+        topic: &str,
+        opportunity: &Opportunity,
+    ) -> Result<(), SourceError> {
+        let json = serde_json::to_vec(opportunity).map_err(|e| SourceError::Sink(Box::new(e)))?;
+        self.produce(
+            BaseRecord::<[u8], [u8]>::to(topic)
+                .key(opportunity.account_id.as_bytes())
+                .payload(&json),
+        )
+    }
+
+    /// Hands a record to the producer, waiting for room when its queue is full.
+    fn produce(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SourceError> {
+        let producer = &self.shared.producer;
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -757,7 +785,7 @@ impl Source {
         }
         let started = Instant::now();
         sink.flush().map_err(SourceError::Sink)?;
-        self.shared.flush_dead_letters()?;
+        self.shared.flush_produced()?;
         let mut offsets = TopicPartitionList::new();
         {
             let mut workers = self.shared.workers()?;
@@ -821,6 +849,7 @@ mod tests {
             group_id: "radar".into(),
             topics: vec!["events".into()],
             dead_letter_topic: "events.dlq".into(),
+            opportunities_topic: None,
             client: vec![
                 ("sasl.password".into(), "hunter2".into()),
                 ("ssl.key.pem".into(), "-----BEGIN PRIVATE KEY-----".into()),

@@ -134,3 +134,47 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
         assert!(reasons.contains(reason), "{reason} not in {reasons:?}");
     }
 }
+
+#[test]
+fn opportunities_are_also_produced_to_the_opportunities_topic_keyed_by_account() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 2, 1).unwrap();
+    cluster.create_topic("events.dead-letter", 1, 1).unwrap();
+    cluster.create_topic("opportunities", 2, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let lines = events(1_500, 17, 0.0);
+    produce(&servers, "events", &lines);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    let mut source = config(&servers, "events", "radar");
+    source.opportunities_topic = Some("opportunities".into());
+    run_source(source, &store, Until::Consumed(1_500), false);
+    let expected = outbox_ids(&store);
+    assert!(!expected.is_empty());
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .set("group.id", "opportunities-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["opportunities"]).unwrap();
+    let mut produced = BTreeSet::new();
+    let started = Instant::now();
+    while produced.len() < expected.len() && started.elapsed() < Duration::from_secs(30) {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let opportunity: serde_json::Value =
+            serde_json::from_slice(message.payload().unwrap()).unwrap();
+        assert_eq!(
+            message.key().unwrap(),
+            opportunity["account_id"].as_str().unwrap().as_bytes(),
+            "keyed by account"
+        );
+        produced.insert(opportunity["opportunity_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(produced, expected, "the same opportunities as the outbox");
+}

@@ -91,6 +91,8 @@ pub struct RawKafka {
     pub group_id: String,
     pub topics: Vec<String>,
     pub dead_letter_topic: String,
+    /// Also produce each opportunity here (JSON, key = account id); empty: don't.
+    pub opportunities_topic: String,
     pub poll_timeout: String,
     pub max_batch: usize,
     /// librdkafka settings, passed through; `_` in a key stands for `.`, so they can be
@@ -252,6 +254,14 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
     if kafka.topics.contains(&kafka.dead_letter_topic) {
         problems.push("kafka.dead_letter_topic: must not be one of kafka.topics".into());
     }
+    if kafka.topics.contains(&kafka.opportunities_topic)
+        || kafka.opportunities_topic == kafka.dead_letter_topic
+    {
+        problems.push(
+            "kafka.opportunities_topic: must not be one of kafka.topics nor the dead-letter topic"
+                .into(),
+        );
+    }
     for key in kafka.client.keys() {
         let setting = key.replace('_', ".");
         if RESERVED_CLIENT_KEYS.contains(&setting.as_str()) {
@@ -316,6 +326,9 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
                 group_id: kafka.group_id.clone(),
                 topics: kafka.topics.clone(),
                 dead_letter_topic: kafka.dead_letter_topic.clone(),
+                opportunities_topic: Some(kafka.opportunities_topic.trim())
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
                 client: kafka
                     .client
                     .iter()

@@ -78,6 +78,7 @@ pub fn config(servers: &str, topic: &str, group: &str) -> SourceConfig {
         group_id: group.to_owned(),
         topics: vec![topic.to_owned()],
         dead_letter_topic: format!("{topic}.dead-letter"),
+        opportunities_topic: None,
         client: vec![("session.timeout.ms".into(), "6000".into())],
         checkpoint: CheckpointPolicy {
             every_events: 100,
