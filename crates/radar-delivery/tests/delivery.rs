@@ -454,3 +454,31 @@ async fn filters_route_opportunities_to_the_destinations_that_want_them() {
         "hot opportunities are below its min_tier"
     );
 }
+
+#[tokio::test]
+async fn a_receiver_that_always_fails_gets_the_whole_schedule_then_the_dead_letter_store() {
+    let receiver = Receiver::start(always(503)).await;
+    let mut raw = settings(vec![webhook("down", receiver.url())], true);
+    raw.breaker_failures = Some(100);
+    let running = run(raw, 2).await;
+    until("both dead-lettered", || {
+        running.store.dead_letters().unwrap().len() == 2
+    })
+    .await;
+    let store = running.finish().await;
+    // One attempt, then one per schedule entry (four), under the same id each time.
+    assert!(
+        receiver.attempts_by_id().values().all(|&n| n == 5),
+        "{:?}",
+        receiver.attempts_by_id()
+    );
+    for letter in store.dead_letters().unwrap() {
+        assert_eq!(letter.attempts, 5);
+        assert!(
+            letter.reason.contains("HTTP 503; gave up after 5 attempts"),
+            "{}",
+            letter.reason
+        );
+    }
+    assert_eq!(store.queue_summary("down").unwrap().depth, 0);
+}
