@@ -25,6 +25,8 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 struct Received {
+    method: String,
+    uri: String,
     id: String,
     headers: HeaderMap,
     body: Bytes,
@@ -56,40 +58,48 @@ impl Receiver {
     fn serve(listener: TcpListener, script: Script, log: Arc<Mutex<Vec<Received>>>) -> Receiver {
         let addr = listener.local_addr().unwrap();
         let state = (script, log.clone());
-        let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-            let (script, log) = state.clone();
-            async move {
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let n = {
-                    let mut log = log.lock().unwrap();
-                    let n = log.iter().filter(|r| r.id == id).count();
-                    log.push(Received {
-                        id,
-                        headers,
-                        body,
-                        at: Instant::now(),
-                    });
-                    n
-                };
-                match script(n) {
-                    Reply::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
-                    Reply::StatusWith(code, name, value) => {
-                        let mut response: Response =
-                            StatusCode::from_u16(code).unwrap().into_response();
-                        response.headers_mut().insert(name, value.parse().unwrap());
-                        response
-                    }
-                    Reply::Hang => {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
-                        StatusCode::OK.into_response()
+        let app = Router::new().fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  headers: HeaderMap,
+                  body: Bytes| {
+                let (script, log) = state.clone();
+                async move {
+                    // Webhooks carry their id in a header; CRM requests in the body or path.
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| uri.path().to_owned());
+                    let n = {
+                        let mut log = log.lock().unwrap();
+                        let n = log.iter().filter(|r| r.id == id).count();
+                        log.push(Received {
+                            method: method.to_string(),
+                            uri: uri.to_string(),
+                            id,
+                            headers,
+                            body,
+                            at: Instant::now(),
+                        });
+                        n
+                    };
+                    match script(n) {
+                        Reply::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+                        Reply::StatusWith(code, name, value) => {
+                            let mut response: Response =
+                                StatusCode::from_u16(code).unwrap().into_response();
+                            response.headers_mut().insert(name, value.parse().unwrap());
+                            response
+                        }
+                        Reply::Hang => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            StatusCode::OK.into_response()
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Receiver { addr, log }
     }
@@ -173,7 +183,11 @@ async fn run(raw: RawDelivery, count: usize) -> Running {
     store
         .append_outbox(entries.iter().map(Vec::as_slice))
         .unwrap();
-    let env = |name: &str| (name == "TEST_SECRET").then(|| SECRET.to_owned());
+    let env = |name: &str| match name {
+        "TEST_SECRET" => Some(SECRET.to_owned()),
+        "TEST_TOKEN" => Some("test-token".to_owned()),
+        _ => None,
+    };
     let settings = build(&raw, &env).unwrap();
     let service = DeliveryService::new(store.clone(), settings, Arc::new(Unobserved));
     let (stop, stopped) = watch::channel(false);
@@ -481,4 +495,112 @@ async fn a_receiver_that_always_fails_gets_the_whole_schedule_then_the_dead_lett
         );
     }
     assert_eq!(store.queue_summary("down").unwrap().depth, 0);
+}
+
+#[tokio::test]
+async fn hubspot_salesforce_and_slack_get_their_own_requests() {
+    // HubSpot answers 409 for an opportunity id it already has: that is delivered.
+    let hubspot =
+        Receiver::start(Arc::new(|n| Reply::Status(if n == 0 { 201 } else { 409 }))).await;
+    let salesforce = Receiver::start(always(201)).await;
+    let slack = Receiver::start(always(200)).await;
+    let crm = |name: &str, kind: &str, url: String| RawDestination {
+        name: name.into(),
+        kind: kind.into(),
+        url: Some(url),
+        secret_env: (kind != "slack").then(|| "TEST_TOKEN".into()),
+        ..RawDestination::default()
+    };
+    let running = run(
+        settings(
+            vec![
+                crm("hubspot", "hubspot", format!("http://{}", hubspot.addr)),
+                crm(
+                    "salesforce",
+                    "salesforce",
+                    format!("http://{}", salesforce.addr),
+                ),
+                crm("slack", "slack", slack.url()),
+            ],
+            true,
+        ),
+        2,
+    )
+    .await;
+    until("all three have both", || {
+        hubspot.received().len() == 2
+            && salesforce.received().len() == 2
+            && slack.received().len() == 2
+    })
+    .await;
+    // The same opportunity again (a replay after a crash): HubSpot says 409, and that is
+    // success, not a dead letter.
+    running
+        .store
+        .append_outbox([opportunity(0).as_slice()])
+        .unwrap();
+    until("the repeat reached HubSpot", || {
+        hubspot.received().len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let store = running.finish().await;
+    assert!(
+        store.dead_letters().unwrap().is_empty(),
+        "{:?}",
+        store.dead_letters().unwrap()
+    );
+    for destination in ["hubspot", "salesforce", "slack"] {
+        assert_eq!(
+            store.queue_summary(destination).unwrap().depth,
+            0,
+            "{destination}"
+        );
+    }
+
+    let h = &hubspot.received()[0];
+    assert_eq!(
+        (h.method.as_str(), h.uri.as_str()),
+        ("POST", "/crm/v3/objects/tasks")
+    );
+    assert_eq!(h.headers["authorization"], "Bearer test-token");
+    let task: serde_json::Value = serde_json::from_slice(&h.body).unwrap();
+    assert!(
+        task["properties"]["radar_opportunity_id"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 32
+    );
+
+    // Salesforce upserts by the opportunity id in the path: the repeat lands on the same
+    // Task.
+    let mut paths: Vec<String> = salesforce
+        .received()
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec![
+            format!(
+                "/services/data/v62.0/sobjects/Task/Radar_Opportunity_Id__c/{:032x}",
+                0
+            ),
+            format!(
+                "/services/data/v62.0/sobjects/Task/Radar_Opportunity_Id__c/{:032x}",
+                0
+            ),
+            format!(
+                "/services/data/v62.0/sobjects/Task/Radar_Opportunity_Id__c/{:032x}",
+                1
+            ),
+        ]
+    );
+    assert!(salesforce.received().iter().all(|r| r.method == "PATCH"));
+
+    let message: serde_json::Value = serde_json::from_slice(&slack.received()[0].body).unwrap();
+    assert_eq!(message["blocks"][0]["type"], "header");
+    assert!(slack.received()[0].headers.get("authorization").is_none());
 }
