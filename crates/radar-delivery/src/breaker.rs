@@ -65,6 +65,12 @@ impl Breaker {
         }
     }
 
+    /// A probe that ended without saying anything about the receiver (refused by the
+    /// SSRF guard, not sendable, not started): the next attempt may probe instead.
+    pub fn release_probe(&mut self) {
+        self.probe_in_flight = false;
+    }
+
     /// The receiver answered in a way that says it is up (any 2xx, or a permanent 4xx).
     pub fn record_up(&mut self) {
         self.failures = 0;
@@ -110,6 +116,14 @@ mod tests {
         breaker.record_up();
         assert_eq!(breaker.state(210), BreakerState::Closed);
         assert_eq!(breaker.admit(210, 4), 4);
+        // A probe released unanswered lets the next one go.
+        breaker.record_down(300);
+        breaker.record_down(300);
+        breaker.record_down(300);
+        assert_eq!(breaker.admit(401, 4), 1);
+        assert_eq!(breaker.admit(401, 4), 0);
+        breaker.release_probe();
+        assert_eq!(breaker.admit(401, 4), 1);
     }
 
     #[test]

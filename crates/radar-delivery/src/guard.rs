@@ -29,17 +29,19 @@ pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_internal_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d, which includes
+            // :: and ::1) addresses are judged as the IPv4 address they carry.
+            if let Some(v4) = v6.to_ipv4() {
                 return is_internal_v4(v4);
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
+            let s = v6.segments();
+            let first = s[0];
+            v6.is_multicast()
                 || first & 0xfe00 == 0xfc00 // unique local fc00::/7
                 || first & 0xffc0 == 0xfe80 // link-local fe80::/10
                 || first & 0xffc0 == 0xfec0 // site-local fec0::/10 (deprecated, still routed inside)
-                || is_nat64_of_internal(v6)
+                || s[..3] == [0x64, 0xff9b, 1] // local-use NAT64 64:ff9b:1::/48
+                || embedded_v4(v6).is_some_and(is_internal_v4)
         }
     }
 }
@@ -59,14 +61,18 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
         || a >= 240 // reserved
 }
 
-/// 64:ff9b::/96 embeds an IPv4 address (NAT64); judge the embedded one.
-fn is_nat64_of_internal(ip: Ipv6Addr) -> bool {
+/// The IPv4 address some IPv6 forms carry, to be judged instead: NAT64
+/// (64:ff9b::/96), IPv4-translated (::ffff:0:a.b.c.d) and 6to4 (2002:AABB:CCDD::/48).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    if s[..6] != [0x64, 0xff9b, 0, 0, 0, 0] {
-        return false;
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        Some(v4(s[6], s[7]))
+    } else if s[0] == 0x2002 {
+        Some(v4(s[1], s[2]))
+    } else {
+        None
     }
-    let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    is_internal_v4(v4)
 }
 
 /// The error the resolver gives for a refused name; the sender recognises it in the
@@ -134,6 +140,11 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "::a9fe:a9fe",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
         ] {
             assert!(is_internal(ip(internal)), "{internal}");
         }

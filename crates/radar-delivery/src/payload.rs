@@ -48,7 +48,8 @@ impl std::fmt::Debug for HttpRequest {
             .collect();
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
-            .field("url", &self.url.path())
+            // The host only: a Slack URL's path is its secret.
+            .field("host", &self.url.host_str())
             .field("headers", &headers)
             .field("body", &String::from_utf8_lossy(&self.body))
             .finish()

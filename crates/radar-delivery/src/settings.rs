@@ -349,8 +349,34 @@ fn destination(
             }
         }),
         "slack" => Some(Target::Slack),
-        "hubspot" => secret().map(|t| Target::HubSpot { token: t.into() }),
-        "salesforce" => secret().map(|t| Target::Salesforce { token: t.into() }),
+        "hubspot" | "salesforce" => secret().and_then(|token| {
+            let token = token.trim().to_owned();
+            // It goes into an Authorization header: refuse what a header cannot carry now,
+            // rather than dead-letter every delivery later.
+            if token.is_empty()
+                || reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err()
+            {
+                let key = if raw.secret_env.is_some() {
+                    "secret_env"
+                } else {
+                    "secret_file"
+                };
+                fail(
+                    key,
+                    "the token is empty or not a valid HTTP header value".into(),
+                );
+                return None;
+            }
+            Some(if raw.kind == "hubspot" {
+                Target::HubSpot {
+                    token: token.into(),
+                }
+            } else {
+                Target::Salesforce {
+                    token: token.into(),
+                }
+            })
+        }),
         other => {
             fail(
                 "kind",

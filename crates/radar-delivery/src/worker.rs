@@ -5,8 +5,9 @@
 //! go to the dead-letter store. A crash at any point re-sends at most what was in
 //! flight, under the same `webhook-id`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -59,6 +60,7 @@ pub struct DeliveryService {
     settings: Arc<DeliverySettings>,
     observer: Arc<dyn Observer>,
     outbox_waker: Arc<Notify>,
+    client: Client,
 }
 
 impl std::fmt::Debug for DeliveryService {
@@ -76,17 +78,25 @@ const OUTBOX_BATCH: usize = 512;
 const REPORT_EVERY_MS: u64 = 1_000;
 
 impl DeliveryService {
+    /// The service, with its HTTP client built (a failure shows at startup).
     pub fn new(
         store: Arc<Store>,
         settings: DeliverySettings,
         observer: Arc<dyn Observer>,
-    ) -> DeliveryService {
-        DeliveryService {
+    ) -> Result<DeliveryService, DeliveryError> {
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver(Arc::new(settings.guard.clone()))))
+            .no_proxy()
+            .user_agent(concat!("radar/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(DeliveryService {
             store,
             settings: Arc::new(settings),
             observer,
             outbox_waker: Arc::new(Notify::new()),
-        }
+            client,
+        })
     }
 
     /// Notify it after writing to the outbox to have the entries dispatched at once
@@ -98,14 +108,17 @@ impl DeliveryService {
     /// Delivers until `stop` turns true, then lets in-flight requests finish (for up to
     /// a few seconds) and records their outcome.
     pub async fn run(self, stop: watch::Receiver<bool>) -> Result<(), DeliveryError> {
-        let client = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver(Arc::new(
-                self.settings.guard.clone(),
-            ))))
-            .no_proxy()
-            .user_agent(concat!("radar/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let unsynced = Arc::new(AtomicBool::new(false));
+        let store = self.store.clone();
+        if let Ok(queued) = blocking(move || store.queued_destinations()).await {
+            for name in queued {
+                if !self.settings.destinations.iter().any(|d| d.name == name) {
+                    eprintln!(
+                        "radar: delivery: deliveries are queued for {name:?}, which is no longer configured; they wait until it is again"
+                    );
+                }
+            }
+        }
         let wakers: Vec<Arc<Notify>> = self
             .settings
             .destinations
@@ -118,19 +131,23 @@ impl DeliveryService {
                 store: self.store.clone(),
                 settings: self.settings.clone(),
                 index,
-                client: client.clone(),
+                client: self.client.clone(),
                 observer: self.observer.clone(),
                 waker: waker.clone(),
+                unsynced: unsynced.clone(),
+                stop: stop.clone(),
             };
-            tasks.spawn(worker.run(stop.clone()));
+            tasks.spawn(worker.run());
         }
         tasks.spawn(dispatch(
             self.store.clone(),
             self.settings.clone(),
             self.outbox_waker.clone(),
             wakers,
-            stop,
+            unsynced.clone(),
+            stop.clone(),
         ));
+        tasks.spawn(sync_periodically(self.store.clone(), unsynced, stop));
         while let Some(joined) = tasks.join_next().await {
             if let Err(e) = joined
                 && e.is_panic()
@@ -171,12 +188,38 @@ fn report_store_error(context: &str, e: &StoreError) {
     eprintln!("radar: delivery: {context}: {e} (will try again)");
 }
 
+/// How often delivery's non-durable writes are made durable while it works.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Makes delivery's writes durable at least every [`SYNC_EVERY`], so an idle source
+/// (whose commits would otherwise carry them) does not leave them in memory for long.
+async fn sync_periodically(
+    store: Arc<Store>,
+    unsynced: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(SYNC_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+        if unsynced.swap(false, Ordering::SeqCst) {
+            let store = store.clone();
+            if let Err(e) = blocking(move || store.sync()).await {
+                unsynced.store(true, Ordering::SeqCst);
+                report_store_error("syncing delivery outcomes", &e);
+            }
+        }
+    }
+}
+
 /// Moves outbox entries into the queues of the destinations whose filter wants them.
 async fn dispatch(
     store: Arc<Store>,
     settings: Arc<DeliverySettings>,
     outbox_waker: Arc<Notify>,
     wakers: Vec<Arc<Notify>>,
+    unsynced: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
@@ -238,6 +281,7 @@ async fn dispatch(
         };
         match written {
             Ok(()) => {
+                unsynced.store(true, Ordering::SeqCst);
                 for (waker, woken) in wakers.iter().zip(woken) {
                     if woken {
                         waker.notify_one();
@@ -259,88 +303,64 @@ struct DestinationWorker {
     client: Client,
     observer: Arc<dyn Observer>,
     waker: Arc<Notify>,
+    /// Set when the store has delivery writes that are not durable yet.
+    unsynced: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
 }
 
 type Attempted = (Delivery, AttemptResult);
+
+/// What a destination's loop keeps between rounds.
+struct Sending {
+    breaker: Breaker,
+    bucket: Option<TokenBucket>,
+    in_flight: JoinSet<Attempted>,
+    /// The outbox sequence each running attempt is for, so a task that dies still
+    /// releases its delivery.
+    seqs: HashMap<tokio::task::Id, u64>,
+    /// Set by a 410: every delivery goes to the dead-letter store unattempted.
+    disabled: Option<String>,
+    /// A 429's `Retry-After` pauses the whole destination, not just one delivery.
+    paused_until_ms: u64,
+}
 
 impl DestinationWorker {
     fn destination(&self) -> &Destination {
         &self.settings.destinations[self.index]
     }
 
-    async fn run(self, mut stop: watch::Receiver<bool>) {
+    async fn run(self) {
         let destination = self.destination().clone();
-        let name = destination.name.clone();
-        let mut breaker = Breaker::new(
-            self.settings.breaker_failures,
-            self.settings.breaker_cooldown,
-        );
-        let mut bucket = destination
-            .rate_limit
-            .map(|rate| TokenBucket::new(rate, now_ms()));
-        let mut in_flight: JoinSet<Attempted> = JoinSet::new();
-        let mut in_flight_seqs = HashSet::new();
-        let mut disabled: Option<String> = None;
+        let mut stop = self.stop.clone();
+        let mut sending = Sending {
+            breaker: Breaker::new(
+                self.settings.breaker_failures,
+                self.settings.breaker_cooldown,
+            ),
+            bucket: destination
+                .rate_limit
+                .map(|rate| TokenBucket::new(rate, now_ms())),
+            in_flight: JoinSet::new(),
+            seqs: HashMap::new(),
+            disabled: None,
+            paused_until_ms: 0,
+        };
         let mut reported_ms = 0;
         while !*stop.borrow() {
             let now = now_ms();
             if now.saturating_sub(reported_ms) >= REPORT_EVERY_MS {
                 reported_ms = now;
-                self.report(&breaker, now).await;
+                self.report(sending.breaker.state(now), now);
             }
-            let mut wait = self.settings.poll_interval;
-            let free = destination.max_in_flight.saturating_sub(in_flight.len());
-            if free > 0 {
-                let due = {
-                    let (store, name) = (self.store.clone(), name.clone());
-                    let limit = destination.max_in_flight + in_flight.len();
-                    blocking(move || store.due_deliveries(&name, now, limit)).await
-                };
-                let due: Vec<Delivery> = match due {
-                    Ok(due) => due
-                        .into_iter()
-                        .filter(|d| !in_flight_seqs.contains(&d.seq))
-                        .take(free)
-                        .collect(),
-                    Err(e) => {
-                        report_store_error("reading the queue", &e);
-                        Vec::new()
-                    }
-                };
-                if let Some(reason) = &disabled {
-                    self.dead_letter_all(due, reason).await;
-                } else {
-                    for delivery in due {
-                        if let Some(bucket) = &mut bucket
-                            && let Err(ms) = bucket.take(now)
-                        {
-                            wait = wait.min(Duration::from_millis(ms));
-                            break;
-                        }
-                        if breaker.admit(now, 1) == 0 {
-                            break;
-                        }
-                        in_flight_seqs.insert(delivery.seq);
-                        let (client, target) = (self.client.clone(), destination.clone());
-                        let guard = self.settings.guard.clone();
-                        in_flight.spawn(async move {
-                            let result = attempt(&client, &target, &guard, &delivery).await;
-                            (delivery, result)
-                        });
-                    }
-                }
-            }
+            let wait = self.start_due(&destination, &mut sending, now).await;
             tokio::select! {
-                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                Some(joined) = sending.in_flight.join_next_with_id(), if !sending.in_flight.is_empty() => {
                     let mut done = vec![joined];
-                    while let Some(more) = in_flight.try_join_next() {
+                    while let Some(more) = sending.in_flight.try_join_next_with_id() {
                         done.push(more);
                     }
-                    let done: Vec<Attempted> = done.into_iter().filter_map(|j| j.ok()).collect();
-                    for (delivery, _) in &done {
-                        in_flight_seqs.remove(&delivery.seq);
-                    }
-                    self.settle(done, &mut breaker, &mut disabled).await;
+                    let done = self.collect(done, &mut sending);
+                    self.settle(done, &mut sending).await;
                 }
                 _ = self.waker.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -351,49 +371,139 @@ impl DestinationWorker {
         // cut off stays queued and is sent again at the next start.
         let mut done = Vec::new();
         let _ = tokio::time::timeout(DRAIN, async {
-            while let Some(joined) = in_flight.join_next().await {
-                if let Ok(attempted) = joined {
-                    done.push(attempted);
-                }
+            while let Some(joined) = sending.in_flight.join_next_with_id().await {
+                done.push(joined);
             }
         })
         .await;
-        self.settle(done, &mut breaker, &mut disabled).await;
-        self.report(&breaker, now_ms()).await;
+        let done = self.collect(done, &mut sending);
+        self.settle(done, &mut sending).await;
+        self.report(sending.breaker.state(now_ms()), now_ms());
     }
 
-    async fn report(&self, breaker: &Breaker, now: u64) {
-        let name = self.destination().name.clone();
-        self.observer.breaker(&name, breaker.state(now));
-        let store = self.store.clone();
-        let summary = {
-            let name = name.clone();
-            blocking(move || store.queue_summary(&name)).await
-        };
-        if let Ok(summary) = summary {
-            let age = summary
-                .oldest_created_ms
-                .map_or(0, |created| now.saturating_sub(created));
-            self.observer
-                .queue(&name, summary.depth, Duration::from_millis(age));
+    /// Starts the attempts that are due and allowed (breaker, pause, rate limit, in-flight
+    /// bound); returns how long to wait at most before looking again.
+    async fn start_due(
+        &self,
+        destination: &Destination,
+        sending: &mut Sending,
+        now: u64,
+    ) -> Duration {
+        let mut wait = self.settings.poll_interval;
+        if now < sending.paused_until_ms {
+            return wait.min(Duration::from_millis(sending.paused_until_ms - now));
         }
+        let free = destination
+            .max_in_flight
+            .saturating_sub(sending.in_flight.len());
+        if free == 0 {
+            return wait;
+        }
+        let due = {
+            let (store, name) = (self.store.clone(), destination.name.clone());
+            let limit = destination.max_in_flight + sending.in_flight.len();
+            blocking(move || store.due_deliveries(&name, now, limit)).await
+        };
+        let due: Vec<Delivery> = match due {
+            Ok(due) => {
+                let running: HashSet<u64> = sending.seqs.values().copied().collect();
+                due.into_iter()
+                    .filter(|d| !running.contains(&d.seq))
+                    .take(free)
+                    .collect()
+            }
+            Err(e) => {
+                report_store_error("reading the queue", &e);
+                Vec::new()
+            }
+        };
+        if let Some(reason) = sending.disabled.clone() {
+            self.dead_letter_all(due, &reason).await;
+            return wait;
+        }
+        for delivery in due {
+            if sending.breaker.admit(now, 1) == 0 {
+                break;
+            }
+            if let Some(bucket) = &mut sending.bucket
+                && let Err(ms) = bucket.take(now)
+            {
+                sending.breaker.release_probe();
+                wait = wait.min(Duration::from_millis(ms));
+                break;
+            }
+            let seq = delivery.seq;
+            let (client, target) = (self.client.clone(), destination.clone());
+            let guard = self.settings.guard.clone();
+            let task = sending.in_flight.spawn(async move {
+                let result = attempt(&client, &target, &guard, &delivery).await;
+                (delivery, result)
+            });
+            sending.seqs.insert(task.id(), seq);
+        }
+        wait
+    }
+
+    /// The finished attempts; a task that died (it should not) frees its delivery, which
+    /// stays queued and is tried again.
+    fn collect(
+        &self,
+        joined: Vec<Result<(tokio::task::Id, Attempted), tokio::task::JoinError>>,
+        sending: &mut Sending,
+    ) -> Vec<Attempted> {
+        let mut done = Vec::with_capacity(joined.len());
+        for result in joined {
+            match result {
+                Ok((id, attempted)) => {
+                    sending.seqs.remove(&id);
+                    done.push(attempted);
+                }
+                Err(e) => {
+                    sending.seqs.remove(&e.id());
+                    sending.breaker.release_probe();
+                    eprintln!(
+                        "radar: delivery: an attempt to {} ended abnormally ({e}); it stays queued",
+                        self.destination().name
+                    );
+                }
+            }
+        }
+        done
+    }
+
+    /// Reports the breaker at once and the queue from a task of its own: summarising a
+    /// large backlog must not slow down sending it.
+    fn report(&self, breaker: BreakerState, now: u64) {
+        let name = self.destination().name.clone();
+        self.observer.breaker(&name, breaker);
+        let (store, observer) = (self.store.clone(), self.observer.clone());
+        tokio::spawn(async move {
+            let summary = {
+                let name = name.clone();
+                blocking(move || store.queue_summary(&name)).await
+            };
+            if let Ok(summary) = summary {
+                let age = summary
+                    .oldest_created_ms
+                    .map_or(0, |created| now.saturating_sub(created));
+                observer.queue(&name, summary.depth, Duration::from_millis(age));
+            }
+        });
     }
 
     async fn dead_letter_all(&self, due: Vec<Delivery>, reason: &str) {
         let now = now_ms();
-        let settlements = due
+        let settlements: Vec<Settlement> = due
             .into_iter()
             .map(|delivery| dead(delivery, now, format!("not attempted: {reason}")))
             .collect();
+        for _ in &settlements {
+            self.observer.dead_lettered(&self.destination().name);
+        }
         self.write(settlements).await;
     }
 
-    async fn settle(
-        &self,
-        done: Vec<Attempted>,
-        breaker: &mut Breaker,
-        disabled: &mut Option<String>,
-    ) {
+    async fn settle(&self, done: Vec<Attempted>, sending: &mut Sending) {
         if done.is_empty() {
             return;
         }
@@ -404,14 +514,27 @@ impl DestinationWorker {
             self.observer.attempt(name, result.label());
             match &result {
                 AttemptResult::Response { status, .. } if !matches!(status, 408 | 429 | 500..) => {
-                    breaker.record_up()
+                    sending.breaker.record_up()
                 }
                 AttemptResult::Response { .. }
                 | AttemptResult::Timeout
                 | AttemptResult::Connection(_) => {
-                    breaker.record_down(now);
+                    sending.breaker.record_down(now);
                 }
-                AttemptResult::Refused(_) | AttemptResult::Unsendable(_) => {}
+                // Says nothing about the receiver; a probe it was frees its slot.
+                AttemptResult::Refused(_) | AttemptResult::Unsendable(_) => {
+                    sending.breaker.release_probe()
+                }
+            }
+            if let AttemptResult::Response {
+                status: 429,
+                retry_after: Some(asked),
+            } = &result
+            {
+                let asked = (*asked).min(self.settings.policy.retry_after_cap);
+                let until =
+                    now.saturating_add(u64::try_from(asked.as_millis()).unwrap_or(u64::MAX));
+                sending.paused_until_ms = sending.paused_until_ms.max(until);
             }
             delivery.attempts += 1;
             let action =
@@ -441,7 +564,7 @@ impl DestinationWorker {
                     eprintln!(
                         "radar: delivery: destination {name} disabled until restart: {reason}"
                     );
-                    *disabled = Some(reason.clone());
+                    sending.disabled = Some(reason.clone());
                     dead(delivery, now, reason)
                 }
             });
@@ -454,16 +577,28 @@ impl DestinationWorker {
         self.write(settlements).await;
     }
 
-    /// Records settlements, retrying the write until it holds: an outcome that is not
-    /// on disk would be sent again, never lost, but it must not be forgotten either.
+    /// Records settlements, retrying the write while radar runs: an outcome that is not
+    /// recorded is sent again, never lost. Once stopping, it gives up after a few tries
+    /// and leaves the deliveries queued for the next start.
     async fn write(&self, settlements: Vec<Settlement>) {
+        if settlements.is_empty() {
+            return;
+        }
         let settlements = Arc::new(settlements);
+        let mut failures = 0;
         loop {
             let (store, batch) = (self.store.clone(), settlements.clone());
             match blocking(move || store.settle(&batch)).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.unsynced.store(true, Ordering::SeqCst);
+                    return;
+                }
                 Err(e) => {
                     report_store_error("recording delivery outcomes", &e);
+                    failures += 1;
+                    if *self.stop.borrow() && failures >= 3 {
+                        return;
+                    }
                     tokio::time::sleep(self.settings.poll_interval).await;
                 }
             }
@@ -549,9 +684,11 @@ async fn attempt(
             }
         }
         Err(e) if e.is_timeout() => AttemptResult::Timeout,
+        // Without the URL: a Slack URL is itself a secret, and errors end up in logs and
+        // the dead-letter store.
         Err(e) => match refused(&e) {
             Some(refused) => AttemptResult::Refused(refused.to_string()),
-            None => AttemptResult::Connection(error_chain(&e)),
+            None => AttemptResult::Connection(error_chain(&e.without_url())),
         },
     }
 }

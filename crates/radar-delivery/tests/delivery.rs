@@ -189,7 +189,7 @@ async fn run(raw: RawDelivery, count: usize) -> Running {
         _ => None,
     };
     let settings = build(&raw, &env).unwrap();
-    let service = DeliveryService::new(store.clone(), settings, Arc::new(Unobserved));
+    let service = DeliveryService::new(store.clone(), settings, Arc::new(Unobserved)).unwrap();
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(async move { service.run(stopped).await.unwrap() });
     Running {

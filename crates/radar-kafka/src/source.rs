@@ -402,6 +402,9 @@ fn revoke(
     consumer: &BaseConsumer<Context>,
     list: &TopicPartitionList,
 ) -> Result<(), SourceError> {
+    // Everything the revoked partitions caused must be acknowledged before their
+    // checkpoints move past it: restore resumes from the checkpoint.
+    shared.flush_produced()?;
     let mut workers = shared.workers()?;
     let mut offsets = TopicPartitionList::new();
     for element in list.elements() {
@@ -415,7 +418,6 @@ fn revoke(
             }
         }
     }
-    shared.flush_produced()?;
     shared.commit(consumer, &offsets);
     Ok(())
 }

@@ -259,6 +259,33 @@ impl Store {
         txn.commit().map_err(storage)
     }
 
+    /// The destinations that have deliveries queued (to warn about those no longer
+    /// configured).
+    pub fn queued_destinations(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let queue = match txn.open_table(QUEUE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut names: Vec<String> = Vec::new();
+        let mut next: Option<String> = Some(String::new());
+        // One lookup per destination: jump past each name's entries.
+        while let Some(from) = next.take() {
+            if let Some(entry) = queue
+                .range((from.as_str(), 0, 0)..)
+                .map_err(storage)?
+                .next()
+            {
+                let (key, _) = entry.map_err(storage)?;
+                let name = key.value().0.to_owned();
+                next = Some(format!("{name}\0"));
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
     /// Makes every earlier commit durable (delivery calls it when it stops).
     pub fn sync(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
@@ -451,6 +478,7 @@ mod tests {
             store.due_deliveries("slack", 99, 10).unwrap(),
             vec![delivery("slack", 1, 10)]
         );
+        assert_eq!(store.queued_destinations().unwrap(), vec!["crm", "slack"]);
     }
 
     #[test]

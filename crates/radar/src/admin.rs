@@ -84,20 +84,32 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
 /// `{account_id, state…, score, breakdown, recent_opportunities}`; 404 when this
 /// process holds no state and no opportunity for the account.
 async fn account(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
-    let explained = match &state.accounts {
-        Some(inspector) => match inspector.explain(&id) {
-            Ok(explained) => explained,
-            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        },
-        None => None,
+    // The lookup waits for the source's workers lock (held through a poll round): off the
+    // async threads.
+    let looked_up = {
+        let (state, id) = (state.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            let explained = match &state.accounts {
+                Some(inspector) => inspector.explain(&id).map_err(|e| e.to_string())?,
+                None => None,
+            };
+            let recent = state
+                .store
+                .recent_opportunities(&id)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((explained, recent))
+        })
+        .await
     };
-    let recent: Vec<serde_json::Value> = match state.store.recent_opportunities(&id) {
-        Ok(recent) => recent
-            .iter()
-            .filter_map(|json| serde_json::from_slice(json).ok())
-            .collect(),
+    let (explained, recent) = match looked_up {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
+    let recent: Vec<serde_json::Value> = recent
+        .iter()
+        .filter_map(|json| serde_json::from_slice(json).ok())
+        .collect();
     if explained.is_none() && recent.is_empty() {
         return (
             StatusCode::NOT_FOUND,

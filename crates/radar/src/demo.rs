@@ -119,7 +119,7 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
             stop.graceful();
         });
     }
-    let finished = pipeline::run(pipeline_config, &runtime, &stop, |admin| {
+    let finished = pipeline::run(pipeline_config, &runtime, stop.clone(), |admin| {
         eprintln!("radar demo: in-process Kafka at {servers}, topic {TOPIC} (3 partitions)");
         eprintln!(
             "radar demo: producing {} events/s over {} accounts; opportunities go to the local receiver at http://{receiver}/radar{}",

@@ -311,7 +311,7 @@ fn run_pipeline(config: Option<PathBuf>) -> Result<ExitCode> {
     let source = pipeline.source.clone();
     let store_path = pipeline.store_path.clone();
     let destinations = pipeline.delivery.destinations.len();
-    let finished = pipeline::run(pipeline, &runtime, &stop, |admin| {
+    let finished = pipeline::run(pipeline, &runtime, stop, |admin| {
         eprintln!(
             "radar: consuming {} from {} as group {:?}; state and outbox in {}; {destinations} delivery destinations; admin on http://{admin}",
             source.topics.join(", "),

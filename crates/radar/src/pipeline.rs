@@ -56,7 +56,7 @@ pub fn runtime() -> Result<Runtime> {
 pub fn run(
     config: PipelineConfig,
     runtime: &Runtime,
-    stop: &Stop,
+    stop: Arc<Stop>,
     started: impl FnOnce(SocketAddr),
 ) -> Result<Finished> {
     let store = Arc::new(Store::open(&config.store_path).with_context(|| {
@@ -96,13 +96,26 @@ pub fn run(
         .iter()
         .map(|d| d.name.clone())
         .collect();
-    let delivery = DeliveryService::new(store.clone(), config.delivery, Arc::new(metrics));
+    let delivery = DeliveryService::new(store.clone(), config.delivery, Arc::new(metrics))
+        .context("starting delivery")?;
     let waker = delivery.outbox_waker();
     let (stop_delivery, delivery_stopped) = watch::channel(false);
-    let delivering = runtime.spawn(delivery.run(delivery_stopped));
+    // Delivery ending on its own (it should not) stops the source too: opportunities
+    // would otherwise pile up in the outbox behind a green /readyz.
+    let delivering = {
+        let (stop, stopping) = (stop.clone(), delivery_stopped.clone());
+        runtime.spawn(async move {
+            let outcome = tokio::spawn(delivery.run(delivery_stopped)).await;
+            if !*stopping.borrow() {
+                eprintln!("radar: delivery stopped unexpectedly; stopping the pipeline");
+                stop.graceful();
+            }
+            outcome
+        })
+    };
     started(bound);
     let mut sink = OutboxSink::new(store.clone()).on_written(move || waker.notify_one());
-    let consumed = source.run(stop, &progress, &mut sink);
+    let consumed = source.run(&stop, &progress, &mut sink);
 
     // Delivery gets a moment to send what the last rounds wrote and is due now, then
     // drains its in-flight requests; whatever is left waits on disk for the next start.
@@ -113,6 +126,7 @@ pub fn run(
     let _ = stop_delivery.send(true);
     runtime
         .block_on(delivering)
+        .context("delivery task")?
         .context("delivery task")?
         .context("delivery")?;
     let stats = consumed.context("consuming events")?;
