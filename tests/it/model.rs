@@ -323,3 +323,50 @@ fn the_rfc3339_helper_matches_known_dates() {
         "2026-03-01T00:00:01.500Z"
     );
 }
+
+#[test]
+fn idle_accounts_are_evicted_after_the_ttl() {
+    let settings = default_settings();
+    let ttl = settings.idle_ttl.expect("on by default");
+    let day = 86_400_000;
+    let event = |id, account, time| Ev {
+        id,
+        account,
+        kind: "user_login",
+        time,
+        value: 0,
+    };
+    // Account 1 goes quiet; account 2 carries on past the TTL; account 3 just inside it.
+    let events = [
+        event(1, 1, START_MS),
+        event(2, 3, START_MS + 2 * day),
+        event(3, 2, START_MS + ttl + day),
+    ];
+    let (mut engine, _) = run_lines(&settings, &lines(&events));
+    assert_eq!(engine.tracked_accounts(), 3);
+    assert_eq!(engine.evict_idle(), 1);
+    assert_eq!(engine.tracked_accounts(), 2);
+    assert_eq!(engine.stats().evicted, 1);
+    let kept: Vec<String> = engine.accounts().map(|(id, _)| id.to_owned()).collect();
+    assert!(!kept.contains(&"acct_1".to_owned()), "{kept:?}");
+    assert!(kept.contains(&"acct_3".to_owned()), "{kept:?}");
+    // Nothing more is idle.
+    assert_eq!(engine.evict_idle(), 0);
+}
+
+#[test]
+fn the_idle_ttl_must_outlast_what_an_account_remembers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("radar.toml");
+    std::fs::write(&config, "[engine]\nidle_ttl = \"7d\"\n").unwrap();
+    let problems = radar::config::load(Some(&config)).unwrap_err().to_string();
+    assert!(
+        problems.contains("engine.idle_ttl: must be at least"),
+        "{problems}"
+    );
+    std::fs::write(&config, "[engine]\nidle_ttl = \"off\"\n").unwrap();
+    let settings = radar::config::load(Some(&config)).unwrap();
+    assert_eq!(settings.idle_ttl, None);
+    let mut engine = Engine::new(std::sync::Arc::new(settings));
+    assert_eq!(engine.evict_idle(), 0);
+}

@@ -92,6 +92,24 @@ impl Engine {
         &self.stats
     }
 
+    /// Drops the accounts idle for longer than the configured TTL, measured back from
+    /// the newest event time among the accounts; returns how many went. Pure and
+    /// deterministic: it depends only on the events seen.
+    pub fn evict_idle(&mut self) -> usize {
+        let Some(ttl) = self.settings.idle_ttl else {
+            return 0;
+        };
+        let Some(newest) = self.accounts.values().map(|s| s.stream_time).max() else {
+            return 0;
+        };
+        let before = self.accounts.len();
+        let cutoff = newest.saturating_sub(ttl);
+        self.accounts.retain(|_, state| state.stream_time >= cutoff);
+        let evicted = before - self.accounts.len();
+        self.stats.evicted += evicted as u64;
+        evicted
+    }
+
     pub fn tracked_accounts(&self) -> usize {
         self.accounts.len()
     }

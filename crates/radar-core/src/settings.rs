@@ -42,6 +42,8 @@ pub struct RawEngine {
     pub max_future_skew: String,
     #[serde(default)]
     pub custom_types: Vec<String>,
+    /// `"off"`, or how long an account may send nothing before its state is dropped.
+    pub idle_ttl: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -154,6 +156,9 @@ pub struct Settings {
     pub bucket: Millis,
     pub allowed_lateness: Millis,
     pub max_future_skew: Millis,
+    /// Accounts whose latest event is older than this (in event time, behind the newest
+    /// event the engine has seen) are dropped at checkpoints; `None` keeps them forever.
+    pub idle_ttl: Option<Millis>,
     pub types: TypeRegistry,
     /// Buckets kept behind an account's latest: the longest window plus the lateness.
     pub horizon_buckets: u32,
@@ -245,11 +250,49 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
     let priority = priority_model(&mut errs, raw.priority);
     let playbooks = playbooks(&mut errs, &mut types, &mut windows, cooldown, raw.playbooks);
 
-    let (Some(bucket), Some(allowed_lateness), Some(max_future_skew), Some(cooldown)) =
-        (bucket_ok, allowed_lateness, max_future_skew, cooldown)
+    let idle_ttl = match raw.engine.idle_ttl.as_str() {
+        "off" => Some(None),
+        text => errs.duration("engine.idle_ttl", text).map(Some),
+    };
+    let (
+        Some(bucket),
+        Some(allowed_lateness),
+        Some(max_future_skew),
+        Some(cooldown),
+        Some(idle_ttl),
+    ) = (
+        bucket_ok,
+        allowed_lateness,
+        max_future_skew,
+        cooldown,
+        idle_ttl,
+    )
     else {
         return Err(errs.0);
     };
+    // An evicted account forgets its windows, cooldowns and gate dates: the TTL must
+    // outlast everything the engine remembers about an idle account.
+    if let Some(ttl) = idle_ttl {
+        let remembered = [
+            windows.longest.saturating_add(allowed_lateness),
+            cooldown,
+            gates.open_payment_failure.unwrap_or(0),
+            gates.recent_expansion.unwrap_or(0),
+        ]
+        .into_iter()
+        .chain(playbooks.iter().flatten().map(|p| p.cooldown))
+        .max()
+        .unwrap_or(0);
+        if ttl < remembered {
+            errs.push(
+                "engine.idle_ttl",
+                format!(
+                    "must be at least {} (the longest window plus lateness, cooldown or gate period), or \"off\"",
+                    humantime::format_duration(std::time::Duration::from_millis(remembered.max(0) as u64))
+                ),
+            );
+        }
+    }
     let horizon_buckets = windows
         .longest
         .checked_add(allowed_lateness)
@@ -272,6 +315,7 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
             bucket,
             allowed_lateness,
             max_future_skew,
+            idle_ttl,
             types,
             horizon_buckets,
             metrics: windows.metrics,

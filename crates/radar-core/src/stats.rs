@@ -27,6 +27,8 @@ pub struct Stats {
     /// Events of each known type, by [`crate::types::TypeId`] (whatever became of them:
     /// processed, late or duplicate); unknown types are in `unknown_type`.
     pub by_type: Vec<u64>,
+    /// Accounts dropped after the idle TTL.
+    pub evicted: u64,
 }
 
 impl Stats {
@@ -69,6 +71,7 @@ impl Stats {
             *a += b;
         }
         self.cooldown += other.cooldown;
+        self.evicted += other.evicted;
         if self.by_type.len() < other.by_type.len() {
             self.by_type.resize(other.by_type.len(), 0);
         }

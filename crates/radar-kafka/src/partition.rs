@@ -153,6 +153,8 @@ impl PartitionWorker {
             return Ok(None);
         };
         if self.checkpointed != Some(offset) {
+            // Idle accounts go now, so they leave memory and the checkpoint together.
+            self.engine.evict_idle();
             let snapshot = self.engine.snapshot();
             store.save_checkpoint(
                 &self.topic,

@@ -37,6 +37,7 @@ pub struct Metrics {
     suppressed: IntCounterVec,
     cooldown: IntCounter,
     tracked: IntGauge,
+    evicted: IntCounter,
     partitions: IntGauge,
     lag: IntGaugeVec,
     checkpoint_duration: Histogram,
@@ -162,6 +163,11 @@ impl Metrics {
                 "radar_opportunities_cooldown_total",
                 "Firings within the cooldown of an emitted opportunity.",
             ),
+            evicted: counter(
+                r,
+                "radar_accounts_evicted_total",
+                "Accounts dropped after engine.idle_ttl without events.",
+            ),
             tracked: gauge(
                 "radar_accounts_tracked",
                 "Accounts with state in the partitions held.",
@@ -280,6 +286,7 @@ impl Metrics {
                 );
             }
             catch_up(&self.cooldown, stats.cooldown);
+            catch_up(&self.evicted, stats.evicted);
             for (name, count) in self.types.iter().zip(&stats.by_type) {
                 catch_up(&self.by_type.with_label_values(&[name]), *count);
             }
