@@ -16,15 +16,56 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::default_settings;
 
-fn events() -> Vec<String> {
+/// Generated events over `accounts` accounts, 2% of them malformed.
+pub(crate) fn events(accounts: u64, events: u64, seed: u64) -> Vec<String> {
     let opts = radar_gen::Options {
-        accounts: 40,
-        events: 1_500,
-        seed: 5,
+        accounts,
+        events,
+        seed,
         invalid_ratio: 0.02,
         ..Default::default()
     };
     radar_gen::Generator::new(opts).unwrap().collect()
+}
+
+/// Produces each line keyed by its account id, as product code would.
+pub(crate) fn produce(servers: &str, topic: &str, lines: &[String]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .unwrap();
+    for line in lines {
+        let key = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        producer
+            .send(BaseRecord::to(topic).key(&key).payload(line))
+            .unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// What `radar replay` makes of the same lines: its opportunities, and the engine.
+pub(crate) fn replayed(lines: &[String]) -> (Vec<serde_json::Value>, radar_core::Engine) {
+    let mut out = Vec::new();
+    let engine =
+        radar::replay::run(default_settings(), lines.join("\n").as_bytes(), &mut out).unwrap();
+    let opportunities = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (opportunities, engine)
+}
+
+/// The values of `field` across `opportunities`.
+pub(crate) fn field(opportunities: &[serde_json::Value], field: &str) -> BTreeSet<String> {
+    opportunities
+        .iter()
+        .map(|o| o[field].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Kills the child if the test fails before it is stopped on purpose.
@@ -116,22 +157,8 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
         .create_topic("product-events.dead-letter", 1, 1)
         .unwrap();
     let servers = cluster.bootstrap_servers();
-    let lines = events();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .create()
-        .unwrap();
-    for line in &lines {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        producer
-            .send(BaseRecord::to("product-events").key(&key).payload(line))
-            .unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    let lines = events(40, 1_500, 5);
+    produce(&servers, "product-events", &lines);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (url, received) = receiver(&runtime);
@@ -176,35 +203,10 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
         std::thread::sleep(Duration::from_millis(100));
     }
     // The replay's opportunities over the same events: what the receiver must get.
-    let mut replayed = Vec::new();
-    radar::replay::run(
-        default_settings(),
-        lines.join("\n").as_bytes(),
-        &mut replayed,
-    )
-    .unwrap();
-    let replayed_lines = replayed.clone();
-    let expected: BTreeSet<String> = String::from_utf8(replayed)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["opportunity_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let (opportunities, _) = replayed(&lines);
+    let expected = field(&opportunities, "opportunity_id");
+    let expected_accounts = field(&opportunities, "account_id");
     assert!(!expected.is_empty());
-    let expected_accounts: BTreeSet<String> = String::from_utf8(replayed_lines.clone())
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["account_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
     let unique =
         |ids: &Mutex<Vec<String>>| ids.lock().unwrap().iter().cloned().collect::<BTreeSet<_>>();
     while unique(&received).len() < expected.len() && waited.elapsed() < Duration::from_secs(60) {

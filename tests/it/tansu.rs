@@ -12,68 +12,13 @@ use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::run::{KillOnDrop, committed, free_port, get, receiver};
+use crate::run::{
+    KillOnDrop, committed, events, field, free_port, get, produce, receiver, replayed,
+};
 
 #[path = "../../crates/radar-kafka/tests/support/broker.rs"]
 mod broker;
-
-fn events() -> Vec<String> {
-    let opts = radar_gen::Options {
-        accounts: 60,
-        events: 3_000,
-        seed: 11,
-        invalid_ratio: 0.02,
-        ..Default::default()
-    };
-    radar_gen::Generator::new(opts).unwrap().collect()
-}
-
-fn produce(servers: &str, topic: &str, lines: &[String]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .unwrap();
-    for line in lines {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        producer
-            .send(BaseRecord::to(topic).key(&key).payload(line))
-            .unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-}
-
-/// Opportunity ids and rejection counts by reason that `radar replay` finds.
-fn replayed(lines: &[String]) -> (BTreeSet<String>, BTreeMap<String, u64>) {
-    let mut out = Vec::new();
-    let engine = radar::replay::run(
-        crate::default_settings(),
-        lines.join("\n").as_bytes(),
-        &mut out,
-    )
-    .unwrap();
-    let ids = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["opportunity_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    let rejected = radar_core::event::RejectReason::ALL
-        .into_iter()
-        .map(|r| (r.as_str().to_owned(), engine.stats().rejected(r)))
-        .filter(|(_, n)| *n > 0)
-        .collect();
-    (ids, rejected)
-}
 
 fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
     let child: Child = Command::new(env!("CARGO_BIN_EXE_radar"))
@@ -127,9 +72,15 @@ fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_eve
     let servers = broker.address.clone();
     let topic = format!("events-it-{}", std::process::id());
     let dead_letter_topic = format!("{topic}.dead-letter");
-    let lines = events();
+    let lines = events(60, 3_000, 11);
     produce(&servers, &topic, &lines);
-    let (expected, rejected) = replayed(&lines);
+    let (opportunities, engine) = replayed(&lines);
+    let expected = field(&opportunities, "opportunity_id");
+    let mut rejected: BTreeMap<String, u64> = radar_core::event::RejectReason::ALL
+        .into_iter()
+        .map(|r| (r.as_str().to_owned(), engine.stats().rejected(r)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     assert!(expected.len() > 20 && !rejected.is_empty());
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -293,7 +244,6 @@ secret_env = "TEST_HOOK_SECRET"
     // the future" is judged against the record's Kafka timestamp in the pipeline (the
     // producer's clock), against the stream in a replay of a file: the generator's
     // far-future events are in the past of today's clock, so only replay rejects them.
-    let mut rejected = rejected;
     rejected.remove("too_far_in_future");
     let expected_dead: u64 = rejected.values().sum();
     let dead = read_all(&servers, &dead_letter_topic, expected_dead as usize);

@@ -65,7 +65,7 @@ impl Receiver {
                   body: Bytes| {
                 let (script, log) = state.clone();
                 async move {
-                    // Webhooks carry their id in a header; CRM requests in the body or path.
+                    // Webhooks carry their id in a header; other kinds are told apart by path.
                     let id = headers
                         .get("webhook-id")
                         .and_then(|v| v.to_str().ok())

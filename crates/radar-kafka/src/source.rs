@@ -642,23 +642,17 @@ impl Source {
                 jobs.push((worker, records, messages));
             }
         }
-        let mut outputs: Vec<(Vec<Opportunity>, Vec<DeadLetter>)> =
-            jobs.iter_mut().map(|_| (Vec::new(), Vec::new())).collect();
-        let work =
-            |(worker, records, _): &mut (&mut PartitionWorker, Vec<KafkaRecord<'_>>, _),
-             (opportunities, dead): &mut (Vec<Opportunity>, Vec<DeadLetter>)| {
-                worker.process(records, opportunities, dead);
-            };
-        if jobs.len() > 1 {
+        let run = |(worker, records, _): &mut (&mut PartitionWorker, Vec<KafkaRecord<'_>>, _)| {
+            let (mut opportunities, mut dead) = (Vec::new(), Vec::new());
+            worker.process(records, &mut opportunities, &mut dead);
+            (opportunities, dead)
+        };
+        let outputs: Vec<(Vec<Opportunity>, Vec<DeadLetter>)> = if jobs.len() > 1 {
             use rayon::prelude::*;
-            jobs.par_iter_mut()
-                .zip(outputs.par_iter_mut())
-                .for_each(|(job, output)| work(job, output));
+            jobs.par_iter_mut().map(run).collect()
         } else {
-            jobs.iter_mut()
-                .zip(outputs.iter_mut())
-                .for_each(|(job, output)| work(job, output));
-        }
+            jobs.iter_mut().map(run).collect()
+        };
         let messages: Vec<Vec<&BorrowedMessage<'_>>> =
             jobs.into_iter().map(|(_, _, messages)| messages).collect();
         drop(workers);

@@ -4,12 +4,12 @@
 //! every opportunity, signed, to a local receiver that checks the signature and prints
 //! it — and, with `--webhook`, to the user's own endpoint too.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -26,23 +26,32 @@ use crate::{config, pipeline, summary};
 
 const TOPIC: &str = "product-events";
 
-#[derive(Debug, Clone)]
+/// `radar demo`'s options, as its command line takes them.
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
-    /// Events per second produced.
+    /// Events produced per second.
+    #[arg(long, default_value_t = 1_000)]
     pub rate: u64,
+    /// Accounts in the synthetic stream.
+    #[arg(long, default_value_t = 500)]
     pub accounts: u64,
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Stop after this long (else on Ctrl-C).
+    /// Stop after this long, e.g. 30s (default: run until Ctrl-C).
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// Address of the admin server (/metrics, /healthz, /readyz, /v1/…).
+    #[arg(long, default_value = "127.0.0.1:9464")]
     pub admin: SocketAddr,
+    /// Also deliver every opportunity to this URL, as a signed Standard Webhook.
+    #[arg(long, requires = "webhook_secret")]
     pub webhook: Option<String>,
+    /// The whsec_… secret the --webhook endpoint verifies signatures with.
+    #[arg(long, requires = "webhook")]
     pub webhook_secret: Option<String>,
 }
 
 pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> Result<()> {
-    if options.webhook.is_some() != options.webhook_secret.is_some() {
-        bail!("--webhook and --webhook-secret go together");
-    }
     let cluster = MockCluster::new(1).context("starting the in-process Kafka mock cluster")?;
     cluster
         .create_topic(TOPIC, 3, 1)
@@ -151,33 +160,18 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
 
 /// The IP networks (one address each) that `url`'s host resolves to.
 fn addresses_of(url: &str) -> Result<Vec<String>> {
-    let parsed = reqwest_url(url)?;
-    let host = parsed.0;
-    let port = parsed.1;
-    let addresses = (host.as_str(), port)
-        .to_socket_addrs()
-        .with_context(|| format!("--webhook: resolving {host}"))?;
+    let parsed =
+        url::Url::parse(url).with_context(|| format!("--webhook: {url:?} is not a URL"))?;
+    let addresses = parsed
+        .socket_addrs(|| None)
+        .with_context(|| format!("--webhook: resolving the host of {url:?}"))?;
     Ok(addresses
+        .iter()
         .map(|a| match a.ip() {
             std::net::IpAddr::V4(ip) => format!("{ip}/32"),
             std::net::IpAddr::V6(ip) => format!("{ip}/128"),
         })
         .collect())
-}
-
-/// Host and port of an http(s) URL.
-fn reqwest_url(url: &str) -> Result<(String, u16)> {
-    let parsed =
-        url::Url::parse(url).with_context(|| format!("--webhook: {url:?} is not a URL"))?;
-    let host = parsed
-        .host_str()
-        .with_context(|| format!("--webhook: {url:?} has no host"))?
-        .trim_matches(|c| c == '[' || c == ']')
-        .to_owned();
-    let port = parsed
-        .port_or_known_default()
-        .with_context(|| format!("--webhook: {url:?} is not http(s)"))?;
-    Ok((host, port))
 }
 
 /// Produces generated events keyed by account at `options.rate` per second until told to

@@ -76,28 +76,7 @@ enum Command {
     /// The whole loop with nothing installed: an in-process Kafka, a live synthetic event
     /// stream, the engine, and delivery to a local webhook receiver that prints each
     /// opportunity. Ctrl-C stops it.
-    Demo {
-        /// Events produced per second.
-        #[arg(long, default_value_t = 1_000)]
-        rate: u64,
-        /// Accounts in the synthetic stream.
-        #[arg(long, default_value_t = 500)]
-        accounts: u64,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Stop after this long, e.g. 30s (default: run until Ctrl-C).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<Duration>,
-        /// Address of the admin server (/metrics, /healthz, /readyz, /v1/playbooks).
-        #[arg(long, default_value = "127.0.0.1:9464")]
-        admin: std::net::SocketAddr,
-        /// Also deliver every opportunity to this URL, as a signed Standard Webhook.
-        #[arg(long, requires = "webhook_secret")]
-        webhook: Option<String>,
-        /// The whsec_… secret the --webhook endpoint verifies signatures with.
-        #[arg(long, requires = "webhook")]
-        webhook_secret: Option<String>,
-    },
+    Demo(demo::DemoOptions),
     /// The delivery dead-letter store: deliveries given up on (read while radar is stopped).
     Dlq {
         #[command(subcommand)]
@@ -108,24 +87,24 @@ enum Command {
 #[derive(Subcommand)]
 enum DlqAction {
     /// Print each dead letter as a JSON line: destination, opportunity id, attempts, reason.
-    List {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        destination: Option<String>,
-        #[arg(long, value_name = "OPPORTUNITY_ID")]
-        id: Option<String>,
-    },
+    List(DlqFilter),
     /// Queue dead letters for delivery again (by the next `radar run`), with a fresh
     /// retry budget.
-    Replay {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        destination: Option<String>,
-        #[arg(long, value_name = "OPPORTUNITY_ID")]
-        id: Option<String>,
-    },
+    Replay(DlqFilter),
+}
+
+/// Which dead letters, in which store.
+#[derive(clap::Args)]
+struct DlqFilter {
+    /// Config file whose checkpoint.path names the store.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Only this destination's dead letters.
+    #[arg(long)]
+    destination: Option<String>,
+    /// Only this opportunity.
+    #[arg(long, value_name = "OPPORTUNITY_ID")]
+    id: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -202,51 +181,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => run_pipeline(config),
-        Command::Demo {
-            rate,
-            accounts,
-            seed,
-            duration,
-            admin,
-            webhook,
-            webhook_secret,
-        } => {
+        Command::Demo(options) => {
             let (stop, stopping) = stop_on_signals(None)?;
-            let options = demo::DemoOptions {
-                rate,
-                accounts,
-                seed,
-                duration,
-                admin,
-                webhook,
-                webhook_secret,
-            };
             demo::run(options, stop, stopping)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq { action } => {
             match action {
-                DlqAction::List {
-                    config,
-                    destination,
-                    id,
-                } => {
-                    let path = config::store_path(config.as_deref())?;
+                DlqAction::List(filter) => {
+                    let path = config::store_path(filter.config.as_deref())?;
                     let count = dlq::list(
                         &path,
-                        destination.as_deref(),
-                        id.as_deref(),
+                        filter.destination.as_deref(),
+                        filter.id.as_deref(),
                         &mut io::stdout().lock(),
                     )?;
                     eprintln!("{count} dead letters");
                 }
-                DlqAction::Replay {
-                    config,
-                    destination,
-                    id,
-                } => {
-                    let path = config::store_path(config.as_deref())?;
-                    let count = dlq::replay(&path, destination.as_deref(), id.as_deref())?;
+                DlqAction::Replay(filter) => {
+                    let path = config::store_path(filter.config.as_deref())?;
+                    let count =
+                        dlq::replay(&path, filter.destination.as_deref(), filter.id.as_deref())?;
                     eprintln!(
                         "{count} dead letters queued for delivery again; the next `radar run` sends them"
                     );
