@@ -84,18 +84,22 @@ impl std::fmt::Debug for SourceConfig {
     }
 }
 
-/// Where opportunities go. `flush` makes everything accepted so far durable; the source
-/// calls it before it commits any offset, and before every poll (where rebalances commit),
-/// so no offset is ever committed ahead of the opportunities it produced.
-pub trait OpportunitySink {
-    fn accept(&mut self, opportunity: &Opportunity) -> Result<(), SinkError>;
+/// Where opportunities go, each with its JSON (serialised once, on the partition's
+/// thread). `flush` hands on everything accepted so far; what it hands on must be durable
+/// no later than the next checkpoint's commit. The source flushes at the end of every
+/// round, under the partitions' lock that rebalance callbacks take, and before every
+/// checkpoint, so no offset is ever committed ahead of the opportunities it produced.
+pub trait OpportunitySink: Send {
+    fn accept(&mut self, opportunity: Opportunity, json: Vec<u8>) -> Result<(), SinkError>;
     fn flush(&mut self) -> Result<(), SinkError>;
 }
 
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The sink of the pipeline: opportunities as JSON in the store's outbox, written in one
-/// transaction per flush.
+/// transaction per flush. That transaction is not synced to disk on its own: the outbox
+/// lives in the store that holds the checkpoints, and a checkpoint's durable commit makes
+/// every earlier write durable, so the fsync is paid once per checkpoint, not per round.
 pub struct OutboxSink {
     store: Arc<Store>,
     pending: Vec<Vec<u8>>,
@@ -128,8 +132,8 @@ impl OutboxSink {
 }
 
 impl OpportunitySink for OutboxSink {
-    fn accept(&mut self, opportunity: &Opportunity) -> Result<(), SinkError> {
-        self.pending.push(serde_json::to_vec(opportunity)?);
+    fn accept(&mut self, _: Opportunity, json: Vec<u8>) -> Result<(), SinkError> {
+        self.pending.push(json);
         Ok(())
     }
 
@@ -402,10 +406,12 @@ fn revoke(
     consumer: &BaseConsumer<Context>,
     list: &TopicPartitionList,
 ) -> Result<(), SourceError> {
-    // Everything the revoked partitions caused must be acknowledged before their
-    // checkpoints move past it: restore resumes from the checkpoint.
-    shared.flush_produced()?;
+    // The lock first: a round being processed on another thread holds it until its
+    // dead letters are produced and its opportunities handed to the sink. Then everything
+    // the revoked partitions caused must be acknowledged before their checkpoints move
+    // past it: restore resumes from the checkpoint.
     let mut workers = shared.workers()?;
+    shared.flush_produced()?;
     let mut offsets = TopicPartitionList::new();
     for element in list.elements() {
         let key = (element.topic().to_owned(), element.partition());
@@ -513,60 +519,65 @@ impl Source {
         self.stats()
     }
 
+    /// Round N is processed while round N+1 is polled (`rayon::join`), so librdkafka's
+    /// queue is drained while the partitions compute. Rebalance callbacks run inside that
+    /// poll; they take the partitions' lock, which the processing side holds until its
+    /// round's dead letters are produced and its opportunities are in the sink, so a
+    /// revocation always checkpoints a partition with all it has processed handed on.
     fn consume(
         &self,
         stop: &Stop,
         progress: &Progress,
         sink: &mut impl OpportunitySink,
     ) -> Result<(), SourceError> {
-        let max_batch = self.config.max_batch.max(1);
-        let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(max_batch);
+        let mut batch = self.poll_round(self.config.poll_timeout)?;
         loop {
             if stop.abrupt.load(Ordering::SeqCst) {
                 return Ok(());
             }
             if stop.graceful.load(Ordering::SeqCst) {
+                self.process_round(&batch, sink, progress)?;
                 break;
             }
-            // Empty before polling: rebalances commit from inside `poll`.
-            sink.flush().map_err(SourceError::Sink)?;
-            // A batch: wait for one record, then take what is already fetched. Records are
-            // only processed once the batch is in, so no opportunity is pending during a poll.
-            batch.clear();
-            let mut timeout = self.config.poll_timeout;
-            while batch.len() < max_batch {
-                let polled = self.consumer.poll(timeout);
-                self.take_failure()?;
-                match polled {
-                    Some(Ok(message)) => batch.push(message),
-                    // Consumer errors (a topic not created yet, a broker away) are reported
-                    // and retried by librdkafka; stopping on them would only restart into
-                    // them.
-                    Some(Err(e)) => {
-                        eprintln!("radar: warning: consuming: {e}");
-                        if batch.is_empty() {
-                            std::thread::sleep(self.config.poll_timeout);
-                        }
-                        break;
-                    }
-                    None => break,
-                }
-                timeout = Duration::ZERO;
-            }
-            let started = Instant::now();
-            self.process(&batch, sink)?;
-            if !batch.is_empty() {
-                Progress::note(&progress.rounds, started.elapsed());
-            }
-            progress
-                .consumed
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            batch.clear();
+            let (processed, polled) = rayon::join(
+                || self.process_round(&batch, sink, progress),
+                || self.poll_round(self.config.poll_timeout),
+            );
+            processed?;
+            batch = polled?;
             self.checkpoint_due(sink, progress)?;
             self.publish(progress)?;
         }
         self.checkpoint_all(sink, progress)?;
         self.publish(progress)
+    }
+
+    /// A round of records: waits up to `timeout` for one, then takes what is already
+    /// fetched, up to `max_batch`.
+    fn poll_round(&self, timeout: Duration) -> Result<Vec<BorrowedMessage<'_>>, SourceError> {
+        let max_batch = self.config.max_batch.max(1);
+        let mut batch = Vec::with_capacity(max_batch);
+        let mut timeout = timeout;
+        while batch.len() < max_batch {
+            let polled = self.consumer.poll(timeout);
+            self.take_failure()?;
+            match polled {
+                Some(Ok(message)) => batch.push(message),
+                // Consumer errors (a topic not created yet, a broker away) are reported
+                // and retried by librdkafka; stopping on them would only restart into
+                // them.
+                Some(Err(e)) => {
+                    eprintln!("radar: warning: consuming: {e}");
+                    if batch.is_empty() {
+                        std::thread::sleep(self.config.poll_timeout);
+                    }
+                    break;
+                }
+                None => break,
+            }
+            timeout = Duration::ZERO;
+        }
+        Ok(batch)
     }
 
     /// Copies the counts watchers read into `progress`.
@@ -609,15 +620,21 @@ impl Source {
         }
     }
 
-    /// Runs a batch through the partition workers: each partition's records in offset
+    /// Runs a round through the partition workers: each partition's records in offset
     /// order, different partitions in parallel (rayon's pool, one thread per core), since
-    /// each owns its state. Dead letters and opportunities are then handed on from this
-    /// thread, partition by partition.
-    fn process(
+    /// each owns its state; opportunities are serialised there too. Dead letters and
+    /// opportunities are then handed on partition by partition, and the sink flushed,
+    /// all under the partitions' lock (see [`Source::consume`]).
+    fn process_round(
         &self,
         batch: &[BorrowedMessage<'_>],
         sink: &mut impl OpportunitySink,
+        progress: &Progress,
     ) -> Result<(), SourceError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
         let mut by_partition: HashMap<(&str, i32), Vec<&BorrowedMessage<'_>>> = HashMap::new();
         for message in batch {
             by_partition
@@ -645,30 +662,38 @@ impl Source {
         let run = |(worker, records, _): &mut (&mut PartitionWorker, Vec<KafkaRecord<'_>>, _)| {
             let (mut opportunities, mut dead) = (Vec::new(), Vec::new());
             worker.process(records, &mut opportunities, &mut dead);
-            (opportunities, dead)
+            let serialised: Result<Vec<(Opportunity, Vec<u8>)>, serde_json::Error> = opportunities
+                .into_iter()
+                .map(|o| serde_json::to_vec(&o).map(|json| (o, json)))
+                .collect();
+            (serialised, dead)
         };
-        let outputs: Vec<(Vec<Opportunity>, Vec<DeadLetter>)> = if jobs.len() > 1 {
+        let outputs: Vec<_> = if jobs.len() > 1 {
             use rayon::prelude::*;
             jobs.par_iter_mut().map(run).collect()
         } else {
             jobs.iter_mut().map(run).collect()
         };
-        let messages: Vec<Vec<&BorrowedMessage<'_>>> =
-            jobs.into_iter().map(|(_, _, messages)| messages).collect();
-        drop(workers);
-        for (messages, (opportunities, dead)) in messages.iter().zip(&outputs) {
-            for letter in dead {
+        for ((_, _, messages), (opportunities, dead)) in jobs.iter().zip(outputs) {
+            for letter in &dead {
                 if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
                     self.dead_letter(*message, letter)?;
                 }
             }
-            for opportunity in opportunities {
-                sink.accept(opportunity).map_err(SourceError::Sink)?;
+            for (opportunity, json) in opportunities.map_err(|e| SourceError::Sink(Box::new(e)))? {
                 if let Some(topic) = &self.config.opportunities_topic {
-                    self.publish_opportunity(topic, opportunity)?;
+                    self.publish_opportunity(topic, &opportunity.account_id, &json)?;
                 }
+                sink.accept(opportunity, json).map_err(SourceError::Sink)?;
             }
         }
+        sink.flush().map_err(SourceError::Sink)?;
+        drop(jobs);
+        drop(workers);
+        Progress::note(&progress.rounds, started.elapsed());
+        progress
+            .consumed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -711,17 +736,17 @@ impl Source {
         self.produce(record)
     }
 
-    /// Produces an opportunity to the opportunities topic, as JSON keyed by account.
+    /// Produces an opportunity's JSON to the opportunities topic, keyed by account.
     fn publish_opportunity(
         &self,
         topic: &str,
-        opportunity: &Opportunity,
+        account_id: &str,
+        json: &[u8],
     ) -> Result<(), SourceError> {
-        let json = serde_json::to_vec(opportunity).map_err(|e| SourceError::Sink(Box::new(e)))?;
         self.produce(
             BaseRecord::<[u8], [u8]>::to(topic)
-                .key(opportunity.account_id.as_bytes())
-                .payload(&json),
+                .key(account_id.as_bytes())
+                .payload(json),
         )
     }
 

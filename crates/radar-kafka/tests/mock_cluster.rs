@@ -178,3 +178,99 @@ fn opportunities_are_also_produced_to_the_opportunities_topic_keyed_by_account()
     }
     assert_eq!(produced, expected, "the same opportunities as the outbox");
 }
+
+/// A second instance joins the group while the first is mid-stream: the first revokes
+/// its partitions while it may have a round polled and another being processed. Both
+/// share one store (as instances sharing a state store would) and checkpoint only on
+/// revocation and stop, so each revoked partition must be checkpointed by the first and
+/// restored by whichever instance gets it next. Every event is then applied exactly
+/// once, and the outbox holds each opportunity of the replay exactly once.
+#[test]
+fn a_rebalance_mid_stream_hands_state_over_without_loss_or_repeat() {
+    use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, Stop};
+
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 4, 1).unwrap();
+    cluster.create_topic("events.dead-letter", 1, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let lines = events(8_000, 23, 0.0);
+    let expected = replayed(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    let settings = Arc::new(radar::config::load(None).unwrap());
+    let new_source = || {
+        let mut config = config(&servers, "events", "radar");
+        // Only revocation (and the final stop) checkpoints: the handover rests on it.
+        config.checkpoint = CheckpointPolicy {
+            every_events: u64::MAX,
+            every: Duration::from_secs(3_600),
+        };
+        Source::new(config, settings.clone(), store.clone()).unwrap()
+    };
+    let first = new_source();
+    let (stop, first_progress, second_progress) =
+        (Stop::default(), Progress::default(), Progress::default());
+    let read = |progress: &Progress| progress.stats.lock().unwrap().read;
+    std::thread::scope(|scope| {
+        // Events keep arriving over about 8 s, so the second instance joins mid-stream.
+        scope.spawn(|| {
+            for chunk in lines.chunks(100) {
+                produce(&servers, "events", chunk);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        scope.spawn(|| {
+            first
+                .run(&stop, &first_progress, &mut OutboxSink::new(store.clone()))
+                .unwrap()
+        });
+        let started = Instant::now();
+        while read(&first_progress) < 1_000 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "first never ran"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Created only now: a consumer joins its group when it is created.
+        let second = new_source();
+        let (stop_ref, progress_ref) = (&stop, &second_progress);
+        let mut sink = OutboxSink::new(store.clone());
+        scope.spawn(move || second.run(stop_ref, progress_ref, &mut sink).unwrap());
+        while read(&first_progress) + read(&second_progress) < 8_000
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.graceful();
+    });
+
+    let (first_read, second_read) = (read(&first_progress), read(&second_progress));
+    eprintln!("READS {first_read} {second_read}");
+    assert!(
+        first_read < 8_000 && second_read > 0,
+        "the second instance took partitions over: {first_read} + {second_read}"
+    );
+    assert_eq!(
+        first_read + second_read,
+        8_000,
+        "every event applied exactly once across the handover"
+    );
+    let outbox: Vec<String> = store
+        .outbox_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, json)| {
+            serde_json::from_slice::<serde_json::Value>(&json).unwrap()["opportunity_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let unique: BTreeSet<String> = outbox.iter().cloned().collect();
+    assert_eq!(unique.len(), outbox.len(), "no opportunity written twice");
+    assert_eq!(
+        unique, expected,
+        "every opportunity of the replay, and no other"
+    );
+}

@@ -8,7 +8,7 @@
 //!
 //! Delivery's own writes (dispatching the outbox, settling attempts) commit without an
 //! fsync: redb makes them durable, in order and all together, with the next durable
-//! commit (the source's outbox appends and checkpoints, or [`Store::sync`]). A crash in
+//! commit (the source's checkpoints, or [`Store::sync`]). A crash in
 //! between rolls them back as a whole — entries return to the outbox or the queue and
 //! are sent again under the same id, which at-least-once delivery allows — and the
 //! source's fsyncs no longer queue behind delivery's.

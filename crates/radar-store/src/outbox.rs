@@ -1,12 +1,17 @@
 //! The outbox: opportunities made durable before the offsets that produced them are
 //! committed, in the order they were made, for delivery to read and remove.
 //!
+//! Appends are visible to delivery at once but reach the disk with the store's next
+//! durable commit: a checkpoint (which is what allows an offset to be committed), or the
+//! periodic [`Store::sync`]. A crash before that loses only entries that the restart
+//! makes again, since they come from events after the last checkpoint.
+//!
 //! Entries are opaque bytes (the opportunity's JSON) under increasing sequence numbers.
 //! An opportunity may be appended twice after a crash (the events after the last
 //! checkpoint are processed again); its `opportunity_id` is the idempotency key that
 //! lets delivery and the CRM see it as one.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::store::{Store, StoreError, storage};
 
@@ -16,12 +21,14 @@ pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("out
 const OUTBOX_NEXT: TableDefinition<&str, u64> = TableDefinition::new("outbox_next");
 
 impl Store {
-    /// Appends entries in one durable transaction; returns the sequence of the first.
+    /// Appends entries in one transaction, durable with the next durable commit (see the
+    /// module's note); returns the sequence of the first.
     pub fn append_outbox<'a>(
         &self,
         entries: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write().map_err(storage)?;
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::None).map_err(storage)?;
         let first;
         {
             let mut next = txn.open_table(OUTBOX_NEXT).map_err(storage)?;
