@@ -342,6 +342,14 @@ fn demo_runs_the_whole_loop_and_delivers_every_opportunity_to_both_receivers() {
         )),
         "every opportunity reached the local receiver: {stderr}"
     );
+    let timed = stderr
+        .lines()
+        .find(|l| l.contains("event → webhook"))
+        .expect("the demo reports end-to-end latency");
+    assert!(
+        timed.contains(&format!("({emitted});")),
+        "every opportunity was timed from its event's produce call: {timed}"
+    );
     assert_eq!(
         stdout
             .lines()
