@@ -42,8 +42,8 @@ pub struct SourceConfig {
     pub client: Vec<(String, String)>,
     pub checkpoint: CheckpointPolicy,
     pub poll_timeout: Duration,
-    /// Records taken per poll round: enough to amortise the outbox write (one durable
-    /// transaction per round), small enough to keep the time between polls short.
+    /// Records taken per poll round: enough to spread the per-round costs (one outbox
+    /// transaction, one parallel step), small enough to keep each round short.
     pub max_batch: usize,
 }
 
