@@ -204,9 +204,11 @@ pub fn decode(
     record_time: Option<Millis>,
     max_future_skew: Millis,
 ) -> Result<Event<'_>, Rejection> {
-    // One UTF-8 check of the whole line (fast on ASCII), then a `&str` parse that need not
-    // re-check every string it borrows. Invalid UTF-8 is not JSON (RFC 8259).
-    let text = std::str::from_utf8(bytes)
+    // One UTF-8 check of the whole line (SIMD), then a `&str` parse that need not re-check
+    // every string it borrows. Invalid UTF-8 is not JSON (RFC 8259); the standard library
+    // then says where.
+    let text = simdutf8::basic::from_utf8(bytes)
+        .or_else(|_| std::str::from_utf8(bytes))
         .map_err(|e| Rejection::new(RejectReason::InvalidJson, format!("not UTF-8: {e}")))?;
     let raw: RawEvent<'_> = serde_json::from_str(text).map_err(json_rejection)?;
     let event_id = required_id(raw.event_id, "event_id")?;
@@ -434,6 +436,22 @@ mod tests {
                 r#"{"event_id":"e","type":"health_updated","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":{"health_score":101}}"#
             ),
             RejectReason::OutOfRange
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_saying_where() {
+        let mut bytes = OK.as_bytes().to_vec();
+        let at = OK.find("acme").unwrap();
+        bytes[at] = 0xff;
+        let rejection = decode(&bytes, None, HOUR).unwrap_err();
+        assert_eq!(rejection.reason, RejectReason::InvalidJson);
+        assert!(
+            rejection.detail.contains(&format!(
+                "invalid utf-8 sequence of 1 bytes from index {at}"
+            )),
+            "{}",
+            rejection.detail
         );
     }
 
