@@ -1,7 +1,8 @@
 //! End-to-end throughput: Radar's Kafka source against a bare rdkafka consumer on the
 //! same broker and messages.
 //!
-//! Produces `RADAR_BENCH_EVENTS` generated events (default 50k, 10k accounts) to a
+//! Produces `RADAR_BENCH_EVENTS` generated events (default 50k, over
+//! `RADAR_BENCH_ACCOUNTS` accounts, default 10k) to a
 //! 3-partition topic, then in the same run measures (a) a bare `BaseConsumer` reading
 //! them all and (b) Radar consuming, processing, checkpointing and writing the outbox, and
 //! prints both rates and their ratio. Budget (DESIGN.md): Radar ≥ 0.8× the bare consumer.
@@ -50,8 +51,12 @@ fn main() {
         }
     };
 
+    let accounts: u64 = std::env::var("RADAR_BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let opts = radar_gen::Options {
-        accounts: 10_000,
+        accounts,
         events,
         seed: 1,
         ..Default::default()
@@ -88,7 +93,9 @@ fn main() {
         .fetch_metadata(Some("events"), Duration::from_secs(10))
         .unwrap();
     let partitions = metadata.topics()[0].partitions().len();
-    println!("pipeline: {events} events, {partitions} partitions ({broker})");
+    println!(
+        "pipeline: {events} events over {accounts} accounts, {partitions} partitions ({broker})"
+    );
     println!("pipeline: bare rdkafka consumer {bare_rate:.0} events/s ({bare:.2} s)");
     println!("pipeline: radar source          {radar_rate:.0} events/s ({radar:.2} s)");
     println!(
@@ -278,7 +285,7 @@ fn source_config(servers: &str, topic: &str, group: &str) -> SourceConfig {
         .chain(extra)
         .collect(),
         checkpoint: CheckpointPolicy {
-            every_events: 50_000,
+            every_events: 100_000,
             every: Duration::from_secs(5),
         },
         poll_timeout: Duration::from_millis(100),

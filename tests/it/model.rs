@@ -292,6 +292,113 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A snapshot, then the changes taken at two later points, applied in order to the
+    /// restored snapshot, give exactly the state and output of an uninterrupted run: what
+    /// incremental checkpoints rely on.
+    #[test]
+    fn changes_applied_to_a_snapshot_change_nothing(
+        events in stream(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 3),
+    ) {
+        let settings = default_settings();
+        let all = lines(&events);
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(all.len() + 1)).collect();
+        at.sort_unstable();
+        let (whole, expected) = run_lines(&settings, &all);
+
+        let mut live = Engine::new(settings.clone());
+        let mut got = Vec::new();
+        let feed = |engine: &mut Engine, range: std::ops::Range<usize>, got: &mut Vec<Opportunity>| {
+            for line in &all[range] {
+                engine.process(line, None, got);
+            }
+        };
+        feed(&mut live, 0..at[0], &mut got);
+        let base = live.snapshot();
+        live.forget_changes();
+        feed(&mut live, at[0]..at[1], &mut got);
+        let first = live.take_changes();
+        feed(&mut live, at[1]..at[2], &mut got);
+        let second = live.take_changes();
+
+        let mut restored = Engine::restore(settings.clone(), &base).unwrap();
+        restored.apply_changes(&first).unwrap();
+        restored.apply_changes(&second).unwrap();
+        prop_assert_eq!(snapshot(&restored), snapshot(&live));
+        feed(&mut restored, at[2]..all.len(), &mut got);
+        prop_assert_eq!(&got, &expected);
+        prop_assert_eq!(snapshot(&restored), snapshot(&whole));
+    }
+}
+
+#[test]
+fn changes_carry_only_what_an_event_reached_and_what_was_evicted() {
+    let settings = default_settings();
+    let ttl = settings.idle_ttl.expect("on by default");
+    let day = 86_400_000;
+    let event = |id, account, time| Ev {
+        id,
+        account,
+        kind: "user_login",
+        time,
+        value: 0,
+    };
+    let (mut live, _) = run_lines(
+        &settings,
+        &lines(&[event(1, 1, START_MS), event(2, 2, START_MS + day)]),
+    );
+    let base = live.snapshot();
+    live.forget_changes();
+    assert_eq!(
+        live.take_changes(),
+        Engine::new(settings.clone()).take_changes(),
+        "nothing changed since the snapshot"
+    );
+    // Account 2 again, account 3 new; then account 1 is idle past the TTL and evicted.
+    for line in lines(&[
+        event(3, 2, START_MS + ttl + day),
+        event(4, 3, START_MS + ttl + day),
+    ]) {
+        live.process(&line, None, &mut Vec::new());
+    }
+    assert_eq!(live.evict_idle(), 1);
+    let changes = live.take_changes();
+
+    let mut restored = Engine::restore(settings.clone(), &base).unwrap();
+    restored.apply_changes(&changes).unwrap();
+    let ids = |engine: &Engine| {
+        let mut ids: Vec<String> = engine.accounts().map(|(id, _)| id.to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&restored), ["acct_2", "acct_3"]);
+    assert_eq!(snapshot(&restored), snapshot(&live));
+    assert!(
+        restored
+            .apply_changes(&changes[..changes.len() - 2])
+            .is_err(),
+        "truncated"
+    );
+
+    // One account of forty reached: the changes hold it alone.
+    let many: Vec<Ev> = (0..40)
+        .map(|a| event(10 + a as usize, a, START_MS))
+        .collect();
+    let (mut live, _) = run_lines(&settings, &lines(&many));
+    live.forget_changes();
+    live.process(&event(99, 7, START_MS + day).line(), None, &mut Vec::new());
+    let (changes, full) = (live.take_changes(), live.snapshot());
+    assert!(
+        changes.len() * 20 < full.len(),
+        "{} bytes of changes against a {}-byte snapshot",
+        changes.len(),
+        full.len()
+    );
+}
+
 #[test]
 fn restore_refuses_foreign_bytes() {
     let settings = default_settings();
@@ -339,7 +446,7 @@ fn idle_accounts_are_evicted_after_the_ttl() {
     // Account 1 goes quiet; account 2 carries on past the TTL; account 3 just inside it.
     let events = [
         event(1, 1, START_MS),
-        event(2, 3, START_MS + 2 * day),
+        event(2, 3, START_MS + day + day / 2),
         event(3, 2, START_MS + ttl + day),
     ];
     let (mut engine, _) = run_lines(&settings, &lines(&events));
@@ -352,6 +459,16 @@ fn idle_accounts_are_evicted_after_the_ttl() {
     assert!(kept.contains(&"acct_3".to_owned()), "{kept:?}");
     // Nothing more is idle.
     assert_eq!(engine.evict_idle(), 0);
+    // Account 3 falls idle, but the cutoff moved less than a sweep step: it stays...
+    let later = |engine: &mut Engine, id, time| {
+        engine.process(&event(id, 2, time).line(), None, &mut Vec::new());
+    };
+    later(&mut engine, 4, START_MS + ttl + day + 3 * day / 4);
+    assert_eq!(engine.evict_idle(), 0);
+    // ...until the cutoff has moved a whole step on since the last sweep.
+    later(&mut engine, 5, START_MS + ttl + day + Engine::SWEEP_STEP);
+    assert_eq!(engine.evict_idle(), 1);
+    assert_eq!(engine.tracked_accounts(), 1);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::playbook::Facts;
 use crate::scoring::Tier;
 use crate::settings::Settings;
 use crate::snapshot::{self, SnapshotError};
-use crate::state::AccountState;
+use crate::state::{AccountState, Changed};
 use crate::stats::Stats;
 use crate::time::{Millis, format_rfc3339};
 
@@ -62,6 +62,14 @@ pub struct Engine {
     /// (32 bytes an entry) so probing it mostly hits the cache, and growing it moves no
     /// states.
     accounts: HashMap<CompactString, Box<AccountState>>,
+    /// Accounts an event reached, and accounts evicted, since the changes were last taken
+    /// ([`Engine::take_changes`]): what an incremental checkpoint writes.
+    changed: Vec<CompactString>,
+    evicted: Vec<CompactString>,
+    /// The newest stream time among the accounts, and the idle cutoff of the last sweep
+    /// for idle accounts ([`Engine::evict_idle`]).
+    newest: Option<Millis>,
+    swept_to: Option<Millis>,
     stats: Stats,
     /// Reused per event, so the hot path allocates nothing: the triggers that fired,
     /// and the values of the configured metrics.
@@ -78,6 +86,10 @@ impl Engine {
         Engine {
             settings,
             accounts: HashMap::new(),
+            changed: Vec::new(),
+            evicted: Vec::new(),
+            newest: None,
+            swept_to: None,
             stats,
             fired: Vec::new(),
             values: Vec::new(),
@@ -92,19 +104,42 @@ impl Engine {
         &self.stats
     }
 
+    /// How far event time moves between two sweeps for idle accounts: one day.
+    pub const SWEEP_STEP: Millis = 86_400_000;
+
+    /// Notes an account's stream time into the newest across accounts.
+    fn note_stream_time(&mut self, time: Millis) {
+        self.newest = Some(self.newest.map_or(time, |newest| newest.max(time)));
+    }
+
     /// Drops the accounts idle for longer than the configured TTL, measured back from
     /// the newest event time among the accounts; returns how many went. Pure and
-    /// deterministic: it depends only on the events seen.
+    /// deterministic: it depends only on the events seen and on when it is called.
+    ///
+    /// A sweep visits every account, so it runs only once the cutoff has moved on by
+    /// [`Engine::SWEEP_STEP`] since the last one: called at every checkpoint, it costs
+    /// nothing most of the time, and an idle account stays at most that much longer.
     pub fn evict_idle(&mut self) -> usize {
-        let Some(ttl) = self.settings.idle_ttl else {
+        let (Some(ttl), Some(newest)) = (self.settings.idle_ttl, self.newest) else {
             return 0;
         };
-        let Some(newest) = self.accounts.values().map(|s| s.stream_time).max() else {
-            return 0;
-        };
-        let before = self.accounts.len();
         let cutoff = newest.saturating_sub(ttl);
-        self.accounts.retain(|_, state| state.stream_time >= cutoff);
+        if self
+            .swept_to
+            .is_some_and(|swept| cutoff < swept.saturating_add(Self::SWEEP_STEP))
+        {
+            return 0;
+        }
+        self.swept_to = Some(cutoff);
+        let before = self.accounts.len();
+        let evicted = &mut self.evicted;
+        self.accounts.retain(|account_id, state| {
+            let keep = state.stream_time >= cutoff;
+            if !keep {
+                evicted.push(account_id.clone());
+            }
+            keep
+        });
         let evicted = before - self.accounts.len();
         self.stats.evicted += evicted as u64;
         evicted
@@ -133,6 +168,63 @@ impl Engine {
         snapshot::encode(accounts)
     }
 
+    /// The accounts an event reached since the last call (or since the engine was made,
+    /// restored, or [`Engine::forget_changes`]), and the ids of those evicted, as bytes:
+    /// an incremental checkpoint, far smaller than a snapshot when most accounts are quiet.
+    /// [`Engine::apply_changes`] on the state they follow brings it to this engine's.
+    pub fn take_changes(&mut self) -> Vec<u8> {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        // An account evicted and then seen again is listed twice.
+        changed.dedup();
+        let accounts: Vec<snapshot::EntryRef<'_>> = changed
+            .iter()
+            .filter_map(|account_id| {
+                let state = self.accounts.get(account_id)?;
+                Some(snapshot::EntryRef { account_id, state })
+            })
+            .collect();
+        let bytes = snapshot::encode_changes(&snapshot::ChangesRef {
+            accounts,
+            evicted: &self.evicted,
+        });
+        self.changed = changed;
+        self.forget_changes();
+        bytes
+    }
+
+    /// How many accounts [`Engine::take_changes`] would write now (at most).
+    pub fn changed_accounts(&self) -> usize {
+        self.changed.len()
+    }
+
+    /// Marks every account unchanged, as after a full snapshot was saved.
+    pub fn forget_changes(&mut self) {
+        for account_id in self.changed.drain(..) {
+            if let Some(state) = self.accounts.get_mut(&account_id) {
+                state.changed = Changed(false);
+            }
+        }
+        self.evicted.clear();
+    }
+
+    /// Applies changes taken by [`Engine::take_changes`] from an engine whose state was
+    /// this one's: evicted accounts go, changed ones replace what was there.
+    pub fn apply_changes(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let changes = snapshot::decode_changes(bytes)?;
+        for account_id in changes.evicted {
+            self.accounts.remove(account_id);
+        }
+        for entry in changes.accounts {
+            let mut state = entry.state;
+            state.windows.sync_edges();
+            self.note_stream_time(state.stream_time);
+            self.accounts
+                .insert(entry.account_id.into(), Box::new(state));
+        }
+        Ok(())
+    }
+
     /// An engine with the account states of a [`Engine::snapshot`], ready to carry on.
     pub fn restore(settings: Arc<Settings>, bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let decoded = snapshot::decode(bytes)?;
@@ -141,6 +233,7 @@ impl Engine {
         for entry in decoded.accounts {
             let mut state = entry.state;
             state.windows.sync_edges();
+            engine.note_stream_time(state.stream_time);
             engine
                 .accounts
                 .insert(entry.account_id.into(), Box::new(state));
@@ -261,6 +354,11 @@ impl Engine {
         {
             return Outcome::Duplicate;
         }
+        if !state.changed.0 {
+            state.changed = Changed(true);
+            self.changed.push(CompactString::from(&*event.account_id));
+        }
+        self.newest = Some(self.newest.map_or(stream_time, |n| n.max(stream_time)));
         state.stream_time = stream_time;
         state.first_seen = state.first_seen.min(time);
         if let Some(builtin) = builtin {

@@ -1,9 +1,13 @@
-//! Snapshots of an engine's account states, for checkpoints.
+//! Snapshots of an engine's account states, and the changes between two of them, for
+//! checkpoints.
 //!
 //! A snapshot is bytes: a format version, then the accounts in postcard (compact, serde,
-//! no schema to ship). The core only turns state into bytes and back; where the bytes go
-//! (a checkpoint store, a changelog topic) is the pipeline's business. Restoring a
-//! snapshot and carrying on gives exactly the output of an uninterrupted run.
+//! no schema to ship). Changes have the same form plus the ids of the accounts evicted
+//! since: the accounts an event reached replace their earlier state, the evicted ones go.
+//! The core only turns state into bytes and back; where the bytes go (a checkpoint store,
+//! a changelog topic) is the pipeline's business. Restoring a snapshot, applying the
+//! changes made after it in order, and carrying on gives exactly the output of an
+//! uninterrupted run.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,16 +53,46 @@ pub(crate) struct SnapshotOwned<'a> {
     pub accounts: Vec<Entry<'a>>,
 }
 
+#[derive(Serialize)]
+pub(crate) struct ChangesRef<'a> {
+    pub accounts: Vec<EntryRef<'a>>,
+    pub evicted: &'a [compact_str::CompactString],
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ChangesOwned<'a> {
+    #[serde(borrow)]
+    pub accounts: Vec<Entry<'a>>,
+    #[serde(borrow)]
+    pub evicted: Vec<&'a str>,
+}
+
 pub(crate) fn encode(accounts: Vec<EntryRef<'_>>) -> Vec<u8> {
+    versioned(&SnapshotRef { accounts })
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotOwned<'_>, SnapshotError> {
+    unversioned(bytes)
+}
+
+pub(crate) fn encode_changes(changes: &ChangesRef<'_>) -> Vec<u8> {
+    versioned(changes)
+}
+
+pub(crate) fn decode_changes(bytes: &[u8]) -> Result<ChangesOwned<'_>, SnapshotError> {
+    unversioned(bytes)
+}
+
+fn versioned(value: &impl Serialize) -> Vec<u8> {
     let mut bytes = vec![FORMAT_VERSION];
     // Serializing plain data into a Vec cannot fail.
-    if let Ok(body) = postcard::to_stdvec(&SnapshotRef { accounts }) {
+    if let Ok(body) = postcard::to_stdvec(value) {
         bytes.extend_from_slice(&body);
     }
     bytes
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotOwned<'_>, SnapshotError> {
+fn unversioned<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, SnapshotError> {
     let (&version, body) = bytes.split_first().ok_or(SnapshotError::Empty)?;
     if version != FORMAT_VERSION {
         return Err(SnapshotError::Version { found: version });

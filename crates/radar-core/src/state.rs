@@ -129,6 +129,21 @@ pub struct AccountState {
     pub seen: SeenEvents,
     /// Inline for the first two triggers: checked on every firing, so worth no cache miss.
     pub cooldowns: SmallVec<[Cooldown; 2]>,
+    /// Whether an event reached the account since the engine last handed its changes on
+    /// (see [`crate::Engine::take_changes`]).
+    #[serde(skip)]
+    pub(crate) changed: Changed,
+}
+
+/// Bookkeeping for incremental checkpoints, not state: never saved, and never makes two
+/// states differ.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Changed(pub bool);
+
+impl PartialEq for Changed {
+    fn eq(&self, _: &Changed) -> bool {
+        true
+    }
 }
 
 fn latest(slot: &mut Option<Millis>, time: Millis) {
@@ -148,6 +163,7 @@ impl AccountState {
             windows: Windows::default(),
             seen: SeenEvents::default(),
             cooldowns: SmallVec::new(),
+            changed: Changed(false),
         }
     }
 

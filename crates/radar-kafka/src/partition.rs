@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use radar_core::event::RejectReason;
 use radar_core::time::Millis;
 use radar_core::{Engine, Opportunity, Outcome, Record, Settings, Stats};
-use radar_store::{Checkpoint, Store, StoreError};
+use radar_store::{Checkpoint, Content, Store, StoreError};
 
 /// A record as the consumer hands it over.
 #[derive(Clone, Copy, Debug)]
@@ -62,12 +62,17 @@ pub struct PartitionWorker {
     checkpointed: Option<i64>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
+    /// Accounts in the last snapshot this worker wrote (0: none yet), and accounts
+    /// written in changes since: a checkpoint writes the changes, or a snapshot once they
+    /// would outgrow the last one, so a restore reads at most about twice a snapshot.
+    snapshot_accounts: usize,
+    changed_since_snapshot: usize,
     outcomes: Vec<Outcome>,
 }
 
 impl PartitionWorker {
-    /// A worker restored from the newest checkpoint of the partition that is intact and
-    /// whose snapshot the engine can read; older generations are tried before giving up.
+    /// A worker restored from the partition's checkpoints: the newest intact snapshot the
+    /// engine can read (older ones are tried before giving up) and the changes after it.
     pub fn restore(
         settings: Arc<Settings>,
         store: &Store,
@@ -75,12 +80,14 @@ impl PartitionWorker {
         partition: i32,
         now: Instant,
     ) -> Result<(PartitionWorker, Restored), StoreError> {
-        let (found, skipped) = store.load_checkpoint_accepted(topic, partition, |checkpoint| {
-            let engine = Engine::restore(settings.clone(), &checkpoint.snapshot).ok()?;
-            Some((engine, checkpoint.offset))
-        })?;
+        let (found, skipped) = store.load_state(
+            topic,
+            partition,
+            |snapshot| Engine::restore(settings.clone(), snapshot).ok(),
+            |engine, changes| engine.apply_changes(changes).is_ok(),
+        )?;
         let (engine, resume_at) = match found {
-            Some((engine, offset)) => (engine, Some(offset)),
+            Some(loaded) => (loaded.state, Some(loaded.offset)),
             None => (Engine::new(settings), None),
         };
         let restored = Restored {
@@ -96,6 +103,8 @@ impl PartitionWorker {
             checkpointed: resume_at,
             since_checkpoint: 0,
             last_checkpoint: now,
+            snapshot_accounts: 0,
+            changed_since_snapshot: 0,
             outcomes: Vec::new(),
         };
         Ok((worker, restored))
@@ -146,8 +155,9 @@ impl PartitionWorker {
                 || now.duration_since(self.last_checkpoint) >= policy.every)
     }
 
-    /// Writes a checkpoint of the state and the next offset; returns the offset that may
-    /// now be committed to Kafka (`None` before the first record).
+    /// Writes a checkpoint of the state (its changes, or a snapshot) and the next offset;
+    /// returns the offset that may now be committed to Kafka (`None` before the first
+    /// record).
     pub fn checkpoint(&mut self, store: &Store, now: Instant) -> Result<Option<i64>, StoreError> {
         let Some(offset) = self.next_offset else {
             return Ok(None);
@@ -155,12 +165,28 @@ impl PartitionWorker {
         if self.checkpointed != Some(offset) {
             // Idle accounts go now, so they leave memory and the checkpoint together.
             self.engine.evict_idle();
-            let snapshot = self.engine.snapshot();
-            store.save_checkpoint(
-                &self.topic,
-                self.partition,
-                &Checkpoint { offset, snapshot },
-            )?;
+            let changed = self.engine.changed_accounts();
+            let checkpoint = if self.snapshot_accounts == 0
+                || self.changed_since_snapshot + changed > self.snapshot_accounts
+            {
+                let state = self.engine.snapshot();
+                self.engine.forget_changes();
+                self.snapshot_accounts = self.engine.tracked_accounts().max(1);
+                self.changed_since_snapshot = 0;
+                Checkpoint {
+                    offset,
+                    content: Content::Snapshot,
+                    state,
+                }
+            } else {
+                self.changed_since_snapshot += changed;
+                Checkpoint {
+                    offset,
+                    content: Content::Changes,
+                    state: self.engine.take_changes(),
+                }
+            };
+            store.save_checkpoint(&self.topic, self.partition, &checkpoint)?;
             self.checkpointed = Some(offset);
         }
         self.since_checkpoint = 0;
@@ -192,8 +218,12 @@ mod tests {
     }
 
     fn events(n: u64) -> Vec<String> {
+        events_over(40, n)
+    }
+
+    fn events_over(accounts: u64, n: u64) -> Vec<String> {
         let opts = radar_gen::Options {
-            accounts: 40,
+            accounts,
             events: n,
             seed: 3,
             invalid_ratio: 0.02,
@@ -258,6 +288,54 @@ mod tests {
         second.process(&all[resume..], &mut got, &mut Vec::new());
         assert_eq!(ids(&got), ids(&expected));
         assert_eq!(got, expected);
+    }
+
+    /// Checkpoints every 100 records over 1,000 accounts: after the first snapshot most
+    /// are changes, a snapshot comes back once they outgrow it, and a restart from the
+    /// chain carries on exactly as an uninterrupted run.
+    #[test]
+    fn checkpoints_write_changes_and_a_restart_rebuilds_the_state_from_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let lines = events_over(1_000, 3_000);
+        let all = records(&lines, 0);
+        let now = Instant::now();
+        let (mut whole, _) =
+            PartitionWorker::restore(settings(), &store, "uninterrupted", 0, now).unwrap();
+        let mut expected = Vec::new();
+        whole.process(&all, &mut expected, &mut Vec::new());
+
+        let (mut first, _) =
+            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        let mut got = Vec::new();
+        let mut contents = Vec::new();
+        for chunk in all[..2_050].chunks(100) {
+            first.process(chunk, &mut got, &mut Vec::new());
+            first.checkpoint(&store, now).unwrap();
+            let newest = store
+                .load_checkpoint("events", 0)
+                .unwrap()
+                .checkpoint
+                .unwrap();
+            contents.push(newest.content);
+        }
+        assert_eq!(contents[0], Content::Snapshot);
+        let changes = contents.iter().filter(|c| **c == Content::Changes).count();
+        assert!(
+            changes > contents.len() / 2 && changes < contents.len() - 1,
+            "mostly changes, with a snapshot again later: {contents:?}"
+        );
+        drop(first);
+
+        let (mut second, restored) =
+            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        assert_eq!((restored.resume_at, restored.skipped), (Some(2_050), 0));
+        second.process(&all[2_050..], &mut got, &mut Vec::new());
+        assert_eq!(got, expected);
+        assert_eq!(
+            second.engine().tracked_accounts(),
+            whole.engine().tracked_accounts()
+        );
     }
 
     #[test]
@@ -359,7 +437,8 @@ mod tests {
                 0,
                 &Checkpoint {
                     offset: 150,
-                    snapshot: vec![radar_core::snapshot::FORMAT_VERSION, 0xff, 0xff],
+                    content: Content::Snapshot,
+                    state: vec![radar_core::snapshot::FORMAT_VERSION, 0xff, 0xff],
                 },
             )
             .unwrap();

@@ -317,12 +317,19 @@ impl Shared {
 
     /// Commits offsets whose checkpoints are durable. A refused commit (a rebalance in
     /// progress, a lost assignment) is not fatal: the checkpoint is the truth, and the next
-    /// commit, or the next owner restoring it, moves on from there.
-    fn commit(&self, consumer: &BaseConsumer<Context>, offsets: &TopicPartitionList) {
+    /// commit, or the next owner restoring it, moves on from there. For the same reason
+    /// the periodic commits need not wait for the broker (`CommitMode::Async`); those on
+    /// revocation and at stop do.
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        offsets: &TopicPartitionList,
+        mode: CommitMode,
+    ) {
         if offsets.count() == 0 || consumer.assignment_lost() {
             return;
         }
-        if let Err(e) = consumer.commit(offsets, CommitMode::Sync) {
+        if let Err(e) = consumer.commit(offsets, mode) {
             eprintln!("radar: warning: committing offsets failed (the checkpoints stand): {e}");
         }
     }
@@ -424,7 +431,7 @@ fn revoke(
             }
         }
     }
-    shared.commit(consumer, &offsets);
+    shared.commit(consumer, &offsets, CommitMode::Sync);
     Ok(())
 }
 
@@ -783,7 +790,7 @@ impl Source {
             .filter(|(_, w)| w.checkpoint_due(now, &self.config.checkpoint))
             .map(|(k, _)| k.clone())
             .collect();
-        self.checkpoint(&due, sink, progress)
+        self.checkpoint(&due, sink, progress, CommitMode::Async)
     }
 
     fn checkpoint_all(
@@ -792,7 +799,7 @@ impl Source {
         progress: &Progress,
     ) -> Result<(), SourceError> {
         let all: Vec<Key> = self.shared.workers()?.keys().cloned().collect();
-        self.checkpoint(&all, sink, progress)
+        self.checkpoint(&all, sink, progress, CommitMode::Sync)
     }
 
     fn checkpoint(
@@ -800,6 +807,7 @@ impl Source {
         keys: &[Key],
         sink: &mut impl OpportunitySink,
         progress: &Progress,
+        commit: CommitMode,
     ) -> Result<(), SourceError> {
         if keys.is_empty() {
             return Ok(());
@@ -818,7 +826,7 @@ impl Source {
                 }
             }
         }
-        self.shared.commit(&self.consumer, &offsets);
+        self.shared.commit(&self.consumer, &offsets, commit);
         let mut times = progress
             .checkpoints
             .lock()

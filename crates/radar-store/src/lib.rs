@@ -14,4 +14,4 @@ pub mod outbox;
 pub mod store;
 
 pub use delivery::{DeadLetter, Delivery, QueueSummary, Recent, Settlement};
-pub use store::{Checkpoint, Loaded, Store, StoreError};
+pub use store::{Checkpoint, Content, Loaded, LoadedState, Store, StoreError};

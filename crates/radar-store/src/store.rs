@@ -1,27 +1,29 @@
 //! The store file, and checkpoints: for each Kafka partition, the offset to resume from
-//! and the engine snapshot that goes with it, written in one transaction.
+//! and the engine state that goes with it, written in one transaction.
 //!
-//! Each checkpoint is a new *generation*; the two newest are kept. Every value carries a
-//! checksum of its content, so a damaged checkpoint is detected on load and the previous
-//! generation is used instead. A store file that cannot be opened at all is moved aside
-//! (`<file>.corrupt-<n>`) and a fresh one started: the partition is then rebuilt from
-//! Kafka rather than the process failing at every start.
+//! Each checkpoint is a new *generation*, holding either a snapshot of the whole state or
+//! the changes since the generation before it: a checkpoint costs what changed, not what
+//! is tracked. A partition's state is its newest usable snapshot with the changes after
+//! it applied in order. Every value carries a checksum of its content, so damage is
+//! detected on load: a damaged snapshot falls back to the snapshot before it (kept, with
+//! its changes, until a newer snapshot is written), and a damaged change ends the chain
+//! there. A store file that cannot be opened at all is moved aside (`<file>.corrupt-<n>`)
+//! and a fresh one started: the partition is then rebuilt from Kafka rather than the
+//! process failing at every start.
 
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use xxhash_rust::xxh3::xxh3_64;
 
-/// (topic, partition, generation) → header ‖ snapshot.
+/// (topic, partition, generation) → header ‖ state.
 const CHECKPOINTS: TableDefinition<(&str, i32, u64), &[u8]> = TableDefinition::new("checkpoints");
 
-/// Generations kept per partition: the newest, and one intact one to fall back on.
-#[cfg(test)]
-const KEEP: u64 = 2;
-
-/// Value layout version, offset (i64 LE), checksum (u64 LE) of version ‖ offset ‖ snapshot.
+/// Layout: content tag, offset (i64 LE), checksum (u64 LE) of tag ‖ offset ‖ state.
 const HEADER: usize = 1 + 8 + 8;
-const VERSION: u8 = 1;
+/// The tags, which also version the layout.
+const SNAPSHOT: u8 = 1;
+const CHANGES: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,12 +50,32 @@ pub(crate) fn storage(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Storage(Box::new(e.into()))
 }
 
-/// The state to resume a partition from.
+/// What a checkpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// The whole state of the partition.
+    Snapshot,
+    /// What changed since the partition's previous checkpoint.
+    Changes,
+}
+
+/// A partition's state, or its changes, as of an offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The next offset to consume.
     pub offset: i64,
-    pub snapshot: Vec<u8>,
+    pub content: Content,
+    pub state: Vec<u8>,
+}
+
+/// What [`Store::load_state`] rebuilt, and where to resume.
+#[derive(Debug)]
+pub struct LoadedState<T> {
+    pub state: T,
+    /// The next offset to consume: that of the last checkpoint applied.
+    pub offset: i64,
+    /// Checkpoints applied: the snapshot and the changes after it.
+    pub applied: u32,
 }
 
 /// What loading found: the newest good checkpoint, if any, and how many newer ones were
@@ -112,8 +134,10 @@ impl Store {
         self.moved_aside.as_deref()
     }
 
-    /// Writes a new checkpoint generation for the partition, durably, and drops the ones
-    /// older than the previous.
+    /// Writes a new checkpoint generation for the partition, durably. A snapshot also
+    /// retires what it makes unneeded: everything older than the newest intact snapshot
+    /// before it, which stays (with its changes) as the fallback should the new one be
+    /// damaged.
     pub fn save_checkpoint(
         &self,
         topic: &str,
@@ -123,57 +147,105 @@ impl Store {
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(CHECKPOINTS).map_err(storage)?;
-            // (generation, intact) of what is there now.
-            let generations: Vec<(u64, bool)> = table
-                .range((topic, partition, 0)..=(topic, partition, u64::MAX))
-                .map_err(storage)?
-                .map(|entry| {
-                    entry.map(|(key, value)| (key.value().2, decode(value.value()).is_some()))
-                })
-                .collect::<Result<_, _>>()
-                .map_err(storage)?;
-            let next = generations.last().map_or(0, |(g, _)| g + 1);
+            let all = (topic, partition, 0)..=(topic, partition, u64::MAX);
+            let next = match table.range(all.clone()).map_err(storage)?.next_back() {
+                Some(entry) => entry.map_err(storage)?.0.value().2 + 1,
+                None => 0,
+            };
+            if checkpoint.content == Content::Snapshot {
+                // (generation, intact snapshot) of what is there now, newest first.
+                let mut fallback = None;
+                for entry in table.range(all).map_err(storage)?.rev() {
+                    let (key, value) = entry.map_err(storage)?;
+                    if matches!(verify(value.value()), Some((Content::Snapshot, _, _))) {
+                        fallback = Some(key.value().2);
+                        break;
+                    }
+                }
+                let keep_from = fallback.unwrap_or(next);
+                table
+                    .retain_in(
+                        (topic, partition, 0)..(topic, partition, keep_from),
+                        |_, _| false,
+                    )
+                    .map_err(storage)?;
+            }
             table
                 .insert((topic, partition, next), encode(checkpoint).as_slice())
                 .map_err(storage)?;
-            // Keep the newest intact generation as the fallback, drop the rest (a damaged
-            // one must never push out the last good one).
-            let fallback = generations
-                .iter()
-                .rev()
-                .find(|(_, intact)| *intact)
-                .map(|(g, _)| *g);
-            for (old, _) in generations.iter().filter(|(g, _)| Some(*g) != fallback) {
-                table.remove((topic, partition, *old)).map_err(storage)?;
-            }
         }
         txn.commit().map_err(storage)?;
         Ok(())
     }
 
-    /// The newest checkpoint of the partition whose checksum holds.
-    pub fn load_checkpoint(&self, topic: &str, partition: i32) -> Result<Loaded, StoreError> {
-        let (found, skipped) =
-            self.load_checkpoint_accepted(topic, partition, |c| Some(c.clone()))?;
-        Ok(Loaded {
-            checkpoint: found,
-            skipped,
-        })
-    }
-
-    /// The newest checkpoint of the partition whose checksum holds and that `accept`
-    /// turns into a value (e.g. a snapshot that decodes), with the number of newer ones
-    /// skipped on the way.
-    pub fn load_checkpoint_accepted<T>(
+    /// Rebuilds the partition's state from its checkpoints: the newest intact snapshot
+    /// that `restore` accepts (older ones are tried when it refuses), then each intact
+    /// change after it, in order, that `apply` accepts, up to the first that is damaged or
+    /// refused. Returns what was rebuilt (`None`: no usable snapshot) and how many newer
+    /// checkpoints were left out, each worth a log line and a metric.
+    pub fn load_state<T>(
         &self,
         topic: &str,
         partition: i32,
-        mut accept: impl FnMut(&Checkpoint) -> Option<T>,
-    ) -> Result<(Option<T>, u32), StoreError> {
+        mut restore: impl FnMut(&[u8]) -> Option<T>,
+        mut apply: impl FnMut(&mut T, &[u8]) -> bool,
+    ) -> Result<(Option<LoadedState<T>>, u32), StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = match txn.open_table(CHECKPOINTS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok((None, 0)),
+            Err(e) => return Err(storage(e)),
+        };
+        let generations: Vec<u64> = table
+            .range((topic, partition, 0)..=(topic, partition, u64::MAX))
+            .map_err(storage)?
+            .map(|entry| entry.map(|(key, _)| key.value().2))
+            .collect::<Result<_, _>>()
+            .map_err(storage)?;
+        let value = |generation: u64| table.get((topic, partition, generation)).map_err(storage);
+        for (at, &base) in generations.iter().enumerate().rev() {
+            let Some(guard) = value(base)? else { continue };
+            let Some((Content::Snapshot, offset, bytes)) = verify(guard.value()) else {
+                continue;
+            };
+            let Some(state) = restore(bytes) else {
+                continue;
+            };
+            let mut loaded = LoadedState {
+                state,
+                offset,
+                applied: 1,
+            };
+            for &generation in &generations[at + 1..] {
+                let Some(guard) = value(generation)? else {
+                    break;
+                };
+                match verify(guard.value()) {
+                    Some((Content::Changes, offset, bytes)) if apply(&mut loaded.state, bytes) => {
+                        loaded.offset = offset;
+                        loaded.applied += 1;
+                    }
+                    _ => break,
+                }
+            }
+            let left_out = generations.len() - at - loaded.applied as usize;
+            return Ok((Some(loaded), left_out as u32));
+        }
+        Ok((None, generations.len() as u32))
+    }
+
+    /// The newest checkpoint of the partition whose checksum holds, whatever it holds
+    /// (its offset is where the partition resumes when its chain is whole).
+    pub fn load_checkpoint(&self, topic: &str, partition: i32) -> Result<Loaded, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = match txn.open_table(CHECKPOINTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Ok(Loaded {
+                    checkpoint: None,
+                    skipped: 0,
+                });
+            }
             Err(e) => return Err(storage(e)),
         };
         let mut skipped = 0;
@@ -183,12 +255,20 @@ impl Store {
             .rev();
         for entry in newest_first {
             let (_, value) = entry.map_err(storage)?;
-            match decode(value.value()).and_then(|c| accept(&c)) {
-                Some(accepted) => return Ok((Some(accepted), skipped)),
+            match decode(value.value()) {
+                Some(checkpoint) => {
+                    return Ok(Loaded {
+                        checkpoint: Some(checkpoint),
+                        skipped,
+                    });
+                }
                 None => skipped += 1,
             }
         }
-        Ok((None, skipped))
+        Ok(Loaded {
+            checkpoint: None,
+            skipped,
+        })
     }
 }
 
@@ -221,35 +301,46 @@ fn free_aside_path(path: &Path) -> PathBuf {
         .unwrap_or_else(|| path.with_extension("corrupt"))
 }
 
-fn checksum(version: u8, offset: i64, snapshot: &[u8]) -> u64 {
-    let mut bytes = Vec::with_capacity(9 + snapshot.len());
-    bytes.push(version);
+fn checksum(tag: u8, offset: i64, state: &[u8]) -> u64 {
+    let mut bytes = Vec::with_capacity(9 + state.len());
+    bytes.push(tag);
     bytes.extend_from_slice(&offset.to_le_bytes());
-    bytes.extend_from_slice(snapshot);
+    bytes.extend_from_slice(state);
     xxh3_64(&bytes)
 }
 
 fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
-    let mut value = Vec::with_capacity(HEADER + checkpoint.snapshot.len());
-    value.push(VERSION);
+    let tag = match checkpoint.content {
+        Content::Snapshot => SNAPSHOT,
+        Content::Changes => CHANGES,
+    };
+    let mut value = Vec::with_capacity(HEADER + checkpoint.state.len());
+    value.push(tag);
     value.extend_from_slice(&checkpoint.offset.to_le_bytes());
-    value.extend_from_slice(
-        &checksum(VERSION, checkpoint.offset, &checkpoint.snapshot).to_le_bytes(),
-    );
-    value.extend_from_slice(&checkpoint.snapshot);
+    value.extend_from_slice(&checksum(tag, checkpoint.offset, &checkpoint.state).to_le_bytes());
+    value.extend_from_slice(&checkpoint.state);
     value
 }
 
-/// The checkpoint in `value`, or `None` when it is truncated, of another version, or its
-/// checksum does not hold.
-fn decode(value: &[u8]) -> Option<Checkpoint> {
-    let (header, snapshot) = value.split_at_checked(HEADER)?;
-    let version = header[0];
+/// What `value` holds, its offset and its state bytes, or `None` when it is truncated, of
+/// an unknown layout, or its checksum does not hold.
+fn verify(value: &[u8]) -> Option<(Content, i64, &[u8])> {
+    let (header, state) = value.split_at_checked(HEADER)?;
+    let content = match header[0] {
+        SNAPSHOT => Content::Snapshot,
+        CHANGES => Content::Changes,
+        _ => return None,
+    };
     let offset = i64::from_le_bytes(header[1..9].try_into().ok()?);
     let sum = u64::from_le_bytes(header[9..17].try_into().ok()?);
-    (version == VERSION && sum == checksum(version, offset, snapshot)).then(|| Checkpoint {
+    (sum == checksum(header[0], offset, state)).then_some((content, offset, state))
+}
+
+fn decode(value: &[u8]) -> Option<Checkpoint> {
+    verify(value).map(|(content, offset, state)| Checkpoint {
         offset,
-        snapshot: snapshot.to_vec(),
+        content,
+        state: state.to_vec(),
     })
 }
 
@@ -261,8 +352,38 @@ mod tests {
     fn checkpoint(offset: i64, fill: u8) -> Checkpoint {
         Checkpoint {
             offset,
-            snapshot: vec![fill; 100],
+            content: Content::Snapshot,
+            state: vec![fill; 100],
         }
+    }
+
+    fn changes(offset: i64, fill: u8) -> Checkpoint {
+        Checkpoint {
+            offset,
+            content: Content::Changes,
+            state: vec![fill; 10],
+        }
+    }
+
+    /// The chain `load_state` rebuilds, as the fills of its snapshot and changes.
+    fn chain(store: &Store, partition: i32) -> (Option<(Vec<u8>, i64, u32)>, u32) {
+        let (loaded, left_out) = store
+            .load_state(
+                "events",
+                partition,
+                |bytes| Some(vec![bytes[0]]),
+                |fills, bytes| {
+                    fills.push(bytes[0]);
+                    true
+                },
+            )
+            .unwrap();
+        (loaded.map(|l| (l.state, l.offset, l.applied)), left_out)
+    }
+
+    fn generations(store: &Store) -> u64 {
+        let txn = store.db.begin_read().unwrap();
+        txn.open_table(CHECKPOINTS).unwrap().len().unwrap()
     }
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -330,9 +451,11 @@ mod tests {
             store.load_checkpoint("events", 3).unwrap().checkpoint,
             Some(checkpoint(5, 5))
         );
-        let txn = store.db.begin_read().unwrap();
-        let kept = txn.open_table(CHECKPOINTS).unwrap().len().unwrap();
-        assert_eq!(kept, KEEP);
+        assert_eq!(
+            generations(&store),
+            2,
+            "the newest snapshot and one to fall back on"
+        );
     }
 
     #[test]
@@ -374,14 +497,15 @@ mod tests {
             Some(checkpoint(10, 1))
         );
 
+        // All three generations kept (0, the damaged 1, the new 2) are now damaged.
         damage(&store, "events", 0, 0, b"");
         let loaded = store.load_checkpoint("events", 0).unwrap();
         assert_eq!(loaded.checkpoint, None);
-        assert_eq!(loaded.skipped, 2);
+        assert_eq!(loaded.skipped, 3);
     }
 
     #[test]
-    fn a_checkpoint_the_caller_refuses_falls_back_too() {
+    fn a_snapshot_the_caller_refuses_falls_back_too() {
         let (_dir, store) = store();
         store
             .save_checkpoint("events", 0, &checkpoint(10, 1))
@@ -389,10 +513,82 @@ mod tests {
         store
             .save_checkpoint("events", 0, &checkpoint(20, 2))
             .unwrap();
-        let (found, skipped) = store
-            .load_checkpoint_accepted("events", 0, |c| (c.snapshot[0] == 1).then_some(c.offset))
+        let (loaded, left_out) = store
+            .load_state(
+                "events",
+                0,
+                |bytes| (bytes[0] == 1).then_some(()),
+                |_, _| true,
+            )
             .unwrap();
-        assert_eq!((found, skipped), (Some(10), 1));
+        assert_eq!((loaded.map(|l| l.offset), left_out), (Some(10), 1));
+    }
+
+    #[test]
+    fn state_is_the_newest_snapshot_with_the_changes_after_it() {
+        let (_dir, store) = store();
+        assert_eq!(chain(&store, 0), (None, 0));
+        store
+            .save_checkpoint("events", 0, &checkpoint(10, 1))
+            .unwrap();
+        store.save_checkpoint("events", 0, &changes(20, 2)).unwrap();
+        store.save_checkpoint("events", 0, &changes(30, 3)).unwrap();
+        assert_eq!(chain(&store, 0), (Some((vec![1, 2, 3], 30, 3)), 0));
+        assert_eq!(
+            store.load_checkpoint("events", 0).unwrap().checkpoint,
+            Some(changes(30, 3)),
+            "the newest checkpoint is the changes"
+        );
+
+        // A new snapshot keeps the previous one and its changes as the fallback.
+        store
+            .save_checkpoint("events", 0, &checkpoint(40, 4))
+            .unwrap();
+        store.save_checkpoint("events", 0, &changes(50, 5)).unwrap();
+        assert_eq!(chain(&store, 0), (Some((vec![4, 5], 50, 2)), 0));
+        assert_eq!(generations(&store), 5);
+        // The next snapshot retires the first one and its changes.
+        store
+            .save_checkpoint("events", 0, &checkpoint(60, 6))
+            .unwrap();
+        assert_eq!(generations(&store), 3);
+        assert_eq!(chain(&store, 0), (Some((vec![6], 60, 1)), 0));
+    }
+
+    #[test]
+    fn damage_ends_the_chain_or_falls_back_to_the_previous_snapshot() {
+        let (_dir, store) = store();
+        store
+            .save_checkpoint("events", 0, &checkpoint(10, 1))
+            .unwrap(); // generation 0
+        store.save_checkpoint("events", 0, &changes(20, 2)).unwrap(); // 1
+        store
+            .save_checkpoint("events", 0, &checkpoint(30, 3))
+            .unwrap(); // 2
+        store.save_checkpoint("events", 0, &changes(40, 4)).unwrap(); // 3
+        store.save_checkpoint("events", 0, &changes(50, 5)).unwrap(); // 4
+
+        // A damaged change: the chain stops before it, and what follows is left out.
+        let mut flipped = encode(&changes(40, 4));
+        flipped[HEADER] ^= 0xff;
+        damage(&store, "events", 0, 3, &flipped);
+        assert_eq!(chain(&store, 0), (Some((vec![3], 30, 1)), 2));
+
+        // A damaged snapshot: the previous snapshot and its changes, up to where the
+        // damaged one began (its own changes follow a state nobody has).
+        damage(&store, "events", 0, 2, b"garbage");
+        assert_eq!(chain(&store, 0), (Some((vec![1, 2], 20, 2)), 3));
+
+        // Changes with no snapshot before them are no state at all.
+        damage(&store, "events", 0, 0, b"");
+        assert_eq!(chain(&store, 0), (None, 5));
+
+        // A damaged snapshot is never the fallback a new one keeps.
+        store
+            .save_checkpoint("events", 0, &checkpoint(60, 6))
+            .unwrap();
+        assert_eq!(generations(&store), 1);
+        assert_eq!(chain(&store, 0), (Some((vec![6], 60, 1)), 0));
     }
 
     #[test]
