@@ -50,13 +50,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Accounts in the generated stream.
+const ACCOUNTS: u64 = 1_000_000;
+
 fn main() {
     let events: u64 = std::env::var("RADAR_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8_000_000);
     let opts = radar_gen::Options {
-        accounts: 1_000_000,
+        accounts: ACCOUNTS,
         events,
         seed: 1,
         ..Default::default()
@@ -98,9 +101,32 @@ fn main() {
     let started = Instant::now();
     let snapshot = engine.snapshot();
     let encoded = started.elapsed();
-    drop(engine);
+    engine.forget_changes();
+
+    // An incremental checkpoint: the changes after 100k more events (the next day) over
+    // the same accounts.
+    let more: Vec<String> = radar_gen::Generator::new(radar_gen::Options {
+        accounts: ACCOUNTS,
+        events: 100_000,
+        seed: 2,
+        days: 1,
+        start_ms: radar_gen::Options::default().start_ms + 30 * 86_400_000,
+        ..Default::default()
+    })
+    .expect("valid options")
+    .collect();
+    let mut out = Vec::new();
+    for line in &more {
+        engine.process(line.as_bytes(), None, &mut out);
+    }
+    let changed = engine.changed_accounts();
     let started = Instant::now();
-    let restored = Engine::restore(settings, &snapshot).expect("a fresh snapshot restores");
+    let changes = engine.take_changes();
+    let changes_encoded = started.elapsed();
+    drop(engine);
+
+    let started = Instant::now();
+    let mut restored = Engine::restore(settings, &snapshot).expect("a fresh snapshot restores");
     let decoded = started.elapsed();
     println!(
         "account_memory: snapshot of {} accounts: {} bytes ({:.0} per account), written in {:.2} s, restored in {:.2} s",
@@ -109,5 +135,15 @@ fn main() {
         snapshot.len() as f64 / restored.tracked_accounts() as f64,
         encoded.as_secs_f64(),
         decoded.as_secs_f64()
+    );
+    let started = Instant::now();
+    restored
+        .apply_changes(&changes)
+        .expect("fresh changes apply");
+    println!(
+        "account_memory: changes after 100k more events: {changed} accounts, {} bytes, written in {:.3} s, applied in {:.3} s",
+        changes.len(),
+        changes_encoded.as_secs_f64(),
+        started.elapsed().as_secs_f64()
     );
 }
