@@ -365,6 +365,12 @@ fn changes_carry_only_what_an_event_reached_and_what_was_evicted() {
         live.process(&line, None, &mut Vec::new());
     }
     assert_eq!(live.evict_idle(), 1);
+    // Account 1 comes back before the changes are taken: it is both evicted and new.
+    live.process(
+        &event(5, 1, START_MS + ttl + day).line(),
+        None,
+        &mut Vec::new(),
+    );
     let changes = live.take_changes();
 
     let mut restored = Engine::restore(settings.clone(), &base).unwrap();
@@ -374,7 +380,12 @@ fn changes_carry_only_what_an_event_reached_and_what_was_evicted() {
         ids.sort();
         ids
     };
-    assert_eq!(ids(&restored), ["acct_2", "acct_3"]);
+    assert_eq!(ids(&restored), ["acct_1", "acct_2", "acct_3"]);
+    assert_eq!(
+        restored.account("acct_1").map(|s| s.first_seen),
+        Some(START_MS + ttl + day),
+        "account 1 afresh, not its evicted state"
+    );
     assert_eq!(snapshot(&restored), snapshot(&live));
     assert!(
         restored

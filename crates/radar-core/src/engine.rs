@@ -113,8 +113,11 @@ impl Engine {
     }
 
     /// Drops the accounts idle for longer than the configured TTL, measured back from
-    /// the newest event time among the accounts; returns how many went. Pure and
-    /// deterministic: it depends only on the events seen and on when it is called.
+    /// the newest event time among the accounts; returns how many went. Pure, but which
+    /// accounts go when depends on when it is called (the pipeline calls it at its
+    /// checkpoints, a restored engine sweeps at its first): an account that comes back
+    /// after an idle spell past the TTL starts afresh in one run and may not in another.
+    /// `radar replay` never evicts.
     ///
     /// A sweep visits every account, so it runs only once the cutoff has moved on by
     /// [`Engine::SWEEP_STEP`] since the last one: called at every checkpoint, it costs
@@ -193,9 +196,9 @@ impl Engine {
         bytes
     }
 
-    /// How many accounts [`Engine::take_changes`] would write now (at most).
+    /// How many accounts [`Engine::take_changes`] would write or remove now (at most).
     pub fn changed_accounts(&self) -> usize {
-        self.changed.len()
+        self.changed.len() + self.evicted.len()
     }
 
     /// Marks every account unchanged, as after a full snapshot was saved.
@@ -345,6 +348,11 @@ impl Engine {
         if time < state.stream_time.saturating_sub(settings.allowed_lateness) {
             return Outcome::Late;
         }
+        // Marked before the dedupe check: even a duplicate prunes the ids it remembers.
+        if !state.changed.0 {
+            state.changed = Changed(true);
+            self.changed.push(CompactString::from(&*event.account_id));
+        }
         let in_order = time >= state.stream_time;
         let stream_time = state.stream_time.max(time);
         let horizon = stream_time.saturating_sub(settings.allowed_lateness);
@@ -353,10 +361,6 @@ impl Engine {
             .insert(xxh3_64(event.event_id.as_bytes()), time, horizon)
         {
             return Outcome::Duplicate;
-        }
-        if !state.changed.0 {
-            state.changed = Changed(true);
-            self.changed.push(CompactString::from(&*event.account_id));
         }
         self.newest = Some(self.newest.map_or(stream_time, |n| n.max(stream_time)));
         state.stream_time = stream_time;

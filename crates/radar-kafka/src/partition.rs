@@ -44,9 +44,10 @@ pub struct CheckpointPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Restored {
     /// The offset to resume from; `None` when the partition has no usable checkpoint (the
-    /// consumer then starts from the group's committed offset or its reset policy).
+    /// source then rebuilds the state from the start of the partition).
     pub resume_at: Option<i64>,
-    /// Newer checkpoints that were damaged or unreadable and skipped.
+    /// Checkpoints newer than the last one applied, left out because one of them (or the
+    /// snapshot they followed) was damaged or unreadable.
     pub skipped: u32,
     pub accounts: usize,
 }
@@ -62,11 +63,15 @@ pub struct PartitionWorker {
     checkpointed: Option<i64>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
-    /// Accounts in the last snapshot this worker wrote (0: none yet), and accounts
-    /// written in changes since: a checkpoint writes the changes, or a snapshot once they
-    /// would outgrow the last one, so a restore reads at most about twice a snapshot.
+    /// Accounts in the last snapshot this worker wrote (0: none yet, or a failed write),
+    /// and accounts written or evicted in changes since, and how many changes: a
+    /// checkpoint writes the changes, or a snapshot once they would outnumber the
+    /// accounts of the last one or of now, or after [`PartitionWorker::MAX_CHANGES`]
+    /// changes, so a restore reads about twice a snapshot at most, in a bounded number of
+    /// steps.
     snapshot_accounts: usize,
     changed_since_snapshot: usize,
+    changes_since_snapshot: u32,
     outcomes: Vec<Outcome>,
 }
 
@@ -105,6 +110,7 @@ impl PartitionWorker {
             last_checkpoint: now,
             snapshot_accounts: 0,
             changed_since_snapshot: 0,
+            changes_since_snapshot: 0,
             outcomes: Vec::new(),
         };
         Ok((worker, restored))
@@ -155,6 +161,10 @@ impl PartitionWorker {
                 || now.duration_since(self.last_checkpoint) >= policy.every)
     }
 
+    /// Changes written after a snapshot before the next snapshot comes, whatever their
+    /// size: a restore applies at most this many.
+    pub const MAX_CHANGES: u32 = 100;
+
     /// Writes a checkpoint of the state (its changes, or a snapshot) and the next offset;
     /// returns the offset that may now be committed to Kafka (`None` before the first
     /// record).
@@ -165,14 +175,17 @@ impl PartitionWorker {
         if self.checkpointed != Some(offset) {
             // Idle accounts go now, so they leave memory and the checkpoint together.
             self.engine.evict_idle();
-            let changed = self.engine.changed_accounts();
+            // Each change counts as one account at least, so empty ones add up too.
+            let changed = self.engine.changed_accounts().max(1);
+            let outnumbered = self.snapshot_accounts.min(self.engine.tracked_accounts());
             let checkpoint = if self.snapshot_accounts == 0
-                || self.changed_since_snapshot + changed > self.snapshot_accounts
+                || self.changed_since_snapshot + changed > outnumbered
+                || self.changes_since_snapshot >= Self::MAX_CHANGES
             {
                 let state = self.engine.snapshot();
                 self.engine.forget_changes();
                 self.snapshot_accounts = self.engine.tracked_accounts().max(1);
-                self.changed_since_snapshot = 0;
+                (self.changed_since_snapshot, self.changes_since_snapshot) = (0, 0);
                 Checkpoint {
                     offset,
                     content: Content::Snapshot,
@@ -180,13 +193,18 @@ impl PartitionWorker {
                 }
             } else {
                 self.changed_since_snapshot += changed;
+                self.changes_since_snapshot += 1;
                 Checkpoint {
                     offset,
                     content: Content::Changes,
                     state: self.engine.take_changes(),
                 }
             };
-            store.save_checkpoint(&self.topic, self.partition, &checkpoint)?;
+            if let Err(e) = store.save_checkpoint(&self.topic, self.partition, &checkpoint) {
+                // What was taken is not in the store: only a snapshot can follow now.
+                self.snapshot_accounts = 0;
+                return Err(e);
+            }
             self.checkpointed = Some(offset);
         }
         self.since_checkpoint = 0;
@@ -335,6 +353,57 @@ mod tests {
         assert_eq!(
             second.engine().tracked_accounts(),
             whole.engine().tracked_accounts()
+        );
+    }
+
+    /// Checkpoints that changed no account (here, of rejected records only) still count:
+    /// after `MAX_CHANGES` of them a snapshot comes, so the chain a restore reads stays
+    /// short.
+    #[test]
+    fn a_snapshot_comes_after_at_most_max_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let lines = events_over(1_000, 2_000);
+        let now = Instant::now();
+        let (mut worker, _) =
+            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        worker.process(&records(&lines, 0), &mut Vec::new(), &mut Vec::new());
+        worker.checkpoint(&store, now).unwrap();
+        let newest = |store: &Store| {
+            store
+                .load_checkpoint("events", 0)
+                .unwrap()
+                .checkpoint
+                .unwrap()
+                .content
+        };
+        assert_eq!(newest(&store), Content::Snapshot);
+        let bad = "not json".to_owned();
+        for n in 1..=PartitionWorker::MAX_CHANGES + 1 {
+            let offset = 2_000 + i64::from(n);
+            let mut dead = Vec::new();
+            worker.process(
+                &records(std::slice::from_ref(&bad), offset),
+                &mut Vec::new(),
+                &mut dead,
+            );
+            assert_eq!(dead.len(), 1);
+            worker.checkpoint(&store, now).unwrap();
+            let expected = if n <= PartitionWorker::MAX_CHANGES {
+                Content::Changes
+            } else {
+                Content::Snapshot
+            };
+            assert_eq!(
+                newest(&store),
+                expected,
+                "checkpoint {n} after the snapshot"
+            );
+        }
+        let (_, restored) = PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        assert_eq!(
+            restored.resume_at,
+            Some(2_000 + i64::from(PartitionWorker::MAX_CHANGES) + 2)
         );
     }
 

@@ -2,11 +2,12 @@
 //! assigned partition, rejected records to the dead-letter topic, offsets committed only
 //! after the checkpoint that covers them.
 //!
-//! rdkafka calls the rebalance callbacks from inside `poll`, on the thread that polls, so
-//! the workers live behind a mutex that is never held across `poll` (uncontended: one
-//! thread). On assignment each partition is restored from its checkpoint and assigned at
-//! the checkpoint's offset (the checkpoint, not the group's committed offset, is the
-//! truth: a crash between the two must not apply events twice); on revocation each is
+//! rdkafka calls the rebalance callbacks from inside `poll`, on the thread that polls,
+//! while the previous round is processed on rayon's pool (see [`Source::consume`]), so the
+//! workers live behind a mutex: processing holds it for a round, a callback waits for it.
+//! On assignment each partition is restored from its checkpoint and assigned at the
+//! checkpoint's offset (the checkpoint, not the group's committed offset, is the truth: a
+//! crash between the two must not apply events twice); on revocation each is
 //! checkpointed and its offset committed before it goes. Opportunities and dead letters
 //! are made durable before any offset is committed.
 
@@ -85,8 +86,10 @@ impl std::fmt::Debug for SourceConfig {
 }
 
 /// Where opportunities go, each with its JSON (serialised once, on the partition's
-/// thread). `flush` hands on everything accepted so far; what it hands on must be durable
-/// no later than the next checkpoint's commit. The source flushes at the end of every
+/// thread). `flush` hands on everything accepted so far, and what it hands on must be
+/// durable by the time the next checkpoint is: [`OutboxSink`] writes to the store that
+/// holds the checkpoints, whose durable commit covers it; a sink writing anywhere else
+/// must make its writes durable in `flush` itself. The source flushes at the end of every
 /// round, under the partitions' lock that rebalance callbacks take, and before every
 /// checkpoint, so no offset is ever committed ahead of the opportunities it produced.
 pub trait OpportunitySink: Send {
@@ -251,7 +254,7 @@ impl ProducerContext for DeliveryContext {
 const MAX_DEAD_LETTER_BYTES: usize = 900_000;
 
 /// Reads account state held by a running source's partitions. It takes the workers'
-/// lock for the length of one lookup, between two of the poll loop's rounds.
+/// lock for the length of one lookup, so it may wait for the round being processed.
 #[derive(Clone)]
 pub struct Inspector {
     shared: Arc<Shared>,
@@ -418,6 +421,11 @@ fn revoke(
     // the revoked partitions caused must be acknowledged before their checkpoints move
     // past it: restore resumes from the checkpoint.
     let mut workers = shared.workers()?;
+    // A round that failed half-way handed on only part of what it processed: its state
+    // must not be checkpointed.
+    if shared.abandoned.load(Ordering::SeqCst) {
+        return Ok(());
+    }
     shared.flush_produced()?;
     let mut offsets = TopicPartitionList::new();
     for element in list.elements() {
@@ -526,11 +534,13 @@ impl Source {
         self.stats()
     }
 
-    /// Round N is processed while round N+1 is polled (`rayon::join`), so librdkafka's
-    /// queue is drained while the partitions compute. Rebalance callbacks run inside that
-    /// poll; they take the partitions' lock, which the processing side holds until its
-    /// round's dead letters are produced and its opportunities are in the sink, so a
-    /// revocation always checkpoints a partition with all it has processed handed on.
+    /// Round N is processed on rayon's pool while this thread polls round N+1, so
+    /// librdkafka's queue is drained while the partitions compute. Rebalance callbacks
+    /// run inside that poll, on this thread; they take the partitions' lock, which the
+    /// processing side holds until its round's dead letters are produced and its
+    /// opportunities are in the sink, so a revocation checkpoints a partition with all it
+    /// has processed handed on. A round that fails half-way marks the source abandoned
+    /// before it lets go of the lock, and a revocation then checkpoints nothing.
     fn consume(
         &self,
         stop: &Stop,
@@ -546,10 +556,11 @@ impl Source {
                 self.process_round(&batch, sink, progress)?;
                 break;
             }
-            let (processed, polled) = rayon::join(
-                || self.process_round(&batch, sink, progress),
-                || self.poll_round(self.config.poll_timeout),
-            );
+            let mut processed = Ok(());
+            let polled = rayon::in_place_scope(|scope| {
+                scope.spawn(|_| processed = self.process_round(&batch, sink, progress));
+                self.poll_round(self.config.poll_timeout)
+            });
             processed?;
             batch = polled?;
             self.checkpoint_due(sink, progress)?;
@@ -681,20 +692,30 @@ impl Source {
         } else {
             jobs.iter_mut().map(run).collect()
         };
-        for ((_, _, messages), (opportunities, dead)) in jobs.iter().zip(outputs) {
-            for letter in &dead {
-                if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
-                    self.dead_letter(*message, letter)?;
+        let handed_on = (|| {
+            for ((_, _, messages), (opportunities, dead)) in jobs.iter().zip(outputs) {
+                for letter in &dead {
+                    if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
+                        self.dead_letter(*message, letter)?;
+                    }
+                }
+                for (opportunity, json) in
+                    opportunities.map_err(|e| SourceError::Sink(Box::new(e)))?
+                {
+                    if let Some(topic) = &self.config.opportunities_topic {
+                        self.publish_opportunity(topic, &opportunity.account_id, &json)?;
+                    }
+                    sink.accept(opportunity, json).map_err(SourceError::Sink)?;
                 }
             }
-            for (opportunity, json) in opportunities.map_err(|e| SourceError::Sink(Box::new(e)))? {
-                if let Some(topic) = &self.config.opportunities_topic {
-                    self.publish_opportunity(topic, &opportunity.account_id, &json)?;
-                }
-                sink.accept(opportunity, json).map_err(SourceError::Sink)?;
-            }
+            sink.flush().map_err(SourceError::Sink)
+        })();
+        if handed_on.is_err() {
+            // The state has moved past what was handed on: no revocation waiting for the
+            // lock may checkpoint it (see `revoke`).
+            self.shared.abandoned.store(true, Ordering::SeqCst);
         }
-        sink.flush().map_err(SourceError::Sink)?;
+        handed_on?;
         drop(jobs);
         drop(workers);
         Progress::note(&progress.rounds, started.elapsed());

@@ -246,7 +246,6 @@ fn a_rebalance_mid_stream_hands_state_over_without_loss_or_repeat() {
     });
 
     let (first_read, second_read) = (read(&first_progress), read(&second_progress));
-    eprintln!("READS {first_read} {second_read}");
     assert!(
         first_read < 8_000 && second_read > 0,
         "the second instance took partitions over: {first_read} + {second_read}"
