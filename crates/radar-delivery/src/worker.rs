@@ -318,7 +318,8 @@ struct Sending {
     /// The outbox sequence each running attempt is for, so a task that dies still
     /// releases its delivery.
     seqs: HashMap<tokio::task::Id, u64>,
-    /// Set by a 410: every delivery goes to the dead-letter store unattempted.
+    /// Set by a 410, now or before a restart (the store keeps it): every delivery goes to
+    /// the dead-letter store unattempted, until `radar dlq replay` enables it again.
     disabled: Option<String>,
     /// A 429's `Retry-After` pauses the whole destination, not just one delivery.
     paused_until_ms: u64,
@@ -342,7 +343,7 @@ impl DestinationWorker {
                 .map(|rate| TokenBucket::new(rate, now_ms())),
             in_flight: JoinSet::new(),
             seqs: HashMap::new(),
-            disabled: None,
+            disabled: self.disabled_before().await,
             paused_until_ms: 0,
         };
         let mut reported_ms = 0;
@@ -491,6 +492,26 @@ impl DestinationWorker {
         });
     }
 
+    /// Whether a receiver disabled this destination before this run.
+    async fn disabled_before(&self) -> Option<String> {
+        let (store, name) = (self.store.clone(), self.destination().name.clone());
+        match blocking(move || store.disabled_reason(&name)).await {
+            Ok(Some(reason)) => {
+                eprintln!(
+                    "radar: delivery: destination {} stays disabled: {reason}; `radar dlq replay --destination {}` enables it again",
+                    self.destination().name,
+                    self.destination().name
+                );
+                Some(reason)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                report_store_error("reading disabled destinations", &e);
+                None
+            }
+        }
+    }
+
     async fn dead_letter_all(&self, due: Vec<Delivery>, reason: &str) {
         let now = now_ms();
         let settlements: Vec<Settlement> = due
@@ -562,8 +583,14 @@ impl DestinationWorker {
                 Action::GiveUp { reason } => dead(delivery, now, reason),
                 Action::Disable { reason } => {
                     eprintln!(
-                        "radar: delivery: destination {name} disabled until restart: {reason}"
+                        "radar: delivery: destination {name} disabled: {reason}; `radar dlq replay --destination {name}` enables it again"
                     );
+                    if sending.disabled.is_none() {
+                        let (store, name, why) = (self.store.clone(), name.clone(), reason.clone());
+                        if let Err(e) = blocking(move || store.disable_destination(&name, &why)).await {
+                            report_store_error("noting the destination disabled", &e);
+                        }
+                    }
                     sending.disabled = Some(reason.clone());
                     dead(delivery, now, reason)
                 }

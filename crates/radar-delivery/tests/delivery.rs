@@ -173,7 +173,7 @@ struct Running {
     store: Arc<Store>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 async fn run(raw: RawDelivery, count: usize) -> Running {
@@ -183,6 +183,13 @@ async fn run(raw: RawDelivery, count: usize) -> Running {
     store
         .append_outbox(entries.iter().map(Vec::as_slice))
         .unwrap();
+    let mut running = serve(store, raw).await;
+    running._dir = Some(dir);
+    running
+}
+
+/// Delivery over an existing store, as a restarted radar would run it.
+async fn serve(store: Arc<Store>, raw: RawDelivery) -> Running {
     let env = |name: &str| match name {
         "TEST_SECRET" => Some(SECRET.to_owned()),
         "TEST_TOKEN" => Some("test-token".to_owned()),
@@ -196,7 +203,7 @@ async fn run(raw: RawDelivery, count: usize) -> Running {
         store,
         stop,
         task,
-        _dir: dir,
+        _dir: None,
     }
 }
 
@@ -296,7 +303,7 @@ async fn a_receiver_that_hangs_times_out_and_is_retried() {
 }
 
 #[tokio::test]
-async fn a_410_disables_the_destination_and_dead_letters_what_it_holds() {
+async fn a_410_disables_the_destination_across_restarts_until_a_replay() {
     let receiver = Receiver::start(always(410)).await;
     let mut raw = webhook("gone", receiver.url());
     raw.max_in_flight = Some(1);
@@ -319,12 +326,35 @@ async fn a_410_disables_the_destination_and_dead_letters_what_it_holds() {
             .all(|d| d.attempts == 0 && d.reason.contains("not attempted"))
     );
 
-    // Replayed once the receiver is fixed, they are delivered.
+    assert!(
+        store
+            .disabled_reason("gone")
+            .unwrap()
+            .unwrap()
+            .contains("410")
+    );
+
+    // The 410 outlives a restart: the next run sends nothing, and dead-letters what comes.
+    store.append_outbox([opportunity(4).as_slice()]).unwrap();
+    let again = serve(store, settings(vec![webhook("gone", receiver.url())], true)).await;
+    until("the new one is dead-lettered too", || {
+        again.store.dead_letters().unwrap().len() == 5
+    })
+    .await;
+    let store = again.finish().await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "nothing sent after a restart either"
+    );
+
+    // Replayed once the receiver is fixed: queued again, and the destination enabled.
     let replayed = store
         .replay_dead_letters(0, |d| d.destination == "gone")
         .unwrap();
-    assert_eq!(replayed, 4);
-    assert_eq!(store.queue_summary("gone").unwrap().depth, 4);
+    assert_eq!(replayed, 5);
+    assert_eq!(store.queue_summary("gone").unwrap().depth, 5);
+    assert_eq!(store.disabled_reason("gone").unwrap(), None);
 }
 
 #[tokio::test]

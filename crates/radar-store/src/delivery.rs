@@ -5,6 +5,8 @@
 //! ones of a destination are a range scan in due order, and a retry is "remove, insert
 //! with a later due time" in one transaction: long retries wait on disk, never in memory.
 //! Dead letters are keyed by (destination, sequence) and wait for `radar dlq replay`.
+//! A destination whose receiver answered 410 Gone stays disabled across restarts, until
+//! its dead letters are replayed.
 //!
 //! Delivery's own writes (dispatching the outbox, settling attempts) commit without an
 //! fsync: redb makes them durable, in order and all together, with the next durable
@@ -26,6 +28,8 @@ const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_let
 /// (account id, sequence) → opportunity JSON: each account's latest opportunities, for
 /// the admin API.
 const RECENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("recent_opportunities");
+/// Destination → why it was disabled.
+const DISABLED: TableDefinition<&str, &str> = TableDefinition::new("disabled_destinations");
 /// Opportunities kept per account in [`RECENT`].
 pub const RECENT_PER_ACCOUNT: usize = 10;
 
@@ -335,8 +339,35 @@ impl Store {
             .collect()
     }
 
+    /// Marks a destination disabled (its receiver asked to stop), until its dead letters
+    /// are replayed. Durable with the next durable commit, like delivery's other writes.
+    pub fn disable_destination(&self, destination: &str, reason: &str) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::None).map_err(storage)?;
+        txn.open_table(DISABLED)
+            .map_err(storage)?
+            .insert(destination, reason)
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// Why the destination is disabled, if it is.
+    pub fn disabled_reason(&self, destination: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = match txn.open_table(DISABLED) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        Ok(table
+            .get(destination)
+            .map_err(storage)?
+            .map(|reason| reason.value().to_owned()))
+    }
+
     /// Puts the dead letters that `select` picks back in their destination's queue, due
-    /// at `now_ms` with a fresh retry budget; returns how many.
+    /// at `now_ms` with a fresh retry budget, and enables their destinations again if a
+    /// receiver had disabled them; returns how many.
     pub fn replay_dead_letters(
         &self,
         now_ms: u64,
@@ -351,8 +382,12 @@ impl Store {
         {
             let mut queue = txn.open_table(QUEUE).map_err(storage)?;
             let mut dead = txn.open_table(DEAD).map_err(storage)?;
+            let mut disabled = txn.open_table(DISABLED).map_err(storage)?;
             for letter in &picked {
                 dead.remove((letter.destination.as_str(), letter.seq))
+                    .map_err(storage)?;
+                disabled
+                    .remove(letter.destination.as_str())
                     .map_err(storage)?;
                 let delivery = Delivery {
                     destination: letter.destination.clone(),

@@ -89,7 +89,7 @@ enum DlqAction {
     /// Print each dead letter as a JSON line: destination, opportunity id, attempts, reason.
     List(DlqFilter),
     /// Queue dead letters for delivery again (by the next `radar run`), with a fresh
-    /// retry budget.
+    /// retry budget; a destination a 410 had disabled is enabled again.
     Replay(DlqFilter),
 }
 
