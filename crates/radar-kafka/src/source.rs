@@ -27,7 +27,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker};
+use crate::partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
 
 /// Where and how to consume. Its `Debug` output redacts secret client settings, so it
 /// can be logged.
@@ -398,6 +398,7 @@ fn assign(
                     Instant::now(),
                 )?;
                 workers.insert(key.clone(), worker);
+                report_restore(&key, &restored);
                 restored.resume_at
             }
         };
@@ -408,6 +409,25 @@ fn assign(
     }
     consumer.assign(&positioned)?;
     Ok(())
+}
+
+/// Says what a partition was restored from, and warns when checkpoints were left out.
+fn report_restore((topic, partition): &Key, restored: &Restored) {
+    match restored.resume_at {
+        Some(offset) => eprintln!(
+            "radar: partition {topic}/{partition}: {} accounts restored, resuming at offset {offset}",
+            restored.accounts
+        ),
+        None => eprintln!(
+            "radar: partition {topic}/{partition}: no checkpoint, building the state from the start"
+        ),
+    }
+    if restored.skipped > 0 {
+        eprintln!(
+            "radar: warning: partition {topic}/{partition}: {} newer checkpoints left out (damaged or unreadable); the events after them are processed again",
+            restored.skipped
+        );
+    }
 }
 
 /// Checkpoints and commits each revoked partition, then drops its worker.
