@@ -72,6 +72,8 @@ pub struct PartitionWorker {
     snapshot_accounts: usize,
     changed_since_snapshot: usize,
     changes_since_snapshot: u32,
+    /// What the last checkpoint wrote and its size in bytes, until taken for metrics.
+    written: Option<(Content, usize)>,
     outcomes: Vec<Outcome>,
 }
 
@@ -111,6 +113,7 @@ impl PartitionWorker {
             snapshot_accounts: 0,
             changed_since_snapshot: 0,
             changes_since_snapshot: 0,
+            written: None,
             outcomes: Vec::new(),
         };
         Ok((worker, restored))
@@ -205,11 +208,17 @@ impl PartitionWorker {
                 self.snapshot_accounts = 0;
                 return Err(e);
             }
+            self.written = Some((checkpoint.content, checkpoint.state.len()));
             self.checkpointed = Some(offset);
         }
         self.since_checkpoint = 0;
         self.last_checkpoint = now;
         Ok(Some(offset))
+    }
+
+    /// What the last checkpoint wrote (a snapshot or changes) and its size, once.
+    pub fn take_written(&mut self) -> Option<(Content, usize)> {
+        self.written.take()
     }
 
     /// Where the consumer should be for this partition: after the last record processed,

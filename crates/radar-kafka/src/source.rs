@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use radar_core::{Opportunity, Settings, Stats};
-use radar_store::{Store, StoreError};
+use radar_store::{Content, Store, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -206,6 +206,9 @@ impl Progress {
 pub struct CheckpointTimes {
     /// Durations of checkpoints not yet taken by a metrics reader.
     pub durations: Vec<Duration>,
+    /// What each partition checkpoint wrote (a snapshot or changes) and its size in
+    /// bytes, not yet taken by a metrics reader.
+    pub written: Vec<(Content, usize)>,
     /// When the last one completed.
     pub last: Option<Instant>,
 }
@@ -291,6 +294,9 @@ struct Shared {
     lag: Mutex<BTreeMap<Key, i64>>,
     /// Stats of partitions that were revoked, so nothing counted is lost.
     retired: Mutex<Stats>,
+    /// What partition checkpoints wrote, from the poll loop and from revocations, until
+    /// the next [`Source::publish`] hands it to [`Progress`].
+    written: Mutex<Vec<(Content, usize)>>,
     /// A failure inside a callback, reported by the poll loop.
     failure: Mutex<Option<SourceError>>,
     /// Set by an abrupt stop: from then on nothing is checkpointed or committed, not even
@@ -301,6 +307,16 @@ struct Shared {
 impl Shared {
     fn workers(&self) -> Result<MutexGuard<'_, HashMap<Key, PartitionWorker>>, SourceError> {
         self.workers.lock().map_err(|_| SourceError::Poisoned)
+    }
+
+    /// Notes what a worker's checkpoint just wrote.
+    fn note_written(&self, worker: &mut PartitionWorker) {
+        if let Some(written) = worker.take_written()
+            && let Ok(mut list) = self.written.lock()
+            && list.len() < Progress::KEPT
+        {
+            list.push(written);
+        }
     }
 
     fn fail(&self, error: SourceError) {
@@ -454,6 +470,7 @@ fn revoke(
             if let Some(offset) = worker.checkpoint(&shared.store, Instant::now())? {
                 offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset))?;
             }
+            shared.note_written(&mut worker);
             if let Ok(mut retired) = shared.retired.lock() {
                 retired.merge(worker.stats());
             }
@@ -498,6 +515,7 @@ impl Source {
             workers: Mutex::new(HashMap::new()),
             lag: Mutex::new(BTreeMap::new()),
             retired: Mutex::new(Stats::default()),
+            written: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
             abandoned: AtomicBool::new(false),
         });
@@ -641,6 +659,19 @@ impl Source {
             .map_err(|_| SourceError::Poisoned)?
             .clone();
         *progress.lag.lock().map_err(|_| SourceError::Poisoned)? = lag;
+        let written: Vec<(Content, usize)> = self
+            .shared
+            .written
+            .lock()
+            .map_err(|_| SourceError::Poisoned)?
+            .drain(..)
+            .collect();
+        let mut checkpoints = progress
+            .checkpoints
+            .lock()
+            .map_err(|_| SourceError::Poisoned)?;
+        let room = Progress::KEPT.saturating_sub(checkpoints.written.len());
+        checkpoints.written.extend(written.into_iter().take(room));
         Ok(())
     }
 
@@ -860,10 +891,11 @@ impl Source {
         {
             let mut workers = self.shared.workers()?;
             for key in keys {
-                if let Some(worker) = workers.get_mut(key)
-                    && let Some(offset) = worker.checkpoint(&self.shared.store, Instant::now())?
-                {
-                    offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset))?;
+                if let Some(worker) = workers.get_mut(key) {
+                    if let Some(offset) = worker.checkpoint(&self.shared.store, Instant::now())? {
+                        offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset))?;
+                    }
+                    self.shared.note_written(worker);
                 }
             }
         }

@@ -133,6 +133,7 @@ async fn playbooks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
+    use radar_store::Content;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: SocketAddr, path: &str) -> String {
@@ -172,8 +173,21 @@ mod tests {
             .lock()
             .unwrap()
             .push(std::time::Duration::from_millis(2));
+        progress.checkpoints.lock().unwrap().written.extend([
+            (Content::Snapshot, 1_000),
+            (Content::Changes, 40),
+            (Content::Changes, 60),
+        ]);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "/metrics").await;
+        assert!(
+            metrics.contains("radar_checkpoints_total{content=\"changes\"} 2")
+                && metrics
+                    .contains("radar_checkpoint_written_bytes_total{content=\"changes\"} 100")
+                && metrics
+                    .contains("radar_checkpoint_written_bytes_total{content=\"snapshot\"} 1000"),
+            "{metrics}"
+        );
         assert!(
             metrics.contains("radar_events_consumed_total 42"),
             "{metrics}"

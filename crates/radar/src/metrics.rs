@@ -17,7 +17,7 @@ use radar_core::scoring::Tier;
 use radar_delivery::Observer;
 use radar_delivery::breaker::BreakerState;
 use radar_kafka::Progress;
-use radar_store::Store;
+use radar_store::{Content, Store};
 
 /// Every metric radar exports, in one registry.
 #[derive(Debug, Clone)]
@@ -42,6 +42,8 @@ pub struct Metrics {
     lag: IntGaugeVec,
     checkpoint_duration: Histogram,
     checkpoint_age: prometheus::Gauge,
+    checkpoints: IntCounterVec,
+    checkpoint_bytes: IntCounterVec,
     outbox_depth: IntGauge,
     attempts: IntCounterVec,
     delivery_latency: HistogramVec,
@@ -200,6 +202,16 @@ impl Metrics {
                 )
                 .unwrap_or_else(|e| panic!("checkpoint age: {e}")),
             ),
+            checkpoints: vec(
+                "radar_checkpoints_total",
+                "Partition checkpoints written, by content: a snapshot of every account, or the changes since the last checkpoint.",
+                &["content"],
+            ),
+            checkpoint_bytes: vec(
+                "radar_checkpoint_written_bytes_total",
+                "Bytes of partition checkpoints written, by content.",
+                &["content"],
+            ),
             outbox_depth: gauge(
                 "radar_outbox_depth",
                 "Opportunities in the outbox, not yet queued for delivery.",
@@ -317,6 +329,16 @@ impl Metrics {
             }
             if let Some(last) = times.last {
                 self.checkpoint_age.set(last.elapsed().as_secs_f64());
+            }
+            for (content, bytes) in times.written.drain(..) {
+                let label = match content {
+                    Content::Snapshot => "snapshot",
+                    Content::Changes => "changes",
+                };
+                self.checkpoints.with_label_values(&[label]).inc();
+                self.checkpoint_bytes
+                    .with_label_values(&[label])
+                    .inc_by(bytes as u64);
             }
         }
         if let Some(depth) = store.and_then(|s| s.outbox_len().ok()) {
