@@ -40,6 +40,18 @@ struct Ev {
     value: u32,
 }
 
+/// A `user_login` of `account` at `time`: the lightest event, for tests of how long
+/// accounts live.
+fn login(id: usize, account: u8, time: i64) -> Ev {
+    Ev {
+        id,
+        account,
+        kind: "user_login",
+        time,
+        value: 0,
+    }
+}
+
 fn iso(ms: i64) -> String {
     chrono_free_rfc3339(ms)
 }
@@ -338,14 +350,7 @@ proptest! {
 fn changes_carry_only_what_an_event_reached_and_what_was_evicted() {
     let settings = default_settings();
     let ttl = settings.idle_ttl.expect("on by default");
-    let day = 86_400_000;
-    let event = |id, account, time| Ev {
-        id,
-        account,
-        kind: "user_login",
-        time,
-        value: 0,
-    };
+    let (day, event) = (24 * HOUR_MS, login);
     let (mut live, _) = run_lines(
         &settings,
         &lines(&[event(1, 1, START_MS), event(2, 2, START_MS + day)]),
@@ -446,14 +451,7 @@ fn the_rfc3339_helper_matches_known_dates() {
 fn idle_accounts_are_evicted_after_the_ttl() {
     let settings = default_settings();
     let ttl = settings.idle_ttl.expect("on by default");
-    let day = 86_400_000;
-    let event = |id, account, time| Ev {
-        id,
-        account,
-        kind: "user_login",
-        time,
-        value: 0,
-    };
+    let (day, event) = (24 * HOUR_MS, login);
     // Account 1 goes quiet; account 2 carries on past the TTL; account 3 just inside it.
     let events = [
         event(1, 1, START_MS),
