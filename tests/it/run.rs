@@ -11,10 +11,14 @@ use radar_store::Store;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::default_settings;
+
+#[path = "../../crates/radar-kafka/tests/support/produce.rs"]
+mod produce;
+
+pub(crate) use produce::produce;
 
 /// Generated events over `accounts` accounts, 2% of them malformed.
 pub(crate) fn events(accounts: u64, events: u64, seed: u64) -> Vec<String> {
@@ -26,25 +30,6 @@ pub(crate) fn events(accounts: u64, events: u64, seed: u64) -> Vec<String> {
         ..Default::default()
     };
     radar_gen::Generator::new(opts).unwrap().collect()
-}
-
-/// Produces each line keyed by its account id, as product code would.
-pub(crate) fn produce(servers: &str, topic: &str, lines: &[String]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .unwrap();
-    for line in lines {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        producer
-            .send(BaseRecord::to(topic).key(&key).payload(line))
-            .unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
 }
 
 /// What `radar replay` makes of the same lines: its opportunities, and the engine.

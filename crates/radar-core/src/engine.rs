@@ -20,7 +20,7 @@ use crate::playbook::Facts;
 use crate::scoring::Tier;
 use crate::settings::Settings;
 use crate::snapshot::{self, SnapshotError};
-use crate::state::{AccountState, Changed};
+use crate::state::{AccountState, Changed, latest};
 use crate::stats::Stats;
 use crate::time::{Millis, format_rfc3339};
 
@@ -106,11 +106,6 @@ impl Engine {
 
     /// How far event time moves between two sweeps for idle accounts: one day.
     pub const SWEEP_STEP: Millis = 86_400_000;
-
-    /// Notes an account's stream time into the newest across accounts.
-    fn note_stream_time(&mut self, time: Millis) {
-        self.newest = Some(self.newest.map_or(time, |newest| newest.max(time)));
-    }
 
     /// Drops the accounts idle for longer than the configured TTL, measured back from
     /// the newest event time among the accounts; returns how many went. Pure, but which
@@ -221,7 +216,7 @@ impl Engine {
         for entry in changes.accounts {
             let mut state = entry.state;
             state.windows.sync_edges();
-            self.note_stream_time(state.stream_time);
+            latest(&mut self.newest, state.stream_time);
             self.accounts
                 .insert(entry.account_id.into(), Box::new(state));
         }
@@ -236,7 +231,7 @@ impl Engine {
         for entry in decoded.accounts {
             let mut state = entry.state;
             state.windows.sync_edges();
-            engine.note_stream_time(state.stream_time);
+            latest(&mut engine.newest, state.stream_time);
             engine
                 .accounts
                 .insert(entry.account_id.into(), Box::new(state));
@@ -362,7 +357,7 @@ impl Engine {
         {
             return Outcome::Duplicate;
         }
-        self.newest = Some(self.newest.map_or(stream_time, |n| n.max(stream_time)));
+        latest(&mut self.newest, stream_time);
         state.stream_time = stream_time;
         state.first_seen = state.first_seen.min(time);
         if let Some(builtin) = builtin {

@@ -146,7 +146,8 @@ impl PartialEq for Changed {
     }
 }
 
-fn latest(slot: &mut Option<Millis>, time: Millis) {
+/// Keeps in `slot` the latest of its time and `time`.
+pub(crate) fn latest(slot: &mut Option<Millis>, time: Millis) {
     *slot = Some(slot.map_or(time, |t| t.max(time)));
 }
 

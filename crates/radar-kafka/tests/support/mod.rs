@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, SourceConfig, Stop};
 use radar_store::Store;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+mod produce;
+
+pub use produce::produce;
 
 fn settings() -> Arc<radar_core::Settings> {
     Arc::new(radar::config::load(None).unwrap())
@@ -24,25 +26,6 @@ pub fn events(events: u64, seed: u64, invalid_ratio: f64) -> Vec<String> {
         ..Default::default()
     };
     radar_gen::Generator::new(opts).unwrap().collect()
-}
-
-/// Produces each line keyed by its account id, as product code would.
-pub fn produce(servers: &str, topic: &str, lines: &[String]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .unwrap();
-    for line in lines {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        producer
-            .send(BaseRecord::to(topic).key(&key).payload(line))
-            .unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
 }
 
 fn opportunity_id(json: &[u8]) -> String {
