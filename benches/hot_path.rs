@@ -51,6 +51,7 @@ fn hot_path(c: &mut Criterion) {
                     let records = batch.iter().map(|line| Record {
                         bytes: line.as_bytes(),
                         time: None,
+                        key: None,
                     });
                     engine.process_batch(records, &mut out, &mut outcomes);
                     black_box(&outcomes);

@@ -209,6 +209,126 @@ any = [{ event = "page_viewed" }]
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// `radar validate` makes every check `radar run` makes short of connecting: a file `run`
+/// refuses never validates "ok".
+#[test]
+fn validate_makes_the_checks_run_makes() {
+    let dir = temp_dir("validate-pipeline");
+    let bad = dir.join("pipeline.toml");
+    std::fs::write(
+        &bad,
+        r#"
+[kafka]
+max_batch = 0
+poll_timeout = "briefly"
+
+[checkpoint]
+every = "soon"
+every_events = 0
+
+[admin]
+listen = "everywhere"
+
+[shutdown]
+timeout = "eventually"
+
+[delivery]
+schedule = ["5s", "often"]
+
+[[delivery.destinations]]
+name = "crm"
+kind = "webhook"
+"#,
+    )
+    .unwrap();
+    let needles = [
+        "kafka.max_batch",
+        "kafka.poll_timeout",
+        "checkpoint.every:",
+        "checkpoint.every_events",
+        "admin.listen",
+        "shutdown.timeout",
+        "delivery.schedule[1]",
+        "delivery.destinations[0] (crm).url",
+    ];
+    let problems = |out: &Output| -> Vec<String> {
+        text(&out.stderr)
+            .lines()
+            .filter_map(|l| l.strip_prefix("  - ").map(str::to_owned))
+            .collect()
+    };
+    let validated = radar(&["validate", "--config", path(&bad)]);
+    let run = radar(&["run", "--config", path(&bad)]);
+    assert_eq!(validated.status.code(), Some(1));
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(problems(&validated), problems(&run));
+    let report = text(&validated.stderr);
+    for needle in needles {
+        assert!(report.contains(needle), "{needle:?} not in:\n{report}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Environment values are text, read by the type of their key: nothing is re-typed on
+/// the way (a group id `007` once ran as group `7`).
+#[test]
+fn environment_values_keep_their_text() {
+    let config = root().join("config/radar.toml");
+    let out = radar_with(
+        &["validate", "--config", path(&config)],
+        &[
+            ("RADAR__KAFKA__GROUP_ID", "007"),
+            ("RADAR__KAFKA__TOPICS", "events-a, 0042"),
+            ("RADAR__KAFKA__MAX_BATCH", "0500"),
+            ("RADAR__GATES__MIN_HEALTH_SCORE", "1.50"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(r#"consuming events-a, 0042 as group "007""#),
+        "{said}"
+    );
+
+    let out = radar_with(
+        &["validate", "--config", path(&config)],
+        &[("RADAR__KAFKA__MAX_BATCH", "lots")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("kafka.max_batch"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A TOML syntax error says where, never what the line holds: it may be a secret.
+#[test]
+fn a_toml_syntax_error_does_not_echo_the_line() {
+    let dir = temp_dir("toml-syntax");
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[kafka]\ngroup_id = \"radar\"\nbootstrap_servers = \"hunter2-s3cr3t\n",
+    )
+    .unwrap();
+    for command in ["validate", "run", "replay"] {
+        let args: &[&str] = if command == "replay" {
+            &["replay", "--config", path(&broken), "-"]
+        } else {
+            &[command, "--config", path(&broken)]
+        };
+        let out = radar(args);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("line 3"), "{command}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{command}: {stderr}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn environment_variables_override_the_file_and_are_checked_too() {
     let config = root().join("config/radar.toml");

@@ -362,11 +362,14 @@ fn changes_carry_only_what_an_event_reached_and_what_was_evicted() {
         Engine::new(settings.clone()).take_changes(),
         "nothing changed since the snapshot"
     );
-    // Account 2 again, account 3 new; then account 1 is idle past the TTL and evicted.
-    for line in lines(&[
+    // Account 2 again, account 3 new, and a crowd of others (a sweep needs a quorum of
+    // accounts to judge the present by); then account 1 is idle past the TTL and evicted.
+    let mut later = vec![
         event(3, 2, START_MS + ttl + day),
         event(4, 3, START_MS + ttl + day),
-    ]) {
+    ];
+    later.extend(crowd(100, START_MS + ttl + day));
+    for line in lines(&later) {
         live.process(&line, None, &mut Vec::new());
     }
     assert_eq!(live.evict_idle(), 1);
@@ -385,7 +388,11 @@ fn changes_carry_only_what_an_event_reached_and_what_was_evicted() {
         ids.sort();
         ids
     };
-    assert_eq!(ids(&restored), ["acct_1", "acct_2", "acct_3"]);
+    assert_eq!(ids(&restored), ids(&live));
+    assert_eq!(ids(&restored).len(), 3 + crowd(100, 0).len());
+    for kept in ["acct_1", "acct_2", "acct_3"] {
+        assert!(ids(&restored).contains(&kept.to_owned()), "{kept}");
+    }
     assert_eq!(
         restored.account("acct_1").map(|s| s.first_seen),
         Some(START_MS + ttl + day),
@@ -447,21 +454,68 @@ fn the_rfc3339_helper_matches_known_dates() {
     );
 }
 
+/// Logins of [`Engine::SWEEP_QUORUM`] + 4 accounts numbered from `first`, at `time`:
+/// enough accounts for a sweep to take their time as the partition's present.
+fn crowd(first: u8, time: i64) -> Vec<Ev> {
+    (0..Engine::SWEEP_QUORUM as u8 + 4)
+        .map(|a| {
+            let id = usize::try_from(time / 60_000).unwrap() * 256 + usize::from(first + a);
+            login(id, first + a, time)
+        })
+        .collect()
+}
+
+/// The per-account rule: an event more than the TTL after its account's stream time finds
+/// the account reset, in any run of the engine (replay too), swept or not.
 #[test]
-fn idle_accounts_are_evicted_after_the_ttl() {
+fn an_event_past_the_idle_ttl_finds_its_account_reset() {
+    let settings = default_settings();
+    let ttl = settings.idle_ttl.expect("on by default");
+    let entitled = Ev {
+        id: 1,
+        account: 1,
+        kind: "entitlement_updated",
+        time: START_MS,
+        value: 30,
+    };
+    let (engine, _) = run_lines(
+        &settings,
+        &lines(&[entitled.clone(), login(2, 1, START_MS + ttl)]),
+    );
+    let state = engine.account("acct_1").unwrap();
+    assert_eq!(
+        (state.first_seen, engine.stats().evicted),
+        (START_MS, 0),
+        "exactly the TTL later: kept"
+    );
+    assert!(state.entitlement.arr.value().is_some());
+
+    let back = START_MS + ttl + 1;
+    let (engine, _) = run_lines(&settings, &lines(&[entitled, login(2, 1, back)]));
+    let state = engine.account("acct_1").unwrap();
+    assert_eq!((state.first_seen, engine.stats().evicted), (back, 1));
+    assert!(state.entitlement.arr.value().is_none(), "afresh: {state:?}");
+    assert_eq!(
+        engine.snapshot(),
+        run_lines(&settings, &lines(&[login(2, 1, back)]))
+            .0
+            .snapshot(),
+        "as if the account had never been seen"
+    );
+}
+
+#[test]
+fn sweeps_free_the_accounts_idle_past_the_ttl() {
     let settings = default_settings();
     let ttl = settings.idle_ttl.expect("on by default");
     let (day, event) = (24 * HOUR_MS, login);
-    // Account 1 goes quiet; account 2 carries on past the TTL; account 3 just inside it.
-    let events = [
-        event(1, 1, START_MS),
-        event(2, 3, START_MS + day + day / 2),
-        event(3, 2, START_MS + ttl + day),
-    ];
+    // Account 1 goes quiet; the crowd carries on past the TTL; account 3 just inside it.
+    let mut events = vec![event(1, 1, START_MS), event(2, 3, START_MS + day + day / 2)];
+    events.extend(crowd(100, START_MS + ttl + day));
     let (mut engine, _) = run_lines(&settings, &lines(&events));
-    assert_eq!(engine.tracked_accounts(), 3);
+    let tracked = engine.tracked_accounts();
     assert_eq!(engine.evict_idle(), 1);
-    assert_eq!(engine.tracked_accounts(), 2);
+    assert_eq!(engine.tracked_accounts(), tracked - 1);
     assert_eq!(engine.stats().evicted, 1);
     let kept: Vec<String> = engine.accounts().map(|(id, _)| id.to_owned()).collect();
     assert!(!kept.contains(&"acct_1".to_owned()), "{kept:?}");
@@ -469,15 +523,55 @@ fn idle_accounts_are_evicted_after_the_ttl() {
     // Nothing more is idle.
     assert_eq!(engine.evict_idle(), 0);
     // Account 3 falls idle, but the cutoff moved less than a sweep step: it stays...
-    let later = |engine: &mut Engine, id, time| {
-        engine.process(&event(id, 2, time).line(), None, &mut Vec::new());
+    let feed = |engine: &mut Engine, events: Vec<Ev>| {
+        for line in lines(&events) {
+            engine.process(&line, None, &mut Vec::new());
+        }
     };
-    later(&mut engine, 4, START_MS + ttl + day + 3 * day / 4);
+    feed(&mut engine, crowd(100, START_MS + ttl + day + 3 * day / 4));
     assert_eq!(engine.evict_idle(), 0);
     // ...until the cutoff has moved a whole step on since the last sweep.
-    later(&mut engine, 5, START_MS + ttl + day + Engine::SWEEP_STEP);
+    feed(
+        &mut engine,
+        crowd(100, START_MS + ttl + day + Engine::SWEEP_STEP),
+    );
     assert_eq!(engine.evict_idle(), 1);
-    assert_eq!(engine.tracked_accounts(), 1);
+    assert_eq!(engine.tracked_accounts(), tracked - 2);
+}
+
+/// One producer with a clock in 2099 (event and record time both, so `too_far_in_future`
+/// cannot tell) must not make every other account of its partition look idle: sweeping
+/// after every event gives exactly the opportunities and state of a run that never
+/// sweeps, as `radar replay` runs.
+#[test]
+fn a_bad_clock_cannot_make_a_sweep_drop_the_other_accounts() {
+    let settings = default_settings();
+    let opts = radar_gen::Options {
+        accounts: 60,
+        events: 4_000,
+        seed: 5,
+        ..Default::default()
+    };
+    let mut lines: Vec<Vec<u8>> = radar_gen::Generator::new(opts)
+        .unwrap()
+        .map(String::into_bytes)
+        .collect();
+    lines.insert(
+        1_000,
+        br#"{"event_id":"clock","type":"user_login","account_id":"acct_clock","timestamp":"2099-01-01T00:00:00Z"}"#.to_vec(),
+    );
+    let (replay, expected) = run_lines(&settings, &lines);
+    assert!(expected.len() > 50, "{} opportunities", expected.len());
+
+    let mut live = Engine::new(settings.clone());
+    let mut got = Vec::new();
+    for line in &lines {
+        live.process(line, None, &mut got);
+        live.evict_idle();
+    }
+    assert_eq!(live.stats().evicted, 0);
+    assert_eq!(got, expected);
+    assert_eq!(snapshot(&live), snapshot(&replay));
 }
 
 #[test]

@@ -31,11 +31,16 @@ enum Trigger {
     TierRise { key: u32, cooldown: Millis },
 }
 
-/// One input: the event's bytes and its Kafka record timestamp, if any.
+/// One input: the event's bytes, and for a Kafka record its timestamp and key.
 #[derive(Clone, Copy, Debug)]
 pub struct Record<'a> {
     pub bytes: &'a [u8],
     pub time: Option<Millis>,
+    /// The record's key (empty when it has none), which must be the event's
+    /// `account_id`: Kafka keeps one key's records in order on one partition, and the
+    /// per-account determinism rests on it. `None` (a file in `radar replay`): not
+    /// checked.
+    pub key: Option<&'a [u8]>,
 }
 
 /// What became of one input.
@@ -70,6 +75,8 @@ pub struct Engine {
     /// for idle accounts ([`Engine::evict_idle`]).
     newest: Option<Millis>,
     swept_to: Option<Millis>,
+    /// Events read when the last sweep looked at every account.
+    read_at_sweep: u64,
     stats: Stats,
     /// Reused per event, so the hot path allocates nothing: the triggers that fired,
     /// and the values of the configured metrics.
@@ -90,6 +97,7 @@ impl Engine {
             evicted: Vec::new(),
             newest: None,
             swept_to: None,
+            read_at_sweep: 0,
             stats,
             fired: Vec::new(),
             values: Vec::new(),
@@ -107,25 +115,51 @@ impl Engine {
     /// How far event time moves between two sweeps for idle accounts: one day.
     pub const SWEEP_STEP: Millis = 86_400_000;
 
-    /// Drops the accounts idle for longer than the configured TTL, measured back from
-    /// the newest event time among the accounts; returns how many went. Pure, but which
-    /// accounts go when depends on when it is called (the pipeline calls it at its
-    /// checkpoints, a restored engine sweeps at its first): an account that comes back
-    /// after an idle spell past the TTL starts afresh in one run and may not in another.
-    /// `radar replay` never evicts.
+    /// How many accounts (and at least which share of them, [`Engine::SWEEP_QUORUM_SHARE`])
+    /// must have reached a time before a sweep takes it as the partition's present.
+    pub const SWEEP_QUORUM: usize = 16;
+    /// One account in this many.
+    pub const SWEEP_QUORUM_SHARE: usize = 100;
+
+    /// Frees the memory of accounts idle for longer than the configured TTL; returns how
+    /// many went. The semantics are per account ([`Engine::process`]): an event more than
+    /// the TTL after its account's stream time finds the account reset, in the live
+    /// pipeline and in `radar replay` alike. A dropped account's next event finds it new,
+    /// which is the same, provided that event is more than the TTL after the account's
+    /// stream time.
     ///
-    /// A sweep visits every account, so it runs only once the cutoff has moved on by
-    /// [`Engine::SWEEP_STEP`] since the last one: called at every checkpoint, it costs
-    /// nothing most of the time, and an idle account stays at most that much longer.
+    /// So which accounts may go is judged against the partition's present: the stream
+    /// time that [`Engine::SWEEP_QUORUM`] accounts, and at least one in
+    /// [`Engine::SWEEP_QUORUM_SHARE`], have reached. Not the newest time of all: one
+    /// producer with a bad clock (event and record time in 2099) would make every other
+    /// account look idle, and accounts dropped while their next events are still within
+    /// the TTL would start afresh where a replay carries on. With the quorum, only an
+    /// account whose own events run more than the TTL behind most of its partition's
+    /// can differ from a replay.
+    ///
+    /// The pipeline calls it at its checkpoints. A sweep visits every account, so it runs
+    /// only once the newest time has moved [`Engine::SWEEP_STEP`] past the last sweep's
+    /// cutoff, and at most once per as many events as there are accounts: its cost per
+    /// event stays constant, and an idle account stays a little longer at most.
     pub fn evict_idle(&mut self) -> usize {
         let (Some(ttl), Some(newest)) = (self.settings.idle_ttl, self.newest) else {
             return 0;
         };
-        let cutoff = newest.saturating_sub(ttl);
-        if self
-            .swept_to
-            .is_some_and(|swept| cutoff < swept.saturating_add(Self::SWEEP_STEP))
+        let moved_on = |cutoff: Millis, swept: Option<Millis>| {
+            swept.is_none_or(|swept| cutoff >= swept.saturating_add(Self::SWEEP_STEP))
+        };
+        let quorum = Self::SWEEP_QUORUM.max(self.accounts.len() / Self::SWEEP_QUORUM_SHARE);
+        if !moved_on(newest.saturating_sub(ttl), self.swept_to)
+            || self.accounts.len() < quorum
+            || self.stats.read.saturating_sub(self.read_at_sweep) < self.accounts.len() as u64
         {
+            return 0;
+        }
+        self.read_at_sweep = self.stats.read;
+        let mut times: Vec<Millis> = self.accounts.values().map(|s| s.stream_time).collect();
+        let present = *times.select_nth_unstable(self.accounts.len() - quorum).1;
+        let cutoff = present.saturating_sub(ttl);
+        if !moved_on(cutoff, self.swept_to) {
             return 0;
         }
         self.swept_to = Some(cutoff);
@@ -283,7 +317,13 @@ impl Engine {
 
     /// Decodes a record and, when it is valid, prefetches its account's state.
     fn decode_ahead<'r>(&self, record: Record<'r>) -> Result<Event<'r>, Rejection> {
-        let decoded = decode(record.bytes, record.time, self.settings.max_future_skew);
+        let decoded =
+            decode(record.bytes, record.time, self.settings.max_future_skew).and_then(|event| {
+                match record.key {
+                    Some(key) if key != event.account_id.as_bytes() => Err(key_mismatch(key)),
+                    _ => Ok(event),
+                }
+            });
         if let Ok(event) = &decoded
             && let Some(state) = self.accounts.get(&*event.account_id)
         {
@@ -340,6 +380,18 @@ impl Engine {
             .entry_ref(&*event.account_id)
             .or_insert_with(|| Box::new(AccountState::new(time)));
 
+        // Idle eviction, per account: an event more than the TTL after the account's stream
+        // time finds it reset, as if it had never been seen. Judged on the account's own
+        // events only, so replay and the live pipeline agree whatever else a partition
+        // holds; sweeps only free what this would reset anyway.
+        if let Some(ttl) = settings.idle_ttl
+            && time > state.stream_time.saturating_add(ttl)
+        {
+            let changed = state.changed;
+            **state = AccountState::new(time);
+            state.changed = changed;
+            self.stats.evicted += 1;
+        }
         if time < state.stream_time.saturating_sub(settings.allowed_lateness) {
             return Outcome::Late;
         }
@@ -527,6 +579,20 @@ impl Engine {
             },
         }))
     }
+}
+
+/// The rejection of a record keyed otherwise than by its event's account.
+#[cold]
+fn key_mismatch(key: &[u8]) -> Rejection {
+    let detail = if key.is_empty() {
+        "the record has no key; key each event by its account_id".to_owned()
+    } else {
+        const SHOWN: usize = 64;
+        let shown = String::from_utf8_lossy(&key[..key.len().min(SHOWN)]);
+        let more = if key.len() > SHOWN { "…" } else { "" };
+        format!("the record key {shown:?}{more} is not the event's account_id")
+    };
+    Rejection::new(RejectReason::KeyMismatch, detail)
 }
 
 /// Cache prefetch hints: they change no value, only when memory arrives.

@@ -30,10 +30,13 @@ pub enum RejectReason {
     BadTimestamp,
     TooFarInFuture,
     OutOfRange,
+    /// The Kafka record's key is not the event's `account_id` (or it has none): the
+    /// account's events could be spread over partitions, out of order.
+    KeyMismatch,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         RejectReason::InvalidJson,
         RejectReason::MissingField,
         RejectReason::WrongType,
@@ -41,6 +44,7 @@ impl RejectReason {
         RejectReason::BadTimestamp,
         RejectReason::TooFarInFuture,
         RejectReason::OutOfRange,
+        RejectReason::KeyMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl RejectReason {
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::TooFarInFuture => "too_far_in_future",
             RejectReason::OutOfRange => "out_of_range",
+            RejectReason::KeyMismatch => "key_mismatch",
         }
     }
 

@@ -13,7 +13,7 @@ pub struct Stats {
     /// Accepted events that changed state (not rejected, unknown, late or duplicate).
     pub processed: u64,
     /// By [`RejectReason::ALL`] order.
-    pub rejected: [u64; 7],
+    pub rejected: [u64; RejectReason::ALL.len()],
     pub unknown_type: u64,
     pub late: u64,
     pub duplicate: u64,

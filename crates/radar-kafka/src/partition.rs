@@ -23,6 +23,9 @@ pub struct KafkaRecord<'a> {
     pub payload: &'a [u8],
     /// The record's own timestamp (CreateTime or LogAppendTime), for `too_far_in_future`.
     pub timestamp: Option<Millis>,
+    /// The record's key, empty when it has none: it must be the event's account id
+    /// (`key_mismatch` otherwise).
+    pub key: &'a [u8],
 }
 
 /// A rejected record, to produce to the dead-letter topic with its original bytes.
@@ -142,6 +145,7 @@ impl PartitionWorker {
         let batch = records.iter().map(|r| Record {
             bytes: r.payload,
             time: r.timestamp,
+            key: Some(r.key),
         });
         self.engine.process_batch(batch, out, &mut self.outcomes);
         for (record, outcome) in records.iter().zip(&self.outcomes) {
@@ -261,6 +265,7 @@ mod tests {
             .collect()
     }
 
+    /// Records keyed by their account, as producers key them.
     fn records(lines: &[String], first_offset: i64) -> Vec<KafkaRecord<'_>> {
         lines
             .iter()
@@ -269,8 +274,19 @@ mod tests {
                 offset: first_offset + i as i64,
                 payload: l.as_bytes(),
                 timestamp: None,
+                key: account_key(l),
             })
             .collect()
+    }
+
+    /// The `account_id` written in a line, borrowed from it (empty if it has none).
+    fn account_key(line: &str) -> &[u8] {
+        const FIELD: &str = "\"account_id\":\"";
+        line.find(FIELD)
+            .map(|at| &line[at + FIELD.len()..])
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .as_bytes()
     }
 
     fn ids(opportunities: &[Opportunity]) -> Vec<String> {

@@ -723,6 +723,7 @@ impl Source {
                         offset: m.offset(),
                         payload: m.payload().unwrap_or_default(),
                         timestamp: m.timestamp().to_millis(),
+                        key: m.key().unwrap_or_default(),
                     })
                     .collect();
                 jobs.push((worker, records, messages));

@@ -89,35 +89,28 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Store {
     pub(crate) db: Database,
-    /// Set when the file found at open was unreadable and was moved here.
-    moved_aside: Option<PathBuf>,
+    /// Set when the file found at open was unusable: where it was moved, and why.
+    moved_aside: Option<(PathBuf, String)>,
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path`. An unreadable file is moved aside and a
-    /// new store created; [`Store::moved_aside`] says where it went.
+    /// Opens (or creates) the store at `path`, checking the whole file: a damaged one is
+    /// moved aside and a new store created; [`Store::moved_aside`] says where it went and
+    /// [`Store::moved_aside_because`] why. The partitions are then rebuilt from what Kafka
+    /// still holds, rather than radar failing (or panicking) at every start.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        match Database::create(path) {
+        match open_checked(path) {
             Ok(db) => Ok(Store {
                 db,
                 moved_aside: None,
             }),
-            // Only a file that is not a readable database is moved aside; an I/O error or
-            // a file from a newer redb is reported, never thrown away.
-            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))) => {
-                Self::start_afresh(path)
-            }
-            Err(redb::DatabaseError::Storage(redb::StorageError::Io(_)))
-                if not_a_database(path) =>
-            {
-                Self::start_afresh(path)
-            }
-            Err(e) => Err(open_error(path, e)),
+            Err(Unusable::Damaged(why)) => Self::start_afresh(path, why),
+            Err(Unusable::Other(e)) => Err(open_error(path, e)),
         }
     }
 
     /// Moves an unusable store file aside and creates a new one in its place.
-    fn start_afresh(path: &Path) -> Result<Store, StoreError> {
+    fn start_afresh(path: &Path, why: String) -> Result<Store, StoreError> {
         let aside = free_aside_path(path);
         std::fs::rename(path, &aside).map_err(|source| StoreError::MoveAside {
             path: path.to_owned(),
@@ -126,12 +119,18 @@ impl Store {
         let db = Database::create(path).map_err(|e| open_error(path, e))?;
         Ok(Store {
             db,
-            moved_aside: Some(aside),
+            moved_aside: Some((aside, why)),
         })
     }
 
+    /// Where an unusable store file found at open was moved.
     pub fn moved_aside(&self) -> Option<&Path> {
-        self.moved_aside.as_deref()
+        self.moved_aside.as_ref().map(|(path, _)| path.as_path())
+    }
+
+    /// Why the store file found at open was moved aside.
+    pub fn moved_aside_because(&self) -> Option<&str> {
+        self.moved_aside.as_ref().map(|(_, why)| why.as_str())
     }
 
     /// Writes a new checkpoint generation for the partition, durably. A snapshot also
@@ -269,6 +268,49 @@ impl Store {
             checkpoint: None,
             skipped,
         })
+    }
+}
+
+/// Why a store file cannot be used.
+enum Unusable {
+    /// Damaged, or no store at all: moved aside.
+    Damaged(String),
+    /// Not the file's fault (I/O, a lock held by another radar, a newer redb's format):
+    /// reported, the file never thrown away.
+    Other(redb::DatabaseError),
+}
+
+/// Opens the database and checks every page of it (redb's integrity check, which also
+/// repairs what its write-ahead design can). redb answers some damage with a panic
+/// rather than an error (a file with its second half zeroed: `unreachable`), so opening
+/// and checking run inside a panic boundary: a panic there is damage too.
+fn open_checked(path: &Path) -> Result<Database, Unusable> {
+    let opened = std::panic::catch_unwind(|| {
+        let mut db = Database::create(path)?;
+        db.check_integrity()?;
+        Ok::<_, redb::DatabaseError>(db)
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)))) => {
+            Err(Unusable::Damaged(format!("damaged: {why}")))
+        }
+        Ok(Err(e @ redb::DatabaseError::Storage(redb::StorageError::Io(_))))
+            if not_a_database(path) =>
+        {
+            Err(Unusable::Damaged(format!("not a radar store: {e}")))
+        }
+        Ok(Err(e)) => Err(Unusable::Other(e)),
+        Err(panic) => {
+            let said = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Unusable::Damaged(format!(
+                "damaged: reading it failed inside redb ({said})"
+            )))
+        }
     }
 }
 
@@ -607,5 +649,70 @@ mod tests {
             store.load_checkpoint("events", 0).unwrap().checkpoint,
             Some(checkpoint(1, 1))
         );
+    }
+
+    /// A store file as radar leaves it: checkpoints of several partitions and an outbox.
+    fn written_store(path: &Path) -> u64 {
+        let store = Store::open(path).unwrap();
+        for round in 0..20u8 {
+            for partition in 0..8 {
+                let state = Checkpoint {
+                    offset: i64::from(round) * 100,
+                    content: Content::Snapshot,
+                    state: (0..40_000u32).map(|i| (i as u8) ^ round).collect(),
+                };
+                store.save_checkpoint("events", partition, &state).unwrap();
+            }
+            let opportunity = vec![round; 2_000];
+            store
+                .append_outbox(std::iter::repeat_n(opportunity.as_slice(), 20))
+                .unwrap();
+        }
+        drop(store);
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    /// Damage that redb reports as a panic (`unreachable`) rather than an error still
+    /// moves the file aside: never a panic at every start.
+    #[test]
+    fn a_damaged_file_is_moved_aside_whatever_redb_makes_of_it() {
+        type Damage = fn(&mut Vec<u8>);
+        let damages: [(&str, Damage); 3] = [
+            ("second half zeroed", |bytes| {
+                let half = bytes.len() / 2;
+                bytes[half..].fill(0);
+            }),
+            ("64 KiB of garbage in the middle", |bytes| {
+                let middle = bytes.len() / 2;
+                for (i, byte) in bytes[middle..middle + 65_536].iter_mut().enumerate() {
+                    *byte = (i as u8).wrapping_mul(31).wrapping_add(7);
+                }
+            }),
+            ("cut in half", |bytes| bytes.truncate(bytes.len() / 2)),
+        ];
+        for (what, damage) in damages {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.redb");
+            assert!(written_store(&path) > 1 << 20);
+            let mut bytes = std::fs::read(&path).unwrap();
+            damage(&mut bytes);
+            std::fs::write(&path, &bytes).unwrap();
+
+            let store = Store::open(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let aside = store
+                .moved_aside()
+                .unwrap_or_else(|| panic!("{what}: kept"));
+            assert_eq!(std::fs::read(aside).unwrap(), bytes, "{what}");
+            assert!(!store.moved_aside_because().unwrap().is_empty());
+            assert_eq!(store.outbox_len().unwrap(), 0, "{what}");
+            store
+                .save_checkpoint("events", 0, &checkpoint(1, 1))
+                .unwrap();
+            assert_eq!(
+                store.load_checkpoint("events", 0).unwrap().checkpoint,
+                Some(checkpoint(1, 1)),
+                "{what}"
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use config::{Config, Environment, File, FileFormat};
+use config::{Config, File, FileFormat};
 use radar_core::settings::{
     self, RawEngine, RawGates, RawOpportunities, RawPlaybook, RawPriority, RawScoring, RawSettings,
     Settings, SettingsError,
@@ -152,43 +152,114 @@ pub struct PipelineConfig {
 
 /// Reads the layers into the raw config; a syntax or type error names its key and file.
 pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    let one = |problem: String| ConfigError {
+        problems: vec![problem],
+    };
     let mut builder =
         Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
     if let Some(path) = path {
         if !path.is_file() {
-            return Err(ConfigError {
-                problems: vec![format!("--config {}: no such file", path.display())],
-            });
+            return Err(one(format!("--config {}: no such file", path.display())));
         }
-        builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| one(format!("--config {}: {e}", path.display())))?;
+        let table = parse_toml(&text).map_err(|e| one(format!("{}: {e}", path.display())))?;
+        refuse_written_secrets(&table)?;
+        builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
     }
-    builder = builder.add_source(
-        Environment::with_prefix("RADAR")
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .with_list_parse_key("kafka.topics")
-            .try_parsing(true),
-    );
-    let one = |e: config::ConfigError| ConfigError {
-        problems: vec![e.to_string()],
-    };
-    if let Some(path) = path {
-        refuse_written_secrets(path)?;
+    for (key, value) in env_layer(std::env::vars_os()) {
+        builder = builder
+            .set_override(&key, value)
+            .map_err(|e| one(format!("environment variable for {key}: {e}")))?;
     }
-    builder.build().map_err(one)?.try_deserialize().map_err(one)
+    builder
+        .build()
+        .map_err(|e| one(e.to_string()))?
+        .try_deserialize()
+        .map_err(|e| one(e.to_string()))
+}
+
+/// Parses TOML, with an error that says where and what is wrong but never echoes the
+/// offending line: a misplaced quote would otherwise print a secret written on it.
+fn parse_toml(text: &str) -> Result<toml::Table, String> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+            (
+                before.matches('\n').count() + 1,
+                before[line_start..].chars().count() + 1,
+            )
+        });
+        format!(
+            "TOML syntax error at line {line}, column {column}: {} (the line is not shown: it may hold a secret)",
+            e.message().trim_end()
+        )
+    })
+}
+
+/// Prefix of the environment variables that set config keys: `RADAR__SECTION__KEY`.
+const ENV_PREFIX: &str = "radar__";
+
+/// The `RADAR__…` variables as (dotted key, value) overrides. Values stay the text they
+/// are: each key is then read by the type the config declares for it, so a group id
+/// `007` stays `007`, a password `00123` stays `00123`, and `1.50` stays `1.50`. Keys
+/// whose default is a list (`kafka.topics`, …) take comma-separated items.
+fn env_layer(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, config::Value)> {
+    let lists = list_keys();
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.into_string().ok()?.to_lowercase();
+            let key = name.strip_prefix(ENV_PREFIX)?.replace("__", ".");
+            let value = value.into_string().ok()?;
+            let value = if lists.contains(&key) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                config::Value::from(items)
+            } else {
+                config::Value::from(value)
+            };
+            Some((key, value))
+        })
+        .collect()
+}
+
+/// The dotted keys whose default is a list of plain values.
+fn list_keys() -> Vec<String> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let key = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(inner) => walk(&key, inner, out),
+                toml::Value::Array(items) if !items.iter().any(toml::Value::is_table) => {
+                    out.push(key)
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    if let Ok(defaults) = parse_toml(DEFAULT_CONFIG) {
+        walk("", &defaults, &mut keys);
+    }
+    keys
 }
 
 /// Secret librdkafka settings (passwords, keys) may come from the environment or from
 /// `kafka.secret_files`, never from a config file, which ends up in version control.
-fn refuse_written_secrets(path: &Path) -> Result<(), ConfigError> {
-    let file = Config::builder()
-        .add_source(File::from(path).format(FileFormat::Toml))
-        .build()
-        .map_err(|e| ConfigError {
-            problems: vec![e.to_string()],
-        })?;
-    let Ok(client) = file.get_table("kafka.client") else {
+fn refuse_written_secrets(file: &toml::Table) -> Result<(), ConfigError> {
+    let Some(toml::Value::Table(client)) = file.get("kafka").and_then(|kafka| kafka.get("client"))
+    else {
         return Ok(());
     };
     let problems: Vec<String> = client

@@ -11,12 +11,21 @@ use serde_json::json;
 
 /// Opens the store; while radar runs, it holds the file's lock.
 fn open(path: &Path) -> Result<Store> {
-    Store::open(path).with_context(|| {
+    let store = Store::open(path).with_context(|| {
         format!(
             "opening {} (the dead-letter store is read while radar is stopped: it holds the file while it runs)",
             path.display()
         )
-    })
+    })?;
+    if let Some(aside) = store.moved_aside() {
+        eprintln!(
+            "radar: the store {} is {}; moved it to {}: its dead letters are not readable",
+            path.display(),
+            store.moved_aside_because().unwrap_or("unusable"),
+            aside.display()
+        );
+    }
+    Ok(store)
 }
 
 fn matches(letter: &DeadLetter, destination: Option<&str>, id: Option<&str>) -> bool {

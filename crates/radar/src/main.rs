@@ -209,14 +209,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => match config::load(Some(&config)) {
-            Ok(settings) => {
+        // Exactly the checks `radar run` makes before it connects: the engine, Kafka,
+        // checkpoints, delivery (secrets included), the admin address and shutdown.
+        Command::Validate { config } => match config::load_pipeline(Some(&config)) {
+            Ok(pipeline) => {
+                let settings = &pipeline.engine;
                 println!(
-                    "{}: ok ({} playbooks, {} score components, max score {})",
+                    "{}: ok ({} playbooks, {} score components, max score {}; consuming {} as group {:?}; {} delivery destinations)",
                     config.display(),
                     settings.playbooks.len(),
                     settings.model.components.len(),
-                    settings.model.max_score()
+                    settings.model.max_score(),
+                    pipeline.source.topics.join(", "),
+                    pipeline.source.group_id,
+                    pipeline.delivery.destinations.len()
                 );
                 Ok(ExitCode::SUCCESS)
             }

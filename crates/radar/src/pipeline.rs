@@ -67,7 +67,9 @@ pub fn run(
     })?);
     if let Some(aside) = store.moved_aside() {
         eprintln!(
-            "radar: the state store was unreadable; moved it to {} and started afresh",
+            "radar: the state store {} is {}; moved it to {} and started afresh: partitions are rebuilt from what Kafka holds, and deliveries that waited in it are gone",
+            config.store_path.display(),
+            store.moved_aside_because().unwrap_or("unusable"),
             aside.display()
         );
     }

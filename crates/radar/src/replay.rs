@@ -42,6 +42,7 @@ pub fn run(
         let records = lines.iter().map(|&(start, end)| Record {
             bytes: &buffer[start..end],
             time: None,
+            key: None,
         });
         engine.process_batch(records, &mut opportunities, &mut outcomes);
         outcomes.clear();
