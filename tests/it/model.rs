@@ -590,3 +590,39 @@ fn the_idle_ttl_must_outlast_what_an_account_remembers() {
     let mut engine = Engine::new(std::sync::Arc::new(settings));
     assert_eq!(engine.evict_idle(), 0);
 }
+
+/// A Kafka record must be keyed by its event's account: the per-account order everything
+/// rests on is Kafka's per-key order. A file in `radar replay` has no keys to check.
+#[test]
+fn a_record_keyed_otherwise_than_by_its_account_is_rejected() {
+    use radar_core::event::RejectReason;
+    use radar_core::{Outcome, Record};
+
+    let line = login(1, 7, START_MS).line();
+    let mut engine = Engine::new(default_settings());
+    let mut outcomes = Vec::new();
+    let records = [Some(&b"acct_7"[..]), Some(b"acct_8"), Some(b""), None].map(|key| Record {
+        bytes: &line,
+        time: None,
+        key,
+    });
+    engine.process_batch(records, &mut Vec::new(), &mut outcomes);
+    let rejected: Vec<Option<String>> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Outcome::Rejected(r) if r.reason == RejectReason::KeyMismatch => {
+                Some(r.detail.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(outcomes[0], Outcome::Processed { .. }));
+    assert!(rejected[1].as_deref().unwrap().contains("\"acct_8\""));
+    assert!(rejected[2].as_deref().unwrap().contains("no key"));
+    assert_eq!(
+        outcomes[3],
+        Outcome::Duplicate,
+        "unchecked, and seen before"
+    );
+    assert_eq!(engine.stats().rejected(RejectReason::KeyMismatch), 2);
+}

@@ -264,3 +264,103 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
         .sum();
     assert_eq!(checkpointed, 1_500);
 }
+
+/// Clients that send half a request and wait (a slow-loris, or a broken scraper) cannot
+/// take the admin server over: it holds at most `Limits::connections` of them at once,
+/// closes each after the header-read timeout, and `/healthz` still answers; radar's
+/// descriptors stay bounded whatever the number of such clients.
+#[test]
+fn the_admin_server_outlasts_clients_that_never_finish_a_request() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("product-events", 1, 1).unwrap();
+    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_radar"))
+        .arg("run")
+        .env("RADAR__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .env(
+            "RADAR__KAFKA__BOOTSTRAP_SERVERS",
+            cluster.bootstrap_servers(),
+        )
+        .env("RADAR__CHECKPOINT__PATH", dir.path().join("state.redb"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(Some(child));
+    let pid = child.0.as_ref().unwrap().id();
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "admin never up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(admin, "/healthz").0, 200);
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = descriptors();
+    let limit = radar::admin::Limits::default();
+
+    let mut stalled: Vec<TcpStream> = (0..2 * limit.connections + 2)
+        .map(|_| {
+            let mut client = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+            client
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: ra")
+                .unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            client
+        })
+        .collect();
+    // Radar takes as many as it may at once, and no more.
+    let started = Instant::now();
+    while descriptors() < before + limit.connections {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let held = descriptors() - before;
+    assert!(held <= limit.connections + 2, "{held} connections held");
+
+    // /healthz is answered while they are there, once slots free up.
+    let started = Instant::now();
+    assert_eq!(get(admin, "/healthz").0, 200);
+    assert!(started.elapsed() < limit.header_read * 4);
+
+    // Every stalled client is closed by radar: each read ends (EOF) rather than timing
+    // out, within the rounds of header-read timeouts their number takes.
+    let deadline = limit.header_read * 5;
+    let started = Instant::now();
+    while !stalled.is_empty() {
+        assert!(
+            started.elapsed() < deadline,
+            "{} clients still held after {deadline:?}",
+            stalled.len()
+        );
+        stalled.retain_mut(|client| {
+            let mut byte = [0u8; 256];
+            match client.read(&mut byte) {
+                Ok(0) => false,
+                // An answer (408) before the close is a close too.
+                Ok(_) => true,
+                Err(e) => matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            }
+        });
+        let held = descriptors().saturating_sub(before);
+        assert!(held <= limit.connections + 2, "{held} connections held");
+    }
+}

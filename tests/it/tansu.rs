@@ -4,7 +4,7 @@
 //! offset committed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,11 +35,11 @@ fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
 }
 
 /// Every record of `topic` (all partitions), read from the start: at least `count`, then
-/// whatever more comes within a second.
-fn read_all(servers: &str, topic: &str, count: usize) -> Vec<(String, String)> {
+/// whatever more comes within a second; each as its headers and its payload's length.
+fn read_all(servers: &str, topic: &str, count: usize) -> Vec<(BTreeMap<String, String>, usize)> {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
-        .set("group.id", format!("reader-{}", std::process::id()))
+        .set("group.id", format!("reader-{topic}"))
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .create()
@@ -52,18 +52,59 @@ fn read_all(servers: &str, topic: &str, count: usize) -> Vec<(String, String)> {
     {
         if let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) {
             last = Instant::now();
-            let header = |name: &str| {
-                message
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == name))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default()
-            };
-            records.push((header("radar.reason"), header("radar.source")));
+            let headers = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                            (h.key.to_owned(), value.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push((headers, message.payload().map_or(0, <[u8]>::len)));
         }
     }
     records
+}
+
+/// A `radar run` config in `dir`: `topic` as `group`, dead letters to
+/// `<topic>.dead-letter`, checkpoints every 100 records or 200 ms, webhooks to `url`.
+fn write_config(dir: &Path, servers: &str, group: &str, topic: &str, url: &str) -> PathBuf {
+    let config = dir.join("radar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[kafka]
+bootstrap_servers = "{servers}"
+group_id = "{group}"
+topics = ["{topic}"]
+dead_letter_topic = "{topic}.dead-letter"
+max_batch = 100
+
+[kafka.client]
+session_timeout_ms = "6000"
+
+[checkpoint]
+path = "{state}"
+every_events = 100
+every = "200ms"
+
+[delivery]
+allow_networks = ["127.0.0.0/8"]
+
+[[delivery.destinations]]
+name = "hook"
+kind = "webhook"
+url = "{url}"
+secret_env = "TEST_HOOK_SECRET"
+"#,
+            state = dir.join("state.redb").display()
+        ),
+    )
+    .unwrap();
+    config
 }
 
 #[test]
@@ -94,39 +135,8 @@ fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_eve
             .collect::<BTreeSet<_>>()
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("radar.toml");
     let group = format!("radar-it-{}", std::process::id());
-    std::fs::write(
-        &config,
-        format!(
-            r#"[kafka]
-bootstrap_servers = "{servers}"
-group_id = "{group}"
-topics = ["{topic}"]
-dead_letter_topic = "{dead_letter_topic}"
-max_batch = 100
-
-[kafka.client]
-session_timeout_ms = "6000"
-
-[checkpoint]
-path = "{state}"
-every_events = 100
-every = "200ms"
-
-[delivery]
-allow_networks = ["127.0.0.0/8"]
-
-[[delivery.destinations]]
-name = "hook"
-kind = "webhook"
-url = "{url}"
-secret_env = "TEST_HOOK_SECRET"
-"#,
-            state = dir.path().join("state.redb").display()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &servers, &group, &topic, &url);
 
     // First run: killed with SIGKILL once part of the stream is through.
     let admin = free_port();
@@ -248,9 +258,12 @@ secret_env = "TEST_HOOK_SECRET"
     let expected_dead: u64 = rejected.values().sum();
     let dead = read_all(&servers, &dead_letter_topic, expected_dead as usize);
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
-    for (reason, source) in &dead {
+    for (headers, _) in &dead {
+        let source = &headers["radar.source"];
         assert!(source.starts_with(&format!("{topic}/")), "{source}");
-        *by_reason.entry(reason.clone()).or_default() += 1;
+        *by_reason
+            .entry(headers["radar.reason"].clone())
+            .or_default() += 1;
     }
     // A record processed twice around the kill may be dead-lettered twice (at least once).
     for (reason, count) in &rejected {
@@ -263,4 +276,165 @@ secret_env = "TEST_HOOK_SECRET"
         by_reason.keys().collect::<Vec<_>>(),
         rejected.keys().collect::<Vec<_>>()
     );
+}
+
+/// What an adversarial test of `radar run` sent, as one stream on a real broker: a record
+/// a default producer accepts (100 KB key, 900 KB invalid value) whose dead letter once
+/// outgrew the producer's limit and stopped radar at every start; a producer whose clock
+/// says 2099 (event and record time), which once made every other account of its
+/// partition look idle; and records keyed otherwise than by their account, or not at all.
+/// Radar keeps running, dead-letters each bad record so it fits, and delivers exactly
+/// what `radar replay` gives for the well-keyed events.
+#[test]
+fn radar_run_shrugs_off_a_hostile_producer() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let broker = broker::start_broker();
+    let servers = broker.address.clone();
+    let topic = format!("hostile-{}", std::process::id());
+    let lines = events(60, 2_000, 13);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    let send = |key: Option<&[u8]>, payload: &[u8], time: Option<i64>| {
+        let mut record = BaseRecord::<[u8], [u8]>::to(&topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(time) = time {
+            record = record.timestamp(time);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.poll(Duration::ZERO);
+    };
+    let account = |line: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["account_id"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    // Key and value together just under the producer's 1,000,000 bytes, with room for
+    // the record's framing: a dead letter adding headers to both whole is over it.
+    let poison_key = vec![b'k'; 100_000];
+    let poison = vec![b'{'; 899_900];
+    let clock = r#"{"event_id":"clock","type":"user_login","account_id":"acct_clock","timestamp":"2099-01-01T00:00:00Z"}"#;
+    let clock_ms = 4_070_908_800_000; // 2099-01-01T00:00:00Z
+    let mut well_keyed = Vec::new();
+    let mut mis_keyed = 0;
+    for (i, line) in lines.iter().enumerate() {
+        match i {
+            100 => send(Some(&poison_key), &poison, None),
+            1_000 => {
+                send(Some(b"acct_clock"), clock.as_bytes(), Some(clock_ms));
+                well_keyed.push(clock.to_owned());
+            }
+            _ => {}
+        }
+        let id = account(line);
+        if i % 97 == 5 && !id.is_empty() {
+            // Keyed by something else (every other time), or not keyed at all.
+            let key = (mis_keyed % 2 == 0).then_some(&b"user_42"[..]);
+            send(key, line.as_bytes(), None);
+            mis_keyed += 1;
+        } else {
+            send(Some(id.as_bytes()), line.as_bytes(), None);
+            well_keyed.push(line.clone());
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let records = lines.len() + 2;
+    let (opportunities, _) = replayed(&well_keyed);
+    let expected = field(&opportunities, "opportunity_id");
+    assert!(expected.len() > 20 && mis_keyed > 10);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (url, received) = receiver(&runtime);
+    let delivered = || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let group = format!("radar-hostile-{}", std::process::id());
+    let config = write_config(dir.path(), &servers, &group, &topic, &url);
+    let admin = free_port();
+    let radar = start_radar(&config, admin, &[]);
+    let consumed = || -> usize {
+        get(admin, "/metrics")
+            .1
+            .lines()
+            .find_map(|l| l.strip_prefix("radar_events_consumed_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    let mut radar = radar;
+    let listening = || std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok();
+    while !listening() || consumed() < records || delivered().len() < expected.len() {
+        if started.elapsed() > Duration::from_secs(90) {
+            break;
+        }
+        if let Some(status) = radar.0.as_mut().unwrap().try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(
+                radar.0.as_mut().unwrap().stderr.as_mut().unwrap(),
+                &mut stderr,
+            )
+            .unwrap();
+            panic!("radar stopped ({status}):\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(consumed(), records, "radar consumed every record");
+    assert_eq!(
+        delivered(),
+        expected,
+        "exactly replay's opportunities for the well-keyed events"
+    );
+    let metrics = get(admin, "/metrics").1;
+    assert!(
+        metrics.contains(&format!(
+            "radar_events_rejected_total{{reason=\"key_mismatch\"}} {mis_keyed}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("radar_dead_letters_total{outcome=\"truncated\"} 1"),
+        "{metrics}"
+    );
+
+    let child = radar.take();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let letters = read_all(&servers, &format!("{topic}.dead-letter"), mis_keyed + 1);
+    let of_reason = |reason: &str| {
+        letters
+            .iter()
+            .filter(|(headers, _)| headers["radar.reason"] == reason)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of_reason("key_mismatch").len(), mis_keyed);
+    let poisoned: Vec<_> = letters
+        .iter()
+        .filter(|(headers, _)| headers.contains_key("radar.truncated"))
+        .collect();
+    assert_eq!(poisoned.len(), 1, "{letters:?}");
+    let (headers, payload) = poisoned[0];
+    assert_eq!(headers["radar.reason"], "invalid_json");
+    assert_eq!(headers["radar.truncated"], "key");
+    assert_eq!(headers["radar.original_sizes"], "key=100000 payload=899900");
+    assert_eq!(*payload, 899_900, "the value is kept whole");
 }

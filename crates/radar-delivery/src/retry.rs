@@ -39,7 +39,9 @@ impl AttemptResult {
                 300..=399 => "http_3xx",
                 429 => "http_429",
                 400..=499 => "http_4xx",
-                _ => "http_5xx",
+                500..=599 => "http_5xx",
+                // 1xx never ends an exchange, and nothing past 599 is HTTP.
+                _ => "http_invalid_status",
             },
             AttemptResult::Timeout => "timeout",
             AttemptResult::Connection(_) => "connection",
@@ -50,6 +52,9 @@ impl AttemptResult {
 
     fn describe(&self) -> String {
         match self {
+            AttemptResult::Response { status, .. } if !(200..=599).contains(status) => {
+                format!("HTTP {status}, not a valid final status")
+            }
             AttemptResult::Response { status, .. } => format!("HTTP {status}"),
             AttemptResult::Timeout => "timed out".to_owned(),
             AttemptResult::Connection(e) => format!("connection failed: {e}"),
@@ -179,6 +184,32 @@ mod tests {
         }
     }
 
+    /// A status no HTTP server sends is labelled for what it is, not as a server error.
+    #[test]
+    fn labels_name_the_status_class() {
+        let labels: Vec<&str> = [204, 302, 404, 429, 503, 600, 999, 101]
+            .into_iter()
+            .map(|code| status(code).label())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "success",
+                "http_3xx",
+                "http_4xx",
+                "http_429",
+                "http_5xx",
+                "http_invalid_status",
+                "http_invalid_status",
+                "http_invalid_status"
+            ]
+        );
+        let Action::GiveUp { reason } = RetryPolicy::default().decide(1, &status(600), 0.5) else {
+            panic!("600 is no status to retry on");
+        };
+        assert_eq!(reason, "HTTP 600, not a valid final status (permanent)");
+    }
+
     #[test]
     fn responses_are_classified_as_the_contract_says() {
         let policy = RetryPolicy::default();
@@ -193,7 +224,7 @@ mod tests {
                 "{retryable}"
             );
         }
-        for permanent in [301, 302, 307, 400, 401, 403, 404, 422] {
+        for permanent in [301, 302, 307, 400, 401, 403, 404, 422, 600, 999] {
             assert!(
                 matches!(
                     policy.decide(1, &status(permanent), 0.5),

@@ -27,6 +27,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::dead_letter::{self, LetterCounts, Origin};
 use crate::partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
 
 /// Where and how to consume. Its `Debug` output redacts secret client settings, so it
@@ -182,6 +183,8 @@ pub struct Progress {
     /// Consumer lag by (topic, partition), from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
     pub checkpoints: Mutex<CheckpointTimes>,
+    /// Dead letters that could not be sent whole.
+    pub dead_letters: LetterCounts,
     /// How long each poll round's processing took (decode → state → rules → score →
     /// opportunities, dead letters handed on), not yet taken by a metrics reader; at most
     /// [`Progress::KEPT`] are kept.
@@ -234,27 +237,76 @@ impl Stop {
 
 type Key = (String, i32);
 
-/// Counts dead letters the broker refused, so no offset is committed past one.
+/// What a produced record was, for its delivery report.
+enum Produced {
+    Opportunity,
+    /// A rejected record's dead letter, with its bytes.
+    Letter(Origin),
+    /// A dead letter without the record's bytes, sent when the broker refused the whole
+    /// one.
+    Coordinates(Origin),
+}
+
+/// Tracks what the producer could not deliver. A refused opportunity, or a dead letter
+/// refused for anything but the record itself (the broker away, a missing topic, no
+/// authorisation), stops the source before any offset moves past it; a dead letter
+/// refused for its size is sent again as its coordinates (see [`crate::dead_letter`]).
 #[derive(Default)]
 struct DeliveryContext {
     failed: AtomicU64,
+    /// Dead letters refused for what they hold, to send again as coordinates.
+    refused: Mutex<Vec<(Origin, String)>>,
+    letters: LetterCounts,
+}
+
+impl DeliveryContext {
+    fn refused(&self, produced: Produced, error: &KafkaError) {
+        match produced {
+            Produced::Letter(origin) if refused_for_itself(error) => {
+                if let Ok(mut refused) = self.refused.lock() {
+                    refused.push((origin, error.to_string()));
+                }
+            }
+            Produced::Coordinates(origin) if refused_for_itself(error) => {
+                self.letters.lost.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "radar: error: the dead letter of {} ({}) was refused even without the record's bytes ({error}); the record stays in Kafka there, moving on",
+                    origin.source(),
+                    origin.reason
+                );
+            }
+            _ => {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Whether the broker (or the producer) refused a record for what it holds: its size or
+/// its form, which sending it again would not change.
+fn refused_for_itself(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Box<Produced>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if result.is_err() {
-            self.failed.fetch_add(1, Ordering::SeqCst);
+    fn delivery(&self, result: &DeliveryResult<'_>, produced: Box<Produced>) {
+        if let Err((error, _)) = result {
+            self.refused(*produced, error);
         }
     }
 }
-
-/// Largest dead-letter payload sent as is; a bigger one is truncated (and marked so) rather
-/// than refused by the broker at every restart.
-const MAX_DEAD_LETTER_BYTES: usize = 900_000;
 
 /// Reads account state held by a running source's partitions. It takes the workers'
 /// lock for the length of one lookup, so it may wait for the round being processed.
@@ -289,6 +341,9 @@ struct Shared {
     /// Produces dead letters and, when configured, opportunities; an offset is committed
     /// only after everything it caused was acknowledged.
     producer: BaseProducer<DeliveryContext>,
+    dead_letter_topic: String,
+    /// The producer's `message.max.bytes`, which every dead letter fits.
+    letter_limit: usize,
     workers: Mutex<HashMap<Key, PartitionWorker>>,
     /// Consumer lag by partition, from the statistics callback.
     lag: Mutex<BTreeMap<Key, i64>>,
@@ -325,13 +380,69 @@ impl Shared {
         }
     }
 
-    /// Waits until every dead letter sent is acknowledged; an error if any was refused.
+    /// Waits until every record produced is acknowledged; dead letters refused for their
+    /// size go again as their coordinates (and are waited for too). An error if anything
+    /// else was refused.
     fn flush_produced(&self) -> Result<(), SourceError> {
-        self.producer.flush(Duration::from_secs(30))?;
-        match self.producer.context().failed.load(Ordering::SeqCst) {
+        let context = self.producer.context();
+        loop {
+            self.producer.flush(Duration::from_secs(30))?;
+            let refused =
+                std::mem::take(&mut *context.refused.lock().map_err(|_| SourceError::Poisoned)?);
+            if refused.is_empty() {
+                break;
+            }
+            for (origin, why) in refused {
+                context
+                    .letters
+                    .payload_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "radar: warning: the broker refused the dead letter of {} ({}): {why}; sending its coordinates and reason without the record's bytes",
+                    origin.source(),
+                    origin.reason
+                );
+                let headers = owned_headers(&dead_letter::coordinates_only(&origin, &why));
+                let record = BaseRecord::with_opaque_to(
+                    &self.dead_letter_topic,
+                    Box::new(Produced::Coordinates(origin)),
+                )
+                .payload(&[][..])
+                .headers(headers);
+                self.produce(record)?;
+            }
+        }
+        match context.failed.load(Ordering::SeqCst) {
             0 => Ok(()),
             failed => Err(SourceError::Refused(failed)),
         }
+    }
+
+    /// Hands a record to the producer, waiting for room when its queue is full. A record
+    /// the producer refuses at once for its size is reported as the broker's refusal
+    /// would be.
+    fn produce(
+        &self,
+        mut record: BaseRecord<'_, [u8], [u8], Box<Produced>>,
+    ) -> Result<(), SourceError> {
+        let producer = &self.producer;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                // The local queue is full: let deliveries drain, then try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(100));
+                }
+                Err((error, back)) if refused_for_itself(&error) => {
+                    producer.context().refused(*back.delivery_opaque, &error);
+                    break;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        Ok(())
     }
 
     /// Commits offsets whose checkpoints are durable. A refused commit (a rebalance in
@@ -508,10 +619,16 @@ impl Source {
         client.set("bootstrap.servers", &config.bootstrap_servers);
         let producer: BaseProducer<DeliveryContext> =
             client.create_with_context(DeliveryContext::default())?;
+        let letter_limit = client
+            .get("message.max.bytes")
+            .and_then(|limit| limit.parse().ok())
+            .unwrap_or(dead_letter::DEFAULT_MESSAGE_MAX_BYTES);
         let shared = Arc::new(Shared {
             settings,
             store,
             producer,
+            dead_letter_topic: config.dead_letter_topic.clone(),
+            letter_limit,
             workers: Mutex::new(HashMap::new()),
             lag: Mutex::new(BTreeMap::new()),
             retired: Mutex::new(Stats::default()),
@@ -659,6 +776,17 @@ impl Source {
             .map_err(|_| SourceError::Poisoned)?
             .clone();
         *progress.lag.lock().map_err(|_| SourceError::Poisoned)? = lag;
+        let letters = &self.shared.producer.context().letters;
+        for (from, to) in [
+            (&letters.truncated, &progress.dead_letters.truncated),
+            (
+                &letters.payload_dropped,
+                &progress.dead_letters.payload_dropped,
+            ),
+            (&letters.lost, &progress.dead_letters.lost),
+        ] {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         let written: Vec<(Content, usize)> = self
             .shared
             .written
@@ -777,43 +905,36 @@ impl Source {
         Ok(())
     }
 
-    /// Produces a rejected record to the dead-letter topic with its key, its bytes (cut to
-    /// [`MAX_DEAD_LETTER_BYTES`]) and headers saying why and where from.
+    /// Produces a rejected record's dead letter (see [`crate::dead_letter`]): its key and
+    /// bytes, cut to fit if they must, and headers saying why and where from.
     fn dead_letter(&self, message: &impl Message, letter: &DeadLetter) -> Result<(), SourceError> {
-        let payload = message.payload().unwrap_or_default();
-        let truncated = payload.len() > MAX_DEAD_LETTER_BYTES;
-        let source = format!(
-            "{}/{}/{}",
-            message.topic(),
-            message.partition(),
-            letter.offset
+        let origin = Origin {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: letter.offset,
+            reason: letter.reason.as_str(),
+            detail: letter.detail.clone(),
+        };
+        let built = dead_letter::letter(
+            &origin,
+            message.key(),
+            message.payload().unwrap_or_default(),
+            self.shared.letter_limit,
         );
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "radar.reason",
-                value: Some(letter.reason.as_str()),
-            })
-            .insert(Header {
-                key: "radar.detail",
-                value: Some(letter.detail.as_str()),
-            })
-            .insert(Header {
-                key: "radar.source",
-                value: Some(source.as_str()),
-            });
-        if truncated {
-            headers = headers.insert(Header {
-                key: "radar.truncated",
-                value: Some("true"),
-            });
+        if built.truncated {
+            let counts = &self.shared.producer.context().letters;
+            counts.truncated.fetch_add(1, Ordering::Relaxed);
         }
-        let mut record = BaseRecord::<[u8], [u8]>::to(&self.config.dead_letter_topic)
-            .payload(&payload[..payload.len().min(MAX_DEAD_LETTER_BYTES)])
-            .headers(headers);
-        if let Some(key) = message.key() {
+        let mut record = BaseRecord::with_opaque_to(
+            &self.config.dead_letter_topic,
+            Box::new(Produced::Letter(origin)),
+        )
+        .payload(built.payload)
+        .headers(owned_headers(&built.headers));
+        if let Some(key) = built.key {
             record = record.key(key);
         }
-        self.produce(record)
+        self.shared.produce(record)
     }
 
     /// Produces an opportunity's JSON to the opportunities topic, keyed by account.
@@ -823,29 +944,11 @@ impl Source {
         account_id: &str,
         json: &[u8],
     ) -> Result<(), SourceError> {
-        self.produce(
-            BaseRecord::<[u8], [u8]>::to(topic)
+        self.shared.produce(
+            BaseRecord::with_opaque_to(topic, Box::new(Produced::Opportunity))
                 .key(account_id.as_bytes())
                 .payload(json),
         )
-    }
-
-    /// Hands a record to the producer, waiting for room when its queue is full.
-    fn produce(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SourceError> {
-        let producer = &self.shared.producer;
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                // The local queue is full: let deliveries drain, then try again.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(100));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-        producer.poll(Duration::ZERO);
-        Ok(())
     }
 
     /// Checkpoints the partitions whose policy says so, then commits their offsets. Dead
@@ -939,6 +1042,19 @@ impl Source {
         }
         Ok(stats)
     }
+}
+
+/// Kafka record headers from (name, value) pairs.
+fn owned_headers(headers: &[(&str, String)]) -> OwnedHeaders {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |all, (key, value)| {
+            all.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            })
+        },
+    )
 }
 
 #[cfg(test)]

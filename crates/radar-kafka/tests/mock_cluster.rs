@@ -4,8 +4,9 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use radar_store::Store;
@@ -13,7 +14,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use support::{Until, config, events, outbox_ids, produce, replayed, run_source};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use support::{
+    Until, config, events, outbox_ids, produce, replayed, run_source, run_source_progress,
+};
 
 #[test]
 fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
@@ -132,6 +136,107 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
         "bad_timestamp",
     ] {
         assert!(reasons.contains(reason), "{reason} not in {reasons:?}");
+    }
+}
+
+/// The dead letters of `topic` as (headers, payload), at least `count` of them, then
+/// whatever more comes within a second.
+fn dead_letters(
+    servers: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<(BTreeMap<String, String>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", format!("{topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut letters = Vec::new();
+    let (started, mut last) = (Instant::now(), Instant::now());
+    while (letters.len() < count || last.elapsed() < Duration::from_secs(1))
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        last = Instant::now();
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        letters.push((headers, message.payload().unwrap_or_default().to_vec()));
+    }
+    letters
+}
+
+/// A dead letter the broker refuses (here: its first produce request answered "message
+/// size too large", as a topic with a lower `max.message.bytes` would) does not stop the
+/// source: the letter goes again with the record's coordinates and reason only, it is
+/// counted, and everything after it is processed and committed.
+#[test]
+fn a_dead_letter_the_broker_refuses_is_sent_as_its_coordinates_and_the_source_moves_on() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 2, 1).unwrap();
+    cluster.create_topic("events.dead-letter", 1, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let lines = events(1_000, 29, 0.05);
+    produce(&servers, "events", &lines);
+    let expected = replayed(&lines);
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    let progress = run_source_progress(
+        config(&servers, "events", "radar"),
+        &store,
+        Until::Quiet(Duration::from_secs(1)),
+        false,
+    );
+    assert_eq!(progress.consumed.load(Ordering::Relaxed), 1_000);
+    assert_eq!(
+        outbox_ids(&store),
+        expected,
+        "everything after it processed"
+    );
+    let dropped = progress
+        .dead_letters
+        .payload_dropped
+        .load(Ordering::Relaxed);
+    assert!(dropped >= 1, "the refused letters are counted");
+    assert_eq!(progress.dead_letters.lost.load(Ordering::Relaxed), 0);
+
+    let rejected = progress.stats.lock().unwrap().rejected_total() as usize;
+    let letters = dead_letters(&servers, "events.dead-letter", rejected);
+    assert_eq!(letters.len(), rejected, "one letter per rejected record");
+    let coordinates: Vec<_> = letters
+        .iter()
+        .filter(|(headers, _)| headers.contains_key("radar.payload_dropped"))
+        .collect();
+    assert_eq!(coordinates.len() as u64, dropped);
+    for (headers, payload) in coordinates {
+        assert!(payload.is_empty());
+        assert!(
+            headers["radar.source"].starts_with("events/"),
+            "{headers:?}"
+        );
+        assert!(!headers["radar.reason"].is_empty());
+        assert!(
+            headers["radar.payload_dropped"].contains("too large"),
+            "{headers:?}"
+        );
     }
 }
 

@@ -2,21 +2,28 @@
 //! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
 //! restored), `/v1/accounts/{id}` (why an account scores what it scores, and its latest
 //! opportunities), `/v1/playbooks` (the rules in force). Read-only: nothing here changes
-//! state, so nothing here needs a token.
+//! state, so nothing here needs a token. Header-read and request timeouts and a cap on
+//! connections ([`Limits`]) keep it answering whatever its clients do.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use radar_kafka::{Inspector, Progress};
 use radar_store::Store;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::metrics::Metrics;
 
@@ -42,18 +49,83 @@ pub fn router(state: AdminState) -> Router {
         .with_state(Arc::new(state))
 }
 
+/// What keeps the admin server answering whatever its clients do: a client that sends
+/// half a request, or ten thousand such clients, cannot hold the process's descriptors
+/// and memory, and `/healthz` keeps answering the orchestrator.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest wait for a request's headers, and for the next request on a kept-alive
+    /// connection.
+    pub header_read: Duration,
+    /// Longest a request may take from its headers to its response (408 after).
+    pub request: Duration,
+    /// Connections served at once; more wait in the kernel's listen backlog, holding no
+    /// descriptor of radar's, until one closes.
+    pub connections: usize,
+}
+
+impl Default for Limits {
+    /// Generous for Prometheus, a probe or an operator's curl; short for a stalled
+    /// client. 64 connections: the admin API's users are a handful.
+    fn default() -> Limits {
+        Limits {
+            header_read: Duration::from_secs(5),
+            request: Duration::from_secs(10),
+            connections: 64,
+        }
+    }
+}
+
 /// Binds `addr` (port 0 picks a free one) and serves until the runtime ends; returns the
 /// bound address.
 pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<SocketAddr> {
+    serve_with(addr, state, Limits::default()).await
+}
+
+/// [`serve`] with its limits given.
+pub async fn serve_with(
+    addr: SocketAddr,
+    state: AdminState,
+    limits: Limits,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("radar: admin server stopped: {e}");
-        }
-    });
+    let app = router(state).layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        limits.request,
+    ));
+    tokio::spawn(accept(listener, app, limits));
     Ok(bound)
+}
+
+/// Accepts a connection whenever one of `limits.connections` slots is free, and serves
+/// it over HTTP/1.1 with the header-read timeout.
+async fn accept(listener: TcpListener, app: Router, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.connections));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of descriptors or memory for now: wait rather than spin.
+            Err(e) => {
+                eprintln!("radar: warning: admin server: accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            // A client that goes away or times out ends its connection; nothing to report.
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(slot);
+        });
+    }
 }
 
 async fn ready(State(state): State<Arc<AdminState>>) -> Response {

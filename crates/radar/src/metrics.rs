@@ -30,6 +30,7 @@ pub struct Metrics {
     rounds: Histogram,
     processed: IntCounter,
     rejected: IntCounterVec,
+    dead_letters: IntCounterVec,
     unknown_type: IntCounter,
     late: IntCounter,
     duplicate: IntCounter,
@@ -168,7 +169,12 @@ impl Metrics {
             evicted: counter(
                 r,
                 "radar_accounts_evicted_total",
-                "Accounts dropped after engine.idle_ttl without events.",
+                "Accounts reset or dropped after engine.idle_ttl without events.",
+            ),
+            dead_letters: vec(
+                "radar_dead_letters_total",
+                "Dead letters not sent whole: `truncated` (key or payload cut to fit), `payload_dropped` (the broker refused the letter; sent with the record's coordinates and reason only), `lost` (refused even so; the log names the record).",
+                &["outcome"],
             ),
             tracked: gauge(
                 "radar_accounts_tracked",
@@ -299,6 +305,17 @@ impl Metrics {
             }
             catch_up(&self.cooldown, stats.cooldown);
             catch_up(&self.evicted, stats.evicted);
+            let letters = &progress.dead_letters;
+            for (outcome, count) in [
+                ("truncated", &letters.truncated),
+                ("payload_dropped", &letters.payload_dropped),
+                ("lost", &letters.lost),
+            ] {
+                catch_up(
+                    &self.dead_letters.with_label_values(&[outcome]),
+                    count.load(Ordering::Relaxed),
+                );
+            }
             for (name, count) in self.types.iter().zip(&stats.by_type) {
                 catch_up(&self.by_type.with_label_values(&[name]), *count);
             }

@@ -84,6 +84,18 @@ pub enum Until {
 /// crash would); returns how many records it consumed. Opportunities go to the store's
 /// outbox, as in the pipeline.
 pub fn run_source(config: SourceConfig, store: &Arc<Store>, until: Until, abrupt: bool) -> u64 {
+    run_source_progress(config, store, until, abrupt)
+        .consumed
+        .load(Ordering::Relaxed)
+}
+
+/// [`run_source`], returning all the source reported.
+pub fn run_source_progress(
+    config: SourceConfig,
+    store: &Arc<Store>,
+    until: Until,
+    abrupt: bool,
+) -> Progress {
     let source = Source::new(config, settings(), store.clone()).unwrap();
     let (stop, progress) = (Stop::default(), Progress::default());
     let mut sink = OutboxSink::new(store.clone());
@@ -113,5 +125,5 @@ pub fn run_source(config: SourceConfig, store: &Arc<Store>, until: Until, abrupt
         });
         source.run(&stop, &progress, &mut sink).unwrap();
     });
-    progress.consumed.load(Ordering::Relaxed)
+    progress
 }
