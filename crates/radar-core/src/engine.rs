@@ -317,13 +317,12 @@ impl Engine {
 
     /// Decodes a record and, when it is valid, prefetches its account's state.
     fn decode_ahead<'r>(&self, record: Record<'r>) -> Result<Event<'r>, Rejection> {
-        let decoded =
-            decode(record.bytes, record.time, self.settings.max_future_skew).and_then(|event| {
-                match record.key {
-                    Some(key) if key != event.account_id.as_bytes() => Err(key_mismatch(key)),
-                    _ => Ok(event),
-                }
-            });
+        let mut decoded = decode(record.bytes, record.time, self.settings.max_future_skew);
+        if let (Ok(event), Some(key)) = (&decoded, record.key)
+            && key != event.account_id.as_bytes()
+        {
+            decoded = Err(key_mismatch(key));
+        }
         if let Ok(event) = &decoded
             && let Some(state) = self.accounts.get(&*event.account_id)
         {
