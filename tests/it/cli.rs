@@ -222,6 +222,10 @@ fn validate_makes_the_checks_run_makes() {
 max_batch = 0
 poll_timeout = "briefly"
 
+[kafka.client]
+session_timeout_ms = "soon"
+no_such_setting = "1"
+
 [checkpoint]
 every = "soon"
 every_events = 0
@@ -244,6 +248,8 @@ kind = "webhook"
     let needles = [
         "kafka.max_batch",
         "kafka.poll_timeout",
+        "kafka.client.session_timeout_ms",
+        "kafka.client.no_such_setting",
         "checkpoint.every:",
         "checkpoint.every_events",
         "admin.listen",

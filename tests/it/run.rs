@@ -266,9 +266,9 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
 }
 
 /// Clients that send half a request and wait (a slow-loris, or a broken scraper) cannot
-/// take the admin server over: it holds at most `Limits::connections` of them at once,
-/// closes each after the header-read timeout, and `/healthz` still answers; radar's
-/// descriptors stay bounded whatever the number of such clients.
+/// take the admin server over: it holds at most `Limits::connections` connections, the
+/// newest first, closes each stalled one after the header-read timeout, and `/healthz`
+/// answers at once however many there are; radar's descriptors stay bounded.
 #[test]
 fn the_admin_server_outlasts_clients_that_never_finish_a_request() {
     use std::io::{Read, Write};
@@ -300,47 +300,48 @@ fn the_admin_server_outlasts_clients_that_never_finish_a_request() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(get(admin, "/healthz").0, 200);
-    let descriptors = || {
+    // Radar's open sockets (librdkafka's among them).
+    let sockets = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
             .count()
     };
-    let before = descriptors();
+    let before = sockets();
     let limit = radar::admin::Limits::default();
+    let slack = 16;
 
-    let mut stalled: Vec<TcpStream> = (0..2 * limit.connections + 2)
+    let mut stalled: Vec<TcpStream> = (0..2 * limit.connections + 100)
         .map(|_| {
             let mut client = TcpStream::connect(("127.0.0.1", admin)).unwrap();
             client
                 .write_all(b"GET /healthz HTTP/1.1\r\nHost: ra")
                 .unwrap();
             client
-                .set_read_timeout(Some(Duration::from_millis(50)))
+                .set_read_timeout(Some(Duration::from_millis(20)))
                 .unwrap();
             client
         })
         .collect();
-    // Radar takes as many as it may at once, and no more.
-    let started = Instant::now();
-    while descriptors() < before + limit.connections {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "never accepted"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let held = descriptors() - before;
-    assert!(held <= limit.connections + 2, "{held} connections held");
 
-    // /healthz is answered while they are there, once slots free up.
-    let started = Instant::now();
-    assert_eq!(get(admin, "/healthz").0, 200);
-    assert!(started.elapsed() < limit.header_read * 4);
+    // A probe is answered at once, within less than one header-read timeout.
+    let mut probe = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    probe.set_read_timeout(Some(limit.header_read)).unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: radar\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    probe
+        .read_to_string(&mut answer)
+        .expect("/healthz answered within the header-read timeout");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let held = sockets().saturating_sub(before);
+    assert!(held <= limit.connections + slack, "{held} sockets held");
 
     // Every stalled client is closed by radar: each read ends (EOF) rather than timing
-    // out, within the rounds of header-read timeouts their number takes.
-    let deadline = limit.header_read * 5;
+    // out, the oldest at once, the rest after the header-read timeout.
+    let deadline = limit.header_read * 3;
     let started = Instant::now();
     while !stalled.is_empty() {
         assert!(
@@ -352,7 +353,6 @@ fn the_admin_server_outlasts_clients_that_never_finish_a_request() {
             let mut byte = [0u8; 256];
             match client.read(&mut byte) {
                 Ok(0) => false,
-                // An answer (408) before the close is a close too.
                 Ok(_) => true,
                 Err(e) => matches!(
                     e.kind(),
@@ -360,7 +360,7 @@ fn the_admin_server_outlasts_clients_that_never_finish_a_request() {
                 ),
             }
         });
-        let held = descriptors().saturating_sub(before);
-        assert!(held <= limit.connections + 2, "{held} connections held");
+        let held = sockets().saturating_sub(before);
+        assert!(held <= limit.connections + slack, "{held} sockets held");
     }
 }

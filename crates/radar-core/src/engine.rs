@@ -115,11 +115,9 @@ impl Engine {
     /// How far event time moves between two sweeps for idle accounts: one day.
     pub const SWEEP_STEP: Millis = 86_400_000;
 
-    /// How many accounts (and at least which share of them, [`Engine::SWEEP_QUORUM_SHARE`])
-    /// must have reached a time before a sweep takes it as the partition's present.
+    /// How many accounts (and at least half of them) must have reached a time before a
+    /// sweep takes it as the partition's present.
     pub const SWEEP_QUORUM: usize = 16;
-    /// One account in this many.
-    pub const SWEEP_QUORUM_SHARE: usize = 100;
 
     /// Frees the memory of accounts idle for longer than the configured TTL; returns how
     /// many went. The semantics are per account ([`Engine::process`]): an event more than
@@ -129,18 +127,19 @@ impl Engine {
     /// stream time.
     ///
     /// So which accounts may go is judged against the partition's present: the stream
-    /// time that [`Engine::SWEEP_QUORUM`] accounts, and at least one in
-    /// [`Engine::SWEEP_QUORUM_SHARE`], have reached. Not the newest time of all: one
-    /// producer with a bad clock (event and record time in 2099) would make every other
-    /// account look idle, and accounts dropped while their next events are still within
-    /// the TTL would start afresh where a replay carries on. With the quorum, only an
-    /// account whose own events run more than the TTL behind most of its partition's
-    /// can differ from a replay.
+    /// time that half its accounts (and at least [`Engine::SWEEP_QUORUM`]) have reached,
+    /// their median. Not the newest time of all: one producer with a bad clock (event and
+    /// record time in 2099) would make every other account look idle, and accounts
+    /// dropped while their next events are still within the TTL would start afresh where
+    /// a replay carries on. With the median, bad clocks must hold half a partition's
+    /// accounts to move it, and only an account whose own events run more than the TTL
+    /// behind most of its partition's can differ from a replay. Churned accounts are
+    /// swept as long as fewer accounts churn within a TTL than stay active.
     ///
     /// The pipeline calls it at its checkpoints. A sweep visits every account, so it runs
-    /// only once the newest time has moved [`Engine::SWEEP_STEP`] past the last sweep's
-    /// cutoff, and at most once per as many events as there are accounts: its cost per
-    /// event stays constant, and an idle account stays a little longer at most.
+    /// only once the newest time less the TTL has moved [`Engine::SWEEP_STEP`] past the
+    /// last sweep's cutoff, and at most once per as many events as there are accounts: its
+    /// cost per event stays constant, and an idle account stays a little longer at most.
     pub fn evict_idle(&mut self) -> usize {
         let (Some(ttl), Some(newest)) = (self.settings.idle_ttl, self.newest) else {
             return 0;
@@ -148,7 +147,7 @@ impl Engine {
         let moved_on = |cutoff: Millis, swept: Option<Millis>| {
             swept.is_none_or(|swept| cutoff >= swept.saturating_add(Self::SWEEP_STEP))
         };
-        let quorum = Self::SWEEP_QUORUM.max(self.accounts.len() / Self::SWEEP_QUORUM_SHARE);
+        let quorum = Self::SWEEP_QUORUM.max(self.accounts.len().div_ceil(2));
         if !moved_on(newest.saturating_sub(ttl), self.swept_to)
             || self.accounts.len() < quorum
             || self.stats.read.saturating_sub(self.read_at_sweep) < self.accounts.len() as u64

@@ -27,7 +27,7 @@ pub struct Stats {
     /// Events of each known type, by [`crate::types::TypeId`] (whatever became of them:
     /// processed, late or duplicate); unknown types are in `unknown_type`.
     pub by_type: Vec<u64>,
-    /// Accounts dropped after the idle TTL.
+    /// Accounts reset by an event after the idle TTL, or swept from memory after it.
     pub evicted: u64,
 }
 

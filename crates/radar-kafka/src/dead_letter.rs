@@ -9,7 +9,9 @@
 //! (`radar.truncated`, `radar.original_sizes`). Should the broker still refuse a letter
 //! (a topic whose `max.message.bytes` is lower), the source sends its
 //! [`coordinates_only`] instead: the reason and where the record is, which Kafka still
-//! holds, without its bytes.
+//! holds, without its bytes (keyed as the record was, cut to [`MAX_KEY`]). A batch of
+//! letters refused together (a topic limit below the producer's) is refused letter by
+//! letter: set `kafka.client.message_max_bytes` to the dead-letter topic's limit.
 
 use std::sync::atomic::AtomicU64;
 
@@ -30,6 +32,9 @@ pub struct Origin {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The record's key, cut to [`MAX_KEY`] bytes: the key of its letters too, so a
+    /// compacted dead-letter topic takes them.
+    pub key: Vec<u8>,
     pub reason: &'static str,
     pub detail: String,
 }
@@ -84,7 +89,7 @@ pub fn letter<'a>(
     limit: usize,
 ) -> Letter<'a> {
     let mut headers = origin.headers();
-    let kept_key = key.map(|k| &k[..k.len().min(MAX_KEY)]);
+    let kept_key = key.map(cut_key);
     let key_cut = kept_key.map(<[u8]>::len) != key.map(<[u8]>::len);
     // The truncation headers are reserved before measuring the room, so the payload's
     // share does not depend on whether they come.
@@ -137,6 +142,11 @@ pub fn coordinates_only(origin: &Origin, refused: &str) -> Vec<(&'static str, St
     headers
 }
 
+/// A key cut to at most [`MAX_KEY`] bytes.
+pub fn cut_key(key: &[u8]) -> &[u8] {
+    &key[..key.len().min(MAX_KEY)]
+}
+
 /// `text` cut to at most `max` bytes, on a character boundary.
 fn cut_text(text: &str, max: usize) -> &str {
     let mut end = text.len().min(max);
@@ -166,6 +176,7 @@ mod tests {
             topic: "events".into(),
             partition: 3,
             offset: 42,
+            key: b"acme".to_vec(),
             reason: "invalid_json",
             detail: detail.into(),
         }

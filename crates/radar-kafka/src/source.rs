@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use radar_core::{Opportunity, Settings, Stats};
@@ -262,11 +262,11 @@ struct DeliveryContext {
 impl DeliveryContext {
     fn refused(&self, produced: Produced, error: &KafkaError) {
         match produced {
-            Produced::Letter(origin) if refused_for_itself(error) => {
-                if let Ok(mut refused) = self.refused.lock() {
-                    refused.push((origin, error.to_string()));
-                }
-            }
+            Produced::Letter(origin) if refused_for_itself(error) => self
+                .refused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((origin, error.to_string())),
             Produced::Coordinates(origin) if refused_for_itself(error) => {
                 self.letters.lost.fetch_add(1, Ordering::Relaxed);
                 eprintln!(
@@ -289,8 +289,8 @@ fn refused_for_itself(error: &KafkaError) -> bool {
         error.rdkafka_error_code(),
         Some(
             RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
                 | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::InvalidMessage
                 | RDKafkaErrorCode::InvalidRecord
         )
     )
@@ -387,8 +387,12 @@ impl Shared {
         let context = self.producer.context();
         loop {
             self.producer.flush(Duration::from_secs(30))?;
-            let refused =
-                std::mem::take(&mut *context.refused.lock().map_err(|_| SourceError::Poisoned)?);
+            let refused = std::mem::take(
+                &mut *context
+                    .refused
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
             if refused.is_empty() {
                 break;
             }
@@ -403,10 +407,12 @@ impl Shared {
                     origin.reason
                 );
                 let headers = owned_headers(&dead_letter::coordinates_only(&origin, &why));
+                let key = origin.key.clone();
                 let record = BaseRecord::with_opaque_to(
                     &self.dead_letter_topic,
                     Box::new(Produced::Coordinates(origin)),
                 )
+                .key(&key[..])
                 .payload(&[][..])
                 .headers(headers);
                 self.produce(record)?;
@@ -908,16 +914,18 @@ impl Source {
     /// Produces a rejected record's dead letter (see [`crate::dead_letter`]): its key and
     /// bytes, cut to fit if they must, and headers saying why and where from.
     fn dead_letter(&self, message: &impl Message, letter: &DeadLetter) -> Result<(), SourceError> {
+        let key = message.key();
         let origin = Origin {
             topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: letter.offset,
+            key: dead_letter::cut_key(key.unwrap_or_default()).to_vec(),
             reason: letter.reason.as_str(),
             detail: letter.detail.clone(),
         };
         let built = dead_letter::letter(
             &origin,
-            message.key(),
+            key,
             message.payload().unwrap_or_default(),
             self.shared.letter_limit,
         );
@@ -926,7 +934,7 @@ impl Source {
             counts.truncated.fetch_add(1, Ordering::Relaxed);
         }
         let mut record = BaseRecord::with_opaque_to(
-            &self.config.dead_letter_topic,
+            &self.shared.dead_letter_topic,
             Box::new(Produced::Letter(origin)),
         )
         .payload(built.payload)

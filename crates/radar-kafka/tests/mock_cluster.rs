@@ -2,9 +2,11 @@
 //! fast enough for every test run. (`tansu.rs` runs against a broker process.)
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/read.rs"]
+mod read;
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use read::read_all;
 use support::{
     Until, config, events, outbox_ids, produce, replayed, run_source, run_source_progress,
 };
@@ -139,46 +142,6 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
     }
 }
 
-/// The dead letters of `topic` as (headers, payload), at least `count` of them, then
-/// whatever more comes within a second.
-fn dead_letters(
-    servers: &str,
-    topic: &str,
-    count: usize,
-) -> Vec<(BTreeMap<String, String>, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("group.id", format!("{topic}-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut letters = Vec::new();
-    let (started, mut last) = (Instant::now(), Instant::now());
-    while (letters.len() < count || last.elapsed() < Duration::from_secs(1))
-        && started.elapsed() < Duration::from_secs(30)
-    {
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        last = Instant::now();
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                        (h.key.to_owned(), value.into_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        letters.push((headers, message.payload().unwrap_or_default().to_vec()));
-    }
-    letters
-}
-
 /// A dead letter the broker refuses (here: its first produce request answered "message
 /// size too large", as a topic with a lower `max.message.bytes` would) does not stop the
 /// source: the letter goes again with the record's coordinates and reason only, it is
@@ -219,7 +182,7 @@ fn a_dead_letter_the_broker_refuses_is_sent_as_its_coordinates_and_the_source_mo
     assert_eq!(progress.dead_letters.lost.load(Ordering::Relaxed), 0);
 
     let rejected = progress.stats.lock().unwrap().rejected_total() as usize;
-    let letters = dead_letters(&servers, "events.dead-letter", rejected);
+    let letters = read_all(&servers, "events.dead-letter", rejected);
     assert_eq!(letters.len(), rejected, "one letter per rejected record");
     let coordinates: Vec<_> = letters
         .iter()

@@ -91,6 +91,9 @@ pub struct Store {
     pub(crate) db: Database,
     /// Set when the file found at open was unusable: where it was moved, and why.
     moved_aside: Option<(PathBuf, String)>,
+    /// Whether the file found at open failed redb's integrity check and was repaired
+    /// (back to its last intact commit).
+    repaired: bool,
 }
 
 impl Store {
@@ -100,9 +103,10 @@ impl Store {
     /// still holds, rather than radar failing (or panicking) at every start.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         match open_checked(path) {
-            Ok(db) => Ok(Store {
+            Ok((db, repaired)) => Ok(Store {
                 db,
                 moved_aside: None,
+                repaired,
             }),
             Err(Unusable::Damaged(why)) => Self::start_afresh(path, why),
             Err(Unusable::Other(e)) => Err(open_error(path, e)),
@@ -120,12 +124,18 @@ impl Store {
         Ok(Store {
             db,
             moved_aside: Some((aside, why)),
+            repaired: false,
         })
     }
 
     /// Where an unusable store file found at open was moved.
     pub fn moved_aside(&self) -> Option<&Path> {
         self.moved_aside.as_ref().map(|(path, _)| path.as_path())
+    }
+
+    /// Whether the store file found at open was damaged and repaired by redb.
+    pub fn repaired(&self) -> bool {
+        self.repaired
     }
 
     /// Why the store file found at open was moved aside.
@@ -281,17 +291,17 @@ enum Unusable {
 }
 
 /// Opens the database and checks every page of it (redb's integrity check, which also
-/// repairs what its write-ahead design can). redb answers some damage with a panic
+/// repairs what its design can: the database and whether it was repaired). redb answers some damage with a panic
 /// rather than an error (a file with its second half zeroed: `unreachable`), so opening
 /// and checking run inside a panic boundary: a panic there is damage too.
-fn open_checked(path: &Path) -> Result<Database, Unusable> {
+fn open_checked(path: &Path) -> Result<(Database, bool), Unusable> {
     let opened = std::panic::catch_unwind(|| {
         let mut db = Database::create(path)?;
-        db.check_integrity()?;
-        Ok::<_, redb::DatabaseError>(db)
+        let intact = db.check_integrity()?;
+        Ok::<_, redb::DatabaseError>((db, !intact))
     });
     match opened {
-        Ok(Ok(db)) => Ok(db),
+        Ok(Ok(opened)) => Ok(opened),
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)))) => {
             Err(Unusable::Damaged(format!("damaged: {why}")))
         }
@@ -299,6 +309,12 @@ fn open_checked(path: &Path) -> Result<Database, Unusable> {
             if not_a_database(path) =>
         {
             Err(Unusable::Damaged(format!("not a radar store: {e}")))
+        }
+        // Shorter than its own layout says: cut off.
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Err(Unusable::Damaged(format!("damaged: {e}")))
         }
         Ok(Err(e)) => Err(Unusable::Other(e)),
         Err(panic) => {

@@ -2,12 +2,15 @@
 //! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
 //! restored), `/v1/accounts/{id}` (why an account scores what it scores, and its latest
 //! opportunities), `/v1/playbooks` (the rules in force). Read-only: nothing here changes
-//! state, so nothing here needs a token. Header-read and request timeouts and a cap on
-//! connections ([`Limits`]) keep it answering whatever its clients do.
+//! state, so nothing here needs a token. Header-read, request and connection timeouts and
+//! a cap on connections that makes room for the newest ([`Limits`]) keep it answering
+//! whatever its clients do.
 
+use std::collections::VecDeque;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -21,8 +24,8 @@ use hyper_util::service::TowerToHyperService;
 use radar_kafka::{Inspector, Progress};
 use radar_store::Store;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::metrics::Metrics;
@@ -49,9 +52,9 @@ pub fn router(state: AdminState) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// What keeps the admin server answering whatever its clients do: a client that sends
-/// half a request, or ten thousand such clients, cannot hold the process's descriptors
-/// and memory, and `/healthz` keeps answering the orchestrator.
+/// What keeps the admin server answering whatever its clients do: clients that send
+/// half a request, never read their answer, or come by the thousand cannot hold the
+/// process's descriptors and memory, and `/healthz` keeps answering the orchestrator.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Longest wait for a request's headers, and for the next request on a kept-alive
@@ -59,19 +62,23 @@ pub struct Limits {
     pub header_read: Duration,
     /// Longest a request may take from its headers to its response (408 after).
     pub request: Duration,
-    /// Connections served at once; more wait in the kernel's listen backlog, holding no
-    /// descriptor of radar's, until one closes.
+    /// Longest a connection lives: then it finishes the request in hand (for at most
+    /// `request` more) and closes, so a client that never reads cannot keep it.
+    pub lifetime: Duration,
+    /// Connections held at once. A new one beyond it closes the oldest, so a crowd of
+    /// stalled clients gives way to the newest, which a probe always is.
     pub connections: usize,
 }
 
 impl Default for Limits {
     /// Generous for Prometheus, a probe or an operator's curl; short for a stalled
-    /// client. 64 connections: the admin API's users are a handful.
+    /// client. 256 connections: a small share of the usual 1,024 descriptors.
     fn default() -> Limits {
         Limits {
             header_read: Duration::from_secs(5),
             request: Duration::from_secs(10),
-            connections: 64,
+            lifetime: Duration::from_secs(60),
+            connections: 256,
         }
     }
 }
@@ -98,33 +105,70 @@ pub async fn serve_with(
     Ok(bound)
 }
 
-/// Accepts a connection whenever one of `limits.connections` slots is free, and serves
-/// it over HTTP/1.1 with the header-read timeout.
+/// The connections being served, oldest first, each with the handle that ends it.
+#[derive(Default)]
+struct Held {
+    next_id: u64,
+    connections: VecDeque<(u64, AbortHandle)>,
+}
+
+/// Accepts every connection at once and serves it over HTTP/1.1 within `limits`; past
+/// `limits.connections`, the oldest connection is closed for the new one.
 async fn accept(listener: TcpListener, app: Router, limits: Limits) {
-    let slots = Arc::new(Semaphore::new(limits.connections));
+    // A std mutex: held for a few pointer moves, never across an await.
+    let held = Arc::new(Mutex::new(Held::default()));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
+            // One client's failed handshake is nothing to wait on.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+                ) =>
+            {
+                continue;
+            }
             // Out of descriptors or memory for now: wait rather than spin.
             Err(e) => {
                 eprintln!("radar: warning: admin server: accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
         let service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            // A client that goes away or times out ends its connection; nothing to report.
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(slot);
+        let mut guard = held.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.connections.len() >= limits.connections
+            && let Some((_, oldest)) = guard.connections.pop_front()
+        {
+            oldest.abort();
+        }
+        let id = guard.next_id;
+        guard.next_id += 1;
+        let done = held.clone();
+        let task = tokio::spawn(async move {
+            serve_connection(stream, service, limits).await;
+            let mut held = done.lock().unwrap_or_else(PoisonError::into_inner);
+            held.connections.retain(|(other, _)| *other != id);
         });
+        guard.connections.push_back((id, task.abort_handle()));
+    }
+}
+
+/// Serves one connection until it ends, its headers are too slow, or its lifetime is up.
+async fn serve_connection(stream: TcpStream, service: TowerToHyperService<Router>, limits: Limits) {
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    // A client that goes away or times out ends its connection; nothing to report.
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = tokio::time::sleep(limits.lifetime) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.request, connection).await;
+        }
     }
 }
 

@@ -150,7 +150,8 @@ pub struct PipelineConfig {
     pub playbooks: serde_json::Value,
 }
 
-/// Reads the layers into the raw config; a syntax or type error names its key and file.
+/// Reads the layers into the raw config; a syntax error names its file, line and column,
+/// a type error its key.
 pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
     let one = |problem: String| ConfigError {
         problems: vec![problem],
@@ -183,16 +184,20 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
 /// offending line: a misplaced quote would otherwise print a secret written on it.
 fn parse_toml(text: &str) -> Result<toml::Table, String> {
     text.parse::<toml::Table>().map_err(|e| {
-        let (line, column) = e.span().map_or((0, 0), |span| {
-            let before = &text[..span.start.min(text.len())];
-            let line_start = before.rfind('\n').map_or(0, |at| at + 1);
-            (
-                before.matches('\n').count() + 1,
-                before[line_start..].chars().count() + 1,
-            )
-        });
+        let at = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map(|before| {
+                let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+                format!(
+                    " at line {}, column {}",
+                    before.matches('\n').count() + 1,
+                    before[line_start..].chars().count() + 1
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "TOML syntax error at line {line}, column {column}: {} (the line is not shown: it may hold a secret)",
+            "TOML syntax error{at}: {} (the line is not shown: it may hold a secret)",
             e.message().trim_end()
         )
     })
@@ -361,6 +366,23 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             }
         })
         .collect();
+    // What librdkafka itself would refuse when `run` creates its clients: unknown
+    // settings and bad values.
+    for (key, value) in &kafka.client {
+        let setting = key.replace('_', ".");
+        if let Err(e) = rdkafka::ClientConfig::new()
+            .set(&setting, value)
+            .create_native_config()
+        {
+            let said = e.to_string();
+            let said = if radar_kafka::is_secret(&setting) && !value.is_empty() {
+                said.replace(value.as_str(), "[redacted]")
+            } else {
+                said
+            };
+            problems.push(format!("kafka.client.{key}: {said}"));
+        }
+    }
     let delivery = load_delivery(&raw.delivery, env)
         .map_err(|errors| problems.extend(errors))
         .ok();

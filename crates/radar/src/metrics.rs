@@ -172,8 +172,8 @@ impl Metrics {
                 "Accounts reset or dropped after engine.idle_ttl without events.",
             ),
             dead_letters: vec(
-                "radar_dead_letters_total",
-                "Dead letters not sent whole: `truncated` (key or payload cut to fit), `payload_dropped` (the broker refused the letter; sent with the record's coordinates and reason only), `lost` (refused even so; the log names the record).",
+                "radar_dead_letters_degraded_total",
+                "Dead letters of rejected events not sent whole: `truncated` (key or payload cut to fit), `payload_dropped` (the broker refused the letter; sent with the record's coordinates and reason only), `lost` (refused even so; the log names the record). A letter cut, then refused, counts under both.",
                 &["outcome"],
             ),
             tracked: gauge(

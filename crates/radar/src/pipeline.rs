@@ -73,6 +73,12 @@ pub fn run(
             aside.display()
         );
     }
+    if store.repaired() {
+        eprintln!(
+            "radar: the state store {} failed its integrity check and was repaired to its last intact commit",
+            config.store_path.display()
+        );
+    }
     let types = &config.engine.types;
     let type_names = types.ids().map(|id| types.name(id).to_owned()).collect();
     let source = Source::new(config.source, Arc::new(config.engine), store.clone())
