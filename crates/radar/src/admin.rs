@@ -25,7 +25,7 @@ use radar_kafka::{Inspector, Progress};
 use radar_store::Store;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::metrics::Metrics;
@@ -105,15 +105,16 @@ pub async fn serve_with(
     Ok(bound)
 }
 
-/// The connections being served, oldest first, each with the handle that ends it.
+/// The connections being served, oldest first, each with its task.
 #[derive(Default)]
 struct Held {
     next_id: u64,
-    connections: VecDeque<(u64, AbortHandle)>,
+    connections: VecDeque<(u64, JoinHandle<()>)>,
 }
 
 /// Accepts every connection at once and serves it over HTTP/1.1 within `limits`; past
-/// `limits.connections`, the oldest connection is closed for the new one.
+/// `limits.connections`, the oldest connection is closed (and gone) before the new one is
+/// served, so radar never holds more than one over the limit, for that moment.
 async fn accept(listener: TcpListener, app: Router, limits: Limits) {
     // A std mutex: held for a few pointer moves, never across an await.
     let held = Arc::new(Mutex::new(Held::default()));
@@ -136,13 +137,17 @@ async fn accept(listener: TcpListener, app: Router, limits: Limits) {
                 continue;
             }
         };
+        let oldest = held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take_oldest_if_full(limits.connections);
+        if let Some(oldest) = oldest {
+            oldest.abort();
+            // Cancelled at its next await point: its socket is closed once this returns.
+            let _ = oldest.await;
+        }
         let service = TowerToHyperService::new(app.clone());
         let mut guard = held.lock().unwrap_or_else(PoisonError::into_inner);
-        if guard.connections.len() >= limits.connections
-            && let Some((_, oldest)) = guard.connections.pop_front()
-        {
-            oldest.abort();
-        }
         let id = guard.next_id;
         guard.next_id += 1;
         let done = held.clone();
@@ -151,7 +156,18 @@ async fn accept(listener: TcpListener, app: Router, limits: Limits) {
             let mut held = done.lock().unwrap_or_else(PoisonError::into_inner);
             held.connections.retain(|(other, _)| *other != id);
         });
-        guard.connections.push_back((id, task.abort_handle()));
+        guard.connections.push_back((id, task));
+    }
+}
+
+impl Held {
+    /// The oldest connection's task, taken out, when `limit` are held.
+    fn take_oldest_if_full(&mut self, limit: usize) -> Option<JoinHandle<()>> {
+        if self.connections.len() >= limit {
+            self.connections.pop_front().map(|(_, task)| task)
+        } else {
+            None
+        }
     }
 }
 
