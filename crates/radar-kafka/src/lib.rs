@@ -1,19 +1,34 @@
 //! Radar's Kafka side, around the pure core.
 //!
 //! Modules:
+//! - [`source`]: the consumer group's poll loop that drives the partition workers;
+//! - [`shared`]: what the loop and the rebalance callbacks share, and the rule of what may
+//!   be committed when, stated once;
+//! - [`rebalance`]: restoring partitions on assignment, checkpointing them on revocation;
+//! - [`partition`]: one partition's engine, offsets and checkpoints;
+//! - [`producer`]: dead letters and opportunities produced, acknowledged before commits;
 //! - [`dead_letter`]: what a rejected record's dead letter holds, sized to always fit;
-//! - [`partition`]: one partition's engine, offsets and checkpoints; the at-least-once
-//!   rule (commit an offset only once a checkpoint covering it is durable) lives here;
-//! - [`source`]: the rdkafka consumer group that drives the partition workers, with the
-//!   dead-letter producer.
+//! - [`sink`]: where opportunities are handed (the outbox);
+//! - [`config`], [`progress`], [`inspector`], [`error`]: the source's settings, what it
+//!   shows watchers and how it is stopped, account lookups for the admin API, its errors.
 
+pub mod config;
 pub mod dead_letter;
+pub mod error;
+pub mod inspector;
 pub mod partition;
+mod producer;
+pub mod progress;
+mod rebalance;
+mod shared;
+pub mod sink;
 pub mod source;
 
+pub use config::{SourceConfig, is_secret};
 pub use dead_letter::LetterCounts;
+pub use error::SourceError;
+pub use inspector::Inspector;
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
-pub use source::{
-    CheckpointTimes, Inspector, OpportunitySink, OutboxSink, Progress, SinkError, Source,
-    SourceConfig, SourceError, Stop, is_secret,
-};
+pub use progress::{CheckpointTimes, Progress, Stop};
+pub use sink::{OpportunitySink, OutboxSink, SinkError};
+pub use source::Source;

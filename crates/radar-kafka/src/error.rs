@@ -1,0 +1,22 @@
+//! What stops the source.
+
+use radar_store::StoreError;
+use rdkafka::error::KafkaError;
+
+use crate::sink::SinkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("writing opportunities: {0}")]
+    Sink(SinkError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("partition state lock poisoned by an earlier panic")]
+    Poisoned,
+    #[error(
+        "{0} records (dead letters or opportunities) were refused by the broker; not committing past them"
+    )]
+    Refused(u64),
+}

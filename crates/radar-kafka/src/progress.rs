@@ -1,0 +1,85 @@
+//! What the source shows whoever watches it ([`Progress`]), and how it is asked to stop
+//! ([`Stop`]).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use radar_core::Stats;
+use radar_store::Content;
+
+use crate::dead_letter::LetterCounts;
+
+/// What the source shows whoever watches it (tests, metrics, readiness), refreshed
+/// after every poll round: atomics and short-held locks, never touched per event.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub consumed: AtomicU64,
+    /// Partitions assigned and restored, ready to process.
+    pub partitions: AtomicU64,
+    pub tracked_accounts: AtomicU64,
+    /// Every partition's counts so far (including partitions since revoked).
+    pub stats: Mutex<Stats>,
+    /// Consumer lag by (topic, partition), from librdkafka's statistics.
+    pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    pub checkpoints: Mutex<CheckpointTimes>,
+    /// Dead letters that could not be sent whole.
+    pub dead_letters: LetterCounts,
+    /// How long each poll round's processing took (decode → state → rules → score →
+    /// opportunities, dead letters handed on), not yet taken by a metrics reader; at most
+    /// [`Progress::KEPT`] are kept.
+    pub rounds: Mutex<Vec<Duration>>,
+}
+
+impl Progress {
+    /// Timings kept for a reader that has not come yet.
+    pub const KEPT: usize = 65_536;
+
+    pub(crate) fn note(list: &Mutex<Vec<Duration>>, took: Duration) {
+        if let Ok(mut list) = list.lock()
+            && list.len() < Progress::KEPT
+        {
+            list.push(took);
+        }
+    }
+}
+
+/// When the last checkpoint was written and how long checkpoints take.
+#[derive(Debug, Default, Clone)]
+pub struct CheckpointTimes {
+    /// Durations of checkpoints not yet taken by a metrics reader.
+    pub durations: Vec<Duration>,
+    /// What each partition checkpoint wrote (a snapshot or changes) and its size in
+    /// bytes, not yet taken by a metrics reader.
+    pub written: Vec<(Content, usize)>,
+    /// When the last one completed.
+    pub last: Option<Instant>,
+}
+
+/// How the source was asked to stop.
+#[derive(Debug, Default)]
+pub struct Stop {
+    graceful: AtomicBool,
+    abrupt: AtomicBool,
+}
+
+impl Stop {
+    /// Finish in-flight work, checkpoint every partition, commit, return.
+    pub fn graceful(&self) {
+        self.graceful.store(true, Ordering::SeqCst);
+    }
+
+    /// Return at once, as a crash would: nothing more is checkpointed or committed.
+    pub fn abrupt(&self) {
+        self.abrupt.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_graceful(&self) -> bool {
+        self.graceful.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_abrupt(&self) -> bool {
+        self.abrupt.load(Ordering::SeqCst)
+    }
+}

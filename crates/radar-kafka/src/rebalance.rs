@@ -1,0 +1,141 @@
+//! The consumer's rebalance callbacks. rdkafka calls them from inside `poll`, on the thread
+//! that polls, while the previous round may be processed on rayon's pool, so they take
+//! the workers' lock, which processing holds for a round. On assignment each partition is
+//! restored from its checkpoint and assigned at the checkpoint's offset (the checkpoint,
+//! not the group's committed offset, is the truth: a crash between the two must not apply
+//! events twice); on revocation each is checkpointed and its offset committed before it
+//! goes (see [`crate::shared`] for what may be committed when).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::error::SourceError;
+use crate::partition::{PartitionWorker, Restored};
+use crate::shared::{Key, Retire, Shared};
+
+pub(crate) struct Context {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ClientContext for Context {
+    /// Keeps each partition's consumer lag from librdkafka's periodic statistics.
+    fn stats(&self, statistics: Statistics) {
+        let Ok(mut lag) = self.shared.lag.lock() else {
+            return;
+        };
+        for (topic, stats) in statistics.topics {
+            for (partition, p) in stats.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), partition), p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance
+            && !self.shared.abandoned.load(Ordering::SeqCst)
+            && let Err(e) = revoke(&self.shared, consumer, list)
+        {
+            self.shared.fail(e);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance
+            && let Err(e) = assign(&self.shared, consumer, list)
+        {
+            self.shared.fail(e);
+        }
+    }
+}
+
+/// Restores each newly assigned partition and re-assigns it at its checkpoint's offset.
+fn assign(
+    shared: &Shared,
+    consumer: &BaseConsumer<Context>,
+    list: &TopicPartitionList,
+) -> Result<(), SourceError> {
+    let mut workers = shared.workers()?;
+    let mut positioned = TopicPartitionList::new();
+    for element in list.elements() {
+        let key = (element.topic().to_owned(), element.partition());
+        let resume_at = match workers.get(&key) {
+            Some(worker) => worker.resume_offset(),
+            None => {
+                let (worker, restored) = PartitionWorker::restore(
+                    shared.settings.clone(),
+                    &shared.store,
+                    &key.0,
+                    key.1,
+                    Instant::now(),
+                )?;
+                workers.insert(key.clone(), worker);
+                report_restore(&key, &restored);
+                restored.resume_at
+            }
+        };
+        // Without a checkpoint there is no state: rebuild it from the start of the
+        // partition, not from the group's committed offset.
+        let offset = resume_at.map_or(Offset::Beginning, Offset::Offset);
+        positioned.add_partition_offset(&key.0, key.1, offset)?;
+    }
+    consumer.assign(&positioned)?;
+    Ok(())
+}
+
+/// Says what a partition was restored from, and warns when checkpoints were left out.
+fn report_restore((topic, partition): &Key, restored: &Restored) {
+    match restored.resume_at {
+        Some(offset) => eprintln!(
+            "radar: partition {topic}/{partition}: {} accounts restored, resuming at offset {offset}",
+            restored.accounts
+        ),
+        None => eprintln!(
+            "radar: partition {topic}/{partition}: no checkpoint, building the state from the start"
+        ),
+    }
+    if restored.skipped > 0 {
+        eprintln!(
+            "radar: warning: partition {topic}/{partition}: {} newer checkpoints left out (damaged or unreadable); the events after them are processed again",
+            restored.skipped
+        );
+    }
+}
+
+/// Checkpoints and commits each revoked partition, then drops its worker.
+fn revoke(
+    shared: &Shared,
+    consumer: &BaseConsumer<Context>,
+    list: &TopicPartitionList,
+) -> Result<(), SourceError> {
+    // The lock first: a round being processed on another thread holds it until its
+    // dead letters are produced and its opportunities handed to the sink. Then everything
+    // the revoked partitions caused must be acknowledged before their checkpoints move
+    // past it: restore resumes from the checkpoint.
+    let mut workers = shared.workers()?;
+    // A round that failed half-way handed on only part of what it processed: its state
+    // must not be checkpointed.
+    if shared.abandoned.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let revoked: Vec<Key> = list
+        .elements()
+        .iter()
+        .map(|element| (element.topic().to_owned(), element.partition()))
+        .collect();
+    shared.checkpoint(
+        consumer,
+        &mut workers,
+        &revoked,
+        CommitMode::Sync,
+        Retire::Yes,
+    )
+}
