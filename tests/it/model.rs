@@ -635,3 +635,48 @@ fn a_record_keyed_otherwise_than_by_its_account_is_rejected() {
     );
     assert_eq!(engine.stats().rejected(RejectReason::KeyMismatch), 2);
 }
+
+/// A changelog replica: each checkpoint's account records (tombstones, then states)
+/// applied to another engine give it exactly the live engine's state, through
+/// evictions and accounts that come back.
+#[test]
+fn changelog_records_rebuild_the_state() {
+    fn checkpoint(live: &mut Engine, replica: &mut Engine) {
+        let records = live.changed_account_records();
+        for account_id in &records.evicted {
+            replica.remove_account(account_id);
+        }
+        for (account_id, bytes) in &records.updated {
+            replica.restore_account(account_id, bytes).unwrap();
+        }
+        live.forget_changes();
+    }
+    let settings = default_settings();
+    let ttl = settings.idle_ttl.expect("on by default");
+    let day = 24 * HOUR_MS;
+    let (mut live, mut replica) = (Engine::new(settings.clone()), Engine::new(settings));
+    let mut stages = vec![vec![
+        login(1, 1, START_MS),
+        Ev {
+            id: 2,
+            account: 2,
+            kind: "entitlement_updated",
+            time: START_MS,
+            value: 40,
+        },
+    ]];
+    stages[0].extend(crowd(100, START_MS + day));
+    let later = START_MS + ttl + 2 * day;
+    stages.push([crowd(100, later), crowd(100, later + 60_000)].concat());
+    stages.push(vec![login(3, 1, later)]);
+    for (n, stage) in stages.iter().enumerate() {
+        for line in lines(stage) {
+            live.process(&line, None, &mut Vec::new());
+        }
+        let swept = live.evict_idle();
+        assert_eq!(swept, usize::from(n == 1) * 2, "stage {n}");
+        checkpoint(&mut live, &mut replica);
+        assert_eq!(snapshot(&replica), snapshot(&live), "stage {n}");
+    }
+    assert!(replica.account("acct_1").is_some() && replica.account("acct_2").is_none());
+}

@@ -59,6 +59,15 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// What a changelog checkpoint writes: see [`Engine::changed_account_records`].
+#[derive(Debug)]
+pub struct AccountRecords<'a> {
+    /// Accounts evicted since the last checkpoint: a tombstone each.
+    pub evicted: Vec<&'a str>,
+    /// Accounts an event reached, in id order, with their state as bytes.
+    pub updated: Vec<(&'a str, Vec<u8>)>,
+}
+
 #[derive(Debug)]
 pub struct Engine {
     settings: Arc<Settings>,
@@ -222,6 +231,43 @@ impl Engine {
         self.changed = changed;
         self.forget_changes();
         bytes
+    }
+
+    /// The accounts an event reached since the changes were last taken, each with its
+    /// state as bytes ([`snapshot::encode_account`]), and the ids of those evicted since:
+    /// the records a changelog checkpoint writes (tombstones first, so an account evicted
+    /// and seen again ends with its new state). It takes nothing: the changes are still
+    /// there for [`Engine::take_changes`] or [`Engine::forget_changes`].
+    pub fn changed_account_records(&self) -> AccountRecords<'_> {
+        let mut updated: Vec<(&str, Vec<u8>)> = self
+            .changed
+            .iter()
+            .filter_map(|account_id| {
+                let state = self.accounts.get(account_id)?;
+                Some((account_id.as_str(), snapshot::encode_account(state)))
+            })
+            .collect();
+        updated.sort_unstable_by_key(|(account_id, _)| *account_id);
+        updated.dedup_by_key(|(account_id, _)| *account_id);
+        AccountRecords {
+            evicted: self.evicted.iter().map(CompactString::as_str).collect(),
+            updated,
+        }
+    }
+
+    /// Sets an account's state from a changelog record's bytes, replacing what it had;
+    /// restored accounts are not changes.
+    pub fn restore_account(&mut self, account_id: &str, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let mut state = snapshot::decode_account(bytes)?;
+        state.windows.sync_edges();
+        latest(&mut self.newest, state.stream_time);
+        self.accounts.insert(account_id.into(), Box::new(state));
+        Ok(())
+    }
+
+    /// Drops an account, as a changelog tombstone says.
+    pub fn remove_account(&mut self, account_id: &str) {
+        self.accounts.remove(account_id);
     }
 
     /// How many accounts [`Engine::take_changes`] would write or remove now (at most).

@@ -4,8 +4,9 @@
 //! A snapshot is bytes: a format version, then the accounts in postcard (compact, serde,
 //! no schema to ship). Changes have the same form plus the ids of the accounts evicted
 //! since: the accounts an event reached replace their earlier state, the evicted ones go.
-//! The core only turns state into bytes and back; where the bytes go (a checkpoint store,
-//! a changelog topic) is the pipeline's business. Restoring a snapshot, applying the
+//! A single account's state has the same form ([`encode_account`]), for a changelog topic
+//! keyed by account. The core only turns state into bytes and back; where the bytes go
+//! (a checkpoint store, a changelog topic) is the pipeline's business. Restoring a snapshot, applying the
 //! changes made after it in order, and carrying on gives exactly the output of an
 //! uninterrupted run.
 
@@ -80,6 +81,16 @@ pub(crate) fn encode_changes(changes: &ChangesRef<'_>) -> Vec<u8> {
 }
 
 pub(crate) fn decode_changes(bytes: &[u8]) -> Result<ChangesOwned<'_>, SnapshotError> {
+    unversioned(bytes)
+}
+
+/// One account's state as bytes: the value of its changelog record.
+pub fn encode_account(state: &AccountState) -> Vec<u8> {
+    versioned(state)
+}
+
+/// An account's state from [`encode_account`]'s bytes.
+pub fn decode_account(bytes: &[u8]) -> Result<AccountState, SnapshotError> {
     unversioned(bytes)
 }
 

@@ -18,6 +18,11 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// (topic, partition, generation) → header ‖ state.
 const CHECKPOINTS: TableDefinition<(&str, i32, u64), &[u8]> = TableDefinition::new("checkpoints");
+/// (topic, partition, generation) → the changelog position (the changelog offset after
+/// the checkpoint's completion record) the generation's state corresponds to, when the
+/// partition's state lives in a changelog topic and this file is its cache.
+const CHANGELOG_POSITIONS: TableDefinition<(&str, i32, u64), i64> =
+    TableDefinition::new("changelog_positions");
 
 /// Layout: content tag, offset (i64 LE), checksum (u64 LE) of tag ‖ offset ‖ state.
 const HEADER: usize = 1 + 8 + 8;
@@ -76,6 +81,9 @@ pub struct LoadedState<T> {
     pub offset: i64,
     /// Checkpoints applied: the snapshot and the changes after it.
     pub applied: u32,
+    /// The changelog position of the last checkpoint applied, if it was saved with one
+    /// ([`Store::save_checkpoint_at`]).
+    pub changelog: Option<i64>,
 }
 
 /// What loading found: the newest good checkpoint, if any, and how many newer ones were
@@ -153,9 +161,33 @@ impl Store {
         partition: i32,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
+        self.save(topic, partition, checkpoint, None)
+    }
+
+    /// [`Store::save_checkpoint`] of a state that a changelog topic holds up to
+    /// `changelog` (its offset after the checkpoint's completion record): the file is
+    /// then a cache, good as long as the changelog has nothing after that position.
+    pub fn save_checkpoint_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        checkpoint: &Checkpoint,
+        changelog: i64,
+    ) -> Result<(), StoreError> {
+        self.save(topic, partition, checkpoint, Some(changelog))
+    }
+
+    fn save(
+        &self,
+        topic: &str,
+        partition: i32,
+        checkpoint: &Checkpoint,
+        changelog: Option<i64>,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(CHECKPOINTS).map_err(storage)?;
+            let mut positions = txn.open_table(CHANGELOG_POSITIONS).map_err(storage)?;
             let all = (topic, partition, 0)..=(topic, partition, u64::MAX);
             let next = match table.range(all.clone()).map_err(storage)?.next_back() {
                 Some(entry) => entry.map_err(storage)?.0.value().2 + 1,
@@ -172,16 +204,22 @@ impl Store {
                     }
                 }
                 let keep_from = fallback.unwrap_or(next);
+                let retired = (topic, partition, 0)..(topic, partition, keep_from);
                 table
-                    .retain_in(
-                        (topic, partition, 0)..(topic, partition, keep_from),
-                        |_, _| false,
-                    )
+                    .retain_in(retired.clone(), |_, _| false)
+                    .map_err(storage)?;
+                positions
+                    .retain_in(retired, |_, _| false)
                     .map_err(storage)?;
             }
             table
                 .insert((topic, partition, next), encode(checkpoint).as_slice())
                 .map_err(storage)?;
+            match changelog {
+                Some(position) => positions.insert((topic, partition, next), position),
+                None => positions.remove((topic, partition, next)),
+            }
+            .map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         Ok(())
@@ -224,7 +262,9 @@ impl Store {
                 state,
                 offset,
                 applied: 1,
+                changelog: None,
             };
+            let mut last = base;
             for &generation in &generations[at + 1..] {
                 let Some(guard) = value(generation)? else {
                     break;
@@ -233,10 +273,19 @@ impl Store {
                     Some((Content::Changes, offset, bytes)) if apply(&mut loaded.state, bytes) => {
                         loaded.offset = offset;
                         loaded.applied += 1;
+                        last = generation;
                     }
                     _ => break,
                 }
             }
+            loaded.changelog = match txn.open_table(CHANGELOG_POSITIONS) {
+                Ok(positions) => positions
+                    .get((topic, partition, last))
+                    .map_err(storage)?
+                    .map(|position| position.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(storage(e)),
+            };
             let left_out = generations.len() - at - loaded.applied as usize;
             return Ok((Some(loaded), left_out as u32));
         }
@@ -665,6 +714,39 @@ mod tests {
             store.load_checkpoint("events", 0).unwrap().checkpoint,
             Some(checkpoint(1, 1))
         );
+    }
+
+    /// A cache of a changelog says up to where: the position of the last checkpoint it
+    /// could apply, none for a checkpoint saved without one.
+    #[test]
+    fn each_checkpoint_keeps_its_changelog_position() {
+        let (_dir, store) = store();
+        let position = |store: &Store| {
+            store
+                .load_state("events", 0, |b| Some(b[0]), |_, _| true)
+                .unwrap()
+                .0
+                .and_then(|loaded| loaded.changelog)
+        };
+        store
+            .save_checkpoint_at("events", 0, &checkpoint(10, 1), 100)
+            .unwrap();
+        assert_eq!(position(&store), Some(100));
+        store
+            .save_checkpoint_at("events", 0, &changes(20, 2), 140)
+            .unwrap();
+        assert_eq!(position(&store), Some(140));
+        // A damaged newest change: the state, and its position, of the one before.
+        store
+            .save_checkpoint_at("events", 0, &changes(30, 3), 170)
+            .unwrap();
+        damage(&store, "events", 0, 2, b"garbage");
+        assert_eq!(position(&store), Some(140));
+        // A new snapshot saved without a position has none.
+        store
+            .save_checkpoint("events", 0, &checkpoint(40, 4))
+            .unwrap();
+        assert_eq!(position(&store), None);
     }
 
     /// A store file as radar leaves it: checkpoints of several partitions and an outbox.
