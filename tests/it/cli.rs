@@ -230,6 +230,9 @@ no_such_setting = "1"
 every = "soon"
 every_events = 0
 
+[state]
+store = "cloud"
+
 [admin]
 listen = "everywhere"
 
@@ -252,6 +255,7 @@ kind = "webhook"
         "kafka.client.no_such_setting",
         "checkpoint.every:",
         "checkpoint.every_events",
+        "state.store",
         "admin.listen",
         "shutdown.timeout",
         "delivery.schedule[1]",

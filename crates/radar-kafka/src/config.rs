@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::changelog::ChangelogConfig;
 use crate::partition::CheckpointPolicy;
 
 /// Where and how to consume. Its `Debug` output redacts secret client settings, so it
@@ -19,6 +20,9 @@ pub struct SourceConfig {
     pub client: Vec<(String, String)>,
     pub checkpoint: CheckpointPolicy,
     pub poll_timeout: Duration,
+    /// Where partition state lives besides the local store: a changelog topic
+    /// (`store = "kafka"`), or nowhere (`None`, `store = "local"`).
+    pub changelog: Option<ChangelogConfig>,
     /// Records taken per poll round: enough to spread the per-round costs (one outbox
     /// transaction, one parallel step), small enough to keep each round short.
     pub max_batch: usize,
@@ -85,6 +89,7 @@ mod tests {
             },
             poll_timeout: Duration::from_millis(100),
             max_batch: 1,
+            changelog: None,
         };
         let shown = format!("{config:?}");
         for secret in ["hunter2", "BEGIN PRIVATE KEY", "s3cr3t"] {

@@ -13,6 +13,8 @@ pub enum SourceError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("state changelog: {0}")]
+    Changelog(String),
     #[error("partition state lock poisoned by an earlier panic")]
     Poisoned,
     #[error(

@@ -7,11 +7,13 @@
 //! - [`rebalance`]: restoring partitions on assignment, checkpointing them on revocation;
 //! - [`partition`]: one partition's engine, offsets and checkpoints;
 //! - [`producer`]: dead letters and opportunities produced, acknowledged before commits;
+//! - [`changelog`]: partition state in a compacted topic (`store = "kafka"`);
 //! - [`dead_letter`]: what a rejected record's dead letter holds, sized to always fit;
 //! - [`sink`]: where opportunities are handed (the outbox);
 //! - [`config`], [`progress`], [`inspector`], [`error`]: the source's settings, what it
 //!   shows watchers and how it is stopped, account lookups for the admin API, its errors.
 
+pub mod changelog;
 pub mod config;
 pub mod dead_letter;
 pub mod error;
@@ -24,6 +26,7 @@ mod shared;
 pub mod sink;
 pub mod source;
 
+pub use changelog::ChangelogConfig;
 pub use config::{SourceConfig, is_secret};
 pub use dead_letter::LetterCounts;
 pub use error::SourceError;

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use radar_core::event::RejectReason;
 use radar_core::time::Millis;
 use radar_core::{Engine, Opportunity, Outcome, Record, Settings, Stats};
-use radar_store::{Checkpoint, Content, Store, StoreError};
+use radar_store::{Checkpoint, Content, Store};
+
+use crate::changelog::Changelog;
+use crate::error::SourceError;
 
 /// A record as the consumer hands it over.
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +56,9 @@ pub struct Restored {
     /// snapshot they followed) was damaged or unreadable.
     pub skipped: u32,
     pub accounts: usize,
+    /// Changelog records read, when the state came from (or was brought up to date by)
+    /// the changelog; `None` when the local store sufficed.
+    pub from_changelog: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -83,27 +89,55 @@ pub struct PartitionWorker {
 impl PartitionWorker {
     /// A worker restored from the partition's checkpoints: the newest intact snapshot the
     /// engine can read (older ones are tried before giving up) and the changes after it.
+    /// With a changelog, that local state is only a cache: used as it is when it is as
+    /// new as the changelog, brought up to date from the changelog's tail when it is
+    /// older, and ignored for the whole changelog when it has none of it.
     pub fn restore(
         settings: Arc<Settings>,
         store: &Store,
+        changelog: Option<&Changelog>,
         topic: &str,
         partition: i32,
         now: Instant,
-    ) -> Result<(PartitionWorker, Restored), StoreError> {
+    ) -> Result<(PartitionWorker, Restored), SourceError> {
         let (found, skipped) = store.load_state(
             topic,
             partition,
             |snapshot| Engine::restore(settings.clone(), snapshot).ok(),
             |engine, changes| engine.apply_changes(changes).is_ok(),
         )?;
-        let (engine, resume_at) = match found {
-            Some(loaded) => (loaded.state, Some(loaded.offset)),
-            None => (Engine::new(settings), None),
+        let mut from_changelog = None;
+        let (engine, resume_at) = match (found, changelog) {
+            (Some(loaded), None) => (loaded.state, Some(loaded.offset)),
+            (None, None) => (Engine::new(settings), None),
+            (found, Some(changelog)) => {
+                let end = changelog.end(partition)?;
+                let cached = found.filter(|l| l.changelog.is_some_and(|at| at <= end));
+                match cached {
+                    Some(loaded) if loaded.changelog == Some(end) => {
+                        (loaded.state, Some(loaded.offset))
+                    }
+                    Some(loaded) => {
+                        let mut engine = loaded.state;
+                        let from = loaded.changelog.unwrap_or(0);
+                        let replayed = changelog.replay(partition, from, &mut engine)?;
+                        from_changelog = Some(replayed.records);
+                        (engine, replayed.resume_at.or(Some(loaded.offset)))
+                    }
+                    None => {
+                        let mut engine = Engine::new(settings);
+                        let replayed = changelog.replay(partition, 0, &mut engine)?;
+                        from_changelog = Some(replayed.records);
+                        (engine, replayed.resume_at)
+                    }
+                }
+            }
         };
         let restored = Restored {
             resume_at,
             skipped,
             accounts: engine.tracked_accounts(),
+            from_changelog,
         };
         let worker = PartitionWorker {
             topic: topic.to_owned(),
@@ -113,6 +147,8 @@ impl PartitionWorker {
             checkpointed: resume_at,
             since_checkpoint: 0,
             last_checkpoint: now,
+            // The local file holds no snapshot of this state yet: the first checkpoint
+            // writes one.
             snapshot_accounts: 0,
             changed_since_snapshot: 0,
             changes_since_snapshot: 0,
@@ -172,16 +208,30 @@ impl PartitionWorker {
     /// size: a restore applies at most this many.
     pub const MAX_CHANGES: u32 = 100;
 
-    /// Writes a checkpoint of the state (its changes, or a snapshot) and the next offset;
-    /// returns the offset that may now be committed to Kafka (`None` before the first
-    /// record).
-    pub fn checkpoint(&mut self, store: &Store, now: Instant) -> Result<Option<i64>, StoreError> {
+    /// Writes a checkpoint of the state (its changes, or a snapshot) and the next offset:
+    /// to the changelog first when there is one (acknowledged), then to the local store
+    /// (with the changelog position, as its cache). Returns the offset that may now be
+    /// committed to Kafka (`None` before the first record).
+    pub fn checkpoint(
+        &mut self,
+        store: &Store,
+        changelog: Option<&Changelog>,
+        now: Instant,
+    ) -> Result<Option<i64>, SourceError> {
         let Some(offset) = self.next_offset else {
             return Ok(None);
         };
         if self.checkpointed != Some(offset) {
             // Idle accounts go now, so they leave memory and the checkpoint together.
             self.engine.evict_idle();
+            let position = match changelog {
+                Some(changelog) => Some(changelog.write(
+                    self.partition,
+                    &self.engine.changed_account_records(),
+                    offset,
+                )?),
+                None => None,
+            };
             // Each change counts as one account at least, so empty ones add up too.
             let changed = self.engine.changed_accounts().max(1);
             let outnumbered = self.snapshot_accounts.min(self.engine.tracked_accounts());
@@ -207,10 +257,14 @@ impl PartitionWorker {
                     state: self.engine.take_changes(),
                 }
             };
-            if let Err(e) = store.save_checkpoint(&self.topic, self.partition, &checkpoint) {
+            let saved = match position {
+                Some(at) => store.save_checkpoint_at(&self.topic, self.partition, &checkpoint, at),
+                None => store.save_checkpoint(&self.topic, self.partition, &checkpoint),
+            };
+            if let Err(e) = saved {
                 // What was taken is not in the store: only a snapshot can follow now.
                 self.snapshot_accounts = 0;
-                return Err(e);
+                return Err(e.into());
             }
             self.written = Some((checkpoint.content, checkpoint.state.len()));
             self.checkpointed = Some(offset);
@@ -306,7 +360,7 @@ mod tests {
 
         // Uninterrupted.
         let (mut whole, _) =
-            PartitionWorker::restore(settings(), &store, "uninterrupted", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "uninterrupted", 0, now).unwrap();
         let (mut expected, mut dead) = (Vec::new(), Vec::new());
         whole.process(&all, &mut expected, &mut dead);
         assert!(!expected.is_empty() && !dead.is_empty());
@@ -314,16 +368,16 @@ mod tests {
         // Checkpoint after 1,000 records, process 700 more, then "crash" (drop without
         // checkpointing) and restart: the restart resumes at 1,000 and redoes the rest.
         let (mut first, restored) =
-            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 0, now).unwrap();
         assert_eq!(restored.resume_at, None);
         let mut got = Vec::new();
         first.process(&all[..1_000], &mut got, &mut Vec::new());
-        assert_eq!(first.checkpoint(&store, now).unwrap(), Some(1_000));
+        assert_eq!(first.checkpoint(&store, None, now).unwrap(), Some(1_000));
         first.process(&all[1_000..1_700], &mut Vec::new(), &mut Vec::new());
         drop(first);
 
         let (mut second, restored) =
-            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 0, now).unwrap();
         assert_eq!(restored.resume_at, Some(1_000));
         assert_eq!(restored.skipped, 0);
         assert!(restored.accounts > 0);
@@ -344,17 +398,17 @@ mod tests {
         let all = records(&lines, 0);
         let now = Instant::now();
         let (mut whole, _) =
-            PartitionWorker::restore(settings(), &store, "uninterrupted", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "uninterrupted", 0, now).unwrap();
         let mut expected = Vec::new();
         whole.process(&all, &mut expected, &mut Vec::new());
 
         let (mut first, _) =
-            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 0, now).unwrap();
         let mut got = Vec::new();
         let mut contents = Vec::new();
         for chunk in all[..2_050].chunks(100) {
             first.process(chunk, &mut got, &mut Vec::new());
-            first.checkpoint(&store, now).unwrap();
+            first.checkpoint(&store, None, now).unwrap();
             let newest = store
                 .load_checkpoint("events", 0)
                 .unwrap()
@@ -371,7 +425,7 @@ mod tests {
         drop(first);
 
         let (mut second, restored) =
-            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 0, now).unwrap();
         assert_eq!((restored.resume_at, restored.skipped), (Some(2_050), 0));
         second.process(&all[2_050..], &mut got, &mut Vec::new());
         assert_eq!(got, expected);
@@ -391,9 +445,9 @@ mod tests {
         let lines = events_over(1_000, 2_000);
         let now = Instant::now();
         let (mut worker, _) =
-            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 0, now).unwrap();
         worker.process(&records(&lines, 0), &mut Vec::new(), &mut Vec::new());
-        worker.checkpoint(&store, now).unwrap();
+        worker.checkpoint(&store, None, now).unwrap();
         let newest = |store: &Store| {
             store
                 .load_checkpoint("events", 0)
@@ -413,7 +467,7 @@ mod tests {
                 &mut dead,
             );
             assert_eq!(dead.len(), 1);
-            worker.checkpoint(&store, now).unwrap();
+            worker.checkpoint(&store, None, now).unwrap();
             let expected = if n <= PartitionWorker::MAX_CHANGES {
                 Content::Changes
             } else {
@@ -425,7 +479,8 @@ mod tests {
                 "checkpoint {n} after the snapshot"
             );
         }
-        let (_, restored) = PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+        let (_, restored) =
+            PartitionWorker::restore(settings(), &store, None, "events", 0, now).unwrap();
         assert_eq!(
             restored.resume_at,
             Some(2_000 + i64::from(PartitionWorker::MAX_CHANGES) + 2)
@@ -439,11 +494,13 @@ mod tests {
         let lines = events(600);
         let all = records(&lines, 0);
         let now = Instant::now();
-        let (mut once, _) = PartitionWorker::restore(settings(), &store, "a", 0, now).unwrap();
+        let (mut once, _) =
+            PartitionWorker::restore(settings(), &store, None, "a", 0, now).unwrap();
         let mut expected = Vec::new();
         once.process(&all, &mut expected, &mut Vec::new());
 
-        let (mut twice, _) = PartitionWorker::restore(settings(), &store, "b", 0, now).unwrap();
+        let (mut twice, _) =
+            PartitionWorker::restore(settings(), &store, None, "b", 0, now).unwrap();
         let mut got = Vec::new();
         twice.process(&all[..400], &mut got, &mut Vec::new());
         twice.process(&all[200..], &mut got, &mut Vec::new());
@@ -461,7 +518,8 @@ mod tests {
             r#"{"event_id":"e3","type":"user_login","account_id":"a","timestamp":"2026-03-01T05:00:00Z"}"#.to_owned(),
         ];
         let (mut worker, _) =
-            PartitionWorker::restore(settings(), &store, "events", 2, Instant::now()).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 2, Instant::now())
+                .unwrap();
         let mut batch = records(&lines, 40);
         // The record time says 02:00: the third event is three hours ahead of it.
         batch[2].timestamp = Some(radar_core::time::parse_rfc3339("2026-03-01T02:00:00Z").unwrap());
@@ -476,7 +534,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            worker.checkpoint(&store, Instant::now()).unwrap(),
+            worker.checkpoint(&store, None, Instant::now()).unwrap(),
             Some(43),
             "the offset moves past them"
         );
@@ -492,12 +550,12 @@ mod tests {
         };
         let start = Instant::now();
         let (mut worker, _) =
-            PartitionWorker::restore(settings(), &store, "events", 0, start).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 0, start).unwrap();
         assert!(
             !worker.checkpoint_due(start + Duration::from_secs(60), &policy),
             "nothing new yet"
         );
-        assert_eq!(worker.checkpoint(&store, start).unwrap(), None);
+        assert_eq!(worker.checkpoint(&store, None, start).unwrap(), None);
 
         let lines = events(150);
         worker.process(&records(&lines[..50], 0), &mut Vec::new(), &mut Vec::new());
@@ -510,7 +568,7 @@ mod tests {
         );
         assert!(worker.checkpoint_due(start + Duration::from_secs(1), &policy));
         let later = start + Duration::from_secs(2);
-        assert_eq!(worker.checkpoint(&store, later).unwrap(), Some(150));
+        assert_eq!(worker.checkpoint(&store, None, later).unwrap(), Some(150));
         assert!(!worker.checkpoint_due(later + Duration::from_secs(60), &policy));
     }
 
@@ -521,9 +579,9 @@ mod tests {
         let lines = events(200);
         let now = Instant::now();
         let (mut worker, _) =
-            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 0, now).unwrap();
         worker.process(&records(&lines[..100], 0), &mut Vec::new(), &mut Vec::new());
-        worker.checkpoint(&store, now).unwrap();
+        worker.checkpoint(&store, None, now).unwrap();
         // A newer checkpoint whose checksum holds but whose snapshot is not one.
         store
             .save_checkpoint(
@@ -537,7 +595,7 @@ mod tests {
             )
             .unwrap();
         let (worker, restored) =
-            PartitionWorker::restore(settings(), &store, "events", 0, now).unwrap();
+            PartitionWorker::restore(settings(), &store, None, "events", 0, now).unwrap();
         assert_eq!(restored.resume_at, Some(100));
         assert_eq!(restored.skipped, 1);
         assert!(worker.engine().tracked_accounts() > 0);

@@ -73,6 +73,7 @@ fn assign(
                 let (worker, restored) = PartitionWorker::restore(
                     shared.settings.clone(),
                     &shared.store,
+                    shared.changelog.as_ref(),
                     &key.0,
                     key.1,
                     Instant::now(),
@@ -101,6 +102,11 @@ fn report_restore((topic, partition): &Key, restored: &Restored) {
         None => eprintln!(
             "radar: partition {topic}/{partition}: no checkpoint, building the state from the start"
         ),
+    }
+    if let Some(records) = restored.from_changelog.filter(|records| *records > 0) {
+        eprintln!(
+            "radar: partition {topic}/{partition}: {records} changelog records read (the local store was missing or behind)"
+        );
     }
     if restored.skipped > 0 {
         eprintln!(

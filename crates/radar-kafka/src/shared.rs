@@ -21,6 +21,7 @@ use radar_store::{Content, Store};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::changelog::Changelog;
 use crate::error::SourceError;
 use crate::partition::PartitionWorker;
 use crate::producer::Producer;
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     /// Produces dead letters and, when configured, opportunities.
     pub(crate) producer: Producer,
+    /// Where partition state lives when `store = "kafka"`.
+    pub(crate) changelog: Option<Changelog>,
     pub(crate) workers: Mutex<HashMap<Key, PartitionWorker>>,
     /// Consumer lag by partition, from the statistics callback.
     pub(crate) lag: Mutex<BTreeMap<Key, i64>>,
@@ -94,13 +97,20 @@ impl Shared {
         mode: CommitMode,
         retire: Retire,
     ) -> Result<(), SourceError> {
+        // A process that lost its partitions (a session timeout, a network cut) writes
+        // and commits nothing more for them: their new owner holds them now.
+        if self.changelog.is_some() && consumer.assignment_lost() {
+            return Ok(());
+        }
         self.producer.flush()?;
         let mut offsets = TopicPartitionList::new();
         for key in keys {
             let Some(worker) = workers.get_mut(key) else {
                 continue;
             };
-            if let Some(offset) = worker.checkpoint(&self.store, Instant::now())? {
+            if let Some(offset) =
+                worker.checkpoint(&self.store, self.changelog.as_ref(), Instant::now())?
+            {
                 offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset))?;
             }
             self.note_written(worker);

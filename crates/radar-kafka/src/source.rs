@@ -17,6 +17,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 
+use crate::changelog::Changelog;
 use crate::config::SourceConfig;
 use crate::error::SourceError;
 use crate::inspector::Inspector;
@@ -57,6 +58,15 @@ impl Source {
             settings,
             store,
             producer: Producer::new(&client, &config.dead_letter_topic)?,
+            changelog: match (&config.changelog, config.topics.as_slice()) {
+                (None, _) => None,
+                (Some(changelog), [source]) => Some(Changelog::open(&client, changelog, source)?),
+                (Some(_), _) => {
+                    return Err(SourceError::Changelog(
+                        "a changelog serves exactly one source topic".into(),
+                    ));
+                }
+            },
             workers: Mutex::new(HashMap::new()),
             lag: Mutex::new(BTreeMap::new()),
             retired: Mutex::new(Stats::default()),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use radar_kafka::ChangelogConfig;
 use radar_store::Store;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -67,6 +68,55 @@ fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
     assert!(
         (4_000 - crashed_after..4_000).contains(&resumed),
         "the restart consumed {resumed} of 4,000 records after a crash at {crashed_after}"
+    );
+}
+
+/// With the state in a changelog (`store = "kafka"`), a crashed instance is replaced by
+/// one on a new machine, with an empty local store: it restores the partitions from the
+/// changelog and resumes after their last completion records, not from the start, and
+/// between them every opportunity of the replay is written.
+#[test]
+fn with_a_changelog_a_new_machine_carries_on_where_a_crashed_one_stopped() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 3, 1).unwrap();
+    cluster.create_topic("events.dead-letter", 1, 1).unwrap();
+    // The mock cluster answers no topic creation (tansu's tests see radar create it).
+    cluster.create_topic("radar-state", 3, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let lines = events(4_000, 31, 0.0);
+    produce(&servers, "events", &lines);
+    let expected = replayed(&lines);
+    let source = || {
+        let mut config = config(&servers, "events", "radar");
+        config.changelog = Some(ChangelogConfig {
+            topic: "radar-state".into(),
+            replication: 1,
+        });
+        config
+    };
+
+    let first_machine = tempfile::tempdir().unwrap();
+    let first = Arc::new(Store::open(&first_machine.path().join("state.redb")).unwrap());
+    let crashed_after = run_source(source(), &first, Until::Consumed(2_000), true);
+
+    let second_machine = tempfile::tempdir().unwrap();
+    let second = Arc::new(Store::open(&second_machine.path().join("state.redb")).unwrap());
+    let resumed = run_source(
+        source(),
+        &second,
+        Until::Quiet(Duration::from_secs(2)),
+        false,
+    );
+
+    let mut all = outbox_ids(&first);
+    all.extend(outbox_ids(&second));
+    assert_eq!(
+        all, expected,
+        "every opportunity of the replay, and no other"
+    );
+    assert!(
+        (4_000 - crashed_after..4_000).contains(&resumed),
+        "the new machine consumed {resumed} of 4,000 records after a crash at {crashed_after}"
     );
 }
 

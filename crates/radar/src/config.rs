@@ -16,7 +16,7 @@ use radar_core::settings::{
 };
 use radar_delivery::settings::Env;
 use radar_delivery::{DeliverySettings, RawDelivery};
-use radar_kafka::{CheckpointPolicy, SourceConfig};
+use radar_kafka::{ChangelogConfig, CheckpointPolicy, SourceConfig};
 use serde::Deserialize;
 
 /// The default configuration, compiled in so `radar` runs from any directory.
@@ -66,6 +66,7 @@ pub struct RawConfig {
     pub playbooks: Vec<RawPlaybook>,
     pub kafka: RawKafka,
     pub checkpoint: RawCheckpoint,
+    pub state: RawState,
     pub admin: RawAdmin,
     pub shutdown: RawShutdown,
     #[serde(default)]
@@ -103,6 +104,17 @@ pub struct RawKafka {
     /// "/run/secrets/kafka"`): secrets are never written in a config file.
     #[serde(default)]
     pub secret_files: BTreeMap<String, PathBuf>,
+}
+
+/// Where partition state lives.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// `local` or `kafka`.
+    pub store: String,
+    /// Empty: `<kafka.group_id>-state`.
+    pub changelog_topic: String,
+    pub changelog_replication: i32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -346,6 +358,42 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             ));
         }
     }
+    let changelog = match raw.state.store.as_str() {
+        "local" => None,
+        "kafka" => {
+            let topic = match raw.state.changelog_topic.trim() {
+                "" => format!("{}-state", kafka.group_id),
+                topic => topic.to_owned(),
+            };
+            if kafka.topics.len() != 1 {
+                problems.push(
+                    "state.store: \"kafka\" keeps one source topic's state: kafka.topics must name exactly one".into(),
+                );
+            }
+            if kafka.topics.contains(&topic)
+                || [&kafka.dead_letter_topic, &kafka.opportunities_topic].contains(&&topic)
+            {
+                problems.push(format!(
+                    "state.changelog_topic: {topic:?} is already used for events, dead letters or opportunities"
+                ));
+            }
+            if raw.state.changelog_replication == 0 || raw.state.changelog_replication < -1 {
+                problems.push(
+                    "state.changelog_replication: must be at least 1, or -1 for the broker's default".into(),
+                );
+            }
+            Some(ChangelogConfig {
+                topic,
+                replication: raw.state.changelog_replication,
+            })
+        }
+        other => {
+            problems.push(format!(
+                "state.store: {other:?} is neither \"local\" nor \"kafka\""
+            ));
+            None
+        }
+    };
     if kafka.max_batch == 0 {
         problems.push("kafka.max_batch: must be at least 1".into());
     }
@@ -434,6 +482,7 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
                 },
                 poll_timeout,
                 max_batch: kafka.max_batch,
+                changelog,
             },
             store_path: PathBuf::from(&raw.checkpoint.path),
             delivery,
