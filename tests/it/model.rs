@@ -514,6 +514,8 @@ fn sweeps_free_the_accounts_idle_past_the_ttl() {
     events.extend(crowd(100, START_MS + ttl + day));
     let (mut engine, _) = run_lines(&settings, &lines(&events));
     let tracked = engine.tracked_accounts();
+    // Accounts changed since the last checkpoint are kept: a checkpoint first.
+    engine.forget_changes();
     assert_eq!(engine.evict_idle(), 1);
     assert_eq!(engine.tracked_accounts(), tracked - 1);
     assert_eq!(engine.stats().evicted, 1);
@@ -533,12 +535,14 @@ fn sweeps_free_the_accounts_idle_past_the_ttl() {
     let later = START_MS + ttl + day + 3 * day / 4;
     feed(&mut engine, crowd(100, later));
     feed(&mut engine, crowd(100, later + 60_000));
+    engine.forget_changes();
     assert_eq!(engine.evict_idle(), 0);
     // ...until the cutoff has moved a whole step on since the last sweep.
     feed(
         &mut engine,
         crowd(100, START_MS + ttl + day + Engine::SWEEP_STEP),
     );
+    engine.forget_changes();
     assert_eq!(engine.evict_idle(), 1);
     assert_eq!(engine.tracked_accounts(), tracked - 2);
 }
@@ -725,4 +729,31 @@ fn ids_of(opportunities: &[Opportunity]) -> Vec<String> {
         .iter()
         .map(|o| o.opportunity_id.to_string())
         .collect()
+}
+
+/// A sweep keeps an idle account an event reached since the last checkpoint: its
+/// tombstone must never reach a changelog ahead of the state that event left. The next
+/// sweep after a checkpoint frees it.
+#[test]
+fn a_sweep_keeps_the_accounts_changed_since_the_last_checkpoint() {
+    let settings = default_settings();
+    let ttl = settings.idle_ttl.expect("on by default");
+    let now = START_MS + ttl + 24 * HOUR_MS;
+    let mut engine = Engine::new(settings);
+    let feed = |engine: &mut Engine, events: Vec<Ev>| {
+        for line in lines(&events) {
+            engine.process(&line, None, &mut Vec::new());
+        }
+    };
+    feed(&mut engine, crowd(100, now));
+    engine.forget_changes();
+    // An account whose events are all older than the TTL, reached since the checkpoint.
+    feed(&mut engine, vec![login(1, 1, START_MS)]);
+    assert_eq!(engine.evict_idle(), 0, "changed since the last checkpoint");
+    engine.forget_changes();
+    feed(&mut engine, crowd(100, now + Engine::SWEEP_STEP));
+    feed(&mut engine, crowd(100, now + Engine::SWEEP_STEP + 60_000));
+    engine.forget_changes();
+    assert_eq!(engine.evict_idle(), 1);
+    assert!(engine.account("acct_1").is_none());
 }

@@ -145,6 +145,11 @@ impl Engine {
     /// behind most of its partition's can differ from a replay. Churned accounts are
     /// swept as long as fewer accounts churn within a TTL than stay active.
     ///
+    /// Accounts an event reached since the changes were last taken (or forgotten) stay
+    /// for a later sweep: a changelog checkpoint then never writes an account's tombstone
+    /// ahead of the state its events left (a crash before the completion record would
+    /// otherwise restore it absent).
+    ///
     /// The pipeline calls it at its checkpoints. A sweep visits every account, so it runs
     /// only once the newest time less the TTL has moved [`Engine::SWEEP_STEP`] past the
     /// last sweep's cutoff, and at most once per as many events as there are accounts: its
@@ -174,7 +179,9 @@ impl Engine {
         let before = self.accounts.len();
         let evicted = &mut self.evicted;
         self.accounts.retain(|account_id, state| {
-            let keep = state.stream_time >= cutoff;
+            // An account changed since the last checkpoint waits for the next sweep: a
+            // changelog then never holds its tombstone ahead of the state it left.
+            let keep = state.stream_time >= cutoff || state.changed.0;
             if !keep {
                 evicted.push(account_id.clone());
             }

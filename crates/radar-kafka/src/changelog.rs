@@ -40,6 +40,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::error::SourceError;
+use crate::producer::send_waiting;
 
 /// Where the changelog is, and how to create it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,9 +115,6 @@ impl std::fmt::Debug for Changelog {
 pub(crate) struct Replayed {
     /// The source offset of the last completion record read, if any.
     pub resume_at: Option<i64>,
-    /// The changelog offset after the last record read: where a cache of this state
-    /// stands.
-    pub position: i64,
     pub records: u64,
 }
 
@@ -204,6 +202,9 @@ impl Changelog {
                     .payload(state.as_slice()),
             )?;
         }
+        // The completion only once every account record is acknowledged: a record lost
+        // for good behind a completion would restore its account older than the offset.
+        self.acknowledged(partition)?;
         let mut completion = vec![COMPLETION_VERSION];
         completion.extend_from_slice(&offset.to_le_bytes());
         self.send(
@@ -212,20 +213,8 @@ impl Changelog {
                 .key(&[][..])
                 .payload(completion.as_slice()),
         )?;
-        self.producer.flush(TIMEOUT)?;
+        self.acknowledged(partition)?;
         let reports = self.producer.context();
-        if reports.failed.swap(0, Ordering::SeqCst) > 0 {
-            let error = reports
-                .first_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-                .unwrap_or_default();
-            return Err(SourceError::Changelog(format!(
-                "writing partition {partition} of {}: {error}",
-                self.topic
-            )));
-        }
         let mut completions = reports
             .completions
             .lock()
@@ -244,18 +233,28 @@ impl Changelog {
         })
     }
 
-    /// Hands a record to the producer, waiting for room when its queue is full.
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), SourceError> {
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(100));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
+    /// Waits for every record sent to be acknowledged; an error if one was refused.
+    fn acknowledged(&self, partition: i32) -> Result<(), SourceError> {
+        self.producer.flush(TIMEOUT)?;
+        let reports = self.producer.context();
+        if reports.failed.swap(0, Ordering::SeqCst) == 0 {
+            return Ok(());
         }
+        let error = reports
+            .first_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        Err(SourceError::Changelog(format!(
+            "writing partition {partition} of {}: {error}",
+            self.topic
+        )))
+    }
+
+    /// Hands a record to the producer, waiting for room when its queue is full.
+    fn send(&self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), SourceError> {
+        send_waiting(&self.producer, record).map_err(|refused| refused.0.into())
     }
 
     /// The changelog offset after the last record of `partition`.
@@ -290,10 +289,10 @@ impl Changelog {
         let (low, high) = consumer.fetch_watermarks(&self.topic, partition, TIMEOUT)?;
         let mut replayed = Replayed {
             resume_at: None,
-            position: high,
             records: 0,
         };
         let mut next = from.max(low);
+        let mut last_error = None;
         if next >= high {
             return Ok(replayed);
         }
@@ -314,16 +313,21 @@ impl Changelog {
                 Some(Ok(message)) => message,
                 Some(Err(KafkaError::PartitionEOF(_))) if next >= high => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => continue,
-                Some(Err(e)) => return Err(e.into()),
+                // A broker away or a leader moving: librdkafka retries; so does this loop,
+                // until a whole timeout passes without a record.
+                Some(Err(e)) => {
+                    last_error = Some(e);
+                    continue;
+                }
                 None => {
+                    let why = last_error.map_or_else(String::new, |e| format!(" (last: {e})"));
                     return Err(corrupt(
                         next,
-                        "no record within 30 s, though the log goes further",
+                        &format!("no record within 30 s, though the log goes further{why}"),
                     ));
                 }
             };
             next = message.offset() + 1;
-            replayed.position = replayed.position.max(next);
             replayed.records += 1;
             let key = message.key().unwrap_or_default();
             match (key, message.payload()) {

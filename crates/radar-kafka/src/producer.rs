@@ -167,23 +167,15 @@ impl Producer {
     /// would be.
     fn produce(
         &self,
-        mut record: BaseRecord<'_, [u8], [u8], Box<Produced>>,
+        record: BaseRecord<'_, [u8], [u8], Box<Produced>>,
     ) -> Result<(), SourceError> {
         let producer = &self.producer;
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                // The local queue is full: let deliveries drain, then try again.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(100));
-                }
-                Err((error, back)) if refused_for_itself(&error) => {
-                    producer.context().refused(*back.delivery_opaque, &error);
-                    break;
-                }
-                Err((e, _)) => return Err(e.into()),
+        if let Err(refused) = send_waiting(producer, record) {
+            let (error, back) = *refused;
+            if !refused_for_itself(&error) {
+                return Err(error.into());
             }
+            producer.context().refused(*back.delivery_opaque, &error);
         }
         producer.poll(Duration::ZERO);
         Ok(())
@@ -237,6 +229,30 @@ impl Producer {
                 .key(account_id.as_bytes())
                 .payload(json),
         )
+    }
+}
+
+/// A record refused by the producer, with the error (boxed: rare, and large).
+pub(crate) type Refused<'a, C> = Box<(
+    KafkaError,
+    BaseRecord<'a, [u8], [u8], <C as ProducerContext>::DeliveryOpaque>,
+)>;
+
+/// Hands a record to `producer`, waiting for room while its local queue is full (the
+/// deliveries it polls meanwhile drain it); any other refusal comes back with the record.
+pub(crate) fn send_waiting<'a, C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>,
+) -> Result<(), Refused<'a, C>> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(100));
+            }
+            Err(refused) => return Err(Box::new(refused)),
+        }
     }
 }
 

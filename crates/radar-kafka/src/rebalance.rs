@@ -99,6 +99,10 @@ fn report_restore((topic, partition): &Key, restored: &Restored) {
             "radar: partition {topic}/{partition}: {} accounts restored, resuming at offset {offset}",
             restored.accounts
         ),
+        None if restored.accounts > 0 => eprintln!(
+            "radar: partition {topic}/{partition}: {} accounts restored from a changelog with no completed checkpoint, reading the partition from the start",
+            restored.accounts
+        ),
         None => eprintln!(
             "radar: partition {topic}/{partition}: no checkpoint, building the state from the start"
         ),
@@ -137,6 +141,17 @@ fn revoke(
         .iter()
         .map(|element| (element.topic().to_owned(), element.partition()))
         .collect();
+    // Lost, not handed over (a session timeout, a network cut): another member owns them
+    // now. Nothing more is written or committed for them, records already fetched for them
+    // find no worker, and their state, which may be behind the new owner's, goes.
+    if consumer.assignment_lost() {
+        for key in &revoked {
+            if let Some(worker) = workers.remove(key) {
+                shared.retire(&worker);
+            }
+        }
+        return Ok(());
+    }
     shared.checkpoint(
         consumer,
         &mut workers,

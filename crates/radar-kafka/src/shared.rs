@@ -4,8 +4,9 @@
 //! **What may be committed when.** An offset is committed only once everything the
 //! records before it caused is durable: their opportunities in the sink (flushed) and on
 //! the opportunities topic, and their dead letters, acknowledged by the broker
-//! ([`Producer::flush`]); then the partition's checkpoint covering them, written
-//! ([`PartitionWorker::checkpoint`]). Periodic checkpoints ([`crate::Source`]) and
+//! ([`Producer::flush`]), and the outbox synced to disk when a changelog follows; then the
+//! partition's checkpoint covering them, written ([`PartitionWorker::checkpoint`]: to the
+//! changelog, then the local store). Periodic checkpoints ([`crate::Source`]) and
 //! revocations ([`crate::rebalance`]) both go through [`Shared::checkpoint`], in that
 //! order. After a failure half-way, or an abrupt stop, the source is *abandoned*: nothing
 //! more is checkpointed or committed, and the next owner redoes the work from the last
@@ -69,6 +70,13 @@ impl Shared {
         self.workers.lock().map_err(|_| SourceError::Poisoned)
     }
 
+    /// Keeps the counts of a worker that leaves.
+    pub(crate) fn retire(&self, worker: &PartitionWorker) {
+        if let Ok(mut retired) = self.retired.lock() {
+            retired.merge(worker.stats());
+        }
+    }
+
     /// Notes what a worker's checkpoint just wrote.
     pub(crate) fn note_written(&self, worker: &mut PartitionWorker) {
         if let Some(written) = worker.take_written()
@@ -103,6 +111,12 @@ impl Shared {
             return Ok(());
         }
         self.producer.flush()?;
+        // The changelog's completion records move the partitions past what the outbox
+        // holds, so the outbox must be on disk first (the local checkpoint that would make
+        // it durable comes after the changelog's).
+        if self.changelog.is_some() {
+            self.store.sync()?;
+        }
         let mut offsets = TopicPartitionList::new();
         for key in keys {
             let Some(worker) = workers.get_mut(key) else {
@@ -116,9 +130,8 @@ impl Shared {
             self.note_written(worker);
             if retire == Retire::Yes
                 && let Some(worker) = workers.remove(key)
-                && let Ok(mut retired) = self.retired.lock()
             {
-                retired.merge(worker.stats());
+                self.retire(&worker);
             }
         }
         self.commit(consumer, &offsets, mode);
