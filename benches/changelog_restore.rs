@@ -1,7 +1,8 @@
 //! Restoring a partition's state from its changelog (`state.store = "kafka"`), as an
 //! instance on a new machine does: 1M accounts in ≤ 5 s (DESIGN.md's budget).
 //!
-//! Runs `RADAR_BENCH_EVENTS` generated events (default 3M) over 1M accounts through one
+//! Runs `RADAR_BENCH_EVENTS` generated events (default 3M) over `RADAR_BENCH_ACCOUNTS`
+//! Zipf-skewed accounts (default 1M; 8M accounts and 6M events track 1.28M) through one
 //! partition worker, checkpoints it into a changelog topic, then times a restore into a
 //! worker with an empty local store. The broker is `RADAR_BENCH_BROKER` (e.g. a tansu
 //! started by hand, as for the pipeline bench); without it, librdkafka's mock cluster,
@@ -34,9 +35,13 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3_000_000);
+    let accounts: u64 = std::env::var("RADAR_BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let settings = Arc::new(radar::config::load(None).expect("the default config is valid"));
     let lines: Vec<String> = radar_gen::Generator::new(radar_gen::Options {
-        accounts: 1_000_000,
+        accounts,
         events,
         seed: 1,
         ..Default::default()

@@ -282,9 +282,13 @@ impl Changelog {
             .set("group.id", "radar-changelog-restore")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
-            // Restore reads one partition flat out: fetch in large slices.
+            // Restore reads one partition flat out: fetch in large slices, and wait neither
+            // on a fetch nor after a full queue (on tansu, 435k accounts took 3.2-3.4 s
+            // with librdkafka's 500 ms and 1 s defaults, 1.3-1.5 s with these).
             .set("max.partition.fetch.bytes", "16777216")
             .set("queued.max.messages.kbytes", "262144")
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.queue.backoff.ms", "10")
             .create()?;
         let (low, high) = consumer.fetch_watermarks(&self.topic, partition, TIMEOUT)?;
         let mut replayed = Replayed {
