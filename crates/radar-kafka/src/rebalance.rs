@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::error::SourceError;
@@ -39,30 +40,62 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance
-            && !self.shared.abandoned.load(Ordering::SeqCst)
-            && let Err(e) = revoke(&self.shared, consumer, list)
-        {
-            self.shared.fail(e);
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance
-            && let Err(e) = assign(&self.shared, consumer, list)
-        {
-            self.shared.fail(e);
+    /// Each assignment takes the partitions at their checkpoints' offsets, each revocation
+    /// checkpoints them first; with the cooperative protocol (`cooperative-sticky`) only
+    /// the partitions that move are touched (incremental assign and unassign), the others
+    /// carry on.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        list: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let assigned = positions(&self.shared, list).and_then(|positioned| {
+                    let done = if cooperative {
+                        consumer.incremental_assign(&positioned)
+                    } else {
+                        consumer.assign(&positioned)
+                    };
+                    done.map_err(SourceError::from)
+                });
+                if let Err(e) = assigned {
+                    self.shared.fail(e);
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if !self.shared.abandoned.load(Ordering::SeqCst)
+                    && let Err(e) = revoke(&self.shared, consumer, list)
+                {
+                    self.shared.fail(e);
+                }
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(list)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
+                    self.shared.fail(e.into());
+                }
+            }
+            other => eprintln!(
+                "radar: warning: rebalancing: {}",
+                RDKafkaErrorCode::from(other)
+            ),
         }
     }
 }
 
-/// Restores each newly assigned partition and re-assigns it at its checkpoint's offset.
-fn assign(
+/// Restores each newly assigned partition; returns them at their checkpoints' offsets.
+fn positions(
     shared: &Shared,
-    consumer: &BaseConsumer<Context>,
     list: &TopicPartitionList,
-) -> Result<(), SourceError> {
+) -> Result<TopicPartitionList, SourceError> {
     let mut workers = shared.workers()?;
     let mut positioned = TopicPartitionList::new();
     for element in list.elements() {
@@ -88,8 +121,7 @@ fn assign(
         let offset = resume_at.map_or(Offset::Beginning, Offset::Offset);
         positioned.add_partition_offset(&key.0, key.1, offset)?;
     }
-    consumer.assign(&positioned)?;
-    Ok(())
+    Ok(positioned)
 }
 
 /// Says what a partition was restored from, and warns when checkpoints were left out.

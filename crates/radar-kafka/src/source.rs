@@ -79,10 +79,14 @@ impl Source {
             .set("group.id", &config.group_id)
             // At-least-once by construction: offsets move only after checkpoints.
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("partition.assignment.strategy", "range,roundrobin");
+            .set("enable.auto.offset.store", "false");
         // Defaults a user may override under [kafka.client]:
         for (key, value) in [
+            // Eager rebalancing: a rebalance stops every partition, but settles fastest.
+            // `cooperative-sticky` moves only the partitions that must move (the others
+            // carry on); with `group.instance.id` (static membership) a restart within the
+            // session timeout moves nothing.
+            ("partition.assignment.strategy", "range,roundrobin"),
             // Statistics carry the per-partition consumer lag that /metrics shows.
             ("statistics.interval.ms", "5000"),
             // The bound on records fetched ahead of processing: a slow stage shows as

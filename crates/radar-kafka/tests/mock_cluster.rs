@@ -305,6 +305,17 @@ fn opportunities_are_also_produced_to_the_opportunities_topic_keyed_by_account()
 /// once, and the outbox holds each opportunity of the replay exactly once.
 #[test]
 fn a_rebalance_mid_stream_hands_state_over_without_loss_or_repeat() {
+    rebalance_mid_stream("range,roundrobin");
+}
+
+/// The same with incremental rebalancing: the first instance keeps the partitions it is
+/// not asked to give up, and checkpoints only those it hands over.
+#[test]
+fn a_cooperative_rebalance_mid_stream_hands_state_over_without_loss_or_repeat() {
+    rebalance_mid_stream("cooperative-sticky");
+}
+
+fn rebalance_mid_stream(strategy: &str) {
     use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, Stop};
 
     let cluster = MockCluster::new(1).unwrap();
@@ -318,6 +329,9 @@ fn a_rebalance_mid_stream_hands_state_over_without_loss_or_repeat() {
     let settings = Arc::new(radar::config::load(None).unwrap());
     let new_source = || {
         let mut config = config(&servers, "events", "radar");
+        config
+            .client
+            .push(("partition.assignment.strategy".into(), strategy.into()));
         // Only revocation (and the final stop) checkpoints: the handover rests on it.
         config.checkpoint = CheckpointPolicy {
             every_events: u64::MAX,

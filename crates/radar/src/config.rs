@@ -145,7 +145,6 @@ const RESERVED_CLIENT_KEYS: &[&str] = &[
     "group.protocol",
     "enable.auto.commit",
     "enable.auto.offset.store",
-    "partition.assignment.strategy",
 ];
 
 /// Everything `radar run` needs.
