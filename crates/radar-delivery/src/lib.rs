@@ -6,6 +6,8 @@
 //! - [`retry`]: the retry policy: classify an attempt, compute the next delay (full
 //!   jitter, `Retry-After`), or give up;
 //! - [`breaker`]: the per-destination circuit breaker;
+//! - [`outcome`]: what one attempt's result does to its delivery and its destination
+//!   (breaker, pause, retry, dead letter, disable), decided purely;
 //! - [`rate`]: the per-destination rate limit (token bucket);
 //! - [`signing`]: Standard Webhooks signatures and `whsec_` secrets;
 //! - [`payload`]: the HTTP request each kind of destination gets;
@@ -16,6 +18,7 @@
 
 pub mod breaker;
 pub mod guard;
+pub mod outcome;
 pub mod payload;
 pub mod rate;
 pub mod retry;

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use radar_core::Opportunity;
-use radar_store::{DeadLetter, Delivery, Recent, Settlement, Store, StoreError};
+use radar_store::{Delivery, Recent, Settlement, Store, StoreError};
 use reqwest::Client;
 use reqwest::header::{HeaderName, HeaderValue};
 use tokio::sync::{Notify, watch};
@@ -20,9 +20,10 @@ use tokio::task::JoinSet;
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::guard::{GuardedResolver, Refused};
+use crate::outcome::{DestinationState, after_attempt, dead};
 use crate::payload;
 use crate::rate::TokenBucket;
-use crate::retry::{Action, AttemptResult, parse_retry_after};
+use crate::retry::{AttemptResult, parse_retry_after};
 use crate::settings::{DeliverySettings, Destination};
 
 /// Where delivery reports what it does; the binary turns it into Prometheus metrics.
@@ -312,7 +313,8 @@ type Attempted = (Delivery, AttemptResult);
 
 /// What a destination's loop keeps between rounds.
 struct Sending {
-    breaker: Breaker,
+    /// The breaker and the pause, which [`after_attempt`] decides on.
+    state: DestinationState,
     bucket: Option<TokenBucket>,
     in_flight: JoinSet<Attempted>,
     /// The outbox sequence each running attempt is for, so a task that dies still
@@ -321,8 +323,6 @@ struct Sending {
     /// Set by a 410, now or before a restart (the store keeps it): every delivery goes to
     /// the dead-letter store unattempted, until `radar dlq replay` enables it again.
     disabled: Option<String>,
-    /// A 429's `Retry-After` pauses the whole destination, not just one delivery.
-    paused_until_ms: u64,
 }
 
 impl DestinationWorker {
@@ -334,24 +334,26 @@ impl DestinationWorker {
         let destination = self.destination().clone();
         let mut stop = self.stop.clone();
         let mut sending = Sending {
-            breaker: Breaker::new(
-                self.settings.breaker_failures,
-                self.settings.breaker_cooldown,
-            ),
+            state: DestinationState {
+                breaker: Breaker::new(
+                    self.settings.breaker_failures,
+                    self.settings.breaker_cooldown,
+                ),
+                paused_until_ms: 0,
+            },
             bucket: destination
                 .rate_limit
                 .map(|rate| TokenBucket::new(rate, now_ms())),
             in_flight: JoinSet::new(),
             seqs: HashMap::new(),
             disabled: self.disabled_before().await,
-            paused_until_ms: 0,
         };
         let mut reported_ms = 0;
         while !*stop.borrow() {
             let now = now_ms();
             if now.saturating_sub(reported_ms) >= REPORT_EVERY_MS {
                 reported_ms = now;
-                self.report(sending.breaker.state(now), now);
+                self.report(sending.state.breaker.state(now), now);
             }
             let wait = self.start_due(&destination, &mut sending, now).await;
             tokio::select! {
@@ -379,7 +381,7 @@ impl DestinationWorker {
         .await;
         let done = self.collect(done, &mut sending);
         self.settle(done, &mut sending).await;
-        self.report(sending.breaker.state(now_ms()), now_ms());
+        self.report(sending.state.breaker.state(now_ms()), now_ms());
     }
 
     /// Starts the attempts that are due and allowed (breaker, pause, rate limit, in-flight
@@ -391,8 +393,8 @@ impl DestinationWorker {
         now: u64,
     ) -> Duration {
         let mut wait = self.settings.poll_interval;
-        if now < sending.paused_until_ms {
-            return wait.min(Duration::from_millis(sending.paused_until_ms - now));
+        if now < sending.state.paused_until_ms {
+            return wait.min(Duration::from_millis(sending.state.paused_until_ms - now));
         }
         let free = destination
             .max_in_flight
@@ -423,13 +425,13 @@ impl DestinationWorker {
             return wait;
         }
         for delivery in due {
-            if sending.breaker.admit(now, 1) == 0 {
+            if sending.state.breaker.admit(now, 1) == 0 {
                 break;
             }
             if let Some(bucket) = &mut sending.bucket
                 && let Err(ms) = bucket.take(now)
             {
-                sending.breaker.release_probe();
+                sending.state.breaker.release_probe();
                 wait = wait.min(Duration::from_millis(ms));
                 break;
             }
@@ -461,7 +463,7 @@ impl DestinationWorker {
                 }
                 Err(e) => {
                     sending.seqs.remove(&e.id());
-                    sending.breaker.release_probe();
+                    sending.state.breaker.release_probe();
                     eprintln!(
                         "radar: delivery: an attempt to {} ended abnormally ({e}); it stays queued",
                         self.destination().name
@@ -531,70 +533,35 @@ impl DestinationWorker {
         let name = &self.destination().name;
         let now = now_ms();
         let mut settlements = Vec::with_capacity(done.len());
-        for (mut delivery, result) in done {
+        for (delivery, result) in done {
             self.observer.attempt(name, result.label());
-            match &result {
-                AttemptResult::Response { status, .. } if !matches!(status, 408 | 429 | 500..) => {
-                    sending.breaker.record_up()
-                }
-                AttemptResult::Response { .. }
-                | AttemptResult::Timeout
-                | AttemptResult::Connection(_) => {
-                    sending.breaker.record_down(now);
-                }
-                // Says nothing about the receiver; a probe it was frees its slot.
-                AttemptResult::Refused(_) | AttemptResult::Unsendable(_) => {
-                    sending.breaker.release_probe()
-                }
+            let outcome = after_attempt(
+                &self.settings.policy,
+                &mut sending.state,
+                delivery,
+                &result,
+                now,
+                rand::random::<f64>(),
+            );
+            if let Settlement::Delivered(delivery) = &outcome.settlement {
+                self.observer.delivered(
+                    name,
+                    Duration::from_millis(now.saturating_sub(delivery.created_ms)),
+                );
             }
-            if let AttemptResult::Response {
-                status: 429,
-                retry_after: Some(asked),
-            } = &result
-            {
-                let asked = (*asked).min(self.settings.policy.retry_after_cap);
-                let until =
-                    now.saturating_add(u64::try_from(asked.as_millis()).unwrap_or(u64::MAX));
-                sending.paused_until_ms = sending.paused_until_ms.max(until);
-            }
-            delivery.attempts += 1;
-            let action =
-                self.settings
-                    .policy
-                    .decide(delivery.attempts, &result, rand::random::<f64>());
-            settlements.push(match action {
-                Action::Delivered => {
-                    self.observer.delivered(
-                        name,
-                        Duration::from_millis(now.saturating_sub(delivery.created_ms)),
-                    );
-                    Settlement::Delivered(delivery)
-                }
-                Action::Retry { after, reason } => {
-                    let previous_due_ms = delivery.due_ms;
-                    delivery.due_ms =
-                        now.saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
-                    delivery.last_error = Some(reason);
-                    Settlement::Retry {
-                        previous_due_ms,
-                        next: delivery,
+            if let Some(reason) = outcome.disable {
+                eprintln!(
+                    "radar: delivery: destination {name} disabled: {reason}; `radar dlq replay --destination {name}` enables it again"
+                );
+                if sending.disabled.is_none() {
+                    let (store, name, why) = (self.store.clone(), name.clone(), reason.clone());
+                    if let Err(e) = blocking(move || store.disable_destination(&name, &why)).await {
+                        report_store_error("noting the destination disabled", &e);
                     }
                 }
-                Action::GiveUp { reason } => dead(delivery, now, reason),
-                Action::Disable { reason } => {
-                    eprintln!(
-                        "radar: delivery: destination {name} disabled: {reason}; `radar dlq replay --destination {name}` enables it again"
-                    );
-                    if sending.disabled.is_none() {
-                        let (store, name, why) = (self.store.clone(), name.clone(), reason.clone());
-                        if let Err(e) = blocking(move || store.disable_destination(&name, &why)).await {
-                            report_store_error("noting the destination disabled", &e);
-                        }
-                    }
-                    sending.disabled = Some(reason.clone());
-                    dead(delivery, now, reason)
-                }
-            });
+                sending.disabled = Some(reason);
+            }
+            settlements.push(outcome.settlement);
         }
         for settlement in &settlements {
             if matches!(settlement, Settlement::DeadLettered { .. }) {
@@ -630,21 +597,6 @@ impl DestinationWorker {
                 }
             }
         }
-    }
-}
-
-fn dead(delivery: Delivery, now: u64, reason: String) -> Settlement {
-    Settlement::DeadLettered {
-        previous_due_ms: delivery.due_ms,
-        dead: DeadLetter {
-            destination: delivery.destination,
-            seq: delivery.seq,
-            attempts: delivery.attempts,
-            created_ms: delivery.created_ms,
-            failed_ms: now,
-            reason,
-            opportunity: delivery.opportunity,
-        },
     }
 }
 
