@@ -502,3 +502,57 @@ fn radar_run_with_a_changelog_resumes_on_a_new_machine() {
         got.difference(&expected).collect::<Vec<_>>()
     );
 }
+
+/// A changelog topic that exists but deletes by age would lose quiet accounts from
+/// restores: radar refuses it at start, saying why.
+#[test]
+fn radar_run_refuses_a_changelog_topic_that_is_not_compacted() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    let broker = broker::start_broker();
+    let servers = broker.address.clone();
+    let topic = format!("uncompacted-{}", std::process::id());
+    let group = format!("radar-uncompacted-{}", std::process::id());
+    produce(&servers, &topic, &events(5, 10, 3));
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    let partitions = {
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .create()
+            .unwrap();
+        let metadata = reader
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap();
+        i32::try_from(metadata.topics()[0].partitions().len()).unwrap()
+    };
+    let state = format!("{group}-state");
+    let new = NewTopic::new(&state, partitions, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "delete");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for created in runtime
+        .block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .unwrap()
+    {
+        created.unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &servers, &group, &topic, "http://127.0.0.1:9/");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[state]\nstore = \"kafka\"\n");
+    std::fs::write(&config, text).unwrap();
+    let output = start_radar(&config, free_port(), &[])
+        .take()
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cleanup.policy=delete") && stderr.contains(&state),
+        "{stderr}"
+    );
+}

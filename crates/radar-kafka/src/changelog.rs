@@ -29,7 +29,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use radar_core::{AccountRecords, Engine};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -144,13 +144,42 @@ impl Changelog {
                 "the source topic {source_topic} does not exist yet: create it before radar runs with state.store = \"kafka\" (the changelog needs its partition count)"
             )));
         }
-        if partitions(&config.topic)? == 0 {
-            let admin: AdminClient<DefaultClientContext> = client.create()?;
+        let admin: AdminClient<DefaultClientContext> = client.create()?;
+        let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        if partitions(&config.topic)? > 0 {
+            // An existing topic must be compacted: with deletion by age, accounts quiet
+            // for longer than its retention would silently be missing from a restore.
+            // A broker that will not say (no DESCRIBE_CONFIGS right, or no such API, as
+            // librdkafka's mock cluster) is warned about, not refused.
+            let topic = ResourceSpecifier::Topic(&config.topic);
+            let asked = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+            let policy = match block_on(admin.describe_configs([&topic], &asked)) {
+                Ok(resources) => resources.into_iter().flatten().find_map(|resource| {
+                    resource
+                        .get("cleanup.policy")
+                        .and_then(|entry| entry.value.clone())
+                }),
+                Err(e) => {
+                    eprintln!(
+                        "radar: warning: could not read the changelog topic {}'s cleanup.policy ({e}); it must be compact",
+                        config.topic
+                    );
+                    None
+                }
+            };
+            if let Some(policy) = policy
+                && !policy.split(',').any(|p| p.trim() == "compact")
+            {
+                return Err(setup(format!(
+                    "the changelog topic {} has cleanup.policy={policy}: it must be compacted (cleanup.policy=compact), or accounts quiet for longer than its retention go missing from restores",
+                    config.topic
+                )));
+            }
+        } else {
             let replication = TopicReplication::Fixed(config.replication);
             let count = i32::try_from(source).map_err(|_| setup("too many partitions".into()))?;
             let topic =
                 NewTopic::new(&config.topic, count, replication).set("cleanup.policy", "compact");
-            let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
             for result in block_on(admin.create_topics([&topic], &options))? {
                 match result {
                     Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
