@@ -21,15 +21,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-/// The `account_id` written in a generated line (every line is well-formed here).
-fn account_of(line: &str) -> &[u8] {
-    const FIELD: &str = "\"account_id\":\"";
-    line.find(FIELD)
-        .and_then(|at| line[at + FIELD.len()..].split('"').next())
-        .unwrap_or_default()
-        .as_bytes()
-}
-
 fn main() {
     let events: u64 = std::env::var("RADAR_BENCH_EVENTS")
         .ok()
@@ -104,7 +95,7 @@ fn main() {
             offset: offset as i64,
             payload: line.as_bytes(),
             timestamp: None,
-            key: account_of(line),
+            key: radar_gen::account_key(line),
         })
         .collect();
     for chunk in records.chunks(10_000) {

@@ -640,21 +640,24 @@ fn a_record_keyed_otherwise_than_by_its_account_is_rejected() {
     assert_eq!(engine.stats().rejected(RejectReason::KeyMismatch), 2);
 }
 
+/// A checkpoint through a changelog: `live`'s account records (tombstones, then states)
+/// applied to `replica`, as a restore from the changelog would.
+fn changelog_checkpoint(live: &mut Engine, replica: &mut Engine) {
+    let records = live.changed_account_records();
+    for account_id in &records.evicted {
+        replica.remove_account(account_id);
+    }
+    for (account_id, bytes) in &records.updated {
+        replica.restore_account(account_id, bytes).unwrap();
+    }
+    live.forget_changes();
+}
+
 /// A changelog replica: each checkpoint's account records (tombstones, then states)
 /// applied to another engine give it exactly the live engine's state, through
 /// evictions and accounts that come back.
 #[test]
 fn changelog_records_rebuild_the_state() {
-    fn checkpoint(live: &mut Engine, replica: &mut Engine) {
-        let records = live.changed_account_records();
-        for account_id in &records.evicted {
-            replica.remove_account(account_id);
-        }
-        for (account_id, bytes) in &records.updated {
-            replica.restore_account(account_id, bytes).unwrap();
-        }
-        live.forget_changes();
-    }
     let settings = default_settings();
     let ttl = settings.idle_ttl.expect("on by default");
     let day = 24 * HOUR_MS;
@@ -679,7 +682,7 @@ fn changelog_records_rebuild_the_state() {
         }
         let swept = live.evict_idle();
         assert_eq!(swept, usize::from(n == 1) * 2, "stage {n}");
-        checkpoint(&mut live, &mut replica);
+        changelog_checkpoint(&mut live, &mut replica);
         assert_eq!(snapshot(&replica), snapshot(&live), "stage {n}");
     }
     assert!(replica.account("acct_1").is_some() && replica.account("acct_2").is_none());
@@ -708,14 +711,7 @@ fn an_engine_rebuilt_from_changelog_records_carries_on_exactly() {
         for line in chunk {
             live.process(line, None, &mut got);
         }
-        let records = live.changed_account_records();
-        for account_id in &records.evicted {
-            replica.remove_account(account_id);
-        }
-        for (account_id, bytes) in &records.updated {
-            replica.restore_account(account_id, bytes).unwrap();
-        }
-        live.forget_changes();
+        changelog_checkpoint(&mut live, &mut replica);
     }
     assert_eq!(snapshot(&replica), snapshot(&live));
     for line in &lines[1_500..] {

@@ -90,6 +90,20 @@ pub(crate) fn receiver(runtime: &tokio::runtime::Runtime) -> (String, Arc<Mutex<
     (url, ids)
 }
 
+/// The distinct webhook ids a [`receiver`] has recorded.
+pub(crate) fn unique(ids: &Mutex<Vec<String>>) -> BTreeSet<String> {
+    ids.lock().unwrap().iter().cloned().collect()
+}
+
+/// A counter or gauge from the admin server's `/metrics`; `None` while nothing listens.
+pub(crate) fn metric(port: u16, name: &str) -> Option<u64> {
+    std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    get(port, "/metrics")
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// A free loopback port (free when asked: the child binds it right after).
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -192,8 +206,6 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
     let expected = field(&opportunities, "opportunity_id");
     let expected_accounts = field(&opportunities, "account_id");
     assert!(!expected.is_empty());
-    let unique =
-        |ids: &Mutex<Vec<String>>| ids.lock().unwrap().iter().cloned().collect::<BTreeSet<_>>();
     while unique(&received).len() < expected.len() && waited.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
     }

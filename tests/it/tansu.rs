@@ -3,7 +3,7 @@
 //! mid-stream and a restart that loses nothing, and a SIGTERM that exits 0 with every
 //! offset committed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +13,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::run::{
-    KillOnDrop, committed, events, field, free_port, get, produce, receiver, replayed,
+    KillOnDrop, committed, events, field, free_port, get, metric, produce, receiver, replayed,
+    unique,
 };
 
 #[path = "../../crates/radar-kafka/tests/support/broker.rs"]
@@ -94,14 +95,7 @@ fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_eve
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (url, received) = receiver(&runtime);
-    let unique = || {
-        received
-            .lock()
-            .unwrap()
-            .iter()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-    };
+    let unique = || unique(&received);
     let dir = tempfile::tempdir().unwrap();
     let group = format!("radar-it-{}", std::process::id());
     let config = write_config(dir.path(), &servers, &group, &topic, &url);
@@ -158,14 +152,8 @@ fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_eve
         "exactly replay's opportunities, none lost, after kill -9"
     );
     // Exactly the records after the checkpoints are consumed again.
-    let consumed = || -> i64 {
-        get(admin, "/metrics")
-            .1
-            .lines()
-            .find_map(|l| l.strip_prefix("radar_events_consumed_total "))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let consumed =
+        || -> i64 { metric(admin, "radar_events_consumed_total").map_or(0, |n| n as i64) };
     let started = Instant::now();
     while consumed() < 3_000 - resume_at {
         assert!(
@@ -318,27 +306,14 @@ fn radar_run_shrugs_off_a_hostile_producer() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (url, received) = receiver(&runtime);
-    let delivered = || {
-        received
-            .lock()
-            .unwrap()
-            .iter()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-    };
+    let delivered = || unique(&received);
     let dir = tempfile::tempdir().unwrap();
     let group = format!("radar-hostile-{}", std::process::id());
     let config = write_config(dir.path(), &servers, &group, &topic, &url);
     let admin = free_port();
     let radar = start_radar(&config, admin, &[]);
-    let consumed = || -> usize {
-        get(admin, "/metrics")
-            .1
-            .lines()
-            .find_map(|l| l.strip_prefix("radar_events_consumed_total "))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let consumed =
+        || -> usize { metric(admin, "radar_events_consumed_total").map_or(0, |n| n as usize) };
     let started = Instant::now();
     let mut radar = radar;
     let listening = || std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok();
@@ -435,21 +410,7 @@ fn radar_run_with_a_changelog_resumes_on_a_new_machine() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (url, received) = receiver(&runtime);
-    let delivered = || {
-        received
-            .lock()
-            .unwrap()
-            .iter()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-    };
-    let metric = |admin: u16, name: &str| -> Option<u64> {
-        std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
-        get(admin, "/metrics")
-            .1
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-    };
+    let delivered = || unique(&received);
     let run_on_a_new_machine = |records: u64| {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), &servers, &group, &topic, &url);

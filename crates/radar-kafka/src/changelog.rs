@@ -445,17 +445,9 @@ mod tests {
                 offset: (first + i) as i64,
                 payload: line.as_bytes(),
                 timestamp: None,
-                key: account_of(line),
+                key: radar_gen::account_key(line),
             })
             .collect()
-    }
-
-    fn account_of(line: &str) -> &[u8] {
-        const FIELD: &str = "\"account_id\":\"";
-        line.find(FIELD)
-            .and_then(|at| line[at + FIELD.len()..].split('"').next())
-            .unwrap_or_default()
-            .as_bytes()
     }
 
     /// Whether two engines hold the same accounts in the same states (snapshot bytes

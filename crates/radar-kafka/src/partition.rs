@@ -328,19 +328,9 @@ mod tests {
                 offset: first_offset + i as i64,
                 payload: l.as_bytes(),
                 timestamp: None,
-                key: account_key(l),
+                key: radar_gen::account_key(l),
             })
             .collect()
-    }
-
-    /// The `account_id` written in a line, borrowed from it (empty if it has none).
-    fn account_key(line: &str) -> &[u8] {
-        const FIELD: &str = "\"account_id\":\"";
-        line.find(FIELD)
-            .map(|at| &line[at + FIELD.len()..])
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default()
-            .as_bytes()
     }
 
     fn ids(opportunities: &[Opportunity]) -> Vec<String> {
