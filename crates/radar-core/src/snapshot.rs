@@ -6,9 +6,9 @@
 //! since: the accounts an event reached replace their earlier state, the evicted ones go.
 //! A single account's state has the same form ([`encode_account`]), for a changelog topic
 //! keyed by account. The core only turns state into bytes and back; where the bytes go
-//! (a checkpoint store, a changelog topic) is the pipeline's business. Restoring a snapshot, applying the
-//! changes made after it in order, and carrying on gives exactly the output of an
-//! uninterrupted run.
+//! (a checkpoint store, a changelog topic) is the pipeline's business. Restoring a
+//! snapshot, applying the changes made after it in order, and carrying on gives exactly
+//! the output of an uninterrupted run.
 
 use serde::{Deserialize, Serialize};
 

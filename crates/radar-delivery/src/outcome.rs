@@ -140,16 +140,16 @@ mod tests {
         }
     }
 
+    /// A first attempt of a fresh delivery at `NOW` that got `result`, with the default
+    /// policy and a jitter of one half.
+    fn attempt(destination: &mut DestinationState, result: AttemptResult) -> Outcome {
+        let policy = RetryPolicy::default();
+        after_attempt(&policy, destination, delivery(), &result, NOW, 0.5)
+    }
+
     #[test]
     fn a_2xx_is_delivered_and_counts_the_attempt() {
-        let outcome = after_attempt(
-            &RetryPolicy::default(),
-            &mut destination(),
-            delivery(),
-            &status(204, None),
-            NOW,
-            0.5,
-        );
+        let outcome = attempt(&mut destination(), status(204, None));
         let Settlement::Delivered(delivered) = outcome.settlement else {
             panic!("{outcome:?}");
         };
@@ -159,16 +159,8 @@ mod tests {
 
     #[test]
     fn a_retry_is_due_after_the_jittered_delay_from_now() {
-        let policy = RetryPolicy::default();
         // The first retry's ceiling is 5 s; a jitter of 0.5 gives 2.5 s.
-        let outcome = after_attempt(
-            &policy,
-            &mut destination(),
-            delivery(),
-            &status(503, None),
-            NOW,
-            0.5,
-        );
+        let outcome = attempt(&mut destination(), status(503, None));
         let Settlement::Retry {
             previous_due_ms,
             next,
@@ -184,105 +176,48 @@ mod tests {
 
     #[test]
     fn a_429_pauses_the_destination_for_its_retry_after_capped() {
-        let policy = RetryPolicy::default();
         let mut state = destination();
-        after_attempt(
-            &policy,
-            &mut state,
-            delivery(),
-            &status(429, Some(Duration::from_secs(120))),
-            NOW,
-            0.0,
-        );
+        let secs = |s| status(429, Some(Duration::from_secs(s)));
+        attempt(&mut state, secs(120));
         assert_eq!(state.paused_until_ms, NOW + 120_000);
         // A later, shorter pause never shortens it; a huge one is capped.
-        after_attempt(
-            &policy,
-            &mut state,
-            delivery(),
-            &status(429, Some(Duration::from_secs(10))),
-            NOW,
-            0.0,
-        );
+        attempt(&mut state, secs(10));
         assert_eq!(state.paused_until_ms, NOW + 120_000);
-        after_attempt(
-            &policy,
-            &mut state,
-            delivery(),
-            &status(429, Some(Duration::from_secs(30 * 86_400))),
-            NOW,
-            0.0,
-        );
-        assert_eq!(state.paused_until_ms, NOW + millis(policy.retry_after_cap));
+        attempt(&mut state, secs(30 * 86_400));
+        let cap = RetryPolicy::default().retry_after_cap;
+        assert_eq!(state.paused_until_ms, NOW + millis(cap));
     }
 
     #[test]
     fn failures_open_the_breaker_and_answers_close_it() {
-        let policy = RetryPolicy::default();
-        let mut state = destination();
+        let mut failing = destination();
         for _ in 0..3 {
-            after_attempt(
-                &policy,
-                &mut state,
-                delivery(),
-                &AttemptResult::Timeout,
-                NOW,
-                0.5,
-            );
+            attempt(&mut failing, AttemptResult::Timeout);
         }
-        assert_eq!(state.breaker.state(NOW), BreakerState::Open);
+        assert_eq!(failing.breaker.state(NOW), BreakerState::Open);
         // The SSRF guard's refusal says nothing about the receiver.
-        let mut other = destination();
+        let mut refused = destination();
         for _ in 0..5 {
-            after_attempt(
-                &policy,
-                &mut other,
-                delivery(),
-                &AttemptResult::Refused("10.0.0.1".into()),
-                NOW,
-                0.5,
-            );
+            attempt(&mut refused, AttemptResult::Refused("10.0.0.1".into()));
         }
-        assert_eq!(other.breaker.state(NOW), BreakerState::Closed);
+        assert_eq!(refused.breaker.state(NOW), BreakerState::Closed);
         // A 4xx is an answer: the receiver is up.
         let mut answered = destination();
         for code in [503, 503, 400, 503, 503] {
-            after_attempt(
-                &policy,
-                &mut answered,
-                delivery(),
-                &status(code, None),
-                NOW,
-                0.5,
-            );
+            attempt(&mut answered, status(code, None));
         }
         assert_eq!(answered.breaker.state(NOW), BreakerState::Closed);
     }
 
     #[test]
     fn a_410_dead_letters_and_disables_and_a_4xx_only_dead_letters() {
-        let policy = RetryPolicy::default();
-        let gone = after_attempt(
-            &policy,
-            &mut destination(),
-            delivery(),
-            &status(410, None),
-            NOW,
-            0.5,
-        );
+        let gone = attempt(&mut destination(), status(410, None));
         assert!(matches!(
             gone.settlement,
             Settlement::DeadLettered { ref dead, .. } if dead.failed_ms == NOW && dead.attempts == 1
         ));
         assert!(gone.disable.is_some_and(|why| why.contains("410")));
-        let refused = after_attempt(
-            &policy,
-            &mut destination(),
-            delivery(),
-            &status(422, None),
-            NOW,
-            0.5,
-        );
+        let refused = attempt(&mut destination(), status(422, None));
         assert!(matches!(
             refused.settlement,
             Settlement::DeadLettered { .. }

@@ -418,7 +418,7 @@ mod tests {
     use rdkafka::producer::BaseProducer;
 
     use super::*;
-    use crate::partition::{KafkaRecord, PartitionWorker};
+    use crate::partition::{KafkaRecord, PartitionWorker, Restored};
 
     fn settings() -> Arc<radar_core::Settings> {
         Arc::new(radar::config::load(None).expect("the default config is valid"))
@@ -448,6 +448,19 @@ mod tests {
                 key: radar_gen::account_key(line),
             })
             .collect()
+    }
+
+    /// Partition 0 of `events` restored from `store` and the changelog.
+    fn restore(store: &radar_store::Store, changelog: &Changelog) -> (PartitionWorker, Restored) {
+        PartitionWorker::restore(
+            settings(),
+            store,
+            Some(changelog),
+            "events",
+            0,
+            Instant::now(),
+        )
+        .expect("the partition restores")
     }
 
     /// Whether two engines hold the same accounts in the same states (snapshot bytes
@@ -504,9 +517,7 @@ mod tests {
         // The first machine: a checkpoint at 1,000, 700 more records, then half of the
         // changed accounts' records written, and a crash.
         let first_store = radar_store::Store::open(&dir.path().join("first.redb")).unwrap();
-        let (mut first, restored) =
-            PartitionWorker::restore(settings(), &first_store, Some(&changelog), "events", 0, now)
-                .unwrap();
+        let (mut first, restored) = restore(&first_store, &changelog);
         assert_eq!(restored.resume_at, None);
         let mut emitted = Vec::new();
         first.process(&records(&lines[..1_000], 0), &mut emitted, &mut Vec::new());
@@ -546,15 +557,7 @@ mod tests {
 
         // A new machine: nothing local, everything from the changelog.
         let second_store = radar_store::Store::open(&dir.path().join("second.redb")).unwrap();
-        let (mut second, restored) = PartitionWorker::restore(
-            settings(),
-            &second_store,
-            Some(&changelog),
-            "events",
-            0,
-            now,
-        )
-        .unwrap();
+        let (mut second, restored) = restore(&second_store, &changelog);
         assert_eq!(restored.resume_at, Some(1_000), "from the last completion");
         assert!(restored.from_changelog.is_some_and(|n| n > 0));
         let mut again = Vec::new();
@@ -594,9 +597,7 @@ mod tests {
         let cache = radar_store::Store::open(&dir.path().join("cache.redb")).unwrap();
         let elsewhere = radar_store::Store::open(&dir.path().join("elsewhere.redb")).unwrap();
 
-        let (mut worker, _) =
-            PartitionWorker::restore(settings(), &cache, Some(&changelog), "events", 0, now)
-                .unwrap();
+        let (mut worker, _) = restore(&cache, &changelog);
         worker.process(
             &records(&lines[..1_500], 0),
             &mut Vec::new(),
@@ -605,9 +606,7 @@ mod tests {
         worker.checkpoint(&cache, Some(&changelog), now).unwrap();
         let at_1500 = worker;
 
-        let (worker, restored) =
-            PartitionWorker::restore(settings(), &cache, Some(&changelog), "events", 0, now)
-                .unwrap();
+        let (worker, restored) = restore(&cache, &changelog);
         assert_eq!(
             (restored.resume_at, restored.from_changelog),
             (Some(1_500), None)
@@ -616,15 +615,11 @@ mod tests {
         drop(worker);
 
         // Another instance owns the partition for a while and checkpoints there.
-        let (mut other, _) =
-            PartitionWorker::restore(settings(), &elsewhere, Some(&changelog), "events", 0, now)
-                .unwrap();
+        let (mut other, _) = restore(&elsewhere, &changelog);
         other.process(&records(&lines, 1_500), &mut Vec::new(), &mut Vec::new());
         other.checkpoint(&elsewhere, Some(&changelog), now).unwrap();
 
-        let (back, restored) =
-            PartitionWorker::restore(settings(), &cache, Some(&changelog), "events", 0, now)
-                .unwrap();
+        let (back, restored) = restore(&cache, &changelog);
         assert_eq!(restored.resume_at, Some(3_000));
         let tail = restored.from_changelog.expect("the tail was read");
         assert!(

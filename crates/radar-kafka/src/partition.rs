@@ -112,24 +112,21 @@ impl PartitionWorker {
             (None, None) => (Engine::new(settings), None),
             (found, Some(changelog)) => {
                 let end = changelog.end(partition)?;
-                let cached = found.filter(|l| l.changelog.is_some_and(|at| at <= end));
-                match cached {
-                    Some(loaded) if loaded.changelog == Some(end) => {
-                        (loaded.state, Some(loaded.offset))
-                    }
-                    Some(loaded) => {
-                        let mut engine = loaded.state;
-                        let from = loaded.changelog.unwrap_or(0);
-                        let replayed = changelog.replay(partition, from, &mut engine)?;
-                        from_changelog = Some(replayed.records);
-                        (engine, replayed.resume_at.or(Some(loaded.offset)))
-                    }
-                    None => {
-                        let mut engine = Engine::new(settings);
-                        let replayed = changelog.replay(partition, 0, &mut engine)?;
-                        from_changelog = Some(replayed.records);
-                        (engine, replayed.resume_at)
-                    }
+                // The local state, if it is a cache of this changelog, and where it stands.
+                let cached = found.and_then(|loaded| {
+                    let at = loaded.changelog.filter(|at| *at <= end)?;
+                    Some((at, loaded))
+                });
+                let (mut engine, from, cached_offset) = match cached {
+                    Some((at, loaded)) => (loaded.state, at, Some(loaded.offset)),
+                    None => (Engine::new(settings), 0, None),
+                };
+                if from == end {
+                    (engine, cached_offset)
+                } else {
+                    let replayed = changelog.replay(partition, from, &mut engine)?;
+                    from_changelog = Some(replayed.records);
+                    (engine, replayed.resume_at.or(cached_offset))
                 }
             }
         };

@@ -41,7 +41,8 @@ struct DeliveryContext {
 }
 
 impl DeliveryContext {
-    fn refused(&self, produced: Produced, error: &KafkaError) {
+    /// Notes a record the producer could not deliver.
+    fn note_failure(&self, produced: Produced, error: &KafkaError) {
         match produced {
             Produced::Letter(origin) if refused_for_itself(error) => self
                 .refused
@@ -84,7 +85,7 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, produced: Box<Produced>) {
         if let Err((error, _)) = result {
-            self.refused(*produced, error);
+            self.note_failure(*produced, error);
         }
     }
 }
@@ -175,7 +176,9 @@ impl Producer {
             if !refused_for_itself(&error) {
                 return Err(error.into());
             }
-            producer.context().refused(*back.delivery_opaque, &error);
+            producer
+                .context()
+                .note_failure(*back.delivery_opaque, &error);
         }
         producer.poll(Duration::ZERO);
         Ok(())
