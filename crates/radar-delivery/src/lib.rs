@@ -18,6 +18,7 @@
 
 pub mod breaker;
 pub mod guard;
+pub mod kafka;
 pub mod outcome;
 pub mod payload;
 pub mod rate;
@@ -26,5 +27,6 @@ pub mod settings;
 pub mod signing;
 pub mod worker;
 
+pub use kafka::{KafkaDelivery, KafkaDeliveryConfig};
 pub use settings::{DeliverySettings, Destination, RawDelivery, SettingError, Target};
 pub use worker::{DeliveryService, Observer, Unobserved};

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::guard::{GuardedResolver, Refused};
+use crate::kafka::KafkaDelivery;
 use crate::outcome::{DestinationState, after_attempt, dead};
 use crate::payload;
 use crate::rate::TokenBucket;
@@ -53,6 +54,8 @@ impl Observer for Unobserved {
 pub enum DeliveryError {
     #[error("building the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("clearing the local delivery queues: {0}")]
+    Store(StoreError),
 }
 
 /// The delivery service over a store.
@@ -62,6 +65,9 @@ pub struct DeliveryService {
     observer: Arc<dyn Observer>,
     outbox_waker: Arc<Notify>,
     client: Client,
+    /// With `store = "kafka"`: deliveries come from the opportunities topic, and retries
+    /// and dead letters are parked on topics (see [`crate::kafka`]).
+    kafka: Option<Arc<KafkaDelivery>>,
 }
 
 impl std::fmt::Debug for DeliveryService {
@@ -97,7 +103,15 @@ impl DeliveryService {
             observer,
             outbox_waker: Arc::new(Notify::new()),
             client,
+            kafka: None,
         })
+    }
+
+    /// Delivers from the opportunities topic instead of the outbox, as a member of the
+    /// delivery consumer group, parking retries and dead letters on their topics.
+    pub fn over_kafka(mut self, kafka: Arc<KafkaDelivery>) -> DeliveryService {
+        self.kafka = Some(kafka);
+        self
     }
 
     /// Notify it after writing to the outbox to have the entries dispatched at once
@@ -110,6 +124,14 @@ impl DeliveryService {
     /// a few seconds) and records their outcome.
     pub async fn run(self, stop: watch::Receiver<bool>) -> Result<(), DeliveryError> {
         let unsynced = Arc::new(AtomicBool::new(false));
+        let store = self.store.clone();
+        if self.kafka.is_some() {
+            // The local queues are a cache of what this instance holds of the topics, and
+            // it holds nothing before its partitions are assigned.
+            blocking(move || store.clear_queues())
+                .await
+                .map_err(DeliveryError::Store)?;
+        }
         let store = self.store.clone();
         if let Ok(queued) = blocking(move || store.queued_destinations()).await {
             for name in queued {
@@ -137,17 +159,29 @@ impl DeliveryService {
                 waker: waker.clone(),
                 unsynced: unsynced.clone(),
                 stop: stop.clone(),
+                kafka: self.kafka.clone(),
             };
             tasks.spawn(worker.run());
         }
-        tasks.spawn(dispatch(
-            self.store.clone(),
-            self.settings.clone(),
-            self.outbox_waker.clone(),
-            wakers,
-            unsynced.clone(),
-            stop.clone(),
-        ));
+        match &self.kafka {
+            Some(kafka) => {
+                let (kafka, store) = (kafka.clone(), self.store.clone());
+                let (settings, stop) = (self.settings.clone(), stop.clone());
+                tasks.spawn_blocking(move || {
+                    crate::kafka::feed(kafka, store, settings, wakers, stop)
+                });
+            }
+            None => {
+                tasks.spawn(dispatch(
+                    self.store.clone(),
+                    self.settings.clone(),
+                    self.outbox_waker.clone(),
+                    wakers,
+                    unsynced.clone(),
+                    stop.clone(),
+                ));
+            }
+        }
         tasks.spawn(sync_periodically(self.store.clone(), unsynced, stop));
         while let Some(joined) = tasks.join_next().await {
             if let Err(e) = joined
@@ -307,6 +341,7 @@ struct DestinationWorker {
     /// Set when the store has delivery writes that are not durable yet.
     unsynced: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,
+    kafka: Option<Arc<KafkaDelivery>>,
 }
 
 type Attempted = (Delivery, AttemptResult);
@@ -496,6 +531,11 @@ impl DestinationWorker {
 
     /// Whether a receiver disabled this destination before this run.
     async fn disabled_before(&self) -> Option<String> {
+        // With `store = "kafka"` a 410 disables the destination for this process only:
+        // the local store is a cache another instance does not share.
+        if self.kafka.is_some() {
+            return None;
+        }
         let (store, name) = (self.store.clone(), self.destination().name.clone());
         match blocking(move || store.disabled_reason(&name)).await {
             Ok(Some(reason)) => {
@@ -553,7 +593,7 @@ impl DestinationWorker {
                 eprintln!(
                     "radar: delivery: destination {name} disabled: {reason}; `radar dlq replay --destination {name}` enables it again"
                 );
-                if sending.disabled.is_none() {
+                if sending.disabled.is_none() && self.kafka.is_none() {
                     let (store, name, why) = (self.store.clone(), name.clone(), reason.clone());
                     if let Err(e) = blocking(move || store.disable_destination(&name, &why)).await {
                         report_store_error("noting the destination disabled", &e);
@@ -578,6 +618,9 @@ impl DestinationWorker {
         if settlements.is_empty() {
             return;
         }
+        if let Some(kafka) = &self.kafka {
+            return self.write_over_kafka(kafka, settlements).await;
+        }
         let settlements = Arc::new(settlements);
         let mut failures = 0;
         loop {
@@ -597,6 +640,32 @@ impl DestinationWorker {
                 }
             }
         }
+    }
+}
+
+impl DestinationWorker {
+    /// With `store = "kafka"`: parks the retries and dead letters on their topics (an
+    /// outcome counts once the broker has it), then takes the deliveries out of the local
+    /// queue and lets their records be committed. While radar runs a refused park is
+    /// tried again; once stopping, after a few tries the deliveries are left unsettled,
+    /// and their records are read again by the next owner of their partition.
+    async fn write_over_kafka(&self, kafka: &Arc<KafkaDelivery>, settlements: Vec<Settlement>) {
+        let mut failures = 0;
+        while let Err(e) = kafka.park(&settlements).await {
+            eprintln!("radar: delivery: {e} (will try again)");
+            failures += 1;
+            if *self.stop.borrow() && failures >= 3 {
+                return;
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+        let keys: Vec<_> = settlements.iter().map(crate::kafka::queue_key).collect();
+        let store = self.store.clone();
+        if let Err(e) = blocking(move || store.remove_queued(&keys)).await {
+            // Parked already: were the entries to stay, they would be sent again.
+            report_store_error("taking settled deliveries out of the local queue", &e);
+        }
+        kafka.settled(&settlements);
     }
 }
 

@@ -22,25 +22,23 @@
 //! opportunities with the same ids. Compaction may drop an account's older records, which
 //! is why records after the last completion are applied, never discarded.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use radar_core::{AccountRecords, Engine};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::error::SourceError;
 use crate::producer::send_waiting;
+use crate::topics::{self, Cleanup, TIMEOUT, block_on};
 
 /// Where the changelog is, and how to create it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,9 +47,6 @@ pub struct ChangelogConfig {
     /// Replication factor when radar creates the topic; -1: the broker's default.
     pub replication: i32,
 }
-
-/// How long a metadata request, a topic creation or a silent restore fetch may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Version of the completion record's value: a byte, then the source offset (i64 LE).
 const COMPLETION_VERSION: u8 = 1;
@@ -128,29 +123,18 @@ impl Changelog {
         source_topic: &str,
     ) -> Result<Changelog, SourceError> {
         let setup = |message: String| SourceError::Changelog(message);
-        // A consumer's metadata requests never create topics by themselves.
-        let probe: BaseConsumer = client.create()?;
-        let partitions = |topic: &str| -> Result<usize, SourceError> {
-            let metadata = probe.fetch_metadata(Some(topic), TIMEOUT)?;
-            Ok(metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic && t.error().is_none())
-                .map_or(0, |t| t.partitions().len()))
-        };
-        let source = partitions(source_topic)?;
+        let source = topics::partitions(client, source_topic)?;
         if source == 0 {
             return Err(setup(format!(
                 "the source topic {source_topic} does not exist yet: create it before radar runs with state.store = \"kafka\" (the changelog needs its partition count)"
             )));
         }
-        let admin: AdminClient<DefaultClientContext> = client.create()?;
-        let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-        if partitions(&config.topic)? > 0 {
+        if topics::partitions(client, &config.topic)? > 0 {
             // An existing topic must be compacted: with deletion by age, accounts quiet
             // for longer than its retention would silently be missing from a restore.
             // A broker that will not say (no DESCRIBE_CONFIGS right, or no such API, as
             // librdkafka's mock cluster) is warned about, not refused.
+            let admin: AdminClient<DefaultClientContext> = client.create()?;
             let topic = ResourceSpecifier::Topic(&config.topic);
             let asked = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
             let policy = match block_on(admin.describe_configs([&topic], &asked)) {
@@ -175,23 +159,14 @@ impl Changelog {
                     config.topic
                 )));
             }
-        } else {
-            let replication = TopicReplication::Fixed(config.replication);
-            let count = i32::try_from(source).map_err(|_| setup("too many partitions".into()))?;
-            let topic =
-                NewTopic::new(&config.topic, count, replication).set("cleanup.policy", "compact");
-            for result in block_on(admin.create_topics([&topic], &options))? {
-                match result {
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((name, code)) => {
-                        return Err(setup(format!(
-                            "creating the changelog topic {name}: {code}"
-                        )));
-                    }
-                }
-            }
         }
-        let changelog = partitions(&config.topic)?;
+        let changelog = topics::ensure(
+            client,
+            &config.topic,
+            source,
+            config.replication,
+            Cleanup::Compact,
+        )?;
         if changelog != source {
             return Err(setup(format!(
                 "the changelog topic {} has {changelog} partitions, the source topic {source_topic} {source}: they must match (partition p holds source partition p's accounts); delete it or name another with state.changelog_topic",
@@ -389,29 +364,10 @@ impl Changelog {
     }
 }
 
-/// Runs a future to completion on this thread. rdkafka's admin futures are completed by
-/// its own background thread, so no runtime is needed to drive them.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::sync::Arc;
     use std::time::Instant;
 
     use rdkafka::mocking::MockCluster;

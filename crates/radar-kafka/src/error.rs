@@ -15,6 +15,8 @@ pub enum SourceError {
     Store(#[from] StoreError),
     #[error("state changelog: {0}")]
     Changelog(String),
+    #[error("{0}")]
+    Topic(String),
     #[error("partition state lock poisoned by an earlier panic")]
     Poisoned,
     #[error(

@@ -10,6 +10,7 @@
 //! - [`changelog`]: partition state in a compacted topic (`store = "kafka"`);
 //! - [`dead_letter`]: what a rejected record's dead letter holds, sized to always fit;
 //! - [`sink`]: where opportunities are handed (the outbox);
+//! - [`topics`]: the topics radar creates for itself;
 //! - [`config`], [`progress`], [`inspector`], [`error`]: the source's settings, what it
 //!   shows watchers and how it is stopped, account lookups for the admin API, its errors.
 
@@ -25,6 +26,7 @@ mod rebalance;
 mod shared;
 pub mod sink;
 pub mod source;
+pub mod topics;
 
 pub use changelog::ChangelogConfig;
 pub use config::{SourceConfig, is_secret};
@@ -33,5 +35,5 @@ pub use error::SourceError;
 pub use inspector::Inspector;
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
 pub use progress::{CheckpointTimes, Progress, Stop};
-pub use sink::{OpportunitySink, OutboxSink, SinkError};
+pub use sink::{OnTopic, OpportunitySink, OutboxSink, SinkError};
 pub use source::Source;

@@ -57,7 +57,11 @@ impl Source {
         let shared = Arc::new(Shared {
             settings,
             store,
-            producer: Producer::new(&client, &config.dead_letter_topic)?,
+            producer: Producer::new(
+                &client,
+                &config.dead_letter_topic,
+                config.changelog.is_some(),
+            )?,
             changelog: match (&config.changelog, config.topics.as_slice()) {
                 (None, _) => None,
                 (Some(changelog), [source]) => Some(Changelog::open(&client, changelog, source)?),

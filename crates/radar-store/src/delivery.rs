@@ -60,7 +60,8 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    fn key(&self) -> (&str, u64, u64) {
+    /// Where it sits in its destination's queue: (destination, due time, sequence).
+    pub fn key(&self) -> (&str, u64, u64) {
         (&self.destination, self.due_ms, self.seq)
     }
 }
@@ -123,6 +124,26 @@ impl Store {
         deliveries: &[Delivery],
         recent: &[Recent],
     ) -> Result<(), StoreError> {
+        self.enqueue_then(deliveries, recent, |txn| {
+            let mut outbox = txn.open_table(OUTBOX).map_err(storage)?;
+            outbox.retain_in(..=through, |_, _| false).map_err(storage)
+        })
+    }
+
+    /// Puts `deliveries` in their destinations' queues and `recent` under their accounts,
+    /// in one transaction, for deliveries that come from elsewhere than the outbox (the
+    /// opportunities topic, with `store = "kafka"`).
+    pub fn enqueue(&self, deliveries: &[Delivery], recent: &[Recent]) -> Result<(), StoreError> {
+        self.enqueue_then(deliveries, recent, |_| Ok(()))
+    }
+
+    /// Enqueues, and runs `also` in the same transaction.
+    fn enqueue_then(
+        &self,
+        deliveries: &[Delivery],
+        recent: &[Recent],
+        also: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(storage)?;
         txn.set_durability(Durability::None).map_err(storage)?;
         {
@@ -157,11 +178,36 @@ impl Store {
                     .insert(delivery.key(), encode_queued(delivery)?.as_slice())
                     .map_err(storage)?;
             }
-            let mut outbox = txn.open_table(OUTBOX).map_err(storage)?;
-            outbox
-                .retain_in(..=through, |_, _| false)
-                .map_err(storage)?;
         }
+        also(&txn)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// Takes queued deliveries out by (destination, due time, sequence), whatever became
+    /// of them: with `store = "kafka"` the queues are a cache of what this instance
+    /// holds of the opportunities and retry topics, and a partition that moves away takes
+    /// its deliveries with it.
+    pub fn remove_queued(&self, keys: &[(String, u64, u64)]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::None).map_err(storage)?;
+        {
+            let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+            for (destination, due, seq) in keys {
+                queue
+                    .remove((destination.as_str(), *due, *seq))
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Empties every destination's queue (see [`Store::remove_queued`]: with
+    /// `store = "kafka"` a starting instance holds nothing until its partitions are
+    /// assigned).
+    pub fn clear_queues(&self) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::None).map_err(storage)?;
+        txn.delete_table(QUEUE).map_err(storage)?;
         txn.commit().map_err(storage)
     }
 

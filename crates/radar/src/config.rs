@@ -15,7 +15,7 @@ use radar_core::settings::{
     Settings, SettingsError,
 };
 use radar_delivery::settings::Env;
-use radar_delivery::{DeliverySettings, RawDelivery};
+use radar_delivery::{DeliverySettings, KafkaDeliveryConfig, RawDelivery};
 use radar_kafka::{ChangelogConfig, CheckpointPolicy, SourceConfig};
 use serde::Deserialize;
 
@@ -159,6 +159,9 @@ pub struct PipelineConfig {
     pub shutdown_timeout: Duration,
     /// The playbooks as configured, for the admin API.
     pub playbooks: serde_json::Value,
+    /// With `state.store = "kafka"`: delivery from the opportunities topic, as its own
+    /// consumer group, with retries and dead letters on topics.
+    pub kafka_delivery: Option<KafkaDeliveryConfig>,
 }
 
 /// Reads the layers into the raw config; a syntax error names its file, line and column,
@@ -357,6 +360,12 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             ));
         }
     }
+    // With the state in Kafka the opportunities topic is the outbox, so there always is one.
+    let opportunities_topic = match (raw.state.store.as_str(), kafka.opportunities_topic.trim()) {
+        ("kafka", "") => Some(format!("{}-opportunities", kafka.group_id)),
+        (_, "") => None,
+        (_, topic) => Some(topic.to_owned()),
+    };
     let changelog = match raw.state.store.as_str() {
         "local" => None,
         "kafka" => {
@@ -370,7 +379,8 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
                 );
             }
             if kafka.topics.contains(&topic)
-                || [&kafka.dead_letter_topic, &kafka.opportunities_topic].contains(&&topic)
+                || kafka.dead_letter_topic == topic
+                || opportunities_topic.as_ref() == Some(&topic)
             {
                 problems.push(format!(
                     "state.changelog_topic: {topic:?} is already used for events, dead letters or opportunities"
@@ -444,6 +454,12 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             ))
         })
         .ok();
+    let client: Vec<(String, String)> = kafka
+        .client
+        .iter()
+        .map(|(k, v)| (k.replace('_', "."), v.clone()))
+        .chain(secrets_from_files)
+        .collect();
     match (
         engine,
         poll_timeout,
@@ -466,36 +482,56 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
                 group_id: kafka.group_id.clone(),
                 topics: kafka.topics.clone(),
                 dead_letter_topic: kafka.dead_letter_topic.clone(),
-                opportunities_topic: Some(kafka.opportunities_topic.trim())
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned),
-                client: kafka
-                    .client
-                    .iter()
-                    .map(|(k, v)| (k.replace('_', "."), v.clone()))
-                    .chain(secrets_from_files)
-                    .collect(),
+                opportunities_topic: opportunities_topic.clone(),
+                client: client.clone(),
                 checkpoint: CheckpointPolicy {
                     every_events: raw.checkpoint.every_events,
                     every,
                 },
                 poll_timeout,
                 max_batch: kafka.max_batch,
-                changelog,
+                changelog: changelog.clone(),
             },
             store_path: PathBuf::from(&raw.checkpoint.path),
             delivery,
             admin,
             shutdown_timeout,
             playbooks: serde_json::to_value(&raw.playbooks).unwrap_or_default(),
+            kafka_delivery: changelog.as_ref().zip(opportunities_topic.as_ref()).map(
+                |(changelog, topic)| {
+                    let mut client = client.clone();
+                    client.push(("bootstrap.servers".into(), kafka.bootstrap_servers.clone()));
+                    KafkaDeliveryConfig::new(client, &kafka.group_id, topic, changelog.replication)
+                },
+            ),
         }),
         _ => Err(ConfigError { problems }),
     }
 }
 
-/// Where the state store is, by the config layers (for `radar dlq`).
-pub fn store_path(path: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    Ok(PathBuf::from(load_raw(path)?.checkpoint.path))
+/// Where `radar dlq` finds the dead letters.
+#[derive(Debug)]
+pub enum DeadLetters {
+    /// In the state store of a stopped radar (`state.store = "local"`).
+    Store(PathBuf),
+    /// On the delivery dead-letter topic (`state.store = "kafka"`).
+    Topic(KafkaDeliveryConfig),
+}
+
+/// Where the dead letters are, by the config layers; with `state.store = "kafka"` the
+/// whole config is checked, since reaching Kafka needs its client settings and secrets.
+pub fn dead_letters(path: Option<&Path>) -> Result<DeadLetters, ConfigError> {
+    let raw = load_raw(path)?;
+    if raw.state.store != "kafka" {
+        return Ok(DeadLetters::Store(PathBuf::from(raw.checkpoint.path)));
+    }
+    let pipeline = pipeline_from_raw(&raw, &|name| std::env::var(name).ok())?;
+    pipeline
+        .kafka_delivery
+        .map(DeadLetters::Topic)
+        .ok_or_else(|| ConfigError {
+            problems: vec!["state.store: \"kafka\" without delivery over Kafka".into()],
+        })
 }
 
 /// Builds the delivery settings, secrets read through `env` (and from the files the

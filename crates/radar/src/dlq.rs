@@ -1,13 +1,17 @@
 //! `radar dlq list` and `radar dlq replay`: the deliveries that were given up on, read
-//! from (and put back into) the store of a stopped radar.
+//! from (and put back into) the store of a stopped radar, or with `state.store = "kafka"`
+//! the delivery dead-letter topic, while radar runs.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use radar_delivery::kafka::dead_letters::{self, Letter};
 use radar_store::{DeadLetter, Store};
 use serde_json::json;
+
+use crate::config::DeadLetters;
 
 /// Opens the store; while radar runs, it holds the file's lock.
 fn open(path: &Path) -> Result<Store> {
@@ -28,53 +32,118 @@ fn open(path: &Path) -> Result<Store> {
     Ok(store)
 }
 
-fn matches(letter: &DeadLetter, destination: Option<&str>, id: Option<&str>) -> bool {
-    destination.is_none_or(|d| letter.destination == d)
-        && id.is_none_or(|id| opportunity_id(letter) == id)
+/// What a listed letter shows, wherever it is kept.
+struct Shown<'a> {
+    destination: &'a str,
+    attempts: u32,
+    reason: &'a str,
+    failed_ms: u64,
+    opportunity: &'a [u8],
 }
 
-fn opportunity_id(letter: &DeadLetter) -> String {
-    serde_json::from_slice::<serde_json::Value>(&letter.opportunity)
-        .ok()
-        .and_then(|v| v["opportunity_id"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+impl Shown<'_> {
+    fn opportunity_id(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(self.opportunity)
+            .ok()
+            .and_then(|v| v["opportunity_id"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn matches(&self, destination: Option<&str>, id: Option<&str>) -> bool {
+        destination.is_none_or(|d| self.destination == d)
+            && id.is_none_or(|id| self.opportunity_id() == id)
+    }
+
+    fn line(&self) -> serde_json::Value {
+        let opportunity: serde_json::Value =
+            serde_json::from_slice(self.opportunity).unwrap_or(serde_json::Value::Null);
+        json!({
+            "destination": self.destination,
+            "opportunity_id": self.opportunity_id(),
+            "attempts": self.attempts,
+            "reason": self.reason,
+            "failed_at_ms": self.failed_ms,
+            "opportunity": opportunity,
+        })
+    }
+}
+
+impl<'a> From<&'a DeadLetter> for Shown<'a> {
+    fn from(letter: &'a DeadLetter) -> Shown<'a> {
+        Shown {
+            destination: &letter.destination,
+            attempts: letter.attempts,
+            reason: &letter.reason,
+            failed_ms: letter.failed_ms,
+            opportunity: &letter.opportunity,
+        }
+    }
+}
+
+impl<'a> From<&'a Letter> for Shown<'a> {
+    fn from(Letter { letter, .. }: &'a Letter) -> Shown<'a> {
+        Shown {
+            destination: &letter.destination,
+            attempts: letter.attempts,
+            reason: letter.reason.as_deref().unwrap_or_default(),
+            failed_ms: letter.due_ms,
+            opportunity: &letter.opportunity,
+        }
+    }
 }
 
 /// Writes one JSON line per dead letter matching the filters; returns how many.
 pub fn list(
-    path: &Path,
+    letters: &DeadLetters,
     destination: Option<&str>,
     id: Option<&str>,
     out: &mut impl Write,
 ) -> Result<usize> {
-    let store = open(path)?;
     let mut count = 0;
-    for letter in store.dead_letters()? {
-        if !matches(&letter, destination, id) {
-            continue;
+    let mut show = |shown: Shown<'_>| -> Result<()> {
+        if shown.matches(destination, id) {
+            writeln!(out, "{}", shown.line())?;
+            count += 1;
         }
-        let opportunity: serde_json::Value =
-            serde_json::from_slice(&letter.opportunity).unwrap_or(serde_json::Value::Null);
-        let line = json!({
-            "destination": letter.destination,
-            "opportunity_id": opportunity_id(&letter),
-            "attempts": letter.attempts,
-            "reason": letter.reason,
-            "failed_at_ms": letter.failed_ms,
-            "opportunity": opportunity,
-        });
-        writeln!(out, "{line}")?;
-        count += 1;
+        Ok(())
+    };
+    match letters {
+        DeadLetters::Store(path) => {
+            for letter in open(path)?.dead_letters()? {
+                show(Shown::from(&letter))?;
+            }
+        }
+        DeadLetters::Topic(config) => {
+            let topic = &config.dead_letter_topic;
+            for letter in dead_letters::read_all(config)
+                .with_context(|| format!("reading the dead-letter topic {topic}"))?
+            {
+                show(Shown::from(&letter))?;
+            }
+        }
     }
     Ok(count)
 }
 
-/// Puts the matching dead letters back in their destination's queue, due now with a
-/// fresh retry budget; the next `radar run` delivers them. Returns how many.
-pub fn replay(path: &Path, destination: Option<&str>, id: Option<&str>) -> Result<usize> {
-    let store = open(path)?;
+/// Puts the matching dead letters back for delivery, due now with a fresh retry budget:
+/// in the store's queues (the next `radar run` delivers them) or on the retry topic (the
+/// running instances deliver them). Returns how many.
+pub fn replay(letters: &DeadLetters, destination: Option<&str>, id: Option<&str>) -> Result<usize> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    Ok(store.replay_dead_letters(now, |letter| matches(letter, destination, id))?)
+    match letters {
+        DeadLetters::Store(path) => Ok(open(path)?
+            .replay_dead_letters(now, |letter| Shown::from(letter).matches(destination, id))?),
+        DeadLetters::Topic(config) => {
+            let topic = &config.dead_letter_topic;
+            let picked: Vec<Letter> = dead_letters::read_all(config)
+                .with_context(|| format!("reading the dead-letter topic {topic}"))?
+                .into_iter()
+                .filter(|letter| Shown::from(letter).matches(destination, id))
+                .collect();
+            dead_letters::replay(config, &picked, now)
+                .with_context(|| format!("replaying onto {}", config.retry_topic))
+        }
+    }
 }

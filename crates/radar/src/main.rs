@@ -189,9 +189,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dlq { action } => {
             match action {
                 DlqAction::List(filter) => {
-                    let path = config::store_path(filter.config.as_deref())?;
+                    let letters = config::dead_letters(filter.config.as_deref())?;
                     let count = dlq::list(
-                        &path,
+                        &letters,
                         filter.destination.as_deref(),
                         filter.id.as_deref(),
                         &mut io::stdout().lock(),
@@ -199,12 +199,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     eprintln!("{count} dead letters");
                 }
                 DlqAction::Replay(filter) => {
-                    let path = config::store_path(filter.config.as_deref())?;
-                    let count =
-                        dlq::replay(&path, filter.destination.as_deref(), filter.id.as_deref())?;
-                    eprintln!(
-                        "{count} dead letters queued for delivery again; the next `radar run` sends them"
-                    );
+                    let letters = config::dead_letters(filter.config.as_deref())?;
+                    let count = dlq::replay(
+                        &letters,
+                        filter.destination.as_deref(),
+                        filter.id.as_deref(),
+                    )?;
+                    let when = match letters {
+                        config::DeadLetters::Store(_) => "the next `radar run` sends them",
+                        config::DeadLetters::Topic(_) => {
+                            "they are on the retry topic, and the running instances send them"
+                        }
+                    };
+                    eprintln!("{count} dead letters queued for delivery again; {when}");
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use radar_core::Stats;
-use radar_delivery::DeliveryService;
-use radar_kafka::{OutboxSink, Progress, Source, Stop};
+use radar_delivery::{DeliveryService, KafkaDelivery};
+use radar_kafka::{OnTopic, OutboxSink, Progress, Source, Stop};
 use radar_store::Store;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -79,6 +79,20 @@ pub fn run(
             config.store_path.display()
         );
     }
+    // With the state in Kafka, delivery's topics are created before the source produces
+    // to the first of them.
+    let kafka_delivery = match (&config.kafka_delivery, config.source.topics.as_slice()) {
+        (Some(kafka), [source_topic]) => {
+            let first_seq = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            Some(
+                KafkaDelivery::open(kafka.clone(), source_topic, first_seq)
+                    .context("setting up delivery's topics")?,
+            )
+        }
+        _ => None,
+    };
     let types = &config.engine.types;
     let type_names = types.ids().map(|id| types.name(id).to_owned()).collect();
     let source = Source::new(config.source, Arc::new(config.engine), store.clone())
@@ -104,8 +118,11 @@ pub fn run(
         .iter()
         .map(|d| d.name.clone())
         .collect();
-    let delivery = DeliveryService::new(store.clone(), config.delivery, Arc::new(metrics))
+    let mut delivery = DeliveryService::new(store.clone(), config.delivery, Arc::new(metrics))
         .context("starting delivery")?;
+    if let Some(kafka) = &kafka_delivery {
+        delivery = delivery.over_kafka(kafka.clone());
+    }
     let waker = delivery.outbox_waker();
     let (stop_delivery, delivery_stopped) = watch::channel(false);
     // Delivery ending on its own (it should not) stops the source too: opportunities
@@ -122,8 +139,13 @@ pub fn run(
         })
     };
     started(bound);
-    let mut sink = OutboxSink::new(store.clone()).on_written(move || waker.notify_one());
-    let consumed = source.run(&stop, &progress, &mut sink);
+    let consumed = match kafka_delivery {
+        Some(_) => source.run(&stop, &progress, &mut OnTopic),
+        None => {
+            let mut sink = OutboxSink::new(store.clone()).on_written(move || waker.notify_one());
+            source.run(&stop, &progress, &mut sink)
+        }
+    };
 
     // Delivery gets a moment to send what the last rounds wrote and is due now, then
     // drains its in-flight requests; whatever is left waits on disk for the next start.

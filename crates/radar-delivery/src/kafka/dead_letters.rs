@@ -1,0 +1,185 @@
+//! The dead-letter topic of `store = "kafka"`, for `radar dlq`: reading the letters
+//! (the latest record per key that is not a tombstone), and replaying some onto the
+//! retry topic with a fresh retry budget, each followed by its tombstone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use radar_kafka::SourceError;
+use radar_kafka::topics::{self, block_on};
+use radar_store::Delivery;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::KafkaDeliveryConfig;
+use super::parked::{self, Parked};
+
+/// How long reading or writing the topic may go without progress.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A dead letter on the topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Letter {
+    /// `destination/opportunity id`: the record key.
+    pub key: String,
+    pub letter: Parked,
+}
+
+/// Every dead letter, by key.
+pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError> {
+    let topic = &config.dead_letter_topic;
+    let client = config.client();
+    let partitions = topics::partitions(&client, topic)?;
+    // Assigned, never subscribed: the group id is librdkafka's requirement only.
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", "radar-dlq")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let mut ends = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
+        if high > low {
+            ends.insert(partition, (high, false));
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        }
+    }
+    let mut letters: BTreeMap<String, Option<Parked>> = BTreeMap::new();
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&assignment)?;
+    let mut progressed = Instant::now();
+    // To the end of each partition: past the high watermark taken before, and until the
+    // consumer says it reached the end (some brokers report a watermark short of a
+    // batch's last record).
+    while ends.values().any(|(_, done)| !done) {
+        if progressed.elapsed() > TIMEOUT {
+            return Err(SourceError::Topic(format!(
+                "reading {topic}: no progress within {} s",
+                TIMEOUT.as_secs()
+            )));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                progressed = Instant::now();
+                if let Some((high, done)) = ends.get_mut(&message.partition())
+                    && message.offset() + 1 >= *high
+                {
+                    *done = true;
+                }
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                let letter = match message.payload() {
+                    None => None,
+                    Some(_) => match parked::read(&message) {
+                        Ok(letter) => Some(letter),
+                        Err(why) => {
+                            eprintln!(
+                                "radar: skipping record {}/{}/{}, which radar did not write: {why}",
+                                message.topic(),
+                                message.partition(),
+                                message.offset()
+                            );
+                            continue;
+                        }
+                    },
+                };
+                letters.insert(key, letter);
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if let Some((high, done)) = ends.get_mut(&partition) {
+                    let position = consumer
+                        .position()?
+                        .find_partition(topic, partition)
+                        .and_then(|p| p.offset().to_raw())
+                        .unwrap_or(0);
+                    *done |= position >= *high;
+                }
+            }
+            Some(Err(e)) => eprintln!("radar: reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    Ok(letters
+        .into_iter()
+        .filter_map(|(key, letter)| letter.map(|letter| Letter { key, letter }))
+        .collect())
+}
+
+/// Puts `letters` back on the retry topic, due at `now_ms` with a fresh retry budget,
+/// then writes their tombstones; waits for every acknowledgement. A crash in between
+/// leaves a letter both retried and listed: replaying it again sends it again, under the
+/// same `webhook-id`.
+pub fn replay(
+    config: &KafkaDeliveryConfig,
+    letters: &[Letter],
+    now_ms: u64,
+) -> Result<usize, SourceError> {
+    let producer: FutureProducer = config.client().set("enable.idempotence", "true").create()?;
+    // Every retry acknowledged before any tombstone is written.
+    let mut acks = Vec::new();
+    for Letter { key, letter } in letters {
+        let retry = Delivery {
+            destination: letter.destination.clone(),
+            seq: 0,
+            due_ms: now_ms,
+            attempts: 0,
+            created_ms: letter.created_ms,
+            last_error: letter.reason.clone(),
+            opportunity: letter.opportunity.clone(),
+        };
+        let record = FutureRecord::to(&config.retry_topic)
+            .key(key.as_str())
+            .payload(letter.opportunity.as_slice())
+            .headers(parked::retry_headers(&retry));
+        acks.push(enqueue(&producer, record)?);
+    }
+    acknowledged(acks)?;
+    let mut tombstones = Vec::new();
+    for Letter { key, .. } in letters {
+        let tombstone = FutureRecord::<str, [u8]>::to(&config.dead_letter_topic).key(key.as_str());
+        tombstones.push(enqueue(&producer, tombstone)?);
+    }
+    acknowledged(tombstones)?;
+    Ok(letters.len())
+}
+
+/// Hands a record to the producer, waiting for room while its queue is full. Outside any
+/// async runtime (`radar dlq` is a plain command), hence not `FutureProducer::send`.
+fn enqueue<'a>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, str, [u8]>,
+) -> Result<DeliveryFuture, SourceError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(ack) => return Ok(ack),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                std::thread::sleep(Duration::from_millis(10));
+                record = back;
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits for every acknowledgement; the first refusal is the error.
+fn acknowledged(acks: Vec<DeliveryFuture>) -> Result<(), SourceError> {
+    for ack in acks {
+        match block_on(ack) {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e.into()),
+            Err(_) => {
+                return Err(SourceError::Topic(
+                    "the producer went away before acknowledging".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

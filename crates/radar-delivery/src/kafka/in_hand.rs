@@ -1,0 +1,255 @@
+//! What this instance holds of the opportunities and retry topics: which records still
+//! have deliveries to settle, and so how far each partition may be committed.
+//!
+//! A partition's committed offset never passes a record with an unsettled delivery: a
+//! delivery settles once it is delivered, or once its retry or dead letter is
+//! acknowledged on its topic. So whichever instance reads a partition next (after a
+//! crash, a rebalance) gets every record whose fate is not yet in Kafka, and at worst
+//! sends again what was delivered but not yet committed, under the same `webhook-id`.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// A topic and partition.
+pub type TopicPartition = (String, i32);
+
+/// A queued delivery's place in its destination's queue: (destination, due, sequence).
+pub type QueueKey = (String, u64, u64);
+
+#[derive(Debug)]
+struct Record {
+    at: TopicPartition,
+    offset: i64,
+    /// The record's deliveries not settled yet.
+    unsettled: Vec<QueueKey>,
+}
+
+#[derive(Debug, Default)]
+struct Partition {
+    /// Records with unsettled deliveries: offset → sequence.
+    open: BTreeMap<i64, u64>,
+    /// The offset after the last record read.
+    read_to: i64,
+    /// What was last handed out to commit.
+    committed: Option<i64>,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct InHand {
+    next_seq: u64,
+    records: HashMap<u64, Record>,
+    partitions: HashMap<TopicPartition, Partition>,
+}
+
+impl InHand {
+    /// Sequences start at `first_seq`: queue entries and recent opportunities of an
+    /// earlier run of this instance may still be in the local store, so a run starts past
+    /// them (the caller passes the wall clock in microseconds).
+    pub fn new(first_seq: u64) -> InHand {
+        InHand {
+            next_seq: first_seq,
+            records: HashMap::new(),
+            partitions: HashMap::new(),
+        }
+    }
+
+    /// The sequence for the next record read: its deliveries' queue keys carry it.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// A record read at `offset` of `at`, with the deliveries it was queued as (all with
+    /// sequence [`InHand::next_seq`]); none means nothing to send, and the record is
+    /// settled at once.
+    pub fn read(&mut self, at: &TopicPartition, offset: i64, deliveries: Vec<QueueKey>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let partition = self.partitions.entry(at.clone()).or_default();
+        partition.read_to = partition.read_to.max(offset + 1);
+        if deliveries.is_empty() {
+            return;
+        }
+        partition.open.insert(offset, seq);
+        self.records.insert(
+            seq,
+            Record {
+                at: at.clone(),
+                offset,
+                unsettled: deliveries,
+            },
+        );
+    }
+
+    /// The delivery of record `seq` to `destination` is settled. False if this instance
+    /// no longer holds it (its partition moved away meanwhile).
+    pub fn settled(&mut self, seq: u64, destination: &str) -> bool {
+        let Some(record) = self.records.get_mut(&seq) else {
+            return false;
+        };
+        let before = record.unsettled.len();
+        record.unsettled.retain(|(d, _, _)| d != destination);
+        let found = record.unsettled.len() < before;
+        if record.unsettled.is_empty() {
+            let record = self.records.remove(&seq).expect("present above");
+            if let Some(partition) = self.partitions.get_mut(&record.at) {
+                partition.open.remove(&record.offset);
+            }
+        }
+        found
+    }
+
+    /// The partition moved away: forgets it, and returns the queue entries of its
+    /// unsettled deliveries, which the new owner reads again.
+    pub fn revoke(&mut self, at: &TopicPartition) -> Vec<QueueKey> {
+        let Some(partition) = self.partitions.remove(at) else {
+            return Vec::new();
+        };
+        partition
+            .open
+            .values()
+            .filter_map(|seq| self.records.remove(seq))
+            .flat_map(|record| record.unsettled)
+            .collect()
+    }
+
+    /// How far `at` may be committed: its first record with an unsettled delivery, or
+    /// past everything read.
+    pub fn committable(&self, at: &TopicPartition) -> Option<i64> {
+        let partition = self.partitions.get(at)?;
+        Some(
+            partition
+                .open
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(partition.read_to),
+        )
+    }
+
+    /// The partitions whose committable offset moved since last asked, with it.
+    pub fn to_commit(&mut self) -> Vec<(TopicPartition, i64)> {
+        let mut moved = Vec::new();
+        for (at, partition) in &mut self.partitions {
+            let offset = partition
+                .open
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(partition.read_to);
+            if partition.committed != Some(offset) {
+                partition.committed = Some(offset);
+                moved.push((at.clone(), offset));
+            }
+        }
+        moved.sort();
+        moved
+    }
+
+    /// Records with deliveries not settled yet.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn at(p: i32) -> TopicPartition {
+        ("opportunities".into(), p)
+    }
+
+    fn keys(seq: u64, destinations: &[&str]) -> Vec<QueueKey> {
+        destinations
+            .iter()
+            .map(|d| ((*d).to_owned(), 0, seq))
+            .collect()
+    }
+
+    #[test]
+    fn a_partition_commits_up_to_its_first_unsettled_record() {
+        let mut hand = InHand::new(100);
+        for offset in 0..3 {
+            let seq = hand.next_seq();
+            hand.read(&at(0), offset, keys(seq, &["crm", "slack"]));
+        }
+        assert_eq!(hand.to_commit(), vec![(at(0), 0)]);
+        // The second record settles first: the commit cannot pass the first.
+        assert!(hand.settled(101, "crm"));
+        assert!(hand.settled(101, "slack"));
+        assert_eq!(hand.to_commit(), vec![]);
+        assert!(hand.settled(100, "crm"));
+        assert_eq!(
+            hand.committable(&at(0)),
+            Some(0),
+            "slack is still unsettled"
+        );
+        assert!(hand.settled(100, "slack"));
+        assert_eq!(hand.to_commit(), vec![(at(0), 2)]);
+        assert!(hand.settled(102, "crm") && hand.settled(102, "slack"));
+        assert_eq!(hand.to_commit(), vec![(at(0), 3)]);
+        assert!(hand.is_empty());
+    }
+
+    #[test]
+    fn a_record_no_destination_wants_is_settled_at_once() {
+        let mut hand = InHand::new(0);
+        hand.read(&at(1), 41, Vec::new());
+        assert_eq!(hand.committable(&at(1)), Some(42));
+        assert!(hand.is_empty());
+    }
+
+    #[test]
+    fn a_revoked_partition_hands_back_its_unsettled_deliveries_and_forgets_them() {
+        let mut hand = InHand::new(7);
+        hand.read(&at(0), 5, keys(7, &["crm", "slack"]));
+        hand.read(&at(1), 9, keys(8, &["crm"]));
+        assert!(hand.settled(7, "crm"));
+        assert_eq!(hand.revoke(&at(0)), keys(7, &["slack"]));
+        assert_eq!(hand.committable(&at(0)), None);
+        // Its delivery finishing late changes nothing.
+        assert!(!hand.settled(7, "slack"));
+        assert_eq!(hand.committable(&at(1)), Some(9));
+        assert_eq!(hand.len(), 1);
+    }
+
+    proptest! {
+        /// Whatever the order deliveries settle in, the committed offset never passes a
+        /// record with an unsettled delivery, and reaches the end once all are settled.
+        #[test]
+        fn the_commit_never_passes_an_unsettled_record(
+            wanted in prop::collection::vec(0usize..3, 1..40),
+            order in prop::collection::vec(any::<prop::sample::Index>(), 0..80),
+        ) {
+            let destinations = ["a", "b", "c"];
+            let mut hand = InHand::new(0);
+            let mut unsettled: Vec<(u64, i64, &str)> = Vec::new();
+            for (offset, n) in wanted.iter().enumerate() {
+                let seq = hand.next_seq();
+                let offset = offset as i64;
+                hand.read(&at(0), offset, keys(seq, &destinations[..*n]));
+                unsettled.extend(destinations[..*n].iter().map(|d| (seq, offset, *d)));
+            }
+            for pick in order {
+                if unsettled.is_empty() {
+                    break;
+                }
+                let (seq, _, destination) = unsettled.remove(pick.index(unsettled.len()));
+                prop_assert!(hand.settled(seq, destination));
+                let committable = hand.committable(&at(0)).unwrap();
+                let first_open = unsettled.iter().map(|(_, o, _)| *o).min();
+                prop_assert_eq!(committable, first_open.unwrap_or(wanted.len() as i64));
+            }
+            for (seq, _, destination) in unsettled {
+                prop_assert!(hand.settled(seq, destination));
+            }
+            prop_assert_eq!(hand.committable(&at(0)), Some(wanted.len() as i64));
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Delivery with `store = "kafka"`, where no instance's disk holds anything that must
+//! survive it.
+//!
+//! - The **opportunities topic is the outbox**: the source produces every opportunity
+//!   there (idempotent producer) and the broker acknowledges it before the offset that
+//!   caused it is committed.
+//! - **Delivery is its own consumer group** (`<kafka.group_id>-delivery`) over that topic
+//!   and the retry topic, so any instance running delivery takes over a dead one's
+//!   partitions. What an instance reads goes into its local queues, which are only a
+//!   cache: they are emptied at start, and a partition that moves away takes its entries
+//!   with it. A partition's offset is committed up to its first record with a delivery
+//!   not yet settled ([`in_hand`]).
+//! - **Retries wait on a topic** (`<opportunities topic>.retry`): a failed attempt that
+//!   will be retried is produced there with its due time and attempt count in headers and
+//!   acknowledged before its record counts as settled; whichever instance reads it holds
+//!   it in its queue until it is due. This is the non-blocking retry pattern with one
+//!   retry topic instead of one per delay: the due time travels with the record, so
+//!   exponential backoff with jitter and `Retry-After` keep their exact times, and a
+//!   retry due later never holds up another's sending (only the commit of its partition).
+//! - **Dead letters go to a compacted topic** (`<opportunities topic>.dead-letter`), keyed
+//!   by destination and opportunity id, which `radar dlq list` reads and `radar dlq
+//!   replay` puts back on the retry topic (writing the letter's tombstone).
+//!
+//! A crash sends again at most what was delivered but not yet committed, and a partition
+//! that moves while a delivery is in flight may see it sent by both owners: both under
+//! the same `webhook-id`, which receivers deduplicate on.
+
+pub mod dead_letters;
+mod feed;
+pub mod in_hand;
+pub mod parked;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use radar_kafka::SourceError;
+use radar_kafka::topics::{self, Cleanup};
+use radar_store::Settlement;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+
+pub(crate) use feed::feed;
+use in_hand::InHand;
+
+/// Where delivery's topics are, and the client settings to reach them.
+#[derive(Clone)]
+pub struct KafkaDeliveryConfig {
+    /// librdkafka settings with `bootstrap.servers` (TLS, SASL, timeouts…).
+    pub client: Vec<(String, String)>,
+    /// The delivery consumer group.
+    pub group_id: String,
+    pub opportunities_topic: String,
+    pub retry_topic: String,
+    pub dead_letter_topic: String,
+    /// Replication factor of the topics radar creates; -1: the broker's default.
+    pub replication: i32,
+}
+
+impl std::fmt::Debug for KafkaDeliveryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaDeliveryConfig")
+            .field("group_id", &self.group_id)
+            .field("opportunities_topic", &self.opportunities_topic)
+            .field("retry_topic", &self.retry_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaDeliveryConfig {
+    /// The names derived from the group and the opportunities topic.
+    pub fn new(
+        client: Vec<(String, String)>,
+        group_id: &str,
+        opportunities_topic: &str,
+        replication: i32,
+    ) -> KafkaDeliveryConfig {
+        KafkaDeliveryConfig {
+            client,
+            group_id: format!("{group_id}-delivery"),
+            opportunities_topic: opportunities_topic.to_owned(),
+            retry_topic: format!("{opportunities_topic}.retry"),
+            dead_letter_topic: format!("{opportunities_topic}.dead-letter"),
+            replication,
+        }
+    }
+
+    pub(crate) fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        for (key, value) in &self.client {
+            client.set(key, value);
+        }
+        client
+    }
+}
+
+/// Delivery's Kafka side: its topics, the producer that parks retries and dead letters,
+/// and what this instance holds.
+pub struct KafkaDelivery {
+    pub(crate) config: KafkaDeliveryConfig,
+    producer: FutureProducer,
+    in_hand: Mutex<InHand>,
+}
+
+impl std::fmt::Debug for KafkaDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaDelivery")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaDelivery {
+    /// Creates the opportunities and retry topics (with as many partitions as
+    /// `source_topic`) and the compacted dead-letter topic when missing.
+    pub fn open(
+        config: KafkaDeliveryConfig,
+        source_topic: &str,
+        first_seq: u64,
+    ) -> Result<Arc<KafkaDelivery>, SourceError> {
+        let client = config.client();
+        let partitions = topics::partitions(&client, source_topic)?;
+        if partitions == 0 {
+            return Err(SourceError::Topic(format!(
+                "the source topic {source_topic} does not exist yet: create it before radar runs with state.store = \"kafka\" (delivery's topics take its partition count)"
+            )));
+        }
+        for (topic, cleanup) in [
+            (&config.opportunities_topic, Cleanup::Delete),
+            (&config.retry_topic, Cleanup::Delete),
+            (&config.dead_letter_topic, Cleanup::Compact),
+        ] {
+            topics::ensure(&client, topic, partitions, config.replication, cleanup)?;
+        }
+        let producer = client.clone().set("enable.idempotence", "true").create()?;
+        Ok(Arc::new(KafkaDelivery {
+            config,
+            producer,
+            in_hand: Mutex::new(InHand::new(first_seq)),
+        }))
+    }
+
+    pub(crate) fn in_hand(&self) -> MutexGuard<'_, InHand> {
+        self.in_hand.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Produces the retries and dead letters among `settlements` to their topics and
+    /// waits for every acknowledgement; an error names the first refusal.
+    pub(crate) async fn park(&self, settlements: &[Settlement]) -> Result<(), String> {
+        let mut parked = Vec::new();
+        for settlement in settlements {
+            parked.push(match settlement {
+                Settlement::Delivered(_) => continue,
+                Settlement::Retry { next, .. } => (
+                    &self.config.retry_topic,
+                    parked::key(&next.destination, &next.opportunity, next.seq),
+                    parked::retry_headers(next),
+                    &next.opportunity,
+                ),
+                Settlement::DeadLettered { dead, .. } => (
+                    &self.config.dead_letter_topic,
+                    parked::key(&dead.destination, &dead.opportunity, dead.seq),
+                    parked::dead_letter_headers(dead),
+                    &dead.opportunity,
+                ),
+            });
+        }
+        // All handed to the producer first, then waited for: one round trip, not one per
+        // record.
+        let mut acks = Vec::new();
+        for (topic, key, headers, value) in &parked {
+            let mut record = FutureRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(value.as_slice())
+                .headers(headers.clone());
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(ack) => break acks.push(ack),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => return Err(format!("parking a delivery: {e}")),
+                }
+            }
+        }
+        for ack in acks {
+            match ack.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(format!("parking a delivery: {e}")),
+                Err(_) => return Err("parking a delivery: the producer went away".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// `settlements` are recorded (parked if need be, out of the local queue): their
+    /// records may be committed past.
+    pub(crate) fn settled(&self, settlements: &[Settlement]) {
+        let mut hand = self.in_hand();
+        for settlement in settlements {
+            let (seq, destination) = match settlement {
+                Settlement::Delivered(d) | Settlement::Retry { next: d, .. } => {
+                    (d.seq, &d.destination)
+                }
+                Settlement::DeadLettered { dead, .. } => (dead.seq, &dead.destination),
+            };
+            hand.settled(seq, destination);
+        }
+    }
+}
+
+/// Where a settled delivery sat in the local queue.
+pub(crate) fn queue_key(settlement: &Settlement) -> in_hand::QueueKey {
+    match settlement {
+        Settlement::Delivered(d) => (d.destination.clone(), d.due_ms, d.seq),
+        Settlement::Retry {
+            previous_due_ms,
+            next,
+        } => (next.destination.clone(), *previous_due_ms, next.seq),
+        Settlement::DeadLettered {
+            previous_due_ms,
+            dead,
+        } => (dead.destination.clone(), *previous_due_ms, dead.seq),
+    }
+}
