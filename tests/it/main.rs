@@ -6,7 +6,9 @@
 //! - `cli`: the `radar` binary's commands, exit codes and messages;
 //! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster);
 //! - `tansu`: `radar run` against a tansu broker process: dead letters, `kill -9` and
-//!   restart, SIGTERM.
+//!   restart, SIGTERM;
+//! - `scale_out`: several `radar run` instances with `state.store = "kafka"` against tansu:
+//!   instances killed, added, removed and frozen, a receiver down, compared with replay.
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
 
@@ -14,6 +16,7 @@ mod cli;
 mod golden;
 mod model;
 mod run;
+mod scale_out;
 mod tansu;
 
 use std::path::{Path, PathBuf};

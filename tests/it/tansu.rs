@@ -18,7 +18,7 @@ use crate::run::{
 };
 
 #[path = "../../crates/radar-kafka/tests/support/broker.rs"]
-mod broker;
+pub(crate) mod broker;
 #[path = "../../crates/radar-kafka/tests/support/read.rs"]
 mod read;
 

@@ -1,0 +1,476 @@
+//! Several `radar run` instances with `state.store = "kafka"` in one consumer group,
+//! against a tansu broker process, each scenario compared with `radar replay` of the same
+//! events: every opportunity delivered (none lost, none that replay does not give; a
+//! repeat only ever under the same `webhook-id`), and every account's final state, as
+//! the instance holding it shows it, equal to replay's.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tempfile::TempDir;
+
+use crate::run::{KillOnDrop, field, free_port, get, metric, replayed, unique};
+
+use crate::run::produce;
+use crate::tansu::broker;
+
+/// Partitions of each scenario's event topic.
+const PARTITIONS: usize = 4;
+
+/// A webhook receiver on 127.0.0.1 that records each delivery's `webhook-id` while `up`,
+/// and answers 503 (recording nothing) while not.
+fn receiver(
+    runtime: &tokio::runtime::Runtime,
+) -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let up = Arc::new(AtomicBool::new(true));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (seen, serving) = (ids.clone(), up.clone());
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let (seen, serving) = (seen.clone(), serving.clone());
+        async move {
+            if !serving.load(Ordering::SeqCst) {
+                return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            let id = headers["webhook-id"].to_str().unwrap().to_owned();
+            seen.lock().unwrap().push(id);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, ids, up)
+}
+
+/// One scenario: a broker, an event topic, a consumer group, a receiver.
+struct Scenario {
+    broker: broker::Broker,
+    topic: String,
+    group: String,
+    url: String,
+    received: Arc<Mutex<Vec<String>>>,
+    up: Arc<AtomicBool>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Scenario {
+    fn new(name: &str) -> Scenario {
+        let broker = broker::start_broker();
+        let topic = format!("{name}-{}", std::process::id());
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .clone();
+        radar_kafka::topics::ensure(
+            &client,
+            &topic,
+            PARTITIONS,
+            1,
+            radar_kafka::topics::Cleanup::Delete,
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (url, received, up) = receiver(&runtime);
+        Scenario {
+            broker,
+            group: format!("radar-{name}-{}", std::process::id()),
+            topic,
+            url,
+            received,
+            up,
+            _runtime: runtime,
+        }
+    }
+
+    fn delivered(&self) -> BTreeSet<String> {
+        unique(&self.received)
+    }
+
+    /// Waits until every id of `expected` is delivered; the set delivered then.
+    fn wait_for(
+        &self,
+        expected: &BTreeSet<String>,
+        within: Duration,
+        what: &str,
+    ) -> BTreeSet<String> {
+        let started = Instant::now();
+        loop {
+            let delivered = self.delivered();
+            if delivered.is_superset(expected) {
+                return delivered;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{what}: {} of {} delivered after {within:?}",
+                delivered.intersection(expected).count(),
+                expected.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts an instance on a new machine: an empty state directory.
+    fn start(&self) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let config = self.write_config(dir.path());
+        let admin = free_port();
+        let radar = start_radar(&config, admin);
+        Instance {
+            _dir: dir,
+            admin,
+            radar,
+        }
+    }
+
+    fn write_config(&self, dir: &Path) -> PathBuf {
+        let config = dir.join("radar.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[kafka]
+bootstrap_servers = "{servers}"
+group_id = "{group}"
+topics = ["{topic}"]
+dead_letter_topic = "{topic}.dead-letter"
+max_batch = 100
+
+[kafka.client]
+session_timeout_ms = "6000"
+heartbeat_interval_ms = "500"
+fetch_wait_max_ms = "10"
+
+[state]
+store = "kafka"
+
+[checkpoint]
+path = "{state}"
+every_events = 100
+every = "200ms"
+
+[delivery]
+allow_networks = ["127.0.0.0/8"]
+schedule = ["500ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
+breaker_failures = 1000
+breaker_cooldown = "1s"
+
+[[delivery.destinations]]
+name = "hook"
+kind = "webhook"
+url = "{url}"
+secret_env = "TEST_HOOK_SECRET"
+"#,
+                servers = self.broker.address,
+                group = self.group,
+                topic = self.topic,
+                url = self.url,
+                state = dir.join("state.redb").display()
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    /// Records parked on the retry topic so far.
+    fn retries_parked(&self) -> i64 {
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.broker.address)
+            .create()
+            .unwrap();
+        let topic = format!("{}-opportunities.retry", self.group);
+        (0..PARTITIONS as i32)
+            .filter_map(|p| {
+                reader
+                    .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                    .ok()
+            })
+            .map(|(low, high)| high - low)
+            .sum()
+    }
+}
+
+fn start_radar(config: &Path, admin: u16) -> KillOnDrop {
+    let child: Child = Command::new(env!("CARGO_BIN_EXE_radar"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("TEST_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env("RADAR__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .stdout(Stdio::null())
+        // Its log, beside its state, for a look while a failing test is debugged.
+        .stderr(std::fs::File::create(config.with_file_name("radar.log")).unwrap())
+        .spawn()
+        .unwrap();
+    KillOnDrop(Some(child))
+}
+
+/// A running `radar run`, with its own state directory.
+struct Instance {
+    _dir: TempDir,
+    admin: u16,
+    radar: KillOnDrop,
+}
+
+impl Instance {
+    fn kill_9(self) {
+        let mut child = self.radar.take();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn partitions(&self) -> u64 {
+        metric(self.admin, "radar_kafka_partitions_assigned").unwrap_or(0)
+    }
+}
+
+/// Well-formed events only: a line meant to be too far in the future is judged against
+/// its `received_at` in a replay but against the record's time live.
+fn lines(accounts: u64, events: u64, seed: u64) -> Vec<String> {
+    radar_gen::Generator::new(radar_gen::Options {
+        accounts,
+        events,
+        seed,
+        ..Default::default()
+    })
+    .unwrap()
+    .collect()
+}
+
+/// The opportunity ids `radar replay` gives for `lines`.
+fn expected(lines: &[String]) -> BTreeSet<String> {
+    field(&replayed(lines).0, "opportunity_id")
+}
+
+/// Every account's state as the instance holding it shows it, equal to replay's: asked of
+/// each instance until one holds it (while partitions move, none may for a moment).
+fn assert_states_equal(lines: &[String], instances: &[&Instance]) {
+    let (_, engine) = replayed(lines);
+    let accounts: BTreeSet<String> = lines
+        .iter()
+        .map(|l| String::from_utf8_lossy(radar_gen::account_key(l)).into_owned())
+        .collect();
+    let shown = |account: &str| {
+        instances.iter().find_map(|instance| {
+            let (status, body) = get(instance.admin, &format!("/v1/accounts/{account}"));
+            let serde_json::Value::Object(mut map) = serde_json::from_str(&body).ok()? else {
+                return None;
+            };
+            // The explanation of held state; an account only seen in recent opportunities
+            // has none.
+            if status != 200 || !map.contains_key("stream_time") {
+                return None;
+            }
+            map.remove("recent_opportunities");
+            Some(serde_json::Value::Object(map))
+        })
+    };
+    let started = Instant::now();
+    let mut pending: Vec<String> = accounts.into_iter().collect();
+    while !pending.is_empty() && started.elapsed() < Duration::from_secs(30) {
+        pending.retain(|account| shown(account) != engine.explain(account));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(account) = pending.first() {
+        assert_eq!(
+            shown(account),
+            engine.explain(account),
+            "account {account}, one of {} that differ",
+            pending.len()
+        );
+    }
+}
+
+/// Three `kill -9`s of one of two instances, each once it has made progress on its share
+/// of a new fifth of the stream, the killed one restarted on a new machine each time.
+#[test]
+fn two_instances_lose_nothing_when_one_is_killed_three_times() {
+    let scenario = Scenario::new("scale-kill");
+    let lines = lines(80, 5_000, 23);
+    let fifths: Vec<&[String]> = lines.chunks(lines.len() / 5).collect();
+    let a = scenario.start();
+    let mut b = scenario.start();
+    let mut delivered_before = 0;
+    for (i, fifth) in fifths.iter().enumerate() {
+        produce(&scenario.broker.address, &scenario.topic, fifth);
+        let so_far = &lines[..lines.len() * (i + 1) / 5];
+        let expected_so_far = expected(so_far);
+        if i < 3 {
+            // Both members hold partitions, and part of the new fifth is through.
+            let started = Instant::now();
+            while a.partitions() == 0
+                || b.partitions() == 0
+                || scenario.delivered().len()
+                    < delivered_before + (expected_so_far.len() - delivered_before) / 5
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "no progress on fifth {i}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            b.kill_9();
+            b = scenario.start();
+        }
+        delivered_before = scenario
+            .wait_for(
+                &expected_so_far,
+                Duration::from_secs(90),
+                &format!("fifth {i}"),
+            )
+            .len();
+    }
+    let all = expected(&lines);
+    let delivered = scenario.wait_for(&all, Duration::from_secs(30), "everything");
+    assert_eq!(
+        delivered.difference(&all).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "delivered what replay does not give"
+    );
+    assert_states_equal(&lines, &[&a, &b]);
+}
+
+/// The receiver is down, the instance holding the retries is killed, the receiver comes
+/// back: the retries it held were parked on the retry topic, and the surviving instance
+/// (and the killed one's replacement) deliver every opportunity.
+#[test]
+fn retries_survive_the_instance_that_held_them() {
+    let scenario = Scenario::new("scale-retry");
+    let lines = lines(40, 2_000, 29);
+    let all = expected(&lines);
+    assert!(all.len() > 20);
+    scenario.up.store(false, Ordering::SeqCst);
+    let a = scenario.start();
+    let b = scenario.start();
+    produce(&scenario.broker.address, &scenario.topic, &lines);
+    // Both instances attempted and parked retries.
+    let started = Instant::now();
+    while a.partitions() == 0 || b.partitions() == 0 || scenario.retries_parked() < all.len() as i64
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} retries parked",
+            scenario.retries_parked()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.kill_9();
+    let b = scenario.start();
+    scenario.up.store(true, Ordering::SeqCst);
+    let delivered = scenario.wait_for(
+        &all,
+        Duration::from_secs(90),
+        "after the receiver came back",
+    );
+    assert_eq!(
+        delivered.difference(&all).collect::<Vec<_>>(),
+        Vec::<&String>::new()
+    );
+    assert_states_equal(&lines, &[&a, &b]);
+}
+
+/// An instance frozen (SIGSTOP) past its session timeout while its partitions have work,
+/// then thawed: the other takes its partitions over, and the frozen one, on waking, must
+/// not commit, write state or deliver for the partitions it lost, or the states restored
+/// when partitions come back to it would be behind.
+#[test]
+fn an_instance_frozen_past_its_session_timeout_loses_its_partitions_cleanly() {
+    let scenario = Scenario::new("scale-freeze");
+    let lines = lines(60, 4_000, 31);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let a = scenario.start();
+    let b = scenario.start();
+    produce(&scenario.broker.address, &scenario.topic, first);
+    let started = Instant::now();
+    while a.partitions() == 0 || b.partitions() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "both members assigned"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    scenario.wait_for(&expected(first), Duration::from_secs(60), "the first half");
+    let frozen = b.radar.0.as_ref().unwrap().id().to_string();
+    produce(&scenario.broker.address, &scenario.topic, second);
+    signal("-STOP", &frozen);
+    // The survivor holds every partition once the frozen member's session expires.
+    let started = Instant::now();
+    while a.partitions() < PARTITIONS as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "A took the partitions over"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let all = expected(&lines);
+    scenario.wait_for(&all, Duration::from_secs(60), "everything, by the survivor");
+    signal("-CONT", &frozen);
+    // The thawed member rejoins and gets partitions back, restored from the changelog.
+    let started = Instant::now();
+    while b.partitions() == 0 || a.partitions() == PARTITIONS as u64 {
+        assert!(started.elapsed() < Duration::from_secs(60), "B rejoined");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let delivered = scenario.wait_for(&all, Duration::from_secs(10), "everything");
+    assert_eq!(
+        delivered.difference(&all).collect::<Vec<_>>(),
+        Vec::<&String>::new()
+    );
+    assert_states_equal(&lines, &[&a, &b]);
+}
+
+/// A member added, then one removed (SIGTERM: it leaves the group) and another added,
+/// while events keep arriving.
+#[test]
+fn instances_added_and_removed_while_events_flow() {
+    let scenario = Scenario::new("scale-churn");
+    let lines = lines(60, 4_000, 37);
+    let twentieths: Vec<&[String]> = lines.chunks(lines.len() / 20).collect();
+    let a = scenario.start();
+    let mut b = None;
+    let mut c = None;
+    for (i, chunk) in twentieths.iter().enumerate() {
+        produce(&scenario.broker.address, &scenario.topic, chunk);
+        match i {
+            5 => b = Some(scenario.start()),
+            12 => c = Some(scenario.start()),
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A leaves once the others hold partitions, while the last events are processed.
+    let (b, c) = (b.unwrap(), c.unwrap());
+    let started = Instant::now();
+    while b.partitions() == 0 || c.partitions() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "B and C assigned"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let leaving = a.radar.take();
+    signal("-TERM", &leaving.id().to_string());
+    let left = leaving.wait_with_output().unwrap();
+    assert!(left.status.success(), "A stopped cleanly");
+    let all = expected(&lines);
+    let delivered = scenario.wait_for(&all, Duration::from_secs(60), "everything");
+    assert_eq!(
+        delivered.difference(&all).collect::<Vec<_>>(),
+        Vec::<&String>::new()
+    );
+    assert_states_equal(&lines, &[&b, &c]);
+}
+
+fn signal(signal: &str, pid: &str) {
+    assert!(
+        Command::new("kill")
+            .args([signal, pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
