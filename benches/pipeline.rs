@@ -290,6 +290,7 @@ fn source_config(servers: &str, topic: &str, group: &str) -> SourceConfig {
         },
         poll_timeout: Duration::from_millis(100),
         max_batch: 10_000,
+        advertise: None,
         changelog: None,
     }
 }

@@ -23,6 +23,9 @@ pub struct SourceConfig {
     /// Where partition state lives besides the local store: a changelog topic
     /// (`store = "kafka"`), or nowhere (`None`, `store = "local"`).
     pub changelog: Option<ChangelogConfig>,
+    /// The admin address this instance advertises to the group's other members in its
+    /// client id ([`crate::peers`]); `None`: none.
+    pub advertise: Option<String>,
     /// Records taken per poll round: enough to spread the per-round costs (one outbox
     /// transaction, one parallel step), small enough to keep each round short.
     pub max_batch: usize,
@@ -61,6 +64,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("checkpoint", &self.checkpoint)
             .field("poll_timeout", &self.poll_timeout)
             .field("max_batch", &self.max_batch)
+            .field("advertise", &self.advertise)
             .finish()
     }
 }
@@ -90,6 +94,7 @@ mod tests {
             poll_timeout: Duration::from_millis(100),
             max_batch: 1,
             changelog: None,
+            advertise: None,
         };
         let shown = format!("{config:?}");
         for secret in ["hunter2", "BEGIN PRIVATE KEY", "s3cr3t"] {

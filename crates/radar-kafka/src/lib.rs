@@ -11,6 +11,7 @@
 //! - [`dead_letter`]: what a rejected record's dead letter holds, sized to always fit;
 //! - [`sink`]: where opportunities are handed (the outbox);
 //! - [`topics`]: the topics radar creates for itself;
+//! - [`peers`]: the group's other members and their admin addresses;
 //! - [`config`], [`progress`], [`inspector`], [`error`]: the source's settings, what it
 //!   shows watchers and how it is stopped, account lookups for the admin API, its errors.
 
@@ -20,6 +21,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod inspector;
 pub mod partition;
+pub mod peers;
 mod producer;
 pub mod progress;
 mod rebalance;
@@ -34,6 +36,7 @@ pub use dead_letter::LetterCounts;
 pub use error::SourceError;
 pub use inspector::Inspector;
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
+pub use peers::Peers;
 pub use progress::{CheckpointTimes, Progress, Stop};
 pub use sink::{OnTopic, OpportunitySink, OutboxSink, SinkError};
 pub use source::Source;

@@ -79,6 +79,9 @@ impl Source {
             abandoned: AtomicBool::new(false),
         });
         let mut consumer_config = client.clone();
+        if let Some(admin) = &config.advertise {
+            consumer_config.set("client.id", crate::peers::client_id(admin));
+        }
         consumer_config
             .set("group.id", &config.group_id)
             // At-least-once by construction: offsets move only after checkpoints.
@@ -410,6 +413,20 @@ impl Source {
         Inspector {
             shared: self.shared.clone(),
         }
+    }
+
+    /// The group's other members, to ask for accounts this source does not hold; `None`
+    /// if this instance advertises no admin address.
+    pub fn peers(&self) -> Result<Option<crate::Peers>, SourceError> {
+        let Some(admin) = &self.config.advertise else {
+            return Ok(None);
+        };
+        let mut client = ClientConfig::new();
+        for (key, value) in &self.config.client {
+            client.set(key, value);
+        }
+        client.set("bootstrap.servers", &self.config.bootstrap_servers);
+        crate::Peers::new(&client, &self.config.group_id, admin).map(Some)
     }
 
     /// Accounts tracked by the partitions this source holds now.

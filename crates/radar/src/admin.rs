@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use radar_kafka::{Inspector, Progress};
+use radar_kafka::{Inspector, Peers, Progress};
 use radar_store::Store;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
@@ -40,6 +40,8 @@ pub struct AdminState {
     pub playbooks: serde_json::Value,
     /// Account state of the running source.
     pub accounts: Option<Inspector>,
+    /// The group's other members, asked for accounts this instance does not hold.
+    pub peers: Option<Arc<Peers>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -213,9 +215,19 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         .into_response()
 }
 
-/// `{account_id, state…, score, breakdown, recent_opportunities}`; 404 when this
-/// process holds no state and no opportunity for the account.
-async fn account(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+/// `{account_id, state…, score, breakdown, recent_opportunities}`. An account whose
+/// partition another instance of the group holds is answered through that instance (the
+/// `radar-answered-by` header names it); 404 when no instance holds state or an
+/// opportunity for it. `?local=true` answers from this instance only (how instances ask
+/// each other).
+async fn account(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let local = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "local=true"));
     // The lookup waits for the source's workers lock (held through a poll round): off the
     // async threads.
     let looked_up = {
@@ -238,6 +250,13 @@ async fn account(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -
         Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
+    if explained.is_none()
+        && !local
+        && let Some(peers) = &state.peers
+        && let Some(answer) = ask_peers(peers.clone(), &id).await
+    {
+        return answer;
+    }
     let recent: Vec<serde_json::Value> = recent
         .iter()
         .filter_map(|json| serde_json::from_slice(json).ok())
@@ -245,7 +264,7 @@ async fn account(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -
     if explained.is_none() && recent.is_empty() {
         return (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no account {id:?} here")})),
+            Json(json!({"error": format!("no account {id:?} in this group")})),
         )
             .into_response();
     }
@@ -256,6 +275,61 @@ async fn account(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -
     body.insert("account_id".into(), id.into());
     body.insert("recent_opportunities".into(), recent.into());
     Json(serde_json::Value::Object(body)).into_response()
+}
+
+/// How long a peer may take to answer for an account.
+const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Asks the group's other members (those holding partitions) for the account, all at
+/// once; the first that holds its state answers. `None` if none does, or none answers.
+async fn ask_peers(peers: Arc<Peers>, id: &str) -> Option<Response> {
+    let others = match tokio::task::spawn_blocking(move || peers.others()).await {
+        Ok(Ok(others)) => others,
+        Ok(Err(e)) => {
+            eprintln!("radar: admin: listing the group's members: {e}");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(PEER_TIMEOUT)
+        .no_proxy()
+        .build()
+        .ok()?;
+    let mut asked = tokio::task::JoinSet::new();
+    for peer in others {
+        let Ok(mut url) = reqwest::Url::parse(&format!("http://{peer}/v1/accounts/")) else {
+            continue;
+        };
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push(id);
+        }
+        url.set_query(Some("local=true"));
+        let client = client.clone();
+        asked.spawn(async move {
+            let response = client.get(url).send().await.ok()?;
+            if response.status() != reqwest::StatusCode::OK {
+                return None;
+            }
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+            // An instance with only recent opportunities does not hold the state.
+            body.get("stream_time")?;
+            Some((peer, body))
+        });
+    }
+    while let Some(joined) = asked.join_next().await {
+        if let Ok(Some((peer, body))) = joined {
+            let answered_by = header::HeaderValue::from_str(&peer).ok()?;
+            let mut response = Json(body).into_response();
+            response.headers_mut().insert(
+                header::HeaderName::from_static("radar-answered-by"),
+                answered_by,
+            );
+            return Some(response);
+        }
+    }
+    None
 }
 
 async fn playbooks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
@@ -292,6 +366,7 @@ mod tests {
             store: Arc::new(Store::open(&dir.path().join("s.redb")).unwrap()),
             playbooks: serde_json::json!([{"name": "seat_expansion"}]),
             accounts: None,
+            peers: None,
         };
         let addr = serve("127.0.0.1:0".parse().unwrap(), state).await.unwrap();
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));

@@ -77,6 +77,9 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    /// Where the other instances reach this one's admin server; empty: `listen`, or if
+    /// that is 0.0.0.0 / [::], this host as the broker sees it at `listen`'s port.
+    pub advertise: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -145,6 +148,7 @@ const RESERVED_CLIENT_KEYS: &[&str] = &[
     "group.protocol",
     "enable.auto.commit",
     "enable.auto.offset.store",
+    "client.id",
 ];
 
 /// Everything `radar run` needs.
@@ -355,8 +359,12 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
     for key in kafka.client.keys() {
         let setting = key.replace('_', ".");
         if RESERVED_CLIENT_KEYS.contains(&setting.as_str()) {
+            let why = match setting.as_str() {
+                "client.id" => "it tells the other instances where admin.advertise is",
+                _ => "offsets move only after checkpoints",
+            };
             problems.push(format!(
-                "kafka.client.{key}: radar sets {setting} itself (offsets move only after checkpoints)"
+                "kafka.client.{key}: radar sets {setting} itself ({why})"
             ));
         }
     }
@@ -454,6 +462,22 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             ))
         })
         .ok();
+    let advertise = match (raw.admin.advertise.trim(), admin) {
+        ("", Some(listen)) if listen.ip().is_unspecified() => Some(format!(":{}", listen.port())),
+        ("", Some(listen)) => Some(listen.to_string()),
+        ("", None) => None,
+        (address, _) => match address.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Some(address.to_owned())
+            }
+            _ => {
+                problems.push(format!(
+                    "admin.advertise: {address:?} is not a host:port like radar-0.radar:9464"
+                ));
+                None
+            }
+        },
+    };
     let client: Vec<(String, String)> = kafka
         .client
         .iter()
@@ -491,6 +515,7 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
                 poll_timeout,
                 max_batch: kafka.max_batch,
                 changelog: changelog.clone(),
+                advertise,
             },
             store_path: PathBuf::from(&raw.checkpoint.path),
             delivery,

@@ -108,6 +108,10 @@ pub fn run(
                 store: store.clone(),
                 playbooks: config.playbooks.clone(),
                 accounts: Some(source.inspector()),
+                peers: source
+                    .peers()
+                    .context("reaching the consumer group's members")?
+                    .map(Arc::new),
             },
         ))
         .with_context(|| format!("admin.listen: binding {}", config.admin))?;

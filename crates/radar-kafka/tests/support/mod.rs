@@ -70,6 +70,7 @@ pub fn config(servers: &str, topic: &str, group: &str) -> SourceConfig {
         poll_timeout: Duration::from_millis(50),
         max_batch: 100,
         changelog: None,
+        advertise: None,
     }
 }
 
