@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,31 +23,31 @@ use crate::tansu::broker;
 /// Partitions of each scenario's event topic.
 const PARTITIONS: usize = 4;
 
-/// A webhook receiver on 127.0.0.1 that records each delivery's `webhook-id` while `up`,
-/// and answers 503 (recording nothing) while not.
+/// A webhook receiver on 127.0.0.1 that answers `status`: 204 records the delivery's
+/// `webhook-id`, anything else records nothing.
 fn receiver(
     runtime: &tokio::runtime::Runtime,
-) -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
+) -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicU16>) {
     let ids = Arc::new(Mutex::new(Vec::new()));
-    let up = Arc::new(AtomicBool::new(true));
+    let status = Arc::new(AtomicU16::new(204));
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (seen, serving) = (ids.clone(), up.clone());
+    let (seen, answer) = (ids.clone(), status.clone());
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
-        let (seen, serving) = (seen.clone(), serving.clone());
+        let (seen, answer) = (seen.clone(), answer.clone());
         async move {
-            if !serving.load(Ordering::SeqCst) {
-                return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            let status = answer.load(Ordering::SeqCst);
+            if status == 204 {
+                let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                seen.lock().unwrap().push(id);
             }
-            let id = headers["webhook-id"].to_str().unwrap().to_owned();
-            seen.lock().unwrap().push(id);
-            axum::http::StatusCode::NO_CONTENT
+            axum::http::StatusCode::from_u16(status).unwrap()
         }
     });
     runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, ids, up)
+    (url, ids, status)
 }
 
 /// One scenario: a broker, an event topic, a consumer group, a receiver.
@@ -57,7 +57,8 @@ struct Scenario {
     group: String,
     url: String,
     received: Arc<Mutex<Vec<String>>>,
-    up: Arc<AtomicBool>,
+    /// What the receiver answers.
+    status: Arc<AtomicU16>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -77,14 +78,14 @@ impl Scenario {
         )
         .unwrap();
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let (url, received, up) = receiver(&runtime);
+        let (url, received, status) = receiver(&runtime);
         Scenario {
             broker,
             group: format!("radar-{name}-{}", std::process::id()),
             topic,
             url,
             received,
-            up,
+            status,
             _runtime: runtime,
         }
     }
@@ -124,6 +125,7 @@ impl Scenario {
         let radar = start_radar(&config, admin);
         Instance {
             _dir: dir,
+            config,
             admin,
             radar,
         }
@@ -212,6 +214,7 @@ fn start_radar(config: &Path, admin: u16) -> KillOnDrop {
 /// A running `radar run`, with its own state directory.
 struct Instance {
     _dir: TempDir,
+    config: PathBuf,
     admin: u16,
     radar: KillOnDrop,
 }
@@ -344,7 +347,7 @@ fn retries_survive_the_instance_that_held_them() {
     let lines = lines(40, 2_000, 29);
     let all = expected(&lines);
     assert!(all.len() > 20);
-    scenario.up.store(false, Ordering::SeqCst);
+    scenario.status.store(503, Ordering::SeqCst);
     let a = scenario.start();
     let b = scenario.start();
     produce(&scenario.broker.address, &scenario.topic, &lines);
@@ -362,7 +365,7 @@ fn retries_survive_the_instance_that_held_them() {
     b.kill_9();
     // The killed one's replacement, on a new machine, runs until the end.
     let _replacement = scenario.start();
-    scenario.up.store(true, Ordering::SeqCst);
+    scenario.status.store(204, Ordering::SeqCst);
     let delivered = scenario.wait_for(
         &all,
         Duration::from_secs(90),
@@ -474,5 +477,68 @@ fn signal(signal: &str, pid: &str) {
             .status()
             .unwrap()
             .success()
+    );
+}
+
+/// `radar dlq` with `state.store = "kafka"`: what a receiver refused for good is on the
+/// dead-letter topic, listed while radar runs; replayed, it goes back on the retry topic,
+/// is delivered, and leaves the list.
+#[test]
+fn dead_letters_on_the_topic_are_listed_and_replayed_while_radar_runs() {
+    let scenario = Scenario::new("scale-dlq");
+    let lines = lines(30, 1_000, 41);
+    let all = expected(&lines);
+    assert!(all.len() > 10);
+    scenario.status.store(400, Ordering::SeqCst);
+    let a = scenario.start();
+    produce(&scenario.broker.address, &scenario.topic, &lines);
+    let dlq = |action: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_radar"))
+            .args(["dlq", action, "--config"])
+            .arg(&a.config)
+            .env("TEST_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = |out: &str| -> BTreeSet<String> {
+        out.lines()
+            .map(|l| {
+                let letter: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert_eq!(letter["destination"], "hook");
+                assert!(
+                    letter["reason"].as_str().unwrap().contains("400"),
+                    "{letter}"
+                );
+                letter["opportunity_id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let started = Instant::now();
+    let mut letters = listed(&dlq("list"));
+    while letters != all {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of {} dead-lettered",
+            letters.len(),
+            all.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        letters = listed(&dlq("list"));
+    }
+    assert!(scenario.delivered().is_empty());
+    scenario.status.store(204, Ordering::SeqCst);
+    dlq("replay");
+    let delivered = scenario.wait_for(&all, Duration::from_secs(60), "the replayed letters");
+    assert_eq!(delivered, all);
+    assert_eq!(
+        listed(&dlq("list")),
+        BTreeSet::new(),
+        "replayed letters leave the list"
     );
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -56,6 +56,8 @@ pub enum DeliveryError {
     Client(#[from] reqwest::Error),
     #[error("clearing the local delivery queues: {0}")]
     Store(StoreError),
+    #[error("delivery from Kafka: {0}")]
+    Feed(String),
 }
 
 /// The delivery service over a store.
@@ -127,7 +129,8 @@ impl DeliveryService {
         let store = self.store.clone();
         if self.kafka.is_some() {
             // The local queues are a cache of what this instance holds of the topics, and
-            // it holds nothing before its partitions are assigned.
+            // it holds nothing before its partitions are assigned. (Deliveries queued by a
+            // run with `store = "local"` go too: README says to let them drain first.)
             blocking(move || store.clear_queues())
                 .await
                 .map_err(DeliveryError::Store)?;
@@ -148,7 +151,25 @@ impl DeliveryService {
             .iter()
             .map(|_| Arc::new(Notify::new()))
             .collect();
+        // Everything stops on `stop`, or when delivery from Kafka cannot go on.
+        let (halt, halted) = watch::channel(false);
+        let halt = Arc::new(halt);
+        let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let mut tasks = JoinSet::new();
+        {
+            let (mut stop, mut halting, halt) = (stop.clone(), halted.clone(), halt.clone());
+            tasks.spawn(async move {
+                while !*stop.borrow() && !*halting.borrow() {
+                    tokio::select! {
+                        changed = stop.changed() => if changed.is_err() { break },
+                        _ = halting.changed() => {}
+                    }
+                }
+                let _ = halt.send(true);
+            });
+        }
+        let stop = halted;
+        let running = Arc::new(AtomicUsize::new(wakers.len()));
         for (index, waker) in wakers.iter().enumerate() {
             let worker = DestinationWorker {
                 store: self.store.clone(),
@@ -161,14 +182,26 @@ impl DeliveryService {
                 stop: stop.clone(),
                 kafka: self.kafka.clone(),
             };
-            tasks.spawn(worker.run());
+            let running = running.clone();
+            tasks.spawn(async move {
+                worker.run().await;
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
         }
         match &self.kafka {
             Some(kafka) => {
                 let (kafka, store) = (kafka.clone(), self.store.clone());
                 let (settings, stop) = (self.settings.clone(), stop.clone());
+                let (halt, failed) = (halt.clone(), failed.clone());
                 tasks.spawn_blocking(move || {
-                    crate::kafka::feed(kafka, store, settings, wakers, stop)
+                    if let Err(e) =
+                        crate::kafka::feed(kafka, store, settings, wakers, stop, running)
+                    {
+                        *failed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                        let _ = halt.send(true);
+                    }
                 });
             }
             None => {
@@ -196,7 +229,11 @@ impl DeliveryService {
         if let Err(e) = blocking(move || store.sync()).await {
             report_store_error("syncing delivery outcomes", &e);
         }
-        Ok(())
+        let failed = failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        failed.map_or(Ok(()), |e| Err(DeliveryError::Feed(e)))
     }
 }
 
@@ -590,9 +627,15 @@ impl DestinationWorker {
                 );
             }
             if let Some(reason) = outcome.disable {
-                eprintln!(
-                    "radar: delivery: destination {name} disabled: {reason}; `radar dlq replay --destination {name}` enables it again"
-                );
+                if self.kafka.is_some() {
+                    eprintln!(
+                        "radar: delivery: destination {name} disabled: {reason}; it stays disabled until this instance restarts, then `radar dlq replay --destination {name}` sends its dead letters again"
+                    );
+                } else {
+                    eprintln!(
+                        "radar: delivery: destination {name} disabled: {reason}; `radar dlq replay --destination {name}` enables it again"
+                    );
+                }
                 if sending.disabled.is_none() && self.kafka.is_none() {
                     let (store, name, why) = (self.store.clone(), name.clone(), reason.clone());
                     if let Err(e) = blocking(move || store.disable_destination(&name, &why)).await {

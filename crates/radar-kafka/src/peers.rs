@@ -1,7 +1,8 @@
 //! The other members of the consumer group, and where their admin servers are, so that
 //! any instance can answer for an account another one holds (Kafka Streams' interactive
 //! queries). Each member names its admin address in its Kafka `client.id`
-//! (`radar@<address>`); the group's description (the broker's DescribeGroups) lists every
+//! (`radar@<address>#<instance>`: the instance part tells apart members that advertise
+//! the same `:port`); the group's description (the broker's DescribeGroups) lists every
 //! member with its client id, the host the broker sees it on, and its assignment.
 
 use std::time::Duration;
@@ -17,20 +18,33 @@ const PREFIX: &str = "radar@";
 /// How long asking the broker for the group's members may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The `client.id` that advertises `admin` (an address like `10.0.0.7:9464`, or `:9464`
-/// for "the host the broker sees me on, at this port").
+/// A `client.id` that advertises `admin` (an address like `10.0.0.7:9464`, or `:9464`
+/// for "the host the broker sees me on, at this port"), unique to this instance.
 pub fn client_id(admin: &str) -> String {
-    format!("{PREFIX}{admin}")
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("{PREFIX}{admin}#{:x}{started:x}", std::process::id())
 }
 
 /// A member's admin address from its client id and the host the broker sees it on;
 /// `None` for a member that is not a radar or advertises nothing usable.
 fn admin_address(client_id: &str, client_host: &str) -> Option<String> {
     let advertised = client_id.strip_prefix(PREFIX)?;
+    let advertised = advertised
+        .split_once('#')
+        .map_or(advertised, |(admin, _)| admin);
+    // Only a host and a port: nothing a member could smuggle into the URL asked.
+    let plain = |host: &str| {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    };
     match advertised.strip_prefix(':') {
         Some(port) => {
             let host = client_host.trim_start_matches('/');
-            (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| {
+            (plain(host) && port.parse::<u16>().is_ok()).then(|| {
                 if host.contains(':') {
                     format!("[{host}]:{port}")
                 } else {
@@ -38,7 +52,10 @@ fn admin_address(client_id: &str, client_host: &str) -> Option<String> {
                 }
             })
         }
-        None => (!advertised.is_empty()).then(|| advertised.to_owned()),
+        None => {
+            let (host, port) = advertised.rsplit_once(':')?;
+            (plain(host) && port.parse::<u16>().is_ok()).then(|| advertised.to_owned())
+        }
     }
 }
 
@@ -99,13 +116,13 @@ impl std::fmt::Debug for Peers {
 }
 
 impl Peers {
-    /// `client` reaches the brokers (TLS, SASL…); `this_admin` is what this instance
-    /// advertises (see [`client_id`]).
-    pub fn new(client: &ClientConfig, group: &str, this_admin: &str) -> Result<Peers, SourceError> {
+    /// `client` reaches the brokers (TLS, SASL…); `this` is this instance's client id
+    /// (see [`client_id`]).
+    pub fn new(client: &ClientConfig, group: &str, this: &str) -> Result<Peers, SourceError> {
         Ok(Peers {
             client: client.create()?,
             group: group.to_owned(),
-            this: client_id(this_admin),
+            this: this.to_owned(),
         })
     }
 
@@ -173,6 +190,18 @@ mod tests {
             admin_address("radar@10.0.0.7:9464", "/10.0.0.7").as_deref(),
             Some("10.0.0.7:9464")
         );
+        let id = client_id(":9464");
+        assert_ne!(id, client_id(":9464"), "unique per instance");
+        assert_eq!(
+            admin_address(&id, "/10.0.0.9").as_deref(),
+            Some("10.0.0.9:9464")
+        );
+        assert_eq!(
+            admin_address("radar@radar-0.radar:9464#1f", "/x").as_deref(),
+            Some("radar-0.radar:9464")
+        );
+        assert_eq!(admin_address("radar@10.0.0.1:80/x#1", "/x"), None);
+        assert_eq!(admin_address("radar@user@evil:80", "/x"), None);
         assert_eq!(
             admin_address("radar@:9464", "/10.0.0.9").as_deref(),
             Some("10.0.0.9:9464")

@@ -33,6 +33,8 @@ pub struct Source {
     consumer: BaseConsumer<Context>,
     shared: Arc<Shared>,
     config: SourceConfig,
+    /// The consumer's client id when it advertises an admin address ([`crate::peers`]).
+    client_id: Option<String>,
 }
 
 impl std::fmt::Debug for Source {
@@ -79,8 +81,9 @@ impl Source {
             abandoned: AtomicBool::new(false),
         });
         let mut consumer_config = client.clone();
-        if let Some(admin) = &config.advertise {
-            consumer_config.set("client.id", crate::peers::client_id(admin));
+        let client_id = config.advertise.as_deref().map(crate::peers::client_id);
+        if let Some(id) = &client_id {
+            consumer_config.set("client.id", id);
         }
         consumer_config
             .set("group.id", &config.group_id)
@@ -117,6 +120,7 @@ impl Source {
             consumer,
             shared,
             config,
+            client_id,
         })
     }
 
@@ -418,7 +422,7 @@ impl Source {
     /// The group's other members, to ask for accounts this source does not hold; `None`
     /// if this instance advertises no admin address.
     pub fn peers(&self) -> Result<Option<crate::Peers>, SourceError> {
-        let Some(admin) = &self.config.advertise else {
+        let Some(this) = &self.client_id else {
             return Ok(None);
         };
         let mut client = ClientConfig::new();
@@ -426,7 +430,7 @@ impl Source {
             client.set(key, value);
         }
         client.set("bootstrap.servers", &self.config.bootstrap_servers);
-        crate::Peers::new(&client, &self.config.group_id, admin).map(Some)
+        crate::Peers::new(&client, &self.config.group_id, this).map(Some)
     }
 
     /// Accounts tracked by the partitions this source holds now.

@@ -291,11 +291,17 @@ async fn ask_peers(peers: Arc<Peers>, id: &str) -> Option<Response> {
         }
         Err(_) => return None,
     };
-    let client = reqwest::Client::builder()
-        .timeout(PEER_TIMEOUT)
-        .no_proxy()
-        .build()
-        .ok()?;
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    let client = CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(PEER_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .ok()
+        })
+        .clone()?;
     let mut asked = tokio::task::JoinSet::new();
     for peer in others {
         let Ok(mut url) = reqwest::Url::parse(&format!("http://{peer}/v1/accounts/")) else {

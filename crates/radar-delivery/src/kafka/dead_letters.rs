@@ -24,7 +24,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A dead letter on the topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Letter {
-    /// `destination/opportunity id`: the record key.
+    /// `destination/opportunity id/failed at`: the record key.
     pub key: String,
     pub letter: Parked,
 }
@@ -58,7 +58,7 @@ pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError
     let mut progressed = Instant::now();
     // To the end of each partition: past the high watermark taken before, and until the
     // consumer says it reached the end (some brokers report a watermark short of a
-    // batch's last record).
+    // batch's last record, so reaching the watermark is not the end).
     while ends.values().any(|(_, done)| !done) {
         if progressed.elapsed() > TIMEOUT {
             return Err(SourceError::Topic(format!(
@@ -69,14 +69,11 @@ pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 progressed = Instant::now();
-                if let Some((high, done)) = ends.get_mut(&message.partition())
-                    && message.offset() + 1 >= *high
-                {
-                    *done = true;
-                }
                 let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                // A tombstone; some brokers hand one back as an empty value rather than
+                // none (a dead letter always holds its opportunity).
                 let letter = match message.payload() {
-                    None => None,
+                    None | Some([]) => None,
                     Some(_) => match parked::read(&message) {
                         Ok(letter) => Some(letter),
                         Err(why) => {
@@ -124,7 +121,7 @@ pub fn replay(
     let producer: FutureProducer = config.client().set("enable.idempotence", "true").create()?;
     // Every retry acknowledged before any tombstone is written.
     let mut acks = Vec::new();
-    for Letter { key, letter } in letters {
+    for Letter { letter, .. } in letters {
         let retry = Delivery {
             destination: letter.destination.clone(),
             seq: 0,
@@ -134,8 +131,9 @@ pub fn replay(
             last_error: letter.reason.clone(),
             opportunity: letter.opportunity.clone(),
         };
+        let retry_key = parked::key(&letter.destination, &letter.opportunity, 0);
         let record = FutureRecord::to(&config.retry_topic)
-            .key(key.as_str())
+            .key(retry_key.as_str())
             .payload(letter.opportunity.as_slice())
             .headers(parked::retry_headers(&retry));
         acks.push(enqueue(&producer, record)?);

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use radar_core::Opportunity;
@@ -23,9 +24,13 @@ const POLL: Duration = Duration::from_millis(100);
 const BATCH: usize = 512;
 /// How often settled progress is committed.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
-/// Records held with unsettled deliveries beyond which reading pauses: a receiver that is
-/// down shows as consumer lag, not as an ever-growing local queue.
+/// Records held with unsettled deliveries beyond which the retry topic is no longer read
+/// (a receiver that is down shows as lag there, not as an ever-growing local queue, while
+/// new opportunities still reach the healthy destinations); at twice as many, nothing is.
 const MAX_HELD: usize = 50_000;
+/// How long the final commit waits for the destination workers to record what they had
+/// in flight (they drain for up to 5 s).
+const DRAIN: Duration = Duration::from_secs(6);
 
 /// The rebalance side: a partition that goes is committed as far as it is settled
 /// (unless it was lost: another member owns it now), and its queued deliveries leave the
@@ -38,6 +43,16 @@ struct FeedContext {
 impl ClientContext for FeedContext {}
 
 impl ConsumerContext for FeedContext {
+    /// New partitions are held under a new epoch (see [`super::in_hand::InHand::read`]).
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let mut hand = self.kafka.in_hand();
+            for element in list.elements() {
+                hand.assign(&(element.topic().to_owned(), element.partition()));
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(list) = rebalance else {
             return;
@@ -82,27 +97,27 @@ struct Wanted {
 /// account if it decodes.
 struct Read {
     at: TopicPartition,
+    /// The partition's assignment when the record was read.
+    epoch: u64,
     offset: i64,
     opportunity: Vec<u8>,
     account_id: Option<String>,
     wanted: Vec<Wanted>,
 }
 
-/// Reads until `stop`; runs on a thread of its own (it blocks in `poll`).
+/// Reads until `stop`; runs on a thread of its own (it blocks in `poll`). Once stopping,
+/// it keeps its partitions until `workers` have all ended, or [`DRAIN`] passed, so that
+/// what they had in flight is committed. An error if it cannot consume at all.
 pub(crate) fn feed(
     kafka: Arc<KafkaDelivery>,
     store: Arc<Store>,
     settings: Arc<DeliverySettings>,
     wakers: Vec<Arc<Notify>>,
     stop: watch::Receiver<bool>,
-) {
-    let consumer = match subscribe(&kafka, &store) {
-        Ok(consumer) => consumer,
-        Err(e) => {
-            eprintln!("radar: delivery: cannot consume the opportunities topic: {e}");
-            return;
-        }
-    };
+    workers: Arc<AtomicUsize>,
+) -> Result<(), String> {
+    let consumer = subscribe(&kafka, &store)
+        .map_err(|e| format!("consuming {}: {e}", kafka.config.opportunities_topic))?;
     let index: HashMap<&str, usize> = settings
         .destinations
         .iter()
@@ -110,25 +125,14 @@ pub(crate) fn feed(
         .map(|(i, d)| (d.name.as_str(), i))
         .collect();
     let mut committed = Instant::now();
-    let mut paused = false;
+    let mut paused = Paused::default();
     while !*stop.borrow() {
-        let held = kafka.in_hand().len();
-        if held >= MAX_HELD && !paused {
-            paused = consumer
-                .assignment()
-                .and_then(|assigned| consumer.pause(&assigned))
-                .is_ok();
-        } else if held < MAX_HELD / 2 && paused {
-            paused = consumer
-                .assignment()
-                .and_then(|assigned| consumer.resume(&assigned))
-                .is_err();
-        }
+        paused.apply(&kafka, &consumer);
         let mut batch = Vec::new();
         let mut next = consumer.poll(POLL);
         while let Some(result) = next {
             match result {
-                Ok(message) => batch.push(read(&kafka, &settings, &message)),
+                Ok(message) => batch.extend(read(&kafka, &settings, &message)),
                 Err(e) => eprintln!("radar: delivery: consuming: {e}"),
             }
             next = if batch.len() < BATCH {
@@ -143,7 +147,55 @@ pub(crate) fn feed(
             commit(&kafka, &consumer, CommitMode::Async);
         }
     }
+    // Polled (for the group's sake) but not read: nothing new is held any more.
+    let stopping = Instant::now();
+    while workers.load(Ordering::SeqCst) > 0 && stopping.elapsed() < DRAIN {
+        consumer.poll(POLL);
+    }
     commit(&kafka, &consumer, CommitMode::Sync);
+    Ok(())
+}
+
+/// Which of the assigned partitions are paused for [`MAX_HELD`].
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Paused {
+    retry: bool,
+    all: bool,
+    /// The assignment it was applied to (partitions assigned since are not paused yet).
+    assignment: Vec<(String, i32)>,
+}
+
+impl Paused {
+    fn apply(&mut self, kafka: &KafkaDelivery, consumer: &BaseConsumer<FeedContext>) {
+        let held = kafka.in_hand().len();
+        let (retry, all) = (held >= MAX_HELD, held >= 2 * MAX_HELD);
+        let Ok(assigned) = consumer.assignment() else {
+            return;
+        };
+        let assignment: Vec<(String, i32)> = assigned
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        if (retry, all) == (self.retry, self.all) && assignment == self.assignment {
+            return;
+        }
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for (topic, partition) in &assignment {
+            let stop = all || (retry && *topic == kafka.config.retry_topic);
+            let list = if stop { &mut pause } else { &mut resume };
+            list.add_partition(topic, *partition);
+        }
+        let paused = (pause.count() == 0 || consumer.pause(&pause).is_ok())
+            && (resume.count() == 0 || consumer.resume(&resume).is_ok());
+        if paused {
+            *self = Paused {
+                retry,
+                all,
+                assignment,
+            };
+        }
+    }
 }
 
 fn subscribe(
@@ -173,9 +225,17 @@ fn now_ms() -> u64 {
 
 /// What a record of the opportunities topic (fanned out to the destinations that want
 /// it) or of the retry topic (for its own destination) becomes.
-fn read(kafka: &KafkaDelivery, settings: &DeliverySettings, message: &BorrowedMessage<'_>) -> Read {
+fn read(
+    kafka: &KafkaDelivery,
+    settings: &DeliverySettings,
+    message: &BorrowedMessage<'_>,
+) -> Option<Read> {
+    let at = (message.topic().to_owned(), message.partition());
+    // Under the assignment in force now: a rebalance later in this round revokes it.
+    let epoch = kafka.in_hand().epoch(&at)?;
     let mut record = Read {
-        at: (message.topic().to_owned(), message.partition()),
+        at,
+        epoch,
         offset: message.offset(),
         opportunity: Vec::new(),
         account_id: None,
@@ -200,7 +260,7 @@ fn read(kafka: &KafkaDelivery, settings: &DeliverySettings, message: &BorrowedMe
                 message.offset()
             ),
         }
-        return record;
+        return Some(record);
     }
     let now = now_ms();
     record.opportunity = message.payload().unwrap_or_default().to_vec();
@@ -228,7 +288,7 @@ fn read(kafka: &KafkaDelivery, settings: &DeliverySettings, message: &BorrowedMe
             });
         }
     }
-    record
+    Some(record)
 }
 
 /// Gives each record its sequence, holds it, and queues its deliveries; a retry for a
@@ -255,7 +315,9 @@ fn queue(
                 .iter()
                 .map(|w| (w.destination.clone(), w.due_ms, seq))
                 .collect();
-            hand.read(&record.at, record.offset, keys);
+            if !hand.read(&record.at, record.epoch, record.offset, keys) {
+                continue;
+            }
             for wanted in record.wanted {
                 let delivery = Delivery {
                     destination: wanted.destination,

@@ -25,6 +25,9 @@ struct Record {
 
 #[derive(Debug, Default)]
 struct Partition {
+    /// Which assignment of the partition this is: a record read under an earlier one
+    /// (fetched before a rebalance took the partition away) is not held.
+    epoch: u64,
     /// Records with unsettled deliveries: offset → sequence.
     open: BTreeMap<i64, u64>,
     /// The offset after the last record read.
@@ -37,6 +40,8 @@ struct Partition {
 #[derive(Debug)]
 pub struct InHand {
     next_seq: u64,
+    /// The last epoch handed out.
+    epochs: u64,
     records: HashMap<u64, Record>,
     partitions: HashMap<TopicPartition, Partition>,
 }
@@ -48,6 +53,7 @@ impl InHand {
     pub fn new(first_seq: u64) -> InHand {
         InHand {
             next_seq: first_seq,
+            epochs: 0,
             records: HashMap::new(),
             partitions: HashMap::new(),
         }
@@ -58,16 +64,44 @@ impl InHand {
         self.next_seq
     }
 
-    /// A record read at `offset` of `at`, with the deliveries it was queued as (all with
-    /// sequence [`InHand::next_seq`]); none means nothing to send, and the record is
-    /// settled at once.
-    pub fn read(&mut self, at: &TopicPartition, offset: i64, deliveries: Vec<QueueKey>) {
+    /// The partition is assigned to this instance (again): records read from now on are
+    /// held under a new epoch.
+    pub fn assign(&mut self, at: &TopicPartition) {
+        self.epochs += 1;
+        self.partitions.insert(
+            at.clone(),
+            Partition {
+                epoch: self.epochs,
+                ..Partition::default()
+            },
+        );
+    }
+
+    /// The epoch a record of `at` read now belongs to; `None` if `at` is not assigned.
+    pub fn epoch(&self, at: &TopicPartition) -> Option<u64> {
+        self.partitions.get(at).map(|p| p.epoch)
+    }
+
+    /// A record read at `offset` of `at` under `epoch`, with the deliveries it was queued
+    /// as (all with sequence [`InHand::next_seq`]); none means nothing to send, and the
+    /// record is settled at once. False, holding nothing, if the partition was revoked
+    /// (or revoked and assigned again) since the record was read: its new owner, or this
+    /// instance's next read of it, gets it.
+    pub fn read(
+        &mut self,
+        at: &TopicPartition,
+        epoch: u64,
+        offset: i64,
+        deliveries: Vec<QueueKey>,
+    ) -> bool {
+        let Some(partition) = self.partitions.get_mut(at).filter(|p| p.epoch == epoch) else {
+            return false;
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
-        let partition = self.partitions.entry(at.clone()).or_default();
         partition.read_to = partition.read_to.max(offset + 1);
         if deliveries.is_empty() {
-            return;
+            return true;
         }
         partition.open.insert(offset, seq);
         self.records.insert(
@@ -78,6 +112,7 @@ impl InHand {
                 unsettled: deliveries,
             },
         );
+        true
     }
 
     /// The delivery of record `seq` to `destination` is settled. False if this instance
@@ -115,7 +150,7 @@ impl InHand {
     /// How far `at` may be committed: its first record with an unsettled delivery, or
     /// past everything read.
     pub fn committable(&self, at: &TopicPartition) -> Option<i64> {
-        let partition = self.partitions.get(at)?;
+        let partition = self.partitions.get(at).filter(|p| p.read_to > 0)?;
         Some(
             partition
                 .open
@@ -130,6 +165,9 @@ impl InHand {
     pub fn to_commit(&mut self) -> Vec<(TopicPartition, i64)> {
         let mut moved = Vec::new();
         for (at, partition) in &mut self.partitions {
+            if partition.read_to == 0 {
+                continue;
+            }
             let offset = partition
                 .open
                 .keys()
@@ -165,6 +203,11 @@ mod tests {
         ("opportunities".into(), p)
     }
 
+    fn assigned(hand: &mut InHand, partition: i32) -> u64 {
+        hand.assign(&at(partition));
+        hand.epoch(&at(partition)).unwrap()
+    }
+
     fn keys(seq: u64, destinations: &[&str]) -> Vec<QueueKey> {
         destinations
             .iter()
@@ -175,9 +218,11 @@ mod tests {
     #[test]
     fn a_partition_commits_up_to_its_first_unsettled_record() {
         let mut hand = InHand::new(100);
+        let epoch = assigned(&mut hand, 0);
+        assert_eq!(hand.to_commit(), vec![], "nothing read yet");
         for offset in 0..3 {
             let seq = hand.next_seq();
-            hand.read(&at(0), offset, keys(seq, &["crm", "slack"]));
+            assert!(hand.read(&at(0), epoch, offset, keys(seq, &["crm", "slack"])));
         }
         assert_eq!(hand.to_commit(), vec![(at(0), 0)]);
         // The second record settles first: the commit cannot pass the first.
@@ -200,7 +245,8 @@ mod tests {
     #[test]
     fn a_record_no_destination_wants_is_settled_at_once() {
         let mut hand = InHand::new(0);
-        hand.read(&at(1), 41, Vec::new());
+        let epoch = assigned(&mut hand, 1);
+        assert!(hand.read(&at(1), epoch, 41, Vec::new()));
         assert_eq!(hand.committable(&at(1)), Some(42));
         assert!(hand.is_empty());
     }
@@ -208,8 +254,9 @@ mod tests {
     #[test]
     fn a_revoked_partition_hands_back_its_unsettled_deliveries_and_forgets_them() {
         let mut hand = InHand::new(7);
-        hand.read(&at(0), 5, keys(7, &["crm", "slack"]));
-        hand.read(&at(1), 9, keys(8, &["crm"]));
+        let (zero, one) = (assigned(&mut hand, 0), assigned(&mut hand, 1));
+        assert!(hand.read(&at(0), zero, 5, keys(7, &["crm", "slack"])));
+        assert!(hand.read(&at(1), one, 9, keys(8, &["crm"])));
         assert!(hand.settled(7, "crm"));
         assert_eq!(hand.revoke(&at(0)), keys(7, &["slack"]));
         assert_eq!(hand.committable(&at(0)), None);
@@ -217,6 +264,25 @@ mod tests {
         assert!(!hand.settled(7, "slack"));
         assert_eq!(hand.committable(&at(1)), Some(9));
         assert_eq!(hand.len(), 1);
+    }
+
+    /// Records fetched before a rebalance took their partition away, handed on after it:
+    /// holding them would let the commit pass records the new owner has not settled.
+    #[test]
+    fn a_record_read_before_its_partition_was_revoked_is_not_held() {
+        let mut hand = InHand::new(0);
+        let before = assigned(&mut hand, 0);
+        hand.revoke(&at(0));
+        assert!(!hand.read(&at(0), before, 90, keys(0, &["crm"])));
+        assert_eq!(hand.committable(&at(0)), None);
+        // Revoked and assigned again in one rebalance: the stale read is still refused,
+        // and the partition commits only what is read under its new assignment.
+        let after = assigned(&mut hand, 0);
+        assert!(!hand.read(&at(0), before, 90, Vec::new()));
+        assert_eq!(hand.committable(&at(0)), None);
+        let seq = hand.next_seq();
+        assert!(hand.read(&at(0), after, 40, keys(seq, &["crm"])));
+        assert_eq!(hand.committable(&at(0)), Some(40));
     }
 
     proptest! {
@@ -229,11 +295,12 @@ mod tests {
         ) {
             let destinations = ["a", "b", "c"];
             let mut hand = InHand::new(0);
+            let epoch = assigned(&mut hand, 0);
             let mut unsettled: Vec<(u64, i64, &str)> = Vec::new();
             for (offset, n) in wanted.iter().enumerate() {
                 let seq = hand.next_seq();
                 let offset = offset as i64;
-                hand.read(&at(0), offset, keys(seq, &destinations[..*n]));
+                prop_assert!(hand.read(&at(0), epoch, offset, keys(seq, &destinations[..*n])));
                 unsettled.extend(destinations[..*n].iter().map(|d| (seq, offset, *d)));
             }
             for pick in order {

@@ -18,8 +18,8 @@
 //!   exponential backoff with jitter and `Retry-After` keep their exact times, and a
 //!   retry due later never holds up another's sending (only the commit of its partition).
 //! - **Dead letters go to a compacted topic** (`<opportunities topic>.dead-letter`), keyed
-//!   by destination and opportunity id, which `radar dlq list` reads and `radar dlq
-//!   replay` puts back on the retry topic (writing the letter's tombstone).
+//!   by destination, opportunity id and failure time, which `radar dlq list` reads and
+//!   `radar dlq replay` puts back on the retry topic (writing the letter's tombstone).
 //!
 //! A crash sends again at most what was delivered but not yet committed, and a partition
 //! that moves while a delivery is in flight may see it sent by both owners: both under
@@ -161,7 +161,7 @@ impl KafkaDelivery {
                 ),
                 Settlement::DeadLettered { dead, .. } => (
                     &self.config.dead_letter_topic,
-                    parked::key(&dead.destination, &dead.opportunity, dead.seq),
+                    parked::dead_letter_key(dead),
                     parked::dead_letter_headers(dead),
                     &dead.opportunity,
                 ),

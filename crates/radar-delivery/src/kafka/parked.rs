@@ -25,15 +25,25 @@ pub struct Parked {
     pub opportunity: Vec<u8>,
 }
 
-/// The record key: destination and opportunity id, so a dead letter is one key of the
-/// compacted dead-letter topic (replaying it writes its tombstone), and retries of one
-/// opportunity stay in order on one partition.
+/// A retry's record key: destination and opportunity id, so retries of one opportunity
+/// stay in order on one partition.
 pub fn key(destination: &str, opportunity: &[u8], seq: u64) -> String {
     let id = serde_json::from_slice::<serde_json::Value>(opportunity)
         .ok()
         .and_then(|v| v["opportunity_id"].as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("seq-{seq}"));
     format!("{destination}/{id}")
+}
+
+/// A dead letter's record key: its retry key and when it failed, so each letter is its
+/// own key of the compacted dead-letter topic: replaying it writes the tombstone of that
+/// letter only, never of a newer one for the same opportunity.
+pub fn dead_letter_key(dead: &DeadLetter) -> String {
+    format!(
+        "{}/{}",
+        key(&dead.destination, &dead.opportunity, dead.seq),
+        dead.failed_ms
+    )
 }
 
 /// Headers of a retry: `next` is due again at its due time.
