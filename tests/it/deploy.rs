@@ -74,7 +74,7 @@ fn every_metric_the_dashboard_and_alerts_query_is_in_a_live_scrape() {
         available("promtool", "--version"),
         available("python3", "--version"),
     );
-    if !(promtool && python) && !in_ci() {
+    if !(in_ci() || promtool && python) {
         // Not a silent pass: say what was not checked and how to get it checked.
         eprintln!(
             "note: deploy metric check skipped: {} not installed (scripts/check-deploy installs \

@@ -4,6 +4,8 @@
 //!   opportunities and counters, run through `radar replay`'s code path;
 //! - `model`: property tests of the engine against the semantics of DESIGN.md;
 //! - `cli`: the `radar` binary's commands, exit codes and messages;
+//! - `deploy`: deploy/ against the binary: a live scrape has every metric the dashboard
+//!   and alerts query; every config under deploy/ passes `radar validate`;
 //! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster);
 //! - `tansu`: `radar run` against a tansu broker process: dead letters, `kill -9` and
 //!   restart, SIGTERM;
@@ -13,6 +15,7 @@
 #![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
 
 mod cli;
+mod deploy;
 mod golden;
 mod model;
 mod run;
