@@ -17,6 +17,7 @@ use reqwest::Client;
 use reqwest::header::{HeaderName, HeaderValue};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::guard::{GuardedResolver, Refused};
@@ -139,8 +140,9 @@ impl DeliveryService {
         if let Ok(queued) = blocking(move || store.queued_destinations()).await {
             for name in queued {
                 if !self.settings.destinations.iter().any(|d| d.name == name) {
-                    eprintln!(
-                        "radar: delivery: deliveries are queued for {name:?}, which is no longer configured; they wait until it is again"
+                    tracing::warn!(
+                        destination = %name,
+                        "deliveries are queued for a destination no longer configured; they wait until it is again"
                     );
                 }
             }
@@ -257,7 +259,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 fn report_store_error(context: &str, e: &StoreError) {
-    eprintln!("radar: delivery: {context}: {e} (will try again)");
+    tracing::warn!(error = %e, "delivery: {context} (will try again)");
 }
 
 /// How often delivery's non-durable writes are made durable while it works.
@@ -510,10 +512,19 @@ impl DestinationWorker {
             let seq = delivery.seq;
             let (client, target) = (self.client.clone(), destination.clone());
             let guard = self.settings.guard.clone();
-            let task = sending.in_flight.spawn(async move {
-                let result = attempt(&client, &target, &guard, &delivery).await;
-                (delivery, result)
-            });
+            let span = tracing::debug_span!(
+                "attempt",
+                destination = %target.name,
+                attempt = delivery.attempts + 1
+            );
+            let task = sending.in_flight.spawn(
+                async move {
+                    let result = attempt(&client, &target, &guard, &delivery).await;
+                    tracing::debug!(result = result.label(), "attempted");
+                    (delivery, result)
+                }
+                .instrument(span),
+            );
             sending.seqs.insert(task.id(), seq);
         }
         wait
@@ -536,9 +547,10 @@ impl DestinationWorker {
                 Err(e) => {
                     sending.seqs.remove(&e.id());
                     sending.state.breaker.release_probe();
-                    eprintln!(
-                        "radar: delivery: an attempt to {} ended abnormally ({e}); it stays queued",
-                        self.destination().name
+                    tracing::error!(
+                        destination = %self.destination().name,
+                        error = %e,
+                        "a delivery attempt ended abnormally; it stays queued"
                     );
                 }
             }
@@ -576,10 +588,10 @@ impl DestinationWorker {
         let (store, name) = (self.store.clone(), self.destination().name.clone());
         match blocking(move || store.disabled_reason(&name)).await {
             Ok(Some(reason)) => {
-                eprintln!(
-                    "radar: delivery: destination {} stays disabled: {reason}; `radar dlq replay --destination {}` enables it again",
-                    self.destination().name,
-                    self.destination().name
+                tracing::warn!(
+                    destination = %self.destination().name,
+                    %reason,
+                    "destination stays disabled; `radar dlq replay --destination <it>` enables it again"
                 );
                 Some(reason)
             }
@@ -628,12 +640,16 @@ impl DestinationWorker {
             }
             if let Some(reason) = outcome.disable {
                 if self.kafka.is_some() {
-                    eprintln!(
-                        "radar: delivery: destination {name} disabled: {reason}; it stays disabled until this instance restarts, then `radar dlq replay --destination {name}` sends its dead letters again"
+                    tracing::warn!(
+                        destination = %name,
+                        %reason,
+                        "destination disabled until this instance restarts; then `radar dlq replay --destination <it>` sends its dead letters again"
                     );
                 } else {
-                    eprintln!(
-                        "radar: delivery: destination {name} disabled: {reason}; `radar dlq replay --destination {name}` enables it again"
+                    tracing::warn!(
+                        destination = %name,
+                        %reason,
+                        "destination disabled; `radar dlq replay --destination <it>` enables it again"
                     );
                 }
                 if sending.disabled.is_none() && self.kafka.is_none() {
@@ -695,7 +711,7 @@ impl DestinationWorker {
     async fn write_over_kafka(&self, kafka: &Arc<KafkaDelivery>, settlements: Vec<Settlement>) {
         let mut failures = 0;
         while let Err(e) = kafka.park(&settlements).await {
-            eprintln!("radar: delivery: {e} (will try again)");
+            tracing::warn!(destination = %self.destination().name, error = %e, "parking deliveries on Kafka (will try again)");
             failures += 1;
             if *self.stop.borrow() && failures >= 3 {
                 return;

@@ -111,6 +111,9 @@ pub(crate) struct Replayed {
     /// The source offset of the last completion record read, if any.
     pub resume_at: Option<i64>,
     pub records: u64,
+    /// The changelog offset after the last record read: where this instance's view of
+    /// the partition ends (see [`Changelog::write`]).
+    pub end: i64,
 }
 
 impl Changelog {
@@ -144,9 +147,10 @@ impl Changelog {
                         .and_then(|entry| entry.value.clone())
                 }),
                 Err(e) => {
-                    eprintln!(
-                        "radar: warning: could not read the changelog topic {}'s cleanup.policy ({e}); it must be compact",
-                        config.topic
+                    tracing::warn!(
+                        topic = %config.topic,
+                        error = %e,
+                        "could not read the changelog topic's cleanup.policy; it must be compact"
                     );
                     None
                 }
@@ -185,12 +189,26 @@ impl Changelog {
     /// Writes a checkpoint of source partition `partition`: its account records, then the
     /// completion record saying the state is complete up to source offset `offset`; waits
     /// for every acknowledgement. Returns the changelog position after the completion.
+    ///
+    /// `seen` is where this instance's view of the partition ends (its last write, or
+    /// what it restored). If the changelog goes further, another instance has written
+    /// there since: it holds the partition now, and this one is a zombie that librdkafka
+    /// has not told yet (a process frozen or cut off past its session timeout). Writing
+    /// would put older account states after the new owner's, which the next restore
+    /// would take; so nothing is written and the answer is [`SourceError::Fenced`]. The
+    /// check and the write are not atomic, but a new owner writes only at its
+    /// checkpoints, long after it took the partition over, while the zombie checks
+    /// before each write: it would have to wake within the milliseconds between.
     pub(crate) fn write(
         &self,
         partition: i32,
         records: &AccountRecords<'_>,
         offset: i64,
+        seen: i64,
     ) -> Result<i64, SourceError> {
+        if self.end(partition)? > seen {
+            return Err(SourceError::Fenced(partition));
+        }
         for account_id in &records.evicted {
             self.send(
                 BaseRecord::<[u8], [u8], usize>::with_opaque_to(&self.topic, ACCOUNT)
@@ -298,6 +316,7 @@ impl Changelog {
         let mut replayed = Replayed {
             resume_at: None,
             records: 0,
+            end: from,
         };
         let mut next = from.max(low);
         let mut last_error = None;
@@ -336,6 +355,7 @@ impl Changelog {
                 }
             };
             next = message.offset() + 1;
+            replayed.end = next;
             replayed.records += 1;
             let key = message.key().unwrap_or_default();
             match (key, message.payload()) {
@@ -583,5 +603,22 @@ mod tests {
             "only the tail: {tail} records"
         );
         assert!(same_state(back.engine(), other.engine()));
+
+        // The first instance, frozen all along, wakes up and checkpoints what it had:
+        // refused, since the new owner wrote since, and nothing of it is written.
+        let mut zombie = at_1500;
+        zombie.process(
+            &records(&lines[..2_000], 1_500),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        let end = changelog.end(0).unwrap();
+        assert!(matches!(
+            zombie.checkpoint(&cache, Some(&changelog), now),
+            Err(SourceError::Fenced(0))
+        ));
+        assert_eq!(changelog.end(0).unwrap(), end);
+        let (again, _) = restore(&elsewhere, &changelog);
+        assert!(same_state(again.engine(), other.engine()));
     }
 }

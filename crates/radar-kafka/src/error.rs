@@ -17,6 +17,8 @@ pub enum SourceError {
     Changelog(String),
     #[error("{0}")]
     Topic(String),
+    #[error("partition {0}: another instance has taken it over (fenced)")]
+    Fenced(i32),
     #[error("partition state lock poisoned by an earlier panic")]
     Poisoned,
     #[error(

@@ -12,6 +12,7 @@
 //! - [`sink`]: where opportunities are handed (the outbox);
 //! - [`topics`]: the topics radar creates for itself;
 //! - [`peers`]: the group's other members and their admin addresses;
+//! - [`throttle`]: a repeated error logged once in a while, with a count;
 //! - [`config`], [`progress`], [`inspector`], [`error`]: the source's settings, what it
 //!   shows watchers and how it is stopped, account lookups for the admin API, its errors.
 
@@ -28,6 +29,7 @@ mod rebalance;
 mod shared;
 pub mod sink;
 pub mod source;
+pub mod throttle;
 pub mod topics;
 
 pub use changelog::ChangelogConfig;

@@ -83,6 +83,9 @@ pub struct PartitionWorker {
     changes_since_snapshot: u32,
     /// What the last checkpoint wrote and its size in bytes, until taken for metrics.
     written: Option<(Content, usize)>,
+    /// Where this instance's view of the partition's changelog ends: its last write, or
+    /// what it restored ([`Changelog::write`] refuses to write past another's).
+    changelog_seen: i64,
     outcomes: Vec<Outcome>,
 }
 
@@ -107,6 +110,7 @@ impl PartitionWorker {
             |engine, changes| engine.apply_changes(changes).is_ok(),
         )?;
         let mut from_changelog = None;
+        let mut changelog_seen = 0;
         let (engine, resume_at) = match (found, changelog) {
             (Some(loaded), None) => (loaded.state, Some(loaded.offset)),
             (None, None) => (Engine::new(settings), None),
@@ -122,10 +126,12 @@ impl PartitionWorker {
                     None => (Engine::new(settings), 0, None),
                 };
                 if from == end {
+                    changelog_seen = end;
                     (engine, cached_offset)
                 } else {
                     let replayed = changelog.replay(partition, from, &mut engine)?;
                     from_changelog = Some(replayed.records);
+                    changelog_seen = replayed.end.max(from);
                     (engine, replayed.resume_at.or(cached_offset))
                 }
             }
@@ -150,6 +156,7 @@ impl PartitionWorker {
             changed_since_snapshot: 0,
             changes_since_snapshot: 0,
             written: None,
+            changelog_seen,
             outcomes: Vec::new(),
         };
         Ok((worker, restored))
@@ -222,11 +229,16 @@ impl PartitionWorker {
             // Idle accounts go now, so they leave memory and the checkpoint together.
             self.engine.evict_idle();
             let position = match changelog {
-                Some(changelog) => Some(changelog.write(
-                    self.partition,
-                    &self.engine.changed_account_records(),
-                    offset,
-                )?),
+                Some(changelog) => {
+                    let at = changelog.write(
+                        self.partition,
+                        &self.engine.changed_account_records(),
+                        offset,
+                        self.changelog_seen,
+                    )?;
+                    self.changelog_seen = at;
+                    Some(at)
+                }
                 None => None,
             };
             // Each change counts as one account at least, so empty ones add up too.

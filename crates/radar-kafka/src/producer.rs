@@ -51,10 +51,11 @@ impl DeliveryContext {
                 .push((origin, error.to_string())),
             Produced::Coordinates(origin) if refused_for_itself(error) => {
                 self.letters.lost.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "radar: error: the dead letter of {} ({}) was refused even without the record's bytes ({error}); the record stays in Kafka there, moving on",
-                    origin.source(),
-                    origin.reason
+                tracing::error!(
+                    source = %origin.source(),
+                    reason = %origin.reason,
+                    %error,
+                    "a dead letter was refused even without the record's bytes; the record stays in Kafka there, moving on"
                 );
             }
             _ => {
@@ -147,10 +148,11 @@ impl Producer {
                     .letters
                     .payload_dropped
                     .fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "radar: warning: the broker refused the dead letter of {} ({}): {why}; sending its coordinates and reason without the record's bytes",
-                    origin.source(),
-                    origin.reason
+                tracing::warn!(
+                    source = %origin.source(),
+                    reason = %origin.reason,
+                    error = %why,
+                    "the broker refused a dead letter; sending its coordinates and reason without the record's bytes"
                 );
                 let headers = owned_headers(&dead_letter::coordinates_only(&origin, &why));
                 let key = origin.key.clone();

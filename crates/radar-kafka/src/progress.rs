@@ -16,6 +16,9 @@ use crate::dead_letter::LetterCounts;
 #[derive(Debug, Default)]
 pub struct Progress {
     pub consumed: AtomicU64,
+    /// Errors the consumer reported (a broker away, a topic missing): logged at most
+    /// every few seconds, all counted here.
+    pub consumer_errors: AtomicU64,
     /// Partitions assigned and restored, ready to process.
     pub partitions: AtomicU64,
     pub tracked_accounts: AtomicU64,

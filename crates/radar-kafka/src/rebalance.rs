@@ -83,10 +83,7 @@ impl ConsumerContext for Context {
                     self.shared.fail(e.into());
                 }
             }
-            other => eprintln!(
-                "radar: warning: rebalancing: {}",
-                RDKafkaErrorCode::from(other)
-            ),
+            other => tracing::warn!(error = %RDKafkaErrorCode::from(other), "rebalancing"),
         }
     }
 }
@@ -103,6 +100,8 @@ fn positions(
         let resume_at = match workers.get(&key) {
             Some(worker) => worker.resume_offset(),
             None => {
+                let _restoring =
+                    tracing::info_span!("restore", topic = %key.0, partition = key.1).entered();
                 let (worker, restored) = PartitionWorker::restore(
                     shared.settings.clone(),
                     &shared.store,
@@ -112,7 +111,7 @@ fn positions(
                     Instant::now(),
                 )?;
                 workers.insert(key.clone(), worker);
-                report_restore(&key, &restored);
+                report_restore(&restored);
                 restored.resume_at
             }
         };
@@ -124,30 +123,31 @@ fn positions(
     Ok(positioned)
 }
 
-/// Says what a partition was restored from, and warns when checkpoints were left out.
-fn report_restore((topic, partition): &Key, restored: &Restored) {
+/// Says what a partition was restored from, and warns when checkpoints were left out;
+/// inside the `restore` span, which names the partition.
+fn report_restore(restored: &Restored) {
     match restored.resume_at {
-        Some(offset) => eprintln!(
-            "radar: partition {topic}/{partition}: {} accounts restored, resuming at offset {offset}",
-            restored.accounts
+        Some(offset) => tracing::info!(
+            accounts = restored.accounts,
+            offset,
+            "partition restored, resuming at its checkpoint's offset"
         ),
-        None if restored.accounts > 0 => eprintln!(
-            "radar: partition {topic}/{partition}: {} accounts restored from a changelog with no completed checkpoint, reading the partition from the start",
-            restored.accounts
+        None if restored.accounts > 0 => tracing::info!(
+            accounts = restored.accounts,
+            "partition restored from a changelog with no completed checkpoint, reading it from the start"
         ),
-        None => eprintln!(
-            "radar: partition {topic}/{partition}: no checkpoint, building the state from the start"
-        ),
+        None => tracing::info!("no checkpoint, building the partition's state from the start"),
     }
     if let Some(records) = restored.from_changelog.filter(|records| *records > 0) {
-        eprintln!(
-            "radar: partition {topic}/{partition}: {records} changelog records read (the local store was missing or behind)"
+        tracing::info!(
+            records,
+            "changelog records read (the local store was missing or behind)"
         );
     }
     if restored.skipped > 0 {
-        eprintln!(
-            "radar: warning: partition {topic}/{partition}: {} newer checkpoints left out (damaged or unreadable); the events after them are processed again",
-            restored.skipped
+        tracing::warn!(
+            skipped = restored.skipped,
+            "newer checkpoints left out (damaged or unreadable); the events after them are processed again"
         );
     }
 }

@@ -105,6 +105,7 @@ impl Shared {
         mode: CommitMode,
         retire: Retire,
     ) -> Result<(), SourceError> {
+        let _checkpointing = tracing::debug_span!("checkpoint", partitions = keys.len()).entered();
         // A process that lost its partitions (a session timeout, a network cut) writes
         // and commits nothing more for them: their new owner holds them now.
         if self.changelog.is_some() && consumer.assignment_lost() {
@@ -122,10 +123,28 @@ impl Shared {
             let Some(worker) = workers.get_mut(key) else {
                 continue;
             };
-            if let Some(offset) =
-                worker.checkpoint(&self.store, self.changelog.as_ref(), Instant::now())?
-            {
-                offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset))?;
+            match worker.checkpoint(&self.store, self.changelog.as_ref(), Instant::now()) {
+                Ok(Some(offset)) => {
+                    offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset))?;
+                }
+                Ok(None) => {}
+                // Another instance holds the partition now (this one was frozen or cut
+                // off past its session timeout, and librdkafka has not said so yet):
+                // it goes, unwritten and uncommitted; its records find no worker, and
+                // the rebalance librdkafka starts once it notices restores it if it
+                // comes back.
+                Err(SourceError::Fenced(partition)) => {
+                    tracing::warn!(
+                        topic = %key.0,
+                        partition,
+                        "another instance has written this partition's changelog since: it holds the partition now; dropping it unwritten"
+                    );
+                    if let Some(worker) = workers.remove(key) {
+                        self.retire(&worker);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
             self.note_written(worker);
             if retire == Retire::Yes
@@ -153,7 +172,7 @@ impl Shared {
             return;
         }
         if let Err(e) = consumer.commit(offsets, mode) {
-            eprintln!("radar: warning: committing offsets failed (the checkpoints stand): {e}");
+            tracing::warn!(error = %e, "committing offsets failed (the checkpoints stand)");
         }
     }
 }

@@ -7,7 +7,7 @@
 //! that poll.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,11 @@ use crate::progress::{Progress, Stop};
 use crate::rebalance::Context;
 use crate::shared::{Key, Retire, Shared};
 use crate::sink::OpportunitySink;
+use crate::throttle::Throttle;
+
+/// How often a consumer error that repeats (on every poll while a broker is away) is
+/// logged; each one is counted.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The running source.
 pub struct Source {
@@ -35,6 +40,9 @@ pub struct Source {
     config: SourceConfig,
     /// The consumer's client id when it advertises an admin address ([`crate::peers`]).
     client_id: Option<String>,
+    /// Consumer errors so far, and how often they are logged.
+    errors: AtomicU64,
+    throttle: Mutex<Throttle>,
 }
 
 impl std::fmt::Debug for Source {
@@ -121,6 +129,8 @@ impl Source {
             shared,
             config,
             client_id,
+            errors: AtomicU64::new(0),
+            throttle: Mutex::new(Throttle::new(ERROR_LOG_EVERY)),
         })
     }
 
@@ -193,7 +203,15 @@ impl Source {
                 // and retried by librdkafka; stopping on them would only restart into
                 // them.
                 Some(Err(e)) => {
-                    eprintln!("radar: warning: consuming: {e}");
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    let admitted = self
+                        .throttle
+                        .lock()
+                        .map_err(|_| SourceError::Poisoned)?
+                        .admit(Instant::now());
+                    if let Some(held_back) = admitted {
+                        tracing::warn!(error = %e, held_back, "consuming");
+                    }
                     if batch.is_empty() {
                         std::thread::sleep(self.config.poll_timeout);
                     }
@@ -229,6 +247,9 @@ impl Source {
             .map_err(|_| SourceError::Poisoned)?
             .clone();
         *progress.lag.lock().map_err(|_| SourceError::Poisoned)? = lag;
+        progress
+            .consumer_errors
+            .store(self.errors.load(Ordering::Relaxed), Ordering::Relaxed);
         let letters = self.shared.producer.letters();
         for (from, to) in [
             (&letters.truncated, &progress.dead_letters.truncated),

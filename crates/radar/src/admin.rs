@@ -134,7 +134,7 @@ async fn accept(listener: TcpListener, app: Router, limits: Limits) {
             }
             // Out of descriptors or memory for now: wait rather than spin.
             Err(e) => {
-                eprintln!("radar: warning: admin server: accepting a connection: {e}");
+                tracing::warn!(error = %e, "admin server: accepting a connection");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -286,7 +286,7 @@ async fn ask_peers(peers: Arc<Peers>, id: &str) -> Option<Response> {
     let others = match tokio::task::spawn_blocking(move || peers.others()).await {
         Ok(Ok(others)) => others,
         Ok(Err(e)) => {
-            eprintln!("radar: admin: listing the group's members: {e}");
+            tracing::warn!(error = %e, "admin: listing the group's members");
             return None;
         }
         Err(_) => return None,

@@ -40,6 +40,11 @@ pub struct DemoOptions {
     pub accounts: u64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// How fast event time runs: events are stamped with the current time, and with
+    /// `--speed 3600` an hour of event time passes per second, so windows fill and
+    /// cooldowns end while you watch.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_speed)]
+    pub speed: f64,
     /// Stop after this long, e.g. 30s (default: run until Ctrl-C).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -298,10 +303,17 @@ fn produce(
         .set("linger.ms", "5")
         .create()
         .context("creating the demo producer")?;
+    // Event time starts now and runs `speed` times as fast as the wall clock: each
+    // event keeps the generator's jitter (events up to two hours late) around it, and
+    // its record carries the same time, which `too_far_in_future` is judged against.
+    let wall_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let generator = radar_gen::Generator::new(radar_gen::Options {
         accounts: options.accounts,
         events: u64::MAX / 2,
         seed: options.seed,
+        start_ms: wall_start,
         ..Default::default()
     })?;
     let started = Instant::now();
@@ -315,8 +327,17 @@ fn produce(
         if sent >= due {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let event = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
-        let key = event["account_id"].as_str().unwrap_or_default();
+        let mut event = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
+        let ahead = (started.elapsed().as_secs_f64() * 1000.0 * options.speed) as i64;
+        let clock = wall_start.saturating_add(ahead);
+        if let Some(stamped) = event["timestamp"]
+            .as_str()
+            .and_then(radar_core::time::parse_rfc3339)
+        {
+            event["timestamp"] = radar_core::time::format_rfc3339(stamped + ahead).into();
+        }
+        let line = event.to_string();
+        let key = event["account_id"].as_str().unwrap_or_default().to_owned();
         timing.produced(
             event["event_id"].as_str().unwrap_or_default(),
             Instant::now(),
@@ -325,11 +346,16 @@ fn produce(
             timing.forget_older_than(Instant::now());
             pruned = Instant::now();
         }
-        while let Err((e, _)) = producer.send(BaseRecord::to(TOPIC).key(key).payload(&line)) {
+        while let Err((e, _)) = producer.send(
+            BaseRecord::to(TOPIC)
+                .key(&key)
+                .payload(&line)
+                .timestamp(clock),
+        ) {
             if stopping.load(Ordering::SeqCst) {
                 return Ok(sent);
             }
-            eprintln!("radar demo: producing: {e}; retrying");
+            tracing::warn!(error = %e, "demo: producing; retrying");
             producer.poll(Duration::from_millis(100));
         }
         sent += 1;
@@ -391,8 +417,16 @@ async fn start_receiver(
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("radar demo: receiver stopped: {e}");
+            tracing::error!(error = %e, "demo: the receiver stopped");
         }
     });
     Ok(addr)
+}
+
+/// `--speed`: a positive, finite factor.
+fn positive_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use radar::logging::{self, LogFormat};
 use radar::{config, demo, dlq, pipeline, replay, summary};
 use radar_kafka::Stop;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -24,6 +25,10 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: `text`, or `json` (one object per line).
+    /// `RUST_LOG` filters them (default `info`, e.g. `RUST_LOG=radar_delivery=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -108,7 +113,9 @@ struct DlqFilter {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("radar: {err:#}");
@@ -260,9 +267,9 @@ fn stop_on_signals(deadline: Option<Duration>) -> Result<(Arc<Stop>, Arc<AtomicB
             stop.graceful();
             if let Some(deadline) = deadline {
                 std::thread::sleep(deadline);
-                eprintln!(
-                    "radar: still stopping after shutdown.timeout ({}); exiting without a final commit",
-                    humantime::format_duration(deadline)
+                tracing::error!(
+                    shutdown_timeout = %humantime::format_duration(deadline),
+                    "still stopping after shutdown.timeout; exiting without a final commit"
                 );
                 std::process::exit(1);
             }
@@ -280,12 +287,14 @@ fn run_pipeline(config: Option<PathBuf>) -> Result<ExitCode> {
     let store_path = pipeline.store_path.clone();
     let destinations = pipeline.delivery.destinations.len();
     let finished = pipeline::run(pipeline, &runtime, stop, |admin| {
-        eprintln!(
-            "radar: consuming {} from {} as group {:?}; state and outbox in {}; {destinations} delivery destinations; admin on http://{admin}",
-            source.topics.join(", "),
-            source.bootstrap_servers,
-            source.group_id,
-            store_path.display()
+        tracing::info!(
+            topics = %source.topics.join(","),
+            brokers = %source.bootstrap_servers,
+            group = %source.group_id,
+            store = %store_path.display(),
+            destinations,
+            admin = %format!("http://{admin}"),
+            "radar running"
         );
     })?;
     eprint!(

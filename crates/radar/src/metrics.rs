@@ -24,6 +24,7 @@ use radar_store::{Content, Store};
 pub struct Metrics {
     registry: Registry,
     consumed: IntCounter,
+    consumer_errors: IntCounter,
     /// Event type names, by type id.
     types: Vec<String>,
     by_type: IntCounterVec,
@@ -108,6 +109,11 @@ impl Metrics {
                 r,
                 "radar_events_consumed_total",
                 "Records consumed from Kafka.",
+            ),
+            consumer_errors: counter(
+                r,
+                "radar_kafka_consumer_errors_total",
+                "Errors the Kafka consumer reported (a broker away, a topic missing); logged at most every 10 s.",
             ),
             types,
             by_type: vec(
@@ -272,6 +278,10 @@ impl Metrics {
     /// Copies the pipeline's counts in from `progress` (and the store's outbox depth).
     pub fn refresh(&self, progress: &Progress, store: Option<&Store>) {
         catch_up(&self.consumed, progress.consumed.load(Ordering::Relaxed));
+        catch_up(
+            &self.consumer_errors,
+            progress.consumer_errors.load(Ordering::Relaxed),
+        );
         self.tracked
             .set(progress.tracked_accounts.load(Ordering::Relaxed) as i64);
         self.partitions

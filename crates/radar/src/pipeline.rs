@@ -66,17 +66,17 @@ pub fn run(
         )
     })?);
     if let Some(aside) = store.moved_aside() {
-        eprintln!(
-            "radar: the state store {} is {}; moved it to {} and started afresh: partitions are rebuilt from what Kafka holds, and deliveries that waited in it are gone",
-            config.store_path.display(),
-            store.moved_aside_because().unwrap_or("unusable"),
-            aside.display()
+        tracing::error!(
+            store = %config.store_path.display(),
+            reason = store.moved_aside_because().unwrap_or("unusable"),
+            moved_to = %aside.display(),
+            "the state store was unusable; moved it aside and started afresh: partitions are rebuilt from what Kafka holds, and deliveries that waited in it are gone"
         );
     }
     if store.repaired() {
-        eprintln!(
-            "radar: the state store {} failed its integrity check and was repaired to its last intact commit",
-            config.store_path.display()
+        tracing::warn!(
+            store = %config.store_path.display(),
+            "the state store failed its integrity check and was repaired to its last intact commit"
         );
     }
     // With the state in Kafka, delivery's topics are created before the source produces
@@ -136,7 +136,7 @@ pub fn run(
         runtime.spawn(async move {
             let outcome = tokio::spawn(delivery.run(delivery_stopped)).await;
             if !*stopping.borrow() {
-                eprintln!("radar: delivery stopped unexpectedly; stopping the pipeline");
+                tracing::error!("delivery stopped unexpectedly; stopping the pipeline");
                 stop.graceful();
             }
             outcome

@@ -77,11 +77,12 @@ pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError
                     Some(_) => match parked::read(&message) {
                         Ok(letter) => Some(letter),
                         Err(why) => {
-                            eprintln!(
-                                "radar: skipping record {}/{}/{}, which radar did not write: {why}",
-                                message.topic(),
-                                message.partition(),
-                                message.offset()
+                            tracing::warn!(
+                                topic = message.topic(),
+                                partition = message.partition(),
+                                offset = message.offset(),
+                                reason = %why,
+                                "skipping a record radar did not write"
                             );
                             continue;
                         }
@@ -99,7 +100,7 @@ pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError
                     *done |= position >= *high;
                 }
             }
-            Some(Err(e)) => eprintln!("radar: reading {topic}: {e}"),
+            Some(Err(e)) => tracing::warn!(%topic, error = %e, "reading the dead-letter topic"),
             None => {}
         }
     }

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use super::in_hand::{QueueKey, TopicPartition};
 use super::{KafkaDelivery, parked};
 use crate::settings::DeliverySettings;
+use radar_kafka::throttle::Throttle;
 
 /// How long one poll waits when the topics are idle.
 const POLL: Duration = Duration::from_millis(100);
@@ -73,12 +74,13 @@ impl ConsumerContext for FeedContext {
         if commit.count() > 0
             && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
         {
-            eprintln!("radar: delivery: committing revoked partitions: {e}");
+            tracing::warn!(error = %e, "delivery: committing revoked partitions");
         }
         if let Err(e) = self.store.remove_queued(&dropped) {
-            eprintln!(
-                "radar: delivery: dropping {} deliveries of revoked partitions from the local queue: {e}",
-                dropped.len()
+            tracing::warn!(
+                deliveries = dropped.len(),
+                error = %e,
+                "delivery: dropping the deliveries of revoked partitions from the local queue"
             );
         }
     }
@@ -126,6 +128,7 @@ pub(crate) fn feed(
         .collect();
     let mut committed = Instant::now();
     let mut paused = Paused::default();
+    let mut throttle = Throttle::new(Duration::from_secs(10));
     while !*stop.borrow() {
         paused.apply(&kafka, &consumer);
         let mut batch = Vec::new();
@@ -133,7 +136,11 @@ pub(crate) fn feed(
         while let Some(result) = next {
             match result {
                 Ok(message) => batch.extend(read(&kafka, &settings, &message)),
-                Err(e) => eprintln!("radar: delivery: consuming: {e}"),
+                Err(e) => {
+                    if let Some(held_back) = throttle.admit(Instant::now()) {
+                        tracing::warn!(error = %e, held_back, "delivery: consuming");
+                    }
+                }
             }
             next = if batch.len() < BATCH {
                 consumer.poll(Duration::ZERO)
@@ -253,11 +260,12 @@ fn read(
                     last_error: retry.reason,
                 });
             }
-            Err(why) => eprintln!(
-                "radar: delivery: skipping record {}/{}/{} of the retry topic, which radar did not write: {why}",
-                message.topic(),
-                message.partition(),
-                message.offset()
+            Err(why) => tracing::warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                reason = %why,
+                "delivery: skipping a record of the retry topic, which radar did not write"
             ),
         }
         return Some(record);
@@ -348,7 +356,7 @@ fn queue(
     // The store is the only way to the workers: keep trying while radar runs (a full
     // disk, say), holding the records, which stay uncommitted meanwhile.
     while let Err(e) = store.enqueue(&deliveries, &recent) {
-        eprintln!("radar: delivery: queueing what was read: {e} (will try again)");
+        tracing::warn!(error = %e, "delivery: queueing what was read (will try again)");
         if *stop.borrow() {
             return;
         }
@@ -383,7 +391,7 @@ fn park_orphans(kafka: &KafkaDelivery, orphans: Vec<Delivery>, stop: &watch::Rec
         match runtime.block_on(kafka.park(&settlements)) {
             Ok(()) => break,
             Err(e) => {
-                eprintln!("radar: delivery: {e} (will try again)");
+                tracing::warn!(error = %e, "delivery: parking orphaned retries (will try again)");
                 if *stop.borrow() {
                     return;
                 }
@@ -405,6 +413,6 @@ fn commit(kafka: &KafkaDelivery, consumer: &BaseConsumer<FeedContext>, mode: Com
         let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
     }
     if let Err(e) = consumer.commit(&list, mode) {
-        eprintln!("radar: delivery: committing: {e}");
+        tracing::warn!(error = %e, "delivery: committing");
     }
 }
