@@ -2,20 +2,14 @@
 //! stream, every line gets an outcome and nothing panics.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
-
 use libfuzzer_sys::fuzz_target;
-use radar_core::{Engine, Settings};
+use radar_core::Engine;
 
-fn settings() -> Arc<Settings> {
-    static SETTINGS: OnceLock<Arc<Settings>> = OnceLock::new();
-    SETTINGS
-        .get_or_init(|| Arc::new(radar::config::load(None).expect("the default config is valid")))
-        .clone()
-}
+#[path = "../settings.rs"]
+mod settings;
 
 fuzz_target!(|data: &[u8]| {
-    let mut engine = Engine::new(settings());
+    let mut engine = Engine::new(settings::default());
     let mut out = Vec::new();
     for line in data.split(|b| *b == b'\n') {
         engine.process(line, None, &mut out);
