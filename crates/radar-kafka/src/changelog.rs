@@ -195,10 +195,12 @@ impl Changelog {
     /// there since: it holds the partition now, and this one is a zombie that librdkafka
     /// has not told yet (a process frozen or cut off past its session timeout). Writing
     /// would put older account states after the new owner's, which the next restore
-    /// would take; so nothing is written and the answer is [`SourceError::Fenced`]. The
-    /// check and the write are not atomic, but a new owner writes only at its
-    /// checkpoints, long after it took the partition over, while the zombie checks
-    /// before each write: it would have to wake within the milliseconds between.
+    /// would take; so nothing is written and the answer is [`SourceError::Fenced`]. A new
+    /// owner claims a partition as it restores it (a completion record of what it
+    /// restored, written through this check too), so a holder waking at any time after
+    /// finds the changelog moved past its view. The check and the write are not atomic:
+    /// a holder waking within the milliseconds between another's check and write could
+    /// still write once.
     pub(crate) fn write(
         &self,
         partition: i32,
@@ -316,7 +318,7 @@ impl Changelog {
         let mut replayed = Replayed {
             resume_at: None,
             records: 0,
-            end: from,
+            end: from.max(high),
         };
         let mut next = from.max(low);
         let mut last_error = None;
@@ -355,7 +357,7 @@ impl Changelog {
                 }
             };
             next = message.offset() + 1;
-            replayed.end = next;
+            replayed.end = replayed.end.max(next);
             replayed.records += 1;
             let key = message.key().unwrap_or_default();
             match (key, message.payload()) {
@@ -598,8 +600,9 @@ mod tests {
         let (back, restored) = restore(&cache, &changelog);
         assert_eq!(restored.resume_at, Some(3_000));
         let tail = restored.from_changelog.expect("the tail was read");
+        // The other's claim when it restored, its account records, its completion.
         assert!(
-            tail < other.engine().tracked_accounts() as u64 + 2,
+            tail <= other.engine().tracked_accounts() as u64 + 2,
             "only the tail: {tail} records"
         );
         assert!(same_state(back.engine(), other.engine()));
@@ -620,5 +623,44 @@ mod tests {
         assert_eq!(changelog.end(0).unwrap(), end);
         let (again, _) = restore(&elsewhere, &changelog);
         assert!(same_state(again.engine(), other.engine()));
+    }
+
+    /// A new owner claims the partition as it restores it, before its first checkpoint:
+    /// the old owner, frozen until then, can write nothing after it.
+    #[test]
+    fn a_new_owner_fences_the_old_one_as_it_restores() {
+        let cluster = MockCluster::new(1).expect("a mock cluster");
+        cluster
+            .create_topic("events", 1, 1)
+            .expect("the source topic");
+        let changelog = open(&cluster);
+        let lines = lines();
+        let now = Instant::now();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = |name: &str| radar_store::Store::open(&dir.path().join(name)).unwrap();
+        let (old_cache, new_cache, later_cache) = (store("old"), store("new"), store("later"));
+
+        let (mut old, _) = restore(&old_cache, &changelog);
+        old.process(
+            &records(&lines[..1_500], 0),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        old.checkpoint(&old_cache, Some(&changelog), now).unwrap();
+
+        let (new, restored) = restore(&new_cache, &changelog);
+        assert_eq!(restored.resume_at, Some(1_500));
+        old.process(
+            &records(&lines[..2_000], 1_500),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        assert!(matches!(
+            old.checkpoint(&old_cache, Some(&changelog), now),
+            Err(SourceError::Fenced(0))
+        ));
+        let (later, restored) = restore(&later_cache, &changelog);
+        assert_eq!(restored.resume_at, Some(1_500));
+        assert!(same_state(later.engine(), new.engine()));
     }
 }

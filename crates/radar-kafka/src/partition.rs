@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use radar_core::event::RejectReason;
 use radar_core::time::Millis;
-use radar_core::{Engine, Opportunity, Outcome, Record, Settings, Stats};
+use radar_core::{AccountRecords, Engine, Opportunity, Outcome, Record, Settings, Stats};
 use radar_store::{Checkpoint, Content, Store};
 
 use crate::changelog::Changelog;
@@ -125,15 +125,46 @@ impl PartitionWorker {
                     Some((at, loaded)) => (loaded.state, at, Some(loaded.offset)),
                     None => (Engine::new(settings), 0, None),
                 };
+                let mut resume_at = cached_offset;
+                // The local cache is as new as the changelog: this machine wrote last, so
+                // no other instance has held the partition since and none needs fencing.
+                let claim = from != end;
                 if from == end {
                     changelog_seen = end;
-                    (engine, cached_offset)
                 } else {
                     let replayed = changelog.replay(partition, from, &mut engine)?;
                     from_changelog = Some(replayed.records);
-                    changelog_seen = replayed.end.max(from);
-                    (engine, replayed.resume_at.or(cached_offset))
+                    changelog_seen = replayed.end;
+                    resume_at = replayed.resume_at.or(cached_offset);
                 }
+                // The claim: a completion record of what was restored, so that an earlier
+                // holder waking up finds the changelog moved past its view and writes
+                // nothing (see `Changelog::write`). Records it slipped in between the
+                // read and the claim are read too, and the claim tried again.
+                if let Some(offset) = resume_at.filter(|_| claim) {
+                    let mut tries = 0;
+                    loop {
+                        let nothing = AccountRecords {
+                            evicted: Vec::new(),
+                            updated: Vec::new(),
+                        };
+                        match changelog.write(partition, &nothing, offset, changelog_seen) {
+                            Ok(at) => {
+                                changelog_seen = at;
+                                break;
+                            }
+                            Err(SourceError::Fenced(_)) if tries < 3 => {
+                                tries += 1;
+                                let replayed =
+                                    changelog.replay(partition, changelog_seen, &mut engine)?;
+                                changelog_seen = replayed.end;
+                                resume_at = replayed.resume_at.or(resume_at);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                (engine, resume_at)
             }
         };
         let restored = Restored {

@@ -334,7 +334,8 @@ fn produce(
             .as_str()
             .and_then(radar_core::time::parse_rfc3339)
         {
-            event["timestamp"] = radar_core::time::format_rfc3339(stamped + ahead).into();
+            event["timestamp"] =
+                radar_core::time::format_rfc3339(stamped.saturating_add(ahead)).into();
         }
         let line = event.to_string();
         let key = event["account_id"].as_str().unwrap_or_default().to_owned();
@@ -423,10 +424,11 @@ async fn start_receiver(
     Ok(addr)
 }
 
-/// `--speed`: a positive, finite factor.
+/// `--speed`: a positive factor up to a million (a million seconds of event time, 11
+/// days, per second is already far more than a demo shows).
 fn positive_speed(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
-        _ => Err(format!("{text:?} is not a positive number")),
+        Ok(speed) if speed > 0.0 && speed <= 1e6 => Ok(speed),
+        _ => Err(format!("{text:?} is not a number between 0 and 1000000")),
     }
 }

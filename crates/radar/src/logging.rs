@@ -1,6 +1,6 @@
 //! Radar's logs: `tracing` events with fields, to stderr, filtered by `RUST_LOG` (default
 //! `info`), as text for people or JSON lines for log pipelines (`--log-format json`: one
-//! object per line with the time, level, target, message, fields and the spans it is in).
+//! object per line with the time, level, target, message, fields and the span it is in).
 
 use tracing_subscriber::EnvFilter;
 

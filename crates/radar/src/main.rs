@@ -114,11 +114,16 @@ struct DlqFilter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let format = cli.log_format;
+    logging::init(format);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("radar: {err:#}");
+            // A log pipeline reading JSON lines gets the reason as one of them.
+            match format {
+                LogFormat::Json => tracing::error!(error = format!("{err:#}"), "radar stopped"),
+                LogFormat::Text => eprintln!("radar: {err:#}"),
+            }
             ExitCode::FAILURE
         }
     }
