@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use crate::run::{KillOnDrop, field, free_port, get, metric, replayed, unique};
 
 use crate::run::produce;
-use crate::tansu::broker;
+use crate::tansu::{HOOK_SECRET, broker, radar_run};
 
 /// Partitions of each scenario's event topic.
 const PARTITIONS: usize = 4;
@@ -198,12 +198,7 @@ secret_env = "TEST_HOOK_SECRET"
 }
 
 fn start_radar(config: &Path, admin: u16) -> KillOnDrop {
-    let child: Child = Command::new(env!("CARGO_BIN_EXE_radar"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("TEST_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-        .env("RADAR__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-        .stdout(Stdio::null())
+    let child = radar_run(config, admin, &[])
         // Its log, beside its state, for a look while a failing test is debugged.
         .stderr(std::fs::File::create(config.with_file_name("radar.log")).unwrap())
         .spawn()
@@ -496,7 +491,7 @@ fn dead_letters_on_the_topic_are_listed_and_replayed_while_radar_runs() {
         let output = Command::new(env!("CARGO_BIN_EXE_radar"))
             .args(["dlq", action, "--config"])
             .arg(&a.config)
-            .env("TEST_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .env("TEST_HOOK_SECRET", HOOK_SECRET)
             .output()
             .unwrap();
         assert!(

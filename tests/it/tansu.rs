@@ -24,14 +24,25 @@ mod read;
 
 use read::read_all;
 
-fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
-    let child: Child = Command::new(env!("CARGO_BIN_EXE_radar"))
+/// The webhook secret the configs of these tests name (`secret_env = "TEST_HOOK_SECRET"`).
+pub(crate) const HOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// `radar run` with `config`, the admin server on `admin`, the hook secret set; stdout
+/// discarded, stderr left to the caller.
+pub(crate) fn radar_run(config: &Path, admin: u16, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_radar"));
+    command
         .args(["run", "--config"])
         .arg(config)
         .envs(env.iter().copied())
-        .env("TEST_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env("TEST_HOOK_SECRET", HOOK_SECRET)
         .env("RADAR__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-        .stdout(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
+fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
+    let child: Child = radar_run(config, admin, env)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

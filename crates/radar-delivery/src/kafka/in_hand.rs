@@ -36,6 +36,14 @@ struct Partition {
     committed: Option<i64>,
 }
 
+impl Partition {
+    /// How far it may be committed: its first record with an unsettled delivery, or past
+    /// everything read; `None` before anything is read.
+    fn committable(&self) -> Option<i64> {
+        (self.read_to > 0).then(|| self.open.keys().next().copied().unwrap_or(self.read_to))
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct InHand {
@@ -150,30 +158,16 @@ impl InHand {
     /// How far `at` may be committed: its first record with an unsettled delivery, or
     /// past everything read.
     pub fn committable(&self, at: &TopicPartition) -> Option<i64> {
-        let partition = self.partitions.get(at).filter(|p| p.read_to > 0)?;
-        Some(
-            partition
-                .open
-                .keys()
-                .next()
-                .copied()
-                .unwrap_or(partition.read_to),
-        )
+        self.partitions.get(at)?.committable()
     }
 
     /// The partitions whose committable offset moved since last asked, with it.
     pub fn to_commit(&mut self) -> Vec<(TopicPartition, i64)> {
         let mut moved = Vec::new();
         for (at, partition) in &mut self.partitions {
-            if partition.read_to == 0 {
+            let Some(offset) = partition.committable() else {
                 continue;
-            }
-            let offset = partition
-                .open
-                .keys()
-                .next()
-                .copied()
-                .unwrap_or(partition.read_to);
+            };
             if partition.committed != Some(offset) {
                 partition.committed = Some(offset);
                 moved.push((at.clone(), offset));
