@@ -497,6 +497,63 @@ fn demo_runs_the_whole_loop_and_delivers_every_opportunity_to_both_receivers() {
 }
 
 #[test]
+fn demo_with_a_crm_fills_its_pipeline_with_a_deal_per_opportunity() {
+    let output = radar(&[
+        "demo",
+        "--duration",
+        "6s",
+        "--rate",
+        "800",
+        "--admin",
+        "127.0.0.1:0",
+        "--crm",
+        "hubspot",
+    ]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    let emitted: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("opportunities: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the summary counts opportunities");
+    assert!(emitted > 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the HubSpot stand-in holds {emitted} deals")),
+        "{stderr}"
+    );
+    let deals: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("crm: deal new"))
+        .collect();
+    // A printer that fell behind says how many it skipped.
+    let unprinted: usize = stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("crm: unprinted ")?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(deals.len() + unprinted, emitted, "{stdout}");
+    // Each on its account's company pipeline, with an amount, a stage, a close date and
+    // an owner from the routing the demo configures.
+    for deal in deals {
+        assert!(
+            deal.contains("stage appointmentscheduled close 20"),
+            "{deal}"
+        );
+        assert!(
+            ["owner 1001", "owner 1002", "owner 1003"]
+                .iter()
+                .any(|o| deal.ends_with(o)),
+            "{deal}"
+        );
+    }
+}
+
+#[test]
 fn dlq_lists_and_replays_dead_letters_by_destination_and_id() {
     let dir = temp_dir("dlq");
     let state = dir.join("state.redb");

@@ -52,7 +52,8 @@ fn sample(scrape: &str, prefix: &str) -> Option<f64> {
 }
 
 /// What must be in the scrape before it is checked: opportunities delivered, a delivery
-/// dead-lettered, consumer lag from librdkafka's statistics (every 5 s), a checkpoint.
+/// dead-lettered, a CRM record written, consumer lag from librdkafka's statistics (every
+/// 5 s), a checkpoint.
 fn complete(scrape: &str) -> bool {
     sample(
         scrape,
@@ -64,6 +65,7 @@ fn complete(scrape: &str) -> bool {
             "radar_delivery_dead_lettered_total{destination=\"your-webhook\"}",
         )
         .is_some_and(|n| n > 0.0)
+        && sample(scrape, "radar_crm_records_total{").is_some()
         && sample(scrape, "radar_kafka_consumer_lag_messages{").is_some()
         && sample(scrape, "radar_checkpoints_total{").is_some()
 }
@@ -103,6 +105,7 @@ fn every_metric_the_dashboard_and_alerts_query_is_in_a_live_scrape() {
             .args(["demo", "--duration", "30s", "--admin"])
             .arg(format!("127.0.0.1:{admin}"))
             .args(["--webhook", &refusing, "--webhook-secret", SECRET])
+            .args(["--crm", "hubspot"])
             .stdout(Stdio::null())
             .stderr(File::create(&stderr_path).unwrap())
             .spawn()
@@ -121,7 +124,7 @@ fn every_metric_the_dashboard_and_alerts_query_is_in_a_live_scrape() {
         let exited = demo.0.as_mut().unwrap().try_wait().unwrap();
         if exited.is_some() || Instant::now() > deadline {
             panic!(
-                "radar demo {} before /metrics had deliveries, a dead letter, lag and a checkpoint; its stderr:\n{}",
+                "radar demo {} before /metrics had deliveries, a dead letter, a CRM record, lag and a checkpoint; its stderr:\n{}",
                 if exited.is_some() {
                     "exited"
                 } else {

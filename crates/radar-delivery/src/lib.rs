@@ -11,14 +11,21 @@
 //! - [`rate`]: the per-destination rate limit (token bucket);
 //! - [`signing`]: Standard Webhooks signatures and `whsec_` secrets;
 //! - [`payload`]: the HTTP request each kind of destination gets;
+//! - [`crm`]: HubSpot and Salesforce: deals and opportunities on the right company,
+//!   owned by the right team;
 //! - [`settings`]: the `[delivery]` config section, parsed with every error keyed;
 //! - [`guard`]: the SSRF guard, applied to resolved addresses;
+//! - [`http`]: sending one request and classifying the answer;
+//! - [`observe`]: what delivery reports, for metrics;
 //! - [`worker`]: the runtime: outbox → per-destination queues → HTTP, outcomes recorded
 //!   in the store (queue, retry, dead-letter store).
 
 pub mod breaker;
+pub mod crm;
 pub mod guard;
+pub mod http;
 pub mod kafka;
+pub mod observe;
 pub mod outcome;
 pub mod payload;
 pub mod rate;
@@ -28,5 +35,6 @@ pub mod signing;
 pub mod worker;
 
 pub use kafka::{KafkaDelivery, KafkaDeliveryConfig};
+pub use observe::{Observer, Unobserved};
 pub use settings::{DeliverySettings, Destination, RawDelivery, SettingError, Target};
-pub use worker::{DeliveryService, Observer, Unobserved};
+pub use worker::DeliveryService;

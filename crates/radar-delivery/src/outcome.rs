@@ -1,8 +1,9 @@
-//! What one attempt's result does, decided purely: to the destination (its breaker, a
-//! pause a `Retry-After` asks for) and to the delivery (delivered, retried when, dead-
-//! lettered, or the destination disabled). The time and the jitter come in as arguments,
-//! so every rule is unit-tested without a clock or a sleep; the worker carries the
-//! decision out (store writes, metrics, logs).
+//! What one call's results do, decided purely: to the destination (its breaker, a pause
+//! a `Retry-After` asks for) and to each delivery it carried (delivered, retried when,
+//! dead-lettered, or the destination disabled). A call carries one delivery, or a batch
+//! for a CRM. The time and the jitter come in as arguments, so every rule is unit-tested
+//! without a clock or a sleep; the worker carries the decision out (store writes,
+//! metrics, logs).
 
 use std::time::Duration;
 
@@ -23,41 +24,110 @@ pub struct DestinationState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub settlement: Settlement,
-    /// Set by a 410: the destination is to be disabled, with this reason.
+    /// Set by a 410 or refused credentials: the destination is to be disabled, with this
+    /// reason.
     pub disable: Option<String>,
 }
 
-/// Decides what `result`, got at `now_ms` by an attempt of `delivery`, does; updates the
-/// destination's breaker and pause. `jitter` is a uniform draw in [0, 1).
-pub fn after_attempt(
+/// What a result says about the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Health {
+    /// Nothing (refused by the SSRF guard, not sendable, not sent).
+    Silent,
+    /// It answered, even if it refused this delivery.
+    Up,
+    /// It is failing: timeout, connection error, 408, 429, 5xx.
+    Down,
+}
+
+fn health(result: &AttemptResult) -> Health {
+    match result {
+        AttemptResult::Response {
+            status: 408 | 429 | 500..,
+            ..
+        } => Health::Down,
+        AttemptResult::Timeout | AttemptResult::Connection(_) => Health::Down,
+        AttemptResult::Response { .. }
+        | AttemptResult::Rejected { .. }
+        | AttemptResult::Unauthorized(_)
+        | AttemptResult::Transient { .. } => Health::Up,
+        AttemptResult::Refused(_) | AttemptResult::Unsendable(_) | AttemptResult::Deferred(_) => {
+            Health::Silent
+        }
+    }
+}
+
+/// Decides what the results of one call, got at `now_ms`, do; updates the destination's
+/// breaker (once for the call, by its worst result: a batch that timed out is one
+/// failure, not a hundred) and pause. Deliveries the call did not send ([`Deferred`])
+/// keep their attempts and wait until the destination may be called again.
+/// `jitter` draws uniformly in [0, 1).
+///
+/// [`Deferred`]: AttemptResult::Deferred
+pub fn after_call(
     policy: &RetryPolicy,
     destination: &mut DestinationState,
+    results: Vec<(Delivery, AttemptResult)>,
+    now_ms: u64,
+    jitter: &mut dyn FnMut() -> f64,
+) -> Vec<Outcome> {
+    match results.iter().map(|(_, r)| health(r)).max() {
+        Some(Health::Down) => destination.breaker.record_down(now_ms),
+        Some(Health::Up) => destination.breaker.record_up(),
+        Some(Health::Silent) | None => destination.breaker.release_probe(),
+    }
+    for (_, result) in &results {
+        if let AttemptResult::Response {
+            status: 429,
+            retry_after: Some(asked),
+        } = result
+        {
+            let until = now_ms.saturating_add(millis((*asked).min(policy.retry_after_cap)));
+            destination.paused_until_ms = destination.paused_until_ms.max(until);
+        }
+    }
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(results.len());
+    let mut deferred = Vec::new();
+    // The earliest the deferred may go: when the pause ends, or when the delivery whose
+    // answer stopped the call is tried again.
+    let mut resume_ms = destination.paused_until_ms.max(now_ms);
+    for (i, (delivery, result)) in results.into_iter().enumerate() {
+        if let AttemptResult::Deferred(reason) = result {
+            deferred.push((i, delivery, reason));
+            outcomes.push(None);
+            continue;
+        }
+        let outcome = decide(policy, delivery, &result, now_ms, jitter());
+        if let Settlement::Retry { next, .. } = &outcome.settlement
+            && health(&result) == Health::Down
+        {
+            resume_ms = resume_ms.max(next.due_ms);
+        }
+        outcomes.push(Some(outcome));
+    }
+    for (i, mut delivery, reason) in deferred {
+        let previous_due_ms = delivery.due_ms;
+        delivery.due_ms = resume_ms;
+        delivery.last_error = Some(reason);
+        outcomes[i] = Some(Outcome {
+            settlement: Settlement::Retry {
+                previous_due_ms,
+                next: delivery,
+            },
+            disable: None,
+        });
+    }
+    outcomes.into_iter().flatten().collect()
+}
+
+/// The decision about one delivery that got `result` at `now_ms`.
+fn decide(
+    policy: &RetryPolicy,
     mut delivery: Delivery,
     result: &AttemptResult,
     now_ms: u64,
     jitter: f64,
 ) -> Outcome {
-    match result {
-        // A server that answers is up, even when it refuses this delivery.
-        AttemptResult::Response { status, .. } if !matches!(status, 408 | 429 | 500..) => {
-            destination.breaker.record_up()
-        }
-        AttemptResult::Response { .. } | AttemptResult::Timeout | AttemptResult::Connection(_) => {
-            destination.breaker.record_down(now_ms)
-        }
-        // Says nothing about the receiver; a probe it was frees its slot.
-        AttemptResult::Refused(_) | AttemptResult::Unsendable(_) => {
-            destination.breaker.release_probe()
-        }
-    }
-    if let AttemptResult::Response {
-        status: 429,
-        retry_after: Some(asked),
-    } = result
-    {
-        let until = now_ms.saturating_add(millis((*asked).min(policy.retry_after_cap)));
-        destination.paused_until_ms = destination.paused_until_ms.max(until);
-    }
     delivery.attempts += 1;
     match policy.decide(delivery.attempts, result, jitter) {
         Action::Delivered => Outcome {
@@ -144,7 +214,25 @@ mod tests {
     /// policy and a jitter of one half.
     fn attempt(destination: &mut DestinationState, result: AttemptResult) -> Outcome {
         let policy = RetryPolicy::default();
-        after_attempt(&policy, destination, delivery(), &result, NOW, 0.5)
+        one(&policy, destination, delivery(), result)
+    }
+
+    /// The outcome of a call that carried only `delivery`, with a jitter of one half.
+    fn one(
+        policy: &RetryPolicy,
+        destination: &mut DestinationState,
+        delivery: Delivery,
+        result: AttemptResult,
+    ) -> Outcome {
+        let mut outcomes = after_call(
+            policy,
+            destination,
+            vec![(delivery, result)],
+            NOW,
+            &mut || 0.5,
+        );
+        assert_eq!(outcomes.len(), 1);
+        outcomes.remove(0)
     }
 
     #[test]
@@ -230,17 +318,56 @@ mod tests {
         let policy = RetryPolicy::default();
         let mut last = delivery();
         last.attempts = u32::try_from(policy.schedule.len()).unwrap_or(u32::MAX);
-        let outcome = after_attempt(
-            &policy,
-            &mut destination(),
-            last,
-            &status(503, None),
-            NOW,
-            0.5,
-        );
+        let outcome = one(&policy, &mut destination(), last, status(503, None));
         let Settlement::DeadLettered { dead, .. } = outcome.settlement else {
             panic!("{outcome:?}");
         };
         assert!(dead.reason.contains("gave up after"), "{}", dead.reason);
+    }
+
+    #[test]
+    fn a_failed_batch_is_one_failure_for_the_breaker() {
+        let policy = RetryPolicy::default();
+        let mut state = destination();
+        for _ in 0..2 {
+            let batch = (0..100)
+                .map(|_| (delivery(), AttemptResult::Timeout))
+                .collect();
+            after_call(&policy, &mut state, batch, NOW, &mut || 0.5);
+        }
+        // Three failures open it (see `destination`): two batches are two.
+        assert_eq!(state.breaker.state(NOW), BreakerState::Closed);
+        let mixed = vec![
+            (delivery(), status(200, None)),
+            (delivery(), AttemptResult::Timeout),
+        ];
+        after_call(&policy, &mut state, mixed, NOW, &mut || 0.5);
+        assert_eq!(state.breaker.state(NOW), BreakerState::Open);
+    }
+
+    #[test]
+    fn deliveries_a_halted_call_did_not_send_keep_their_attempts_and_wait_for_the_pause() {
+        let policy = RetryPolicy::default();
+        let mut state = destination();
+        let mut tried = delivery();
+        tried.attempts = 2;
+        let batch = vec![
+            (tried, status(429, Some(Duration::from_secs(60)))),
+            (delivery(), AttemptResult::Deferred("HTTP 429".into())),
+        ];
+        let outcomes = after_call(&policy, &mut state, batch, NOW, &mut || 0.5);
+        assert_eq!(state.paused_until_ms, NOW + 60_000);
+        let retried: Vec<(u32, u64)> = outcomes
+            .iter()
+            .map(|o| match &o.settlement {
+                Settlement::Retry { next, .. } => (next.attempts, next.due_ms),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // The 429's own delivery: its third attempt, due after at least the Retry-After.
+        assert_eq!(retried[0].0, 3);
+        assert!(retried[0].1 >= NOW + 60_000);
+        // The deferred one: no attempt spent, due when the paused call's delivery is.
+        assert_eq!(retried[1], (0, retried[0].1));
     }
 }

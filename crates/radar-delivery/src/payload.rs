@@ -13,17 +13,6 @@ use serde_json::{Value, json};
 use crate::settings::{Destination, Target};
 use crate::signing::sign;
 
-/// The HubSpot property that holds the opportunity id. Declared unique in HubSpot, it
-/// makes a repeated delivery fail with 409 Conflict instead of creating a second task.
-pub const HUBSPOT_ID_PROPERTY: &str = "radar_opportunity_id";
-/// HubSpot's association type id for task → company.
-pub const HUBSPOT_TASK_TO_COMPANY: u32 = 192;
-/// The Salesforce Task external id field (unique) upserted by opportunity id.
-pub const SALESFORCE_ID_FIELD: &str = "Radar_Opportunity_Id__c";
-/// The Salesforce Account external id field that holds Radar's account id.
-pub const SALESFORCE_ACCOUNT_FIELD: &str = "Radar_Account_Id__c";
-pub const SALESFORCE_API: &str = "v62.0";
-
 /// An HTTP request, ready to send.
 pub struct HttpRequest {
     pub method: Method,
@@ -54,12 +43,6 @@ impl std::fmt::Debug for HttpRequest {
             .field("body", &String::from_utf8_lossy(&self.body))
             .finish()
     }
-}
-
-/// Whether `status` from this destination means "already delivered": HubSpot answers
-/// 409 when the unique opportunity id is already there.
-pub fn already_delivered(target: &Target, status: u16) -> bool {
-    matches!(target, Target::HubSpot { .. }) && status == 409
 }
 
 /// The request that delivers `opportunity` (whose JSON is `json`) to `destination` at
@@ -101,47 +84,17 @@ pub fn build(
             headers: vec![content_type],
             body: slack_message(opportunity).to_string().into_bytes(),
         }),
-        Target::HubSpot { token } => {
-            let url = destination
-                .url
-                .join("/crm/v3/objects/tasks")
-                .map_err(|e| e.to_string())?;
-            Ok(HttpRequest {
-                method: Method::POST,
-                url,
-                headers: vec![content_type, bearer(token)],
-                body: hubspot_task(opportunity).to_string().into_bytes(),
-            })
-        }
-        Target::Salesforce { token } => {
-            let mut url = destination.url.clone();
-            url.path_segments_mut()
-                .map_err(|()| "the Salesforce URL cannot take a path".to_owned())?
-                .pop_if_empty()
-                .extend([
-                    "services",
-                    "data",
-                    SALESFORCE_API,
-                    "sobjects",
-                    "Task",
-                    SALESFORCE_ID_FIELD,
-                    opportunity.opportunity_id.as_str(),
-                ]);
-            Ok(HttpRequest {
-                method: Method::PATCH,
-                url,
-                headers: vec![content_type, bearer(token)],
-                body: salesforce_task(opportunity).to_string().into_bytes(),
-            })
+        Target::HubSpot { .. } | Target::Salesforce { .. } => {
+            Err("a CRM destination's requests are built by the crm module".to_owned())
         }
     }
 }
 
-fn bearer(token: &secrecy::SecretString) -> (&'static str, String) {
+pub(crate) fn bearer(token: &secrecy::SecretString) -> (&'static str, String) {
     ("authorization", format!("Bearer {}", token.expose_secret()))
 }
 
-fn title(opportunity: &Opportunity) -> String {
+pub(crate) fn title(opportunity: &Opportunity) -> String {
     format!(
         "Expansion: {} — {} ({})",
         opportunity.account_id,
@@ -150,7 +103,7 @@ fn title(opportunity: &Opportunity) -> String {
     )
 }
 
-fn owner(owner: Owner) -> &'static str {
+pub(crate) fn owner(owner: Owner) -> &'static str {
     match owner {
         Owner::Cs => "cs",
         Owner::Sales => "sales",
@@ -158,7 +111,7 @@ fn owner(owner: Owner) -> &'static str {
 }
 
 /// The breakdown's three largest contributions, as "component (value): +points".
-fn top_reasons(opportunity: &Opportunity) -> Vec<String> {
+pub(crate) fn top_reasons(opportunity: &Opportunity) -> Vec<String> {
     let mut items: Vec<_> = opportunity
         .breakdown
         .iter()
@@ -180,7 +133,7 @@ fn top_reasons(opportunity: &Opportunity) -> Vec<String> {
         .collect()
 }
 
-fn number(value: f64) -> String {
+pub(crate) fn number(value: f64) -> String {
     if value.fract() == 0.0 {
         format!("{value:.0}")
     } else {
@@ -188,7 +141,7 @@ fn number(value: f64) -> String {
     }
 }
 
-fn summary(opportunity: &Opportunity) -> String {
+pub(crate) fn summary(opportunity: &Opportunity) -> String {
     let mut text = format!(
         "Score {} ({}), expansion score {}, owner {}.\nWhy:\n",
         number(opportunity.score),
@@ -236,47 +189,12 @@ pub fn slack_message(opportunity: &Opportunity) -> Value {
     })
 }
 
-fn priority(tier: Tier) -> (&'static str, &'static str) {
+pub(crate) fn priority(tier: Tier) -> (&'static str, &'static str) {
     match tier {
         Tier::Critical | Tier::Hot => ("HIGH", "High"),
         Tier::Warm => ("MEDIUM", "Normal"),
         Tier::Cold => ("LOW", "Low"),
     }
-}
-
-/// `POST /crm/v3/objects/tasks`: a to-do associated with the company whose record id is
-/// the account id, carrying the opportunity id in a unique property.
-pub fn hubspot_task(opportunity: &Opportunity) -> Value {
-    json!({
-        "properties": {
-            "hs_timestamp": opportunity.occurred_at.as_str(),
-            "hs_task_subject": title(opportunity),
-            "hs_task_body": summary(opportunity),
-            "hs_task_status": "NOT_STARTED",
-            "hs_task_priority": priority(opportunity.tier).0,
-            "hs_task_type": "TODO",
-            (HUBSPOT_ID_PROPERTY): opportunity.opportunity_id.as_str(),
-        },
-        "associations": [{
-            "to": {"id": opportunity.account_id.as_str()},
-            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": HUBSPOT_TASK_TO_COMPANY}],
-        }],
-    })
-}
-
-/// `PATCH /services/data/v62.0/sobjects/Task/Radar_Opportunity_Id__c/{id}`: an upsert by
-/// external id, so a repeat updates the same Task; `What` points at the Account by its
-/// Radar account id external field.
-pub fn salesforce_task(opportunity: &Opportunity) -> Value {
-    let date = opportunity.occurred_at.get(..10).unwrap_or_default();
-    json!({
-        "Subject": title(opportunity),
-        "Description": summary(opportunity),
-        "Status": "Not Started",
-        "Priority": priority(opportunity.tier).1,
-        "ActivityDate": date,
-        "What": {"attributes": {"type": "Account"}, (SALESFORCE_ACCOUNT_FIELD): opportunity.account_id.as_str()},
-    })
 }
 
 #[cfg(test)]
@@ -385,82 +303,6 @@ pub(crate) mod tests {
         assert_eq!(
             message["blocks"][2]["text"]["text"],
             "*Top reasons*\n• seats_used_pct (0.95): +25 pts\n• premium_features (3): +15 pts\n• invites_30d (12): +10 pts\n"
-        );
-    }
-
-    #[test]
-    fn hubspot_creates_a_task_on_the_company_keyed_by_the_opportunity_id() {
-        let request = build(
-            &destination(
-                Target::HubSpot {
-                    token: "pat-1".to_owned().into(),
-                },
-                "https://api.hubapi.com",
-            ),
-            &opportunity(),
-            b"{}",
-            now(),
-        )
-        .unwrap();
-        assert_eq!(request.method, Method::POST);
-        assert_eq!(
-            request.url.as_str(),
-            "https://api.hubapi.com/crm/v3/objects/tasks"
-        );
-        assert!(
-            request
-                .headers
-                .contains(&("authorization", "Bearer pat-1".into()))
-        );
-        assert!(!format!("{request:?}").contains("pat-1"));
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
-        assert_eq!(
-            body["properties"]["radar_opportunity_id"],
-            "a20f7fb67498eb5773731d30d2baf5b3"
-        );
-        assert_eq!(body["properties"]["hs_task_priority"], "HIGH");
-        assert_eq!(body["associations"][0]["to"]["id"], "acme");
-        assert_eq!(
-            body["associations"][0]["types"][0]["associationTypeId"],
-            192
-        );
-        assert!(already_delivered(
-            &Target::HubSpot {
-                token: "t".to_owned().into()
-            },
-            409
-        ));
-        assert!(!already_delivered(&Target::Slack, 409));
-    }
-
-    #[test]
-    fn salesforce_upserts_a_task_by_external_id() {
-        let request = build(
-            &destination(
-                Target::Salesforce {
-                    token: "00D!x".to_owned().into(),
-                },
-                "https://acme.my.salesforce.com/",
-            ),
-            &opportunity(),
-            b"{}",
-            now(),
-        )
-        .unwrap();
-        assert_eq!(request.method, Method::PATCH);
-        assert_eq!(
-            request.url.as_str(),
-            "https://acme.my.salesforce.com/services/data/v62.0/sobjects/Task/Radar_Opportunity_Id__c/a20f7fb67498eb5773731d30d2baf5b3"
-        );
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
-        assert_eq!(body["ActivityDate"], "2026-03-02");
-        assert_eq!(body["Priority"], "High");
-        assert_eq!(body["What"]["Radar_Account_Id__c"], "acme");
-        assert!(
-            body["Description"]
-                .as_str()
-                .unwrap()
-                .contains("seats_used_pct (0.95): +25 pts")
         );
     }
 }

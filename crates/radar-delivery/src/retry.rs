@@ -28,6 +28,21 @@ pub enum AttemptResult {
     Refused(String),
     /// The request could not be built (e.g. an opportunity the payload cannot express).
     Unsendable(String),
+    /// The receiver answered that this delivery can never succeed as it is, for a reason
+    /// it named (a CRM's company that does not exist, a field it refuses): into the
+    /// dead-letter store at once. `label` is the low-cardinality reason for metrics.
+    Rejected { label: &'static str, reason: String },
+    /// The receiver answered that it cannot take this delivery now (a locked row, a
+    /// server briefly unavailable), in a body rather than a status: retried.
+    Transient { label: &'static str, reason: String },
+    /// Not sent: an earlier call of the same batch got an answer that stops the
+    /// destination for now (a rate limit, refused credentials, an outage). It spends no
+    /// attempt and waits until the destination may be called again.
+    Deferred(String),
+    /// The receiver refused the credentials (an expired or revoked token): nothing can be
+    /// delivered until someone sets a new one, so the destination is disabled with this
+    /// reason instead of retrying every delivery into the same refusal.
+    Unauthorized(String),
 }
 
 impl AttemptResult {
@@ -47,6 +62,9 @@ impl AttemptResult {
             AttemptResult::Connection(_) => "connection",
             AttemptResult::Refused(_) => "refused",
             AttemptResult::Unsendable(_) => "unsendable",
+            AttemptResult::Rejected { label, .. } | AttemptResult::Transient { label, .. } => label,
+            AttemptResult::Unauthorized(_) => "unauthorized",
+            AttemptResult::Deferred(_) => "deferred",
         }
     }
 
@@ -60,6 +78,10 @@ impl AttemptResult {
             AttemptResult::Connection(e) => format!("connection failed: {e}"),
             AttemptResult::Refused(e) => format!("refused by the SSRF guard: {e}"),
             AttemptResult::Unsendable(e) => format!("cannot build the request: {e}"),
+            AttemptResult::Rejected { label, reason }
+            | AttemptResult::Transient { label, reason } => format!("{label}: {reason}"),
+            AttemptResult::Unauthorized(e) => format!("credentials refused: {e}"),
+            AttemptResult::Deferred(why) => format!("not sent: {why}"),
         }
     }
 }
@@ -131,8 +153,21 @@ impl RetryPolicy {
                 408 | 429 | 500..=599 => true,
                 _ => false,
             },
-            AttemptResult::Timeout | AttemptResult::Connection(_) => true,
+            AttemptResult::Timeout
+            | AttemptResult::Connection(_)
+            | AttemptResult::Transient { .. }
+            | AttemptResult::Deferred(_) => true,
             AttemptResult::Refused(_) | AttemptResult::Unsendable(_) => false,
+            AttemptResult::Rejected { .. } => {
+                return Action::GiveUp {
+                    reason: result.describe(),
+                };
+            }
+            AttemptResult::Unauthorized(_) => {
+                return Action::Disable {
+                    reason: result.describe(),
+                };
+            }
         };
         let reason = result.describe();
         if !retryable {

@@ -14,6 +14,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::crm::config::{CrmSettings, RawCrm, RawOwners, Vendor};
 use crate::guard::Guard;
 use crate::retry::RetryPolicy;
 use crate::signing::SigningSecret;
@@ -63,6 +64,45 @@ pub struct RawDestination {
     pub playbooks: Vec<String>,
     /// Filter: `cs` or `sales` (both when absent).
     pub owner: Option<String>,
+    /// CRM: `deal` or `task` (HubSpot), `opportunity` or `task` (Salesforce).
+    pub object: Option<String>,
+    /// HubSpot: the deal pipeline's internal id.
+    pub pipeline: Option<String>,
+    /// The deal stage's internal id (HubSpot) or `StageName` (Salesforce).
+    pub stage: Option<String>,
+    /// The expected expansion cycle: close date = the opportunity's time + this.
+    pub close_in: Option<String>,
+    /// The unique deal property / external id field holding the opportunity id.
+    pub id_field: Option<String>,
+    /// The unique company property / Account external id field holding the account id.
+    pub company_field: Option<String>,
+    /// HubSpot: create a company that is not found.
+    pub create_missing_company: Option<bool>,
+    pub company_cache_ttl: Option<String>,
+    /// Salesforce: the Opportunity `Type`.
+    pub opportunity_type: Option<String>,
+    /// Records per request at most (HubSpot: up to 100).
+    pub batch_size: Option<u32>,
+    /// CRM owners of each team's records: an owner id, `"company_owner"`, or a list.
+    pub owners: Option<RawOwners>,
+}
+
+impl RawDestination {
+    fn crm(&self) -> RawCrm<'_> {
+        RawCrm {
+            object: self.object.as_deref(),
+            pipeline: self.pipeline.as_deref(),
+            stage: self.stage.as_deref(),
+            close_in: self.close_in.as_deref(),
+            id_field: self.id_field.as_deref(),
+            company_field: self.company_field.as_deref(),
+            create_missing_company: self.create_missing_company,
+            company_cache_ttl: self.company_cache_ttl.as_deref(),
+            opportunity_type: self.opportunity_type.as_deref(),
+            batch_size: self.batch_size,
+            owners: self.owners.as_ref(),
+        }
+    }
 }
 
 /// One problem in the settings, with the key it is about.
@@ -134,10 +174,18 @@ pub enum Target {
     Webhook { secrets: Vec<SigningSecret> },
     /// A Slack incoming webhook (Block Kit message).
     Slack,
-    /// HubSpot CRM v3: a task associated with the company (account id = company id).
-    HubSpot { token: SecretString },
-    /// Salesforce REST: a Task upserted by the opportunity id as external id.
-    Salesforce { token: SecretString },
+    /// HubSpot CRM: a deal (or task) upserted by the opportunity id, on the company
+    /// found by the account id.
+    HubSpot {
+        token: SecretString,
+        crm: CrmSettings,
+    },
+    /// Salesforce REST: an Opportunity (or Task) upserted by the opportunity id as
+    /// external id, on the Account whose external id is the account id.
+    Salesforce {
+        token: SecretString,
+        crm: CrmSettings,
+    },
 }
 
 impl Target {
@@ -305,6 +353,14 @@ fn destination(
             None
         }
     });
+    if matches!(raw.kind.as_str(), "webhook" | "slack") {
+        for key in raw.crm().given() {
+            fail(
+                key,
+                "only a hubspot or salesforce destination takes it".into(),
+            );
+        }
+    }
     let mut secret = || -> Option<String> {
         match (&raw.secret_env, &raw.secret_file) {
             (Some(var), None) => env(var).or_else(|| {
@@ -349,34 +405,23 @@ fn destination(
             }
         }),
         "slack" => Some(Target::Slack),
-        "hubspot" | "salesforce" => secret().and_then(|token| {
-            let token = token.trim().to_owned();
-            // It goes into an Authorization header: refuse what a header cannot carry now,
-            // rather than dead-letter every delivery later.
-            if token.is_empty()
-                || reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err()
-            {
-                let key = if raw.secret_env.is_some() {
-                    "secret_env"
-                } else {
-                    "secret_file"
-                };
-                fail(
-                    key,
-                    "the token is empty or not a valid HTTP header value".into(),
-                );
-                return None;
-            }
-            Some(if raw.kind == "hubspot" {
-                Target::HubSpot {
-                    token: token.into(),
-                }
+        "hubspot" | "salesforce" => {
+            let token = secret();
+            let vendor = if raw.kind == "hubspot" {
+                Vendor::HubSpot
             } else {
-                Target::Salesforce {
-                    token: token.into(),
-                }
-            })
-        }),
+                Vendor::Salesforce
+            };
+            let crm = crate::crm::config::build(vendor, &raw.crm(), &mut |key, message| {
+                fail(key, message)
+            });
+            token
+                .and_then(|token| crm_token(token, raw, &mut fail))
+                .map(|token| match vendor {
+                    Vendor::HubSpot => Target::HubSpot { token, crm },
+                    Vendor::Salesforce => Target::Salesforce { token, crm },
+                })
+        }
         other => {
             fail(
                 "kind",
@@ -451,6 +496,31 @@ fn destination(
         rate_limit: raw.rate_limit,
         filter,
     })
+}
+
+/// The CRM token, trimmed, if an Authorization header can carry it: refused now rather
+/// than dead-lettering every delivery later.
+fn crm_token(
+    token: String,
+    raw: &RawDestination,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<SecretString> {
+    let token = token.trim().to_owned();
+    if token.is_empty()
+        || reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err()
+    {
+        let key = if raw.secret_env.is_some() {
+            "secret_env"
+        } else {
+            "secret_file"
+        };
+        fail(
+            key,
+            "the token is empty or not a valid HTTP header value".into(),
+        );
+        return None;
+    }
+    Some(token.into())
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -567,5 +637,58 @@ mod tests {
             "{errors:#?}"
         );
         assert!(errors[4].message.contains("whsec_"), "{:?}", errors[4]);
+    }
+
+    #[test]
+    fn crm_keys_build_the_crm_settings_and_are_refused_elsewhere() {
+        let raw = RawDelivery {
+            destinations: vec![
+                RawDestination {
+                    secret_env: Some("HUBSPOT_TOKEN".into()),
+                    object: Some("deal".into()),
+                    stage: Some("qualifiedtobuy".into()),
+                    close_in: Some("30d".into()),
+                    create_missing_company: Some(true),
+                    owners: Some(RawOwners {
+                        cs: Some(crate::crm::config::RawRouting::One("1001".into())),
+                        sales: None,
+                    }),
+                    ..raw("hubspot")
+                },
+                RawDestination {
+                    secret_env: Some("HOOK_SECRET".into()),
+                    stage: Some("qualifiedtobuy".into()),
+                    batch_size: Some(10),
+                    ..raw("webhook")
+                },
+            ],
+            ..RawDelivery::default()
+        };
+        let errors = build(&raw, &env).unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "delivery.destinations[1] (webhook).stage",
+                "delivery.destinations[1] (webhook).batch_size"
+            ],
+            "{errors:#?}"
+        );
+        let settings = build(
+            &RawDelivery {
+                destinations: raw.destinations[..1].to_vec(),
+                ..RawDelivery::default()
+            },
+            &env,
+        )
+        .unwrap();
+        let Target::HubSpot { crm, .. } = &settings.destinations[0].target else {
+            panic!("{settings:?}");
+        };
+        assert_eq!(crm.stage, "qualifiedtobuy");
+        assert_eq!(crm.close_in, Duration::from_secs(30 * 86_400));
+        assert!(crm.create_missing_company);
+        assert_eq!(crm.cs, crate::crm::config::Routing::Fixed("1001".into()));
+        assert_eq!(crm.sales, crate::crm::config::Routing::CompanyOwner);
     }
 }

@@ -8,48 +8,26 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use radar_core::Opportunity;
 use radar_store::{Delivery, Recent, Settlement, Store, StoreError};
 use reqwest::Client;
-use reqwest::header::{HeaderName, HeaderValue};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::breaker::{Breaker, BreakerState};
-use crate::guard::{GuardedResolver, Refused};
+use crate::crm::CrmClient;
+use crate::guard::GuardedResolver;
+use crate::http::{self, now_ms, wall_clock};
 use crate::kafka::KafkaDelivery;
-use crate::outcome::{DestinationState, after_attempt, dead};
+use crate::observe::Observer;
+use crate::outcome::{DestinationState, after_call, dead};
 use crate::payload;
 use crate::rate::TokenBucket;
-use crate::retry::{AttemptResult, parse_retry_after};
+use crate::retry::AttemptResult;
 use crate::settings::{DeliverySettings, Destination};
-
-/// Where delivery reports what it does; the binary turns it into Prometheus metrics.
-pub trait Observer: Send + Sync {
-    /// An attempt ended; `result` is [`AttemptResult::label`].
-    fn attempt(&self, destination: &str, result: &'static str);
-    /// Delivered, `latency` after the opportunity left the outbox.
-    fn delivered(&self, destination: &str, latency: Duration);
-    fn dead_lettered(&self, destination: &str);
-    fn queue(&self, destination: &str, depth: u64, oldest_age: Duration);
-    fn breaker(&self, destination: &str, state: BreakerState);
-}
-
-/// An observer that ignores everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unobserved;
-
-impl Observer for Unobserved {
-    fn attempt(&self, _: &str, _: &'static str) {}
-    fn delivered(&self, _: &str, _: Duration) {}
-    fn dead_lettered(&self, _: &str) {}
-    fn queue(&self, _: &str, _: u64, _: Duration) {}
-    fn breaker(&self, _: &str, _: BreakerState) {}
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -173,7 +151,15 @@ impl DeliveryService {
         let stop = halted;
         let running = Arc::new(AtomicUsize::new(wakers.len()));
         for (index, waker) in wakers.iter().enumerate() {
+            let crm = CrmClient::new(
+                &self.settings.destinations[index],
+                self.client.clone(),
+                self.settings.guard.clone(),
+                self.observer.clone(),
+            )
+            .map(Arc::new);
             let worker = DestinationWorker {
+                crm,
                 store: self.store.clone(),
                 settings: self.settings.clone(),
                 index,
@@ -237,18 +223,6 @@ impl DeliveryService {
             .take();
         failed.map_or(Ok(()), |e| Err(DeliveryError::Feed(e)))
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Now, for signing timestamps and `Retry-After` dates. Delivery reads the wall clock
-/// itself (the core never does) without turning on chrono's clock for the workspace.
-fn wall_clock() -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(i64::try_from(now_ms()).unwrap_or(i64::MAX)).unwrap_or_default()
 }
 
 /// Runs a store call off the async threads: writes wait for fsync.
@@ -381,19 +355,22 @@ struct DestinationWorker {
     unsynced: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,
     kafka: Option<Arc<KafkaDelivery>>,
+    /// Set for a CRM destination: its deliveries are sent in batches by this client.
+    crm: Option<Arc<CrmClient>>,
 }
 
 type Attempted = (Delivery, AttemptResult);
 
 /// What a destination's loop keeps between rounds.
 struct Sending {
-    /// The breaker and the pause, which [`after_attempt`] decides on.
+    /// The breaker and the pause, which [`after_call`] decides on.
     state: DestinationState,
     bucket: Option<TokenBucket>,
-    in_flight: JoinSet<Attempted>,
-    /// The outbox sequence each running attempt is for, so a task that dies still
-    /// releases its delivery.
-    seqs: HashMap<tokio::task::Id, u64>,
+    /// Each task attempts one delivery, or a batch of them for a CRM.
+    in_flight: JoinSet<Vec<Attempted>>,
+    /// The outbox sequences each running task is for, so a task that dies still
+    /// releases its deliveries.
+    seqs: HashMap<tokio::task::Id, Vec<u64>>,
     /// Set by a 410, now or before a restart (the store keeps it): every delivery goes to
     /// the dead-letter store unattempted, until `radar dlq replay` enables it again.
     disabled: Option<String>,
@@ -476,17 +453,25 @@ impl DestinationWorker {
         if free == 0 {
             return wait;
         }
+        // A probe (half-open breaker) risks one delivery, not a batch.
+        let batch = match self.crm.as_ref() {
+            Some(crm) if sending.state.breaker.state(now) == BreakerState::Closed => {
+                crm.batch_size()
+            }
+            _ => 1,
+        };
         let due = {
             let (store, name) = (self.store.clone(), destination.name.clone());
-            let limit = destination.max_in_flight + sending.in_flight.len();
+            let running: usize = sending.seqs.values().map(Vec::len).sum();
+            let limit = destination.max_in_flight * batch + running;
             blocking(move || store.due_deliveries(&name, now, limit)).await
         };
         let due: Vec<Delivery> = match due {
             Ok(due) => {
-                let running: HashSet<u64> = sending.seqs.values().copied().collect();
+                let running: HashSet<u64> = sending.seqs.values().flatten().copied().collect();
                 due.into_iter()
                     .filter(|d| !running.contains(&d.seq))
-                    .take(free)
+                    .take(free * batch)
                     .collect()
             }
             Err(e) => {
@@ -498,7 +483,8 @@ impl DestinationWorker {
             self.dead_letter_all(due, &reason).await;
             return wait;
         }
-        for delivery in due {
+        let mut due = due.into_iter().peekable();
+        while due.peek().is_some() {
             if sending.state.breaker.admit(now, 1) == 0 {
                 break;
             }
@@ -509,34 +495,57 @@ impl DestinationWorker {
                 wait = wait.min(Duration::from_millis(ms));
                 break;
             }
-            let seq = delivery.seq;
-            let (client, target) = (self.client.clone(), destination.clone());
-            let guard = self.settings.guard.clone();
+            let deliveries: Vec<Delivery> = due.by_ref().take(batch).collect();
+            let seqs = deliveries.iter().map(|d| d.seq).collect();
             let span = tracing::debug_span!(
                 "attempt",
-                destination = %target.name,
-                attempt = delivery.attempts + 1
+                destination = %destination.name,
+                attempt = deliveries.first().map_or(0, |d| d.attempts + 1),
+                deliveries = deliveries.len(),
             );
-            let task = sending.in_flight.spawn(
-                async move {
-                    let result = attempt(&client, &target, &guard, &delivery).await;
-                    tracing::debug!(result = result.label(), "attempted");
-                    (delivery, result)
+            let task = match &self.crm {
+                Some(crm) => {
+                    let crm = crm.clone();
+                    sending.in_flight.spawn(
+                        async move {
+                            let done = crm.deliver(deliveries).await;
+                            for (_, result) in &done {
+                                tracing::debug!(result = result.label(), "attempted");
+                            }
+                            done
+                        }
+                        .instrument(span),
+                    )
                 }
-                .instrument(span),
-            );
-            sending.seqs.insert(task.id(), seq);
+                None => {
+                    let (client, target) = (self.client.clone(), destination.clone());
+                    let guard = self.settings.guard.clone();
+                    sending.in_flight.spawn(
+                        async move {
+                            let mut done = Vec::with_capacity(deliveries.len());
+                            for delivery in deliveries {
+                                let result = attempt(&client, &target, &guard, &delivery).await;
+                                tracing::debug!(result = result.label(), "attempted");
+                                done.push((delivery, result));
+                            }
+                            done
+                        }
+                        .instrument(span),
+                    )
+                }
+            };
+            sending.seqs.insert(task.id(), seqs);
         }
         wait
     }
 
-    /// The finished attempts; a task that died (it should not) frees its delivery, which
-    /// stays queued and is tried again.
+    /// The finished calls, each with its deliveries' results; a task that died (it should
+    /// not) frees its deliveries, which stay queued and are tried again.
     fn collect(
         &self,
-        joined: Vec<Result<(tokio::task::Id, Attempted), tokio::task::JoinError>>,
+        joined: Vec<Result<(tokio::task::Id, Vec<Attempted>), tokio::task::JoinError>>,
         sending: &mut Sending,
-    ) -> Vec<Attempted> {
+    ) -> Vec<Vec<Attempted>> {
         let mut done = Vec::with_capacity(joined.len());
         for result in joined {
             match result {
@@ -615,23 +624,29 @@ impl DestinationWorker {
         self.write(settlements).await;
     }
 
-    async fn settle(&self, done: Vec<Attempted>, sending: &mut Sending) {
+    async fn settle(&self, done: Vec<Vec<Attempted>>, sending: &mut Sending) {
         if done.is_empty() {
             return;
         }
         let name = &self.destination().name;
         let now = now_ms();
-        let mut settlements = Vec::with_capacity(done.len());
-        for (delivery, result) in done {
-            self.observer.attempt(name, result.label());
-            let outcome = after_attempt(
+        let mut outcomes = Vec::new();
+        for call in done {
+            for (_, result) in &call {
+                if !matches!(result, AttemptResult::Deferred(_)) {
+                    self.observer.attempt(name, result.label());
+                }
+            }
+            outcomes.extend(after_call(
                 &self.settings.policy,
                 &mut sending.state,
-                delivery,
-                &result,
+                call,
                 now,
-                rand::random::<f64>(),
-            );
+                &mut rand::random::<f64>,
+            ));
+        }
+        let mut settlements = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
             if let Settlement::Delivered(delivery) = &outcome.settlement {
                 self.observer.delivered(
                     name,
@@ -728,7 +743,7 @@ impl DestinationWorker {
     }
 }
 
-/// One HTTP attempt, classified.
+/// One HTTP attempt of a single-request destination, classified.
 async fn attempt(
     client: &Client,
     destination: &Destination,
@@ -752,72 +767,8 @@ async fn attempt(
         Ok(request) => request,
         Err(e) => return AttemptResult::Unsendable(e),
     };
-    // Literal addresses never reach the resolver: check them here.
-    let literal = match request.url.host() {
-        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-        _ => None,
-    };
-    if let Some(ip) = literal
-        && !guard.permits(ip)
-    {
-        return AttemptResult::Refused(format!("{ip} is internal and not allow-listed"));
+    match http::send(client, guard, destination.timeout, request, false).await {
+        Ok(answer) => answer.result(),
+        Err(result) => result,
     }
-    let mut builder = client
-        .request(request.method, request.url)
-        .timeout(destination.timeout)
-        .body(request.body);
-    for (name, value) in request.headers {
-        let Ok(mut value) = HeaderValue::from_str(&value) else {
-            return AttemptResult::Unsendable(format!("header {name} is not a valid value"));
-        };
-        value.set_sensitive(name == "authorization");
-        builder = builder.header(HeaderName::from_static(name), value);
-    }
-    match builder.send().await {
-        Ok(response) => {
-            let mut status = response.status().as_u16();
-            if payload::already_delivered(&destination.target, status) {
-                status = 200;
-            }
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, wall_clock()));
-            AttemptResult::Response {
-                status,
-                retry_after,
-            }
-        }
-        Err(e) if e.is_timeout() => AttemptResult::Timeout,
-        // Without the URL: a Slack URL is itself a secret, and errors end up in logs and
-        // the dead-letter store.
-        Err(e) => match refused(&e) {
-            Some(refused) => AttemptResult::Refused(refused.to_string()),
-            None => AttemptResult::Connection(error_chain(&e.without_url())),
-        },
-    }
-}
-
-fn refused<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(refused) = e.downcast_ref::<Refused>() {
-            return Some(refused);
-        }
-        current = e.source();
-    }
-    None
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(e) = current {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        current = e.source();
-    }
-    text
 }

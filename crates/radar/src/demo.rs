@@ -25,6 +25,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio::net::TcpListener;
 
+use crate::demo_crm::{self, DemoCrm};
 use crate::{config, pipeline, summary};
 
 const TOPIC: &str = "product-events";
@@ -57,6 +58,10 @@ pub struct DemoOptions {
     /// The whsec_… secret the --webhook endpoint verifies signatures with.
     #[arg(long, requires = "webhook")]
     pub webhook_secret: Option<String>,
+    /// Also deliver to a local stand-in of this CRM (a company per account), printing
+    /// each deal as it lands.
+    #[arg(long, value_enum)]
+    pub crm: Option<DemoCrm>,
 }
 
 pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> Result<()> {
@@ -115,7 +120,18 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
             ..RawDestination::default()
         });
     }
+    let crm_token = format!("demo-{:016x}", rand::random::<u64>());
+    let standin = match options.crm {
+        Some(crm) => {
+            let (standin, destination) =
+                runtime.block_on(demo_crm::start(crm, options.accounts, &crm_token))?;
+            raw.delivery.destinations.push(destination);
+            Some(standin)
+        }
+        None => None,
+    };
     let secrets = |name: &str| match name {
+        demo_crm::TOKEN_VAR => Some(crm_token.clone()),
         "RADAR_DEMO_RECEIVER_SECRET" => Some(receiver_secret.clone()),
         "RADAR_DEMO_WEBHOOK_SECRET" => options.webhook_secret.clone(),
         _ => None,
@@ -154,6 +170,12 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
         eprintln!(
             "radar demo: metrics at http://{admin}/metrics, admin API at http://{admin}/v1/playbooks, /healthz, /readyz"
         );
+        if let Some(standin) = &standin {
+            eprintln!(
+                "radar demo: a local {} stand-in at {} with a company per account takes the deals",
+                standin.name, standin.url
+            );
+        }
         eprintln!("radar demo: Ctrl-C to stop");
     })?;
     stopping.store(true, Ordering::SeqCst);
@@ -166,6 +188,13 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
         "radar demo: produced {produced} events; the local receiver got {} signed opportunities",
         received.load(Ordering::SeqCst)
     );
+    if let Some(standin) = &standin {
+        eprintln!(
+            "radar demo: the {} stand-in holds {} deals",
+            standin.name,
+            standin.landed.load(Ordering::SeqCst)
+        );
+    }
     eprintln!("{}", timing.report());
     Ok(())
 }

@@ -9,12 +9,14 @@
 //! - [`metrics`]: the Prometheus metrics;
 //! - [`dlq`]: `radar dlq list` / `replay` over the delivery dead-letter store;
 //! - [`demo`]: `radar demo`, the whole loop in one process;
+//! - [`demo_crm`]: `radar demo --crm`, a local HubSpot or Salesforce filling up;
 //! - [`summary`]: the human summary of an engine's outcome counters;
 //! - [`logging`]: `tracing` to stderr as text or JSON lines.
 
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod demo_crm;
 pub mod dlq;
 pub mod logging;
 pub mod metrics;

@@ -53,6 +53,7 @@ pub struct Metrics {
     queue_age: prometheus::GaugeVec,
     breaker: IntGaugeVec,
     dead_lettered: IntCounterVec,
+    crm_records: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -271,6 +272,11 @@ impl Metrics {
                 "Deliveries moved to the dead-letter store.",
                 &["destination"],
             ),
+            crm_records: vec(
+                "radar_crm_records_total",
+                "Records written to a CRM, by the team that owns them (cs, sales) and how the owner was chosen.",
+                &["destination", "team", "routing"],
+            ),
             registry,
         }
     }
@@ -412,5 +418,11 @@ impl Observer for Metrics {
         self.breaker
             .with_label_values(&[destination])
             .set(state.gauge());
+    }
+
+    fn routed(&self, destination: &str, team: &'static str, routing: &'static str) {
+        self.crm_records
+            .with_label_values(&[destination, team, routing])
+            .inc();
     }
 }

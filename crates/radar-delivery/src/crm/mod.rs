@@ -1,0 +1,54 @@
+//! CRM destinations: an opportunity becomes an expansion deal (HubSpot) or Opportunity
+//! (Salesforce) — or a task — on the customer's company, owned by the right person.
+//!
+//! Unlike a webhook, one delivery is a short conversation: find the company by the
+//! account id (cached), choose the owner, upsert the record by the opportunity id (so a
+//! repeat updates it), associate it. The vendor modules are pure (requests and what
+//! answers mean); [`client`] holds the conversation.
+//!
+//! - [`config`]: the destination's CRM keys;
+//! - [`routing`]: the owner of each team's records;
+//! - [`cache`]: companies found, for a TTL;
+//! - [`hubspot`], [`salesforce`]: the vendors' requests and answers;
+//! - [`client`]: delivering a batch.
+
+pub mod cache;
+pub mod client;
+pub mod config;
+pub mod hubspot;
+pub mod routing;
+pub mod salesforce;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use radar_core::Opportunity;
+
+pub use client::CrmClient;
+
+/// A HubSpot company or Salesforce Account, as far as Radar needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Company {
+    /// The CRM's own record id.
+    pub id: String,
+    /// Its owner's id, when it has one.
+    pub owner: Option<String>,
+}
+
+/// The expected close date: the opportunity's time plus the expected cycle, as a date.
+/// From the opportunity's time, not the clock, so a repeat writes the same date.
+pub fn close_date(opportunity: &Opportunity, close_in: Duration) -> Result<String, String> {
+    let at = DateTime::parse_from_rfc3339(&opportunity.occurred_at).map_err(|e| {
+        format!(
+            "occurred_at {:?} is not an RFC 3339 time: {e}",
+            opportunity.occurred_at
+        )
+    })?;
+    let close_in =
+        chrono::Duration::from_std(close_in).map_err(|_| "close_in is too long".to_owned())?;
+    let close = at
+        .with_timezone(&Utc)
+        .checked_add_signed(close_in)
+        .ok_or_else(|| "the close date is out of range".to_owned())?;
+    Ok(close.format("%Y-%m-%d").to_string())
+}

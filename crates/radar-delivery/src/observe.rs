@@ -1,0 +1,33 @@
+//! What delivery reports as it works, for the binary to turn into Prometheus metrics:
+//! its own module, so the worker and the CRM client both report without depending on
+//! each other.
+
+use std::time::Duration;
+
+use crate::breaker::BreakerState;
+
+/// Where delivery reports what it does; the binary turns it into Prometheus metrics.
+pub trait Observer: Send + Sync {
+    /// An attempt ended; `result` is [`AttemptResult::label`].
+    fn attempt(&self, destination: &str, result: &'static str);
+    /// Delivered, `latency` after the opportunity left the outbox.
+    fn delivered(&self, destination: &str, latency: Duration);
+    fn dead_lettered(&self, destination: &str);
+    fn queue(&self, destination: &str, depth: u64, oldest_age: Duration);
+    fn breaker(&self, destination: &str, state: BreakerState);
+    /// A CRM record was written, owned per `routing` for `team` (`cs` or `sales`).
+    fn routed(&self, destination: &str, team: &'static str, routing: &'static str);
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn attempt(&self, _: &str, _: &'static str) {}
+    fn delivered(&self, _: &str, _: Duration) {}
+    fn dead_lettered(&self, _: &str) {}
+    fn queue(&self, _: &str, _: u64, _: Duration) {}
+    fn breaker(&self, _: &str, _: BreakerState) {}
+    fn routed(&self, _: &str, _: &'static str, _: &'static str) {}
+}

@@ -1,0 +1,101 @@
+//! What the delivery tests share: settings with a compressed schedule, delivery running
+//! over a store in a scratch directory, and waiting for a condition with a deadline.
+
+#![allow(clippy::unwrap_used, dead_code)] // test helpers; each test binary uses a part
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use radar_delivery::settings::{RawDestination, build};
+use radar_delivery::{DeliveryService, Observer, RawDelivery, Unobserved};
+use radar_store::Store;
+use tokio::sync::watch;
+
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+pub fn settings(destinations: Vec<RawDestination>, allow_loopback: bool) -> RawDelivery {
+    RawDelivery {
+        schedule: Some(["20ms", "40ms", "80ms", "80ms"].map(String::from).to_vec()),
+        breaker_cooldown: Some("100ms".into()),
+        poll_interval: Some("10ms".into()),
+        allow_networks: if allow_loopback {
+            vec!["127.0.0.0/8".into()]
+        } else {
+            vec![]
+        },
+        destinations,
+        ..RawDelivery::default()
+    }
+}
+
+pub struct Running {
+    pub store: Arc<Store>,
+    pub stop: watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A store with `entries` in its outbox, and delivery running over it.
+pub async fn run_entries(raw: RawDelivery, entries: Vec<Vec<u8>>) -> Running {
+    run_observed(raw, entries, Arc::new(Unobserved)).await
+}
+
+/// [`run_entries`], reporting to `observer`.
+pub async fn run_observed(
+    raw: RawDelivery,
+    entries: Vec<Vec<u8>>,
+    observer: Arc<dyn Observer>,
+) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    store
+        .append_outbox(entries.iter().map(Vec::as_slice))
+        .unwrap();
+    let mut running = serve_observed(store, raw, observer).await;
+    running._dir = Some(dir);
+    running
+}
+
+/// Delivery over an existing store, as a restarted radar would run it.
+pub async fn serve(store: Arc<Store>, raw: RawDelivery) -> Running {
+    serve_observed(store, raw, Arc::new(Unobserved)).await
+}
+
+/// [`serve`], reporting to `observer`.
+pub async fn serve_observed(
+    store: Arc<Store>,
+    raw: RawDelivery,
+    observer: Arc<dyn Observer>,
+) -> Running {
+    let env = |name: &str| match name {
+        "TEST_SECRET" => Some(SECRET.to_owned()),
+        "TEST_TOKEN" => Some("test-token".to_owned()),
+        _ => None,
+    };
+    let settings = build(&raw, &env).unwrap();
+    let service = DeliveryService::new(store.clone(), settings, observer).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(async move { service.run(stopped).await.unwrap() });
+    Running {
+        store,
+        stop,
+        task,
+        _dir: None,
+    }
+}
+
+impl Running {
+    pub async fn finish(self) -> Arc<Store> {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+        self.store
+    }
+}
+
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,300 @@
+//! A stand-in of the Salesforce REST API
+//! (<https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/>).
+//!
+//! Endpoints, under `/services/data/vNN.N/` (any version; every one requires
+//! `Authorization: Bearer <token>`):
+//! - `GET sobjects/{Account|Opportunity|Task}/{ExternalIdField}/{value}?fields=..`;
+//! - `PATCH sobjects/{Opportunity|Task}/{ExternalIdField}/{value}`: upsert.
+//!
+//! What Salesforce documents and the stand-in does is written where it is done: `fields`
+//! (the org's fields and ids), `handlers` (each endpoint), `errors` (bodies). Faults for
+//! tests are set through [`Salesforce`].
+
+mod errors;
+mod fields;
+mod handlers;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+use self::fields::{SObjectType, id15, id18};
+use crate::log::{self, RequestLog};
+use crate::server;
+pub use crate::{Record, Request};
+
+/// The user the token belongs to: it always exists, and owns what is created without an
+/// `OwnerId`.
+pub const DEFAULT_USER: &str = "005000000000001AAA";
+
+/// The daily API request allocation reported in `Sforce-Limit-Info`.
+const API_LIMIT: u64 = 15_000;
+
+/// A running Salesforce stand-in. Clones share the server and its records.
+#[derive(Clone, Debug)]
+pub struct Salesforce {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    token: String,
+    url: String,
+    /// std `Mutex`: sections are short and never cross an `.await`.
+    state: Mutex<State>,
+    log: Arc<RequestLog>,
+    opportunities: broadcast::Sender<Record>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Users by the 15-character form of their ids.
+    users: BTreeSet<String>,
+    accounts: Vec<SObject>,
+    opportunities: Vec<SObject>,
+    tasks: Vec<SObject>,
+    issued: [u64; 3],
+    api_usage: u64,
+    faults: Faults,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    rate_limited: usize,
+    expired: bool,
+    duplicate_once: Vec<String>,
+}
+
+/// A stored record; `fields` holds `Id` and every field set.
+#[derive(Clone, Debug)]
+struct SObject {
+    id: String,
+    fields: Map<String, Value>,
+    created: bool,
+}
+
+impl SObject {
+    fn record(&self) -> Record {
+        Record {
+            id: self.id.clone(),
+            properties: self.fields.clone(),
+            created: self.created,
+        }
+    }
+}
+
+impl State {
+    fn records(&self, sobject: SObjectType) -> &[SObject] {
+        match sobject {
+            SObjectType::Account => &self.accounts,
+            SObjectType::Opportunity => &self.opportunities,
+            SObjectType::Task => &self.tasks,
+            SObjectType::User => &[],
+        }
+    }
+
+    fn records_mut(&mut self, sobject: SObjectType) -> Option<&mut Vec<SObject>> {
+        match sobject {
+            SObjectType::Account => Some(&mut self.accounts),
+            SObjectType::Opportunity => Some(&mut self.opportunities),
+            SObjectType::Task => Some(&mut self.tasks),
+            SObjectType::User => None,
+        }
+    }
+
+    /// The record whose external ID `field` is `value` (field names match
+    /// case-insensitively, values exactly).
+    fn find(&self, sobject: SObjectType, field: &str, value: &str) -> Option<usize> {
+        self.records(sobject).iter().position(|record| {
+            record
+                .fields
+                .iter()
+                .any(|(name, v)| name.eq_ignore_ascii_case(field) && v.as_str() == Some(value))
+        })
+    }
+
+    /// Whether a record of `sobject` has this id (15- or 18-character).
+    fn exists(&self, sobject: SObjectType, id: &str) -> bool {
+        let Some(key) = id15(id) else {
+            return false;
+        };
+        match sobject {
+            SObjectType::User => self.users.contains(key),
+            _ => self
+                .records(sobject)
+                .iter()
+                .any(|record| record.id.starts_with(key)),
+        }
+    }
+
+    fn insert(&mut self, sobject: SObjectType, fields: Map<String, Value>) -> Option<&SObject> {
+        let slot = match sobject {
+            SObjectType::Account => 0,
+            SObjectType::Opportunity => 1,
+            SObjectType::Task => 2,
+            SObjectType::User => return None,
+        };
+        self.issued[slot] += 1;
+        let id = id18(&format!(
+            "{}{:012}",
+            sobject.key_prefix(),
+            self.issued[slot]
+        ));
+        let mut stored = Map::new();
+        stored.insert("Id".into(), id.clone().into());
+        stored.extend(fields);
+        let records = self.records_mut(sobject)?;
+        records.push(SObject {
+            id,
+            fields: stored,
+            created: true,
+        });
+        records.last()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Authentication first, then injected limits; admitted requests count toward the
+    /// usage reported in `Sforce-Limit-Info`.
+    fn admit(&self, token: Option<&str>) -> (Result<(), errors::SfError>, u64) {
+        let mut state = self.lock();
+        let verdict = if token != Some(self.token.as_str()) || state.faults.expired {
+            Err(errors::SfError::invalid_session())
+        } else if state.faults.rate_limited > 0 {
+            state.faults.rate_limited -= 1;
+            Err(errors::SfError::request_limit())
+        } else {
+            state.api_usage += 1;
+            Ok(())
+        };
+        (verdict, state.api_usage)
+    }
+
+    fn publish(&self, opportunity: Record) {
+        // No subscriber is fine: the channel is for whoever watches (the demo).
+        let _ = self.opportunities.send(opportunity);
+    }
+}
+
+impl Salesforce {
+    /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime; requests
+    /// must carry `Authorization: Bearer <token>`.
+    pub async fn start(token: &str) -> std::io::Result<Salesforce> {
+        let (listener, addr) = server::bind().await?;
+        let log = Arc::new(RequestLog::default());
+        let mut state = State::default();
+        if let Some(key) = id15(DEFAULT_USER) {
+            state.users.insert(key.to_owned());
+        }
+        let shared = Arc::new(Shared {
+            token: token.to_owned(),
+            url: format!("http://{addr}"),
+            state: Mutex::new(state),
+            log: Arc::clone(&log),
+            opportunities: broadcast::channel(1024).0,
+        });
+        let router = Router::new()
+            .route(
+                "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
+                get(handlers::get_by_external_id).patch(handlers::upsert),
+            )
+            .fallback(handlers::unknown_route)
+            .layer(from_fn_with_state(Arc::clone(&shared), handlers::gate))
+            .layer(from_fn_with_state(log, log::record))
+            .with_state(Arc::clone(&shared));
+        server::spawn(listener, router);
+        Ok(Salesforce { shared })
+    }
+
+    /// The instance URL, `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        self.shared.url.clone()
+    }
+
+    /// Makes `user_id` (a `005…` id, 15 or 18 characters) a valid `OwnerId`.
+    pub fn add_user(&self, user_id: &str) {
+        let key = id15(user_id).unwrap_or(user_id).to_owned();
+        self.shared.lock().users.insert(key);
+    }
+
+    /// An Account whose external ID field `field` (e.g. `Radar_Account_Id__c`) is `value`,
+    /// owned by `owner_id` ([`DEFAULT_USER`] when `None`); returns its 18-character `Id`
+    /// ("001…"). Seeding, so nothing is validated; a value an Account already holds returns
+    /// that Account's id.
+    pub fn add_account(&self, field: &str, value: &str, owner_id: Option<&str>) -> String {
+        let mut state = self.shared.lock();
+        if let Some(index) = state.find(SObjectType::Account, field, value) {
+            return state.accounts[index].id.clone();
+        }
+        let mut fields = Map::new();
+        fields.insert(
+            "OwnerId".into(),
+            owner_id.unwrap_or(DEFAULT_USER).to_owned().into(),
+        );
+        fields.insert(field.to_owned(), value.into());
+        state
+            .insert(SObjectType::Account, fields)
+            .map(|account| account.id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Opportunities in creation order; `properties` are the fields, `Id` included.
+    pub fn opportunities(&self) -> Vec<Record> {
+        let state = self.shared.lock();
+        state.opportunities.iter().map(SObject::record).collect()
+    }
+
+    pub fn tasks(&self) -> Vec<Record> {
+        self.shared
+            .lock()
+            .tasks
+            .iter()
+            .map(SObject::record)
+            .collect()
+    }
+
+    /// Every request answered so far, refused ones included, in arrival order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.log.snapshot()
+    }
+
+    /// The next `n` authenticated requests get 403
+    /// `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`,
+    /// Salesforce's answer when the org's API request limit is used up.
+    pub fn rate_limit_next(&self, n: usize) {
+        self.shared.lock().faults.rate_limited = n;
+    }
+
+    /// From now on the session is expired: every request gets 401
+    /// `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`.
+    pub fn expire_token(&self) {
+        self.shared.lock().faults.expired = true;
+    }
+
+    /// The next upsert of an Opportunity by external ID `value` loses a race: as if another
+    /// upsert of the same value inserted first, the record exists afterwards (made from
+    /// this request's body when it did not exist yet) and this request gets 400
+    /// `DUPLICATE_VALUE`. A retry then finds the record and updates it.
+    pub fn duplicate_once(&self, value: &str) {
+        self.shared
+            .lock()
+            .faults
+            .duplicate_once
+            .push(value.to_owned());
+    }
+
+    /// Opportunities as they are created or updated, for `radar demo` to print. A receiver
+    /// that falls more than 1024 behind loses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<Record> {
+        self.shared.opportunities.subscribe()
+    }
+}

@@ -1,0 +1,142 @@
+//! Salesforce's error responses: a JSON array of `{message, errorCode, fields}`
+//! (<https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm>).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// One error of the array.
+#[derive(Debug)]
+pub(super) struct SfError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    fields: Option<Vec<String>>,
+}
+
+impl SfError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: None,
+        }
+    }
+
+    fn with_fields(mut self, fields: &[&str]) -> Self {
+        self.fields = Some(fields.iter().map(|f| (*f).to_owned()).collect());
+        self
+    }
+
+    /// 404 `NOT_FOUND`: no such record, sObject, or external ID field (the upsert guide's
+    /// "incorrect external ID field" answer).
+    pub(super) fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        )
+    }
+
+    /// 401 `INVALID_SESSION_ID`: the session or OAuth token is missing, wrong or expired.
+    pub(super) fn invalid_session() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        )
+    }
+
+    /// 403 `REQUEST_LIMIT_EXCEEDED`: the org's API request limit is used up.
+    pub(super) fn request_limit() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        )
+    }
+
+    pub(super) fn invalid_field(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_FIELD", message)
+    }
+
+    pub(super) fn no_such_column(field: &str, sobject: &str) -> Self {
+        Self::invalid_field(format!(
+            "No such column '{field}' on sobject of type {sobject}"
+        ))
+    }
+
+    pub(super) fn json_parser(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", message)
+    }
+
+    /// A value of the wrong type for its field, as Salesforce's JSON parser words it.
+    pub(super) fn cannot_deserialize(kind: &str, value: &Value) -> Self {
+        Self::json_parser(format!(
+            "Cannot deserialize instance of {kind} from {value} or request may be missing a required field"
+        ))
+    }
+
+    pub(super) fn required_missing(fields: &[&str]) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "REQUIRED_FIELD_MISSING",
+            format!("Required fields are missing: [{}]", fields.join(", ")),
+        )
+        .with_fields(fields)
+    }
+
+    /// An id that is not a well-formed id of the field's type.
+    pub(super) fn malformed_id(field: &str, label: &str, value: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_ID",
+            format!("{label} ID: id value of incorrect type: {value}"),
+        )
+        .with_fields(&[field])
+    }
+
+    /// A well-formed id that names no record.
+    pub(super) fn cross_reference(field: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_CROSS_REFERENCE_KEY",
+            "invalid cross reference id",
+        )
+        .with_fields(&[field])
+    }
+
+    pub(super) fn duplicate_value(field: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "DUPLICATE_VALUE",
+            format!("duplicate value found: {field} duplicates value on record with id: {id}"),
+        )
+        .with_fields(&[])
+    }
+
+    fn entry(&self) -> Value {
+        let mut entry = json!({ "message": self.message, "errorCode": self.code });
+        if let Some(fields) = &self.fields {
+            entry["fields"] = json!(fields);
+        }
+        entry
+    }
+}
+
+/// Several errors in one answer; the status is the first one's.
+pub(super) fn render(errors: &[SfError]) -> Response {
+    let status = errors
+        .first()
+        .map_or(StatusCode::BAD_REQUEST, |error| error.status);
+    let body: Vec<Value> = errors.iter().map(SfError::entry).collect();
+    (status, Json(Value::Array(body))).into_response()
+}
+
+impl IntoResponse for SfError {
+    fn into_response(self) -> Response {
+        render(&[self])
+    }
+}

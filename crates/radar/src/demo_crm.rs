@@ -1,0 +1,164 @@
+//! `radar demo --crm hubspot|salesforce`: a local stand-in of that CRM (from
+//! `radar-standin`), seeded with a company per demo account and a few owners, as a
+//! delivery destination; each deal prints as it lands, so a newcomer sees the pipeline
+//! fill.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use radar_delivery::crm::config::{RawOwners, RawRouting};
+use radar_delivery::settings::RawDestination;
+use radar_standin::Record;
+use radar_standin::hubspot::HubSpot;
+use radar_standin::salesforce::Salesforce;
+use tokio::sync::broadcast;
+
+/// Which CRM the demo stands in for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoCrm {
+    Hubspot,
+    Salesforce,
+}
+
+/// The environment variable name the demo's CRM token is read under.
+pub const TOKEN_VAR: &str = "RADAR_DEMO_CRM_TOKEN";
+
+/// Owners in the stand-in: the first owns every company (CS work goes to the account's
+/// owner); sales expansions are spread over the other two.
+const HUBSPOT_OWNERS: [&str; 3] = ["1001", "1002", "1003"];
+const SALESFORCE_USERS: [&str; 3] = [
+    "005000000000101AAA",
+    "005000000000102AAA",
+    "005000000000103AAA",
+];
+
+/// A running stand-in, and how many deals have landed in it.
+#[derive(Debug)]
+pub struct Standin {
+    pub name: &'static str,
+    pub url: String,
+    pub landed: Arc<AtomicU64>,
+}
+
+/// Starts the stand-in with a company for each of the demo's `accounts`, prints deals as
+/// they land, and returns it with the destination that delivers to it.
+pub async fn start(crm: DemoCrm, accounts: u64, token: &str) -> Result<(Standin, RawDestination)> {
+    let landed = Arc::new(AtomicU64::new(0));
+    let (name, kind, url, owners, deals) = match crm {
+        DemoCrm::Hubspot => {
+            let hubspot = HubSpot::start(token)
+                .await
+                .context("starting the local HubSpot stand-in")?;
+            for owner in HUBSPOT_OWNERS {
+                hubspot.add_owner(owner);
+            }
+            for index in 0..accounts {
+                hubspot.add_company(
+                    "radar_account_id",
+                    &account_id(index),
+                    Some(HUBSPOT_OWNERS[0]),
+                );
+            }
+            (
+                "HubSpot",
+                "hubspot",
+                hubspot.url(),
+                HUBSPOT_OWNERS,
+                hubspot.subscribe(),
+            )
+        }
+        DemoCrm::Salesforce => {
+            let salesforce = Salesforce::start(token)
+                .await
+                .context("starting the local Salesforce stand-in")?;
+            for user in SALESFORCE_USERS {
+                salesforce.add_user(user);
+            }
+            for index in 0..accounts {
+                salesforce.add_account(
+                    "Radar_Account_Id__c",
+                    &account_id(index),
+                    Some(SALESFORCE_USERS[0]),
+                );
+            }
+            (
+                "Salesforce",
+                "salesforce",
+                salesforce.url(),
+                SALESFORCE_USERS,
+                salesforce.subscribe(),
+            )
+        }
+    };
+    tokio::spawn(print_deals(crm, deals, landed.clone()));
+    let destination = RawDestination {
+        name: kind.into(),
+        kind: kind.into(),
+        url: Some(url.clone()),
+        secret_env: Some(TOKEN_VAR.into()),
+        owners: Some(RawOwners {
+            cs: Some(RawRouting::One("company_owner".into())),
+            sales: Some(RawRouting::Many(
+                owners[1..].iter().map(|o| (*o).to_owned()).collect(),
+            )),
+        }),
+        ..RawDestination::default()
+    };
+    Ok((Standin { name, url, landed }, destination))
+}
+
+/// The generator's account ids (`radar generate`, `radar demo`).
+fn account_id(index: u64) -> String {
+    format!("acct_{index:06}")
+}
+
+async fn print_deals(crm: DemoCrm, mut deals: broadcast::Receiver<Record>, landed: Arc<AtomicU64>) {
+    loop {
+        match deals.recv().await {
+            Ok(deal) => {
+                if deal.created {
+                    landed.fetch_add(1, Ordering::SeqCst);
+                }
+                println!("{}", describe(crm, &deal));
+            }
+            // The stand-in keeps the last 1024 for a slow reader; the count stays right.
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                landed.fetch_add(missed, Ordering::SeqCst);
+                println!("crm: unprinted {missed} deals that landed meanwhile");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// One line per deal: what a rep sees in the pipeline view.
+fn describe(crm: DemoCrm, deal: &Record) -> String {
+    let field = |name: &str| {
+        deal.properties
+            .get(name)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .unwrap_or_default()
+    };
+    let verb = if deal.created { "new    " } else { "updated" };
+    match crm {
+        DemoCrm::Hubspot => format!(
+            "crm: deal {verb} {:>8} {:<52} amount {:>9} stage {} close {} owner {}",
+            deal.id,
+            field("dealname"),
+            field("amount"),
+            field("dealstage"),
+            field("closedate"),
+            field("hubspot_owner_id"),
+        ),
+        DemoCrm::Salesforce => format!(
+            "crm: opportunity {verb} {} {:<52} amount {:>9} stage {} close {} owner {}",
+            deal.id,
+            field("Name"),
+            field("Amount"),
+            field("StageName"),
+            field("CloseDate"),
+            field("OwnerId"),
+        ),
+    }
+}
