@@ -15,12 +15,12 @@ use crate::run::{KillOnDrop, free_port, get};
 const SECRET: &str = "whsec_Y29tcG9zZS1kZW1vLXNlY3JldC1ub3QtZm9yLXByb2Q=";
 
 /// Whether this is CI, where a missing tool is a failure rather than a reason to skip.
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 /// Whether `program` runs at all.
-fn available(program: &str, arg: &str) -> bool {
+pub(crate) fn available(program: &str, arg: &str) -> bool {
     Command::new(program)
         .arg(arg)
         .stdout(Stdio::null())

@@ -4,6 +4,8 @@
 //!   opportunities and counters, run through `radar replay`'s code path;
 //! - `model`: property tests of the engine against the semantics of DESIGN.md;
 //! - `cli`: the `radar` binary's commands, exit codes and messages;
+//! - `backtest`: `radar backtest` on generated events and outcomes, and its HTML report
+//!   in headless Chromium;
 //! - `deploy`: deploy/ against the binary: a live scrape has every metric the dashboard
 //!   and alerts query; every config under deploy/ passes `radar validate`;
 //! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster);
@@ -14,6 +16,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
 
+mod backtest;
 mod cli;
 mod deploy;
 mod golden;

@@ -537,11 +537,14 @@ impl Engine {
                 }
                 continue;
             }
-            let playbook = match trigger {
-                Trigger::Playbook(i) => settings.playbooks[i].name.clone(),
-                Trigger::TierRise { .. } => format_compact!("tier:{}", tier.as_str()),
+            let (playbook, shadow) = match trigger {
+                Trigger::Playbook(i) => {
+                    let p = &settings.playbooks[i];
+                    (p.name.clone(), p.shadow)
+                }
+                Trigger::TierRise { .. } => (format_compact!("tier:{}", tier.as_str()), false),
             };
-            out.push(opportunity(
+            let mut opportunity = opportunity(
                 settings,
                 state,
                 event,
@@ -550,7 +553,9 @@ impl Engine {
                 score,
                 tier,
                 &self.values,
-            ));
+            );
+            opportunity.shadow = shadow;
+            out.push(opportunity);
             state.start_cooldown(key, time);
             self.stats.opportunities[kind.index()][tier.index()] += 1;
             emitted += 1;
@@ -698,5 +703,6 @@ fn opportunity(
         owner,
         occurred_at: format_rfc3339(event.timestamp).into(),
         expansion_score: settings.priority.evaluate(kind, state, event.timestamp),
+        shadow: false,
     }
 }

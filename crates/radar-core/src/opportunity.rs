@@ -73,6 +73,10 @@ pub struct Opportunity {
     /// The triggering event's time, RFC 3339.
     pub occurred_at: CompactString,
     pub expansion_score: ExpansionScore,
+    /// From a playbook in shadow mode: counted and listed, delivered nowhere. Absent
+    /// from the JSON when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 /// The idempotency key: a stable 128-bit hash (XXH3) of account, playbook and triggering

@@ -84,6 +84,8 @@ pub struct Playbook {
     pub all: Vec<Condition>,
     pub any: Vec<Condition>,
     pub cooldown: Millis,
+    /// Evaluated like the others, its opportunities marked and delivered nowhere.
+    pub shadow: bool,
 }
 
 impl Playbook {
@@ -122,6 +124,7 @@ mod tests {
             all: vec![Condition::TierAtLeast(Tier::Warm)],
             any: vec![Condition::EventIs(TypeId(0)), seats],
             cooldown: 0,
+            shadow: false,
         };
         let mut state = AccountState::new(0);
         state.usage.seats_used.offer(Some(9), 0);

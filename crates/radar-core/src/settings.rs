@@ -109,6 +109,9 @@ pub struct RawPlaybook {
     pub name: String,
     pub kind: String,
     pub cooldown: Option<String>,
+    /// `live` (default) or `shadow`: evaluated exactly like the others (cooldowns, gates,
+    /// ids) but delivered nowhere, to watch a new rule on real traffic first.
+    pub mode: Option<String>,
     #[serde(default)]
     pub all: Vec<RawCondition>,
     #[serde(default)]
@@ -630,6 +633,17 @@ fn playbooks(
             Some(text) => errs.duration(&format!("{key}.cooldown"), text),
             None => default_cooldown,
         };
+        let shadow = match p.mode.as_deref() {
+            None | Some("live") => false,
+            Some("shadow") => true,
+            Some(other) => {
+                errs.push(
+                    format!("{key}.mode"),
+                    format!("{other:?} is not live or shadow"),
+                );
+                false
+            }
+        };
         if p.all.is_empty() && p.any.is_empty() {
             errs.push(&key, "needs at least one condition in `all` or `any`");
         }
@@ -651,6 +665,7 @@ fn playbooks(
                 all,
                 any,
                 cooldown,
+                shadow,
             });
         }
     }

@@ -11,6 +11,8 @@
 //! The same options always give the same bytes: the only randomness is a ChaCha8 stream
 //! seeded from `seed`.
 
+pub mod outcomes;
+
 use chrono::{DateTime, SecondsFormat};
 use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};
@@ -102,6 +104,11 @@ struct Profile {
     health: f64,
     churn_risk: bool,
     users: u32,
+    /// Expansion signals sent, and when the last was (for [`Generator::outcomes`]).
+    signals: u32,
+    /// The ARR it started with (`arr` compounds with every `expansion_closed`).
+    first_arr: f64,
+    last_signal_ms: i64,
 }
 
 /// Event types with their weights; `page_viewed` is not a Radar type (counted as unknown).
@@ -240,12 +247,18 @@ impl Generator {
                 seats_used,
                 api_limit,
                 arr: (arr * rng.random_range(0.7..1.3)).round(),
+                first_arr: 0.0,
                 customer_since_ms: now - rng.random_range(0..720) * DAY_MS,
                 contract_end_ms: now + rng.random_range(-10..365) * DAY_MS,
                 health: rng.random_range(40.0..100.0),
                 churn_risk: rng.random_bool(0.05),
                 users: 0,
+                signals: 0,
+                last_signal_ms: now,
             });
+            if let Some(p) = self.profiles[index].as_mut() {
+                p.first_arr = p.arr;
+            }
         }
         match &mut self.profiles[index] {
             Some(p) => (fresh, p),
@@ -268,6 +281,17 @@ impl Generator {
         p.users = p.users.max(1);
         let user = rng.random_range(0..p.users.max(p.seats_used).max(1));
         let props = properties(rng, p, event_type, time);
+        if matches!(
+            event_type,
+            "seat_threshold_90pct"
+                | "api_tier_exceeded"
+                | "feature_limit_hit"
+                | "premium_feature_attempted"
+                | "team_invite_sent"
+        ) {
+            p.signals += 1;
+            p.last_signal_ms = p.last_signal_ms.max(time);
+        }
         let envelope = Envelope {
             event_id: format!("evt_{:016x}_{seq}", self.opts.seed),
             event_type,
@@ -393,6 +417,44 @@ fn properties(
         _ => {}
     }
     props
+}
+
+impl Generator {
+    /// What the stream so far showed of each account that sent an event, for the
+    /// outcome model.
+    pub fn account_signals(&self) -> Vec<outcomes::AccountSignals> {
+        self.profiles
+            .iter()
+            .flatten()
+            .map(|p| outcomes::AccountSignals {
+                account_id: p.id.clone(),
+                seat_utilization: f64::from(p.seats_used) / f64::from(p.seat_limit.max(1)),
+                signals: p.signals,
+                health: p.health,
+                churn_risk: p.churn_risk,
+                arr: p.first_arr,
+                last_signal_ms: p.last_signal_ms,
+                contract_end_ms: p.contract_end_ms,
+            })
+            .collect()
+    }
+
+    /// The real expansions of the accounts generated so far (call it after the last
+    /// line): drawn from their signals by [`outcomes::draw`], the same for the same
+    /// options.
+    pub fn outcomes(&self) -> Vec<outcomes::Outcome> {
+        outcomes::draw(&self.account_signals(), self.opts.seed)
+    }
+}
+
+/// An outcome as a row of the outcomes file (`account_id,expanded_at,arr_delta`).
+pub fn outcome_row(outcome: &outcomes::Outcome) -> String {
+    format!(
+        "{},{},{}",
+        outcome.account_id,
+        rfc3339(outcome.expanded_at_ms),
+        outcome.arr_delta
+    )
 }
 
 /// The `account_id` written in a generated line, borrowed from it, as a producer keys

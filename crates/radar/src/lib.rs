@@ -4,6 +4,7 @@
 //! Modules:
 //! - [`config`]: layered config loading (defaults → `--config` file → `RADAR__…` env);
 //! - [`replay`]: `radar replay`, a file of events through the engine;
+//! - [`backtest`]: `radar backtest`, replay's opportunities against real expansions;
 //! - [`pipeline`]: `radar run`: the Kafka source, delivery and the admin server together;
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/v1/…`);
 //! - [`metrics`]: the Prometheus metrics;
@@ -14,6 +15,7 @@
 //! - [`logging`]: `tracing` to stderr as text or JSON lines.
 
 pub mod admin;
+pub mod backtest;
 pub mod config;
 pub mod demo;
 pub mod demo_crm;

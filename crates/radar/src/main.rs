@@ -53,6 +53,11 @@ enum Command {
         /// Write to this file instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Also write synthetic outcomes (`account_id,expanded_at,arr_delta`) to this CSV
+        /// file: which accounts expanded, drawn from a hidden propensity that depends on
+        /// their signals, for `radar backtest`.
+        #[arg(long, value_name = "FILE")]
+        outcomes: Option<PathBuf>,
     },
     /// Run a file of events through the engine; print one JSON line per opportunity.
     Replay {
@@ -65,6 +70,10 @@ enum Command {
         /// JSON-lines file of events, or `-` for stdin.
         input: PathBuf,
     },
+    /// Would these alerts have been right? Replay events and check the opportunities
+    /// against real expansions: precision, recall, lift, lead time and ARR caught per
+    /// playbook, tier and tier rise, and by score threshold.
+    Backtest(radar::backtest::BacktestOptions),
     /// Consume events from Kafka: per-partition state with checkpoints, rejected events
     /// to the dead-letter topic, opportunities to the outbox. Stops cleanly on SIGTERM or
     /// SIGINT (checkpoint, commit, exit 0).
@@ -138,6 +147,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             days,
             invalid_ratio,
             output,
+            outcomes,
         } => {
             let opts = radar_gen::Options {
                 accounts,
@@ -147,7 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 invalid_ratio,
                 ..Default::default()
             };
-            let generator = radar_gen::Generator::new(opts)?;
+            let mut generator = radar_gen::Generator::new(opts)?;
             let sink: Box<dyn Write> = match &output {
                 Some(path) => Box::new(
                     File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -155,11 +165,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => Box::new(io::stdout().lock()),
             };
             let mut sink = BufWriter::with_capacity(1 << 16, sink);
-            for line in generator {
+            for line in generator.by_ref() {
                 sink.write_all(line.as_bytes())?;
                 sink.write_all(b"\n")?;
             }
             sink.flush().context("writing events")?;
+            if let Some(path) = outcomes {
+                let file =
+                    File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                let mut out = BufWriter::new(file);
+                writeln!(out, "account_id,expanded_at,arr_delta")?;
+                for outcome in generator.outcomes() {
+                    writeln!(out, "{}", radar_gen::outcome_row(&outcome))?;
+                }
+                out.flush()
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -190,6 +211,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     None => eprintln!("explain: account {account:?} has no accepted events"),
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest(options) => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            radar::backtest::run(&options, &mut out)?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => run_pipeline(config),

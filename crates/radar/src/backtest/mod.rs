@@ -1,0 +1,214 @@
+//! `radar backtest`: would these alerts have been right? Runs a file of events through
+//! the same engine as `radar replay` (so the opportunities are exactly the ones Radar
+//! would have sent) and checks them against the real expansions in an outcomes file:
+//! precision, recall, lift, lead time and ARR caught per playbook, tier and tier rise, and
+//! by score threshold. `--compare` does it for two configurations side by side.
+//!
+//! - [`outcomes`]: the outcomes CSV, bad rows reported by line and skipped;
+//! - [`analysis`]: the figures, pure;
+//! - [`report`]: the terminal table, the JSON and the comparison;
+//! - [`html`]: the self-contained HTML report with its charts.
+
+pub mod analysis;
+pub mod html;
+pub mod outcomes;
+pub mod report;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use radar_core::engine::Outcome;
+use radar_core::opportunity::Kind;
+use radar_core::time::parse_rfc3339;
+
+use crate::{config, replay};
+use analysis::{Emitted, Expansion};
+use report::Report;
+
+/// `radar backtest`'s options, as its command line takes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BacktestOptions {
+    /// JSON-lines file of events (as `radar replay` reads them).
+    #[arg(long)]
+    pub events: PathBuf,
+    /// CSV of real expansions: `account_id,expanded_at,arr_delta` with that header.
+    #[arg(long)]
+    pub outcomes: PathBuf,
+    /// Config file layered over the built-in defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// How long after an opportunity an expansion still counts as following it.
+    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+    pub horizon: Duration,
+    /// A second config to run on the same events and outcomes, side by side.
+    #[arg(long, value_name = "CONFIG")]
+    pub compare: Option<PathBuf>,
+    /// Print JSON (the fields README documents) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML report with charts to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// Runs the backtest and writes its output to `out`.
+pub fn run(options: &BacktestOptions, out: &mut dyn Write) -> Result<()> {
+    let file = File::open(&options.outcomes)
+        .with_context(|| format!("opening {}", options.outcomes.display()))?;
+    let outcomes = outcomes::read(BufReader::new(file))
+        .with_context(|| format!("reading {}", options.outcomes.display()))?;
+    for bad in outcomes.bad.iter().take(20) {
+        eprintln!(
+            "{}: line {}: {} (skipped)",
+            options.outcomes.display(),
+            bad.line,
+            bad.reason
+        );
+    }
+    if outcomes.bad.len() > 20 {
+        eprintln!(
+            "{}: {} more bad rows skipped",
+            options.outcomes.display(),
+            outcomes.bad.len() - 20
+        );
+    }
+    let horizon_ms = i64::try_from(options.horizon.as_millis()).unwrap_or(i64::MAX);
+    let baseline = one(
+        options.config.as_deref(),
+        &options.events,
+        &outcomes,
+        horizon_ms,
+    )?;
+    let candidate = match &options.compare {
+        Some(path) => Some(one(Some(path), &options.events, &outcomes, horizon_ms)?),
+        None => None,
+    };
+    if let Some(path) = &options.html {
+        let page = html::render(&baseline, candidate.as_ref());
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+    }
+    match (&candidate, options.json) {
+        (None, true) => serde_json::to_writer_pretty(&mut *out, &baseline)?,
+        (Some(candidate), true) => {
+            serde_json::to_writer_pretty(&mut *out, &report::compare(&baseline, candidate))?
+        }
+        (None, false) => write!(out, "{}", report::table(&baseline))?,
+        (Some(candidate), false) => write!(out, "{}", report::side_by_side(&baseline, candidate))?,
+    }
+    if options.json {
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// The account id of an accepted line (already decoded once by the engine; this reads
+/// only that field).
+fn account_of(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Account<'a> {
+        #[serde(borrow)]
+        account_id: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<Account<'_>>(line)
+        .ok()
+        .map(|a| a.account_id.into_owned())
+}
+
+/// Interns account ids: the figures work on numbers.
+#[derive(Default)]
+struct Accounts(HashMap<String, u32>);
+
+impl Accounts {
+    fn id(&mut self, account: &str) -> u32 {
+        if let Some(&id) = self.0.get(account) {
+            return id;
+        }
+        let id = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
+        self.0.insert(account.to_owned(), id);
+        id
+    }
+}
+
+/// One configuration's backtest.
+fn one(
+    config_path: Option<&Path>,
+    events: &Path,
+    outcomes: &outcomes::Outcomes,
+    horizon_ms: i64,
+) -> Result<Report> {
+    let settings = config::load(config_path)?;
+    let shadow: Vec<String> = settings
+        .playbooks
+        .iter()
+        .filter(|p| p.shadow)
+        .map(|p| p.name.to_string())
+        .collect();
+    let file = File::open(events).with_context(|| format!("opening {}", events.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!(
+            "backtest {}",
+            config_path.map_or("defaults".into(), |p| p.display().to_string())
+        ));
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let reader = BufReader::with_capacity(1 << 16, progress.wrap_read(file));
+    let mut accounts = Accounts::default();
+    let mut emitted = Vec::new();
+    let engine = replay::stream(Arc::new(settings), reader, |batch| {
+        for (line, outcome) in batch.lines.iter().zip(batch.outcomes) {
+            if matches!(outcome, Outcome::Processed { .. })
+                && let Some(account) = account_of(line)
+            {
+                accounts.id(&account);
+            }
+        }
+        for o in batch.opportunities {
+            emitted.push(Emitted {
+                account: accounts.id(&o.account_id),
+                playbook: o.playbook.to_string(),
+                tier: o.tier.as_str(),
+                tier_rise: o.kind == Kind::TierRise,
+                shadow: shadow.iter().any(|name| name == o.playbook.as_str()),
+                score: o.score,
+                at_ms: parse_rfc3339(&o.occurred_at).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    })
+    .with_context(|| format!("reading {}", events.display()))?;
+    progress.finish_and_clear();
+    let seen = accounts.0.len() as u64;
+    let expansions: Vec<Expansion> = outcomes
+        .rows
+        .iter()
+        .filter_map(|row| {
+            accounts.0.get(&row.account_id).map(|&account| Expansion {
+                account,
+                at_ms: row.expanded_at_ms,
+                arr_delta: row.arr_delta,
+            })
+        })
+        .collect();
+    let figures = analysis::figures(&emitted, &expansions, seen, |_| true, horizon_ms);
+    Ok(Report::new(
+        config_path.map_or("built-in defaults".into(), |p| p.display().to_string()),
+        engine.stats(),
+        outcomes,
+        figures,
+    ))
+}
