@@ -277,6 +277,110 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
     assert_eq!(checkpointed, 1_500);
 }
 
+/// A playbook in shadow mode is evaluated live like the others but delivered nowhere:
+/// the receiver gets exactly replay's live opportunities, while the shadow ones are
+/// counted in `/metrics` and listed by `/v1/shadow`, exactly as replay marks them.
+#[test]
+fn a_shadow_playbook_is_counted_and_listed_but_never_delivered() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("product-events", 2, 1).unwrap();
+    cluster
+        .create_topic("product-events.dead-letter", 1, 1)
+        .unwrap();
+    let servers = cluster.bootstrap_servers();
+    let lines = events(40, 1_500, 9);
+    produce(&servers, "product-events", &lines);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (url, received) = receiver(&runtime);
+    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("radar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[playbooks]]\nname = \"premium_interest\"\nkind = \"feature_upgrade\"\n\
+             all = [{{ count = \"premium_feature_attempted\", window = \"14d\", op = \">=\", value = 2.0 }}]\n\n\
+             [[playbooks]]\nname = \"invites_watch\"\nkind = \"horizontal_expansion\"\nmode = \"shadow\"\n\
+             all = [{{ count = \"team_invite_sent\", window = \"30d\", op = \">=\", value = 2.0 }}]\n\n\
+             [delivery]\nallow_networks = [\"127.0.0.0/8\"]\n\n[[delivery.destinations]]\n\
+             name = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"TEST_HOOK_SECRET\"\n"
+        ),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let settings = std::sync::Arc::new(radar::config::load(Some(&config)).unwrap());
+    radar::replay::run(settings, lines.join("\n").as_bytes(), &mut out).unwrap();
+    let replayed: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (shadow, live): (Vec<_>, Vec<_>) = replayed.into_iter().partition(|o| o["shadow"] == true);
+    assert!(!shadow.is_empty() && !live.is_empty());
+    assert!(shadow.iter().all(|o| o["playbook"] == "invites_watch"));
+    assert!(
+        live.iter().all(|o| o.get("shadow").is_none()),
+        "absent when live"
+    );
+
+    let child = Command::new(env!("CARGO_BIN_EXE_radar"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("TEST_HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env("RADAR__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .env("RADAR__KAFKA__BOOTSTRAP_SERVERS", &servers)
+        .env("RADAR__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
+        .env("RADAR__CHECKPOINT__PATH", dir.path().join("state.redb"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(Some(child));
+    let expected = field(&live, "opportunity_id");
+    let metric = format!(
+        "radar_opportunities_shadow_total{{playbook=\"invites_watch\"}} {}",
+        shadow.len()
+    );
+    let waited = Instant::now();
+    loop {
+        let done = unique(&received).len() >= expected.len()
+            && std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+            && get(admin, "/metrics").1.contains(&metric);
+        if done || waited.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        unique(&received),
+        expected,
+        "only the live playbook's reach the receiver"
+    );
+    assert!(get(admin, "/metrics").1.contains(&metric), "{metric}");
+    let (status, body) = get(admin, "/v1/shadow?playbook=invites_watch");
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["counts"]["invites_watch"], shadow.len());
+    let recent = listed["recent"].as_array().unwrap();
+    assert_eq!(
+        recent
+            .iter()
+            .map(|o| o["opportunity_id"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>(),
+        field(&shadow, "opportunity_id"),
+        "the same ids replay gives"
+    );
+    assert!(recent.iter().all(|o| o["shadow"] == true));
+    assert!(
+        !get(admin, "/v1/shadow?playbook=premium_interest")
+            .1
+            .contains("opportunity_id"),
+        "filtered by playbook"
+    );
+}
+
 /// Clients that send half a request and wait (a slow-loris, or a broken scraper) cannot
 /// take the admin server over: it holds at most `Limits::connections` connections, the
 /// newest first, closes each stalled one after the header-read timeout, and `/healthz`

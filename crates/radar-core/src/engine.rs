@@ -557,7 +557,11 @@ impl Engine {
             opportunity.shadow = shadow;
             out.push(opportunity);
             state.start_cooldown(key, time);
-            self.stats.opportunities[kind.index()][tier.index()] += 1;
+            if shadow {
+                self.stats.shadow += 1;
+            } else {
+                self.stats.opportunities[kind.index()][tier.index()] += 1;
+            }
             emitted += 1;
         }
         if let Some(tier) = new_tier {

@@ -24,6 +24,9 @@ pub struct Stats {
     pub suppressed: [u64; 5],
     /// Firings within the cooldown of an emitted opportunity (not emitted).
     pub cooldown: u64,
+    /// Opportunities of playbooks in shadow mode (emitted marked, delivered nowhere; not
+    /// in `opportunities`).
+    pub shadow: u64,
     /// Events of each known type, by [`crate::types::TypeId`] (whatever became of them:
     /// processed, late or duplicate); unknown types are in `unknown_type`.
     pub by_type: Vec<u64>,
@@ -71,6 +74,7 @@ impl Stats {
             *a += b;
         }
         self.cooldown += other.cooldown;
+        self.shadow += other.shadow;
         self.evicted += other.evicted;
         if self.by_type.len() < other.by_type.len() {
             self.by_type.resize(other.by_type.len(), 0);

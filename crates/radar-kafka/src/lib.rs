@@ -39,6 +39,6 @@ pub use error::SourceError;
 pub use inspector::Inspector;
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
 pub use peers::Peers;
-pub use progress::{CheckpointTimes, Progress, Stop};
+pub use progress::{CheckpointTimes, Progress, ShadowLog, Stop};
 pub use sink::{OnTopic, OpportunitySink, OutboxSink, SinkError};
 pub use source::Source;

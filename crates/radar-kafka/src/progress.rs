@@ -1,7 +1,7 @@
 //! What the source shows whoever watches it ([`Progress`]), and how it is asked to stop
 //! ([`Stop`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +33,30 @@ pub struct Progress {
     /// opportunities, dead letters handed on), not yet taken by a metrics reader; at most
     /// [`Progress::KEPT`] are kept.
     pub rounds: Mutex<Vec<Duration>>,
+    /// Opportunities of playbooks in shadow mode: delivered nowhere, counted and kept
+    /// here for the admin API.
+    pub shadow: Mutex<ShadowLog>,
+}
+
+/// The would-be opportunities of shadow-mode playbooks: counts by playbook, and the most
+/// recent ones as JSON.
+#[derive(Debug, Default)]
+pub struct ShadowLog {
+    pub counts: BTreeMap<String, u64>,
+    /// Newest last; at most [`ShadowLog::KEPT`].
+    pub recent: VecDeque<Vec<u8>>,
+}
+
+impl ShadowLog {
+    pub const KEPT: usize = 500;
+
+    pub fn record(&mut self, playbook: &str, json: Vec<u8>) {
+        *self.counts.entry(playbook.to_owned()).or_default() += 1;
+        if self.recent.len() == ShadowLog::KEPT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(json);
+    }
 }
 
 impl Progress {

@@ -356,6 +356,12 @@ impl Source {
                 for (opportunity, json) in
                     opportunities.map_err(|e| SourceError::Sink(Box::new(e)))?
                 {
+                    if opportunity.shadow {
+                        if let Ok(mut log) = progress.shadow.lock() {
+                            log.record(&opportunity.playbook, json);
+                        }
+                        continue;
+                    }
                     if let Some(topic) = &self.config.opportunities_topic {
                         self.shared
                             .producer

@@ -1,7 +1,8 @@
 //! The admin HTTP server (axum), bound to 127.0.0.1 by default: `/metrics`
 //! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
 //! restored), `/v1/accounts/{id}` (why an account scores what it scores, and its latest
-//! opportunities), `/v1/playbooks` (the rules in force). Read-only: nothing here changes
+//! opportunities), `/v1/playbooks` (the rules in force), `/v1/shadow` (what playbooks in
+//! shadow mode would have sent). Read-only: nothing here changes
 //! state, so nothing here needs a token. Header-read, request and connection timeouts and
 //! a cap on connections that makes room for the newest ([`Limits`]) keep it answering
 //! whatever its clients do.
@@ -51,6 +52,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/playbooks", get(playbooks))
         .route("/v1/accounts/{id}", get(account))
+        .route("/v1/shadow", get(shadow))
         .with_state(Arc::new(state))
 }
 
@@ -201,6 +203,30 @@ async fn ready(State(state): State<Arc<AdminState>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// `{counts: {playbook: n}, recent: [opportunity…]}`: the would-be opportunities of
+/// playbooks in shadow mode on this instance, newest first (the last 500), each as it
+/// would have been delivered (`shadow: true`). `?playbook=NAME` keeps one playbook's.
+async fn shadow(State(state): State<Arc<AdminState>>, uri: axum::http::Uri) -> Response {
+    let wanted: Option<String> = uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(key, _)| key == "playbook")
+            .map(|(_, name)| name.into_owned())
+    });
+    let log = state
+        .progress
+        .shadow
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let recent: Vec<serde_json::Value> = log
+        .recent
+        .iter()
+        .rev()
+        .filter_map(|json| serde_json::from_slice::<serde_json::Value>(json).ok())
+        .filter(|o| wanted.as_deref().is_none_or(|name| o["playbook"] == name))
+        .collect();
+    Json(json!({"counts": log.counts, "recent": recent})).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {

@@ -54,6 +54,7 @@ pub struct Metrics {
     breaker: IntGaugeVec,
     dead_lettered: IntCounterVec,
     crm_records: IntCounterVec,
+    shadow: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -272,6 +273,11 @@ impl Metrics {
                 "Deliveries moved to the dead-letter store.",
                 &["destination"],
             ),
+            shadow: vec(
+                "radar_opportunities_shadow_total",
+                "Opportunities of playbooks in shadow mode: evaluated like the others, delivered nowhere.",
+                &["playbook"],
+            ),
             crm_records: vec(
                 "radar_crm_records_total",
                 "Records written to a CRM, by the team that owns them (cs, sales) and how the owner was chosen.",
@@ -292,6 +298,11 @@ impl Metrics {
             .set(progress.tracked_accounts.load(Ordering::Relaxed) as i64);
         self.partitions
             .set(progress.partitions.load(Ordering::Relaxed) as i64);
+        if let Ok(log) = progress.shadow.lock() {
+            for (playbook, count) in &log.counts {
+                catch_up(&self.shadow.with_label_values(&[playbook]), *count);
+            }
+        }
         if let Ok(stats) = progress.stats.lock() {
             catch_up(&self.processed, stats.processed);
             for reason in RejectReason::ALL {

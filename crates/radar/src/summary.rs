@@ -43,6 +43,13 @@ pub fn render(stats: &Stats, tracked_accounts: usize) -> String {
         )
     );
     let _ = writeln!(out, "opportunities: {}", stats.opportunities_total());
+    if stats.shadow > 0 {
+        let _ = writeln!(
+            out,
+            "shadow opportunities (playbooks in shadow mode, delivered nowhere): {}",
+            stats.shadow
+        );
+    }
     for kind in Kind::ALL {
         let line = pairs(
             Tier::ALL
