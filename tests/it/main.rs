@@ -8,6 +8,7 @@
 //!   in headless Chromium;
 //! - `deploy`: deploy/ against the binary: a live scrape has every metric the dashboard
 //!   and alerts query; every config under deploy/ passes `radar validate`;
+//! - `reload`: hot reload: what applies live, and a reload under load against `radar run`;
 //! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster);
 //! - `tansu`: `radar run` against a tansu broker process: dead letters, `kill -9` and
 //!   restart, SIGTERM;
@@ -21,6 +22,7 @@ mod cli;
 mod deploy;
 mod golden;
 mod model;
+mod reload;
 mod run;
 mod scale_out;
 mod tansu;

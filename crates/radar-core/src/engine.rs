@@ -94,6 +94,13 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Evaluates every event from now on with `settings`, keeping every account's state.
+    /// The caller has checked with [`crate::settings::live_change`] that the state fits
+    /// them.
+    pub fn set_settings(&mut self, settings: Arc<Settings>) {
+        self.settings = settings;
+    }
+
     pub fn new(settings: Arc<Settings>) -> Self {
         let stats = Stats {
             by_type: vec![0; settings.types.len()],
@@ -708,5 +715,6 @@ fn opportunity(
         occurred_at: format_rfc3339(event.timestamp).into(),
         expansion_score: settings.priority.evaluate(kind, state, event.timestamp),
         shadow: false,
+        config_version: settings.version.clone(),
     }
 }

@@ -77,6 +77,10 @@ pub struct Opportunity {
     /// from the JSON when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadow: bool,
+    /// The version of the configuration that produced it (`radar run`); absent in
+    /// replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<CompactString>,
 }
 
 /// The idempotency key: a stable 128-bit hash (XXH3) of account, playbook and triggering

@@ -173,6 +173,61 @@ pub struct Settings {
     pub gates: Gates,
     pub priority: PriorityModel,
     pub sales_arr_threshold: f64,
+    /// The version of the configuration these settings came from (a hash the binary
+    /// computes), stamped on every opportunity; none in replay and tests.
+    pub version: Option<compact_str::CompactString>,
+}
+
+/// Why `new` cannot replace `old` under a running engine without losing or misreading
+/// state; empty when it can. Playbooks, the score model, tiers, gates, priority, the
+/// owner threshold, cooldowns, the idle TTL and the future skew apply live. What the
+/// accounts' state is built on cannot change under it: the bucket, the lateness, the
+/// event types, and windows beyond the history the state keeps (a longer window, or a
+/// type not counted so far, would count from nothing as if it counted everything).
+pub fn live_change(old: &Settings, new: &Settings) -> Vec<String> {
+    let mut refused = Vec::new();
+    let hours = |ms: Millis| ms as f64 / crate::time::HOUR as f64;
+    if new.bucket != old.bucket {
+        refused.push(format!(
+            "engine.bucket changes from {}h to {}h: every window's buckets would change meaning",
+            hours(old.bucket),
+            hours(new.bucket)
+        ));
+    }
+    if new.allowed_lateness != old.allowed_lateness {
+        refused.push(format!(
+            "engine.allowed_lateness changes from {}h to {}h: the state and the duplicate filter keep what the old lateness needs",
+            hours(old.allowed_lateness),
+            hours(new.allowed_lateness)
+        ));
+    }
+    let names = |s: &Settings| -> Vec<String> {
+        s.types
+            .ids()
+            .map(|id| s.types.name(id).to_owned())
+            .collect()
+    };
+    if names(new) != names(old) {
+        refused.push("the declared event types change: type ids and their counters are fixed while radar runs".into());
+    } else {
+        for id in new.types.ids() {
+            if new.types.key(id).is_some() && old.types.key(id).is_none() {
+                refused.push(format!(
+                    "a window counts {:?}, which the state has not counted so far: its history is not there",
+                    new.types.name(id)
+                ));
+            }
+        }
+    }
+    if new.horizon_buckets > old.horizon_buckets && new.bucket == old.bucket {
+        refused.push(format!(
+            "the longest window plus the lateness grows from {}h to {}h: the state keeps only {}h of history",
+            hours(Millis::from(old.horizon_buckets) * old.bucket),
+            hours(Millis::from(new.horizon_buckets) * new.bucket),
+            hours(Millis::from(old.horizon_buckets) * old.bucket)
+        ));
+    }
+    refused
 }
 
 /// Collects errors while building, so every problem is reported, not just the first.
@@ -332,6 +387,7 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
             gates,
             priority,
             sales_arr_threshold,
+            version: None,
         }),
         _ => Err(errs.0),
     }

@@ -12,14 +12,14 @@ use radar_core::scoring::Tier;
 use radar_core::{Kind, Opportunity};
 use reqwest::Url;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::crm::config::{CrmSettings, RawCrm, RawOwners, Vendor};
 use crate::guard::Guard;
 use crate::retry::RetryPolicy;
 use crate::signing::SigningSecret;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
     /// Delay ceilings before each retry, e.g. ["5s", "5m", "30m"]: one attempt plus one
@@ -37,7 +37,7 @@ pub struct RawDelivery {
     pub destinations: Vec<RawDestination>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
     pub name: String,

@@ -41,4 +41,4 @@ pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, 
 pub use peers::Peers;
 pub use progress::{CheckpointTimes, Progress, ShadowLog, Stop};
 pub use sink::{OnTopic, OpportunitySink, OutboxSink, SinkError};
-pub use source::Source;
+pub use source::{SettingsSwitch, Source};

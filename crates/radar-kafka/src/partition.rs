@@ -332,6 +332,11 @@ impl PartitionWorker {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+
+    /// Evaluates the next records with `settings` (see [`Engine::set_settings`]).
+    pub fn set_settings(&mut self, settings: Arc<Settings>) {
+        self.engine.set_settings(settings);
+    }
 }
 
 #[cfg(test)]

@@ -102,11 +102,11 @@ impl Stop {
         self.abrupt.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn is_graceful(&self) -> bool {
+    pub fn is_graceful(&self) -> bool {
         self.graceful.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn is_abrupt(&self) -> bool {
+    pub fn is_abrupt(&self) -> bool {
         self.abrupt.load(Ordering::SeqCst)
     }
 }

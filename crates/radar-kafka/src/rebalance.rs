@@ -103,7 +103,7 @@ fn positions(
                 let _restoring =
                     tracing::info_span!("restore", topic = %key.0, partition = key.1).entered();
                 let (worker, restored) = PartitionWorker::restore(
-                    shared.settings.clone(),
+                    shared.settings(),
                     &shared.store,
                     shared.changelog.as_ref(),
                     &key.0,

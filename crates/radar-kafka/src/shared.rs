@@ -42,7 +42,10 @@ pub(crate) enum Retire {
 /// Partition workers and what they share, reached from the poll loop and from the
 /// rebalance callbacks.
 pub(crate) struct Shared {
-    pub(crate) settings: Arc<Settings>,
+    /// The engine settings in force: what a partition assigned from now on starts with.
+    pub(crate) settings: Mutex<Arc<Settings>>,
+    /// Settings to switch to at the start of the next round ([`crate::SettingsSwitch`]).
+    pub(crate) pending: Mutex<Option<Arc<Settings>>>,
     pub(crate) store: Arc<Store>,
     /// Produces dead letters and, when configured, opportunities.
     pub(crate) producer: Producer,
@@ -64,6 +67,45 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The engine settings in force.
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Switches every partition to the pending settings, if any, under the partitions'
+    /// lock held as `workers`: between two rounds, so each round runs on one version.
+    pub(crate) fn switch_pending(&self, workers: &mut HashMap<Key, PartitionWorker>) {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(settings) = pending {
+            for worker in workers.values_mut() {
+                worker.set_settings(settings.clone());
+            }
+            tracing::info!(
+                version = settings.version.as_deref().unwrap_or("-"),
+                partitions = workers.len(),
+                "new settings in force"
+            );
+            *self
+                .settings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
+        }
+    }
+
     pub(crate) fn workers(
         &self,
     ) -> Result<MutexGuard<'_, HashMap<Key, PartitionWorker>>, SourceError> {

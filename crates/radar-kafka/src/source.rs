@@ -65,7 +65,8 @@ impl Source {
         }
         client.set("bootstrap.servers", &config.bootstrap_servers);
         let shared = Arc::new(Shared {
-            settings,
+            settings: Mutex::new(settings),
+            pending: Mutex::new(None),
             store,
             producer: Producer::new(
                 &client,
@@ -302,6 +303,9 @@ impl Source {
         sink: &mut impl OpportunitySink,
         progress: &Progress,
     ) -> Result<(), SourceError> {
+        if self.shared.has_pending() {
+            self.shared.switch_pending(&mut *self.shared.workers()?);
+        }
         if batch.is_empty() {
             return Ok(());
         }
@@ -440,6 +444,13 @@ impl Source {
     }
 
     /// A handle for looking at account state from other threads (the admin API).
+    /// The handle that switches the engine settings of the running source.
+    pub fn settings_switch(&self) -> SettingsSwitch {
+        SettingsSwitch {
+            shared: self.shared.clone(),
+        }
+    }
+
     pub fn inspector(&self) -> Inspector {
         Inspector {
             shared: self.shared.clone(),
@@ -481,5 +492,41 @@ impl Source {
             stats.merge(worker.stats());
         }
         Ok(stats)
+    }
+}
+
+/// Switches a running source to new engine settings between two poll rounds, every
+/// account's state kept (hot reload). What may change live is for the caller to check
+/// ([`radar_core::settings::live_change`]).
+#[derive(Clone)]
+pub struct SettingsSwitch {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SettingsSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettingsSwitch").finish_non_exhaustive()
+    }
+}
+
+impl SettingsSwitch {
+    /// The settings in force, or about to be: the last ones switched to.
+    pub fn current(&self) -> Arc<Settings> {
+        let pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        pending.unwrap_or_else(|| self.shared.settings())
+    }
+
+    /// Puts `settings` in force from the next round on.
+    pub fn switch(&self, settings: Arc<Settings>) {
+        *self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(settings);
     }
 }

@@ -2,8 +2,8 @@
 //! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
 //! restored), `/v1/accounts/{id}` (why an account scores what it scores, and its latest
 //! opportunities), `/v1/playbooks` (the rules in force), `/v1/shadow` (what playbooks in
-//! shadow mode would have sent). Read-only: nothing here changes
-//! state, so nothing here needs a token. Header-read, request and connection timeouts and
+//! shadow mode would have sent), and `POST /v1/reload` (hot reload), the one endpoint that
+//! changes anything and so the one that needs the admin token. Header-read, request and connection timeouts and
 //! a cap on connections that makes room for the newest ([`Limits`]) keep it answering
 //! whatever its clients do.
 
@@ -11,25 +11,27 @@ use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use radar_kafka::{Inspector, Peers, Progress};
 use radar_store::Store;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::metrics::Metrics;
+use crate::reload::{InForce, Reloaded, Reloader};
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
@@ -37,8 +39,12 @@ pub struct AdminState {
     pub metrics: Metrics,
     pub progress: Arc<Progress>,
     pub store: Arc<Store>,
-    /// The playbooks as configured.
-    pub playbooks: serde_json::Value,
+    /// The configuration in force: its version and playbooks.
+    pub in_force: Arc<RwLock<InForce>>,
+    /// Reloads the configuration (`POST /v1/reload`); none where nothing can reload.
+    pub reloader: Option<Arc<Reloader>>,
+    /// The bearer token mutating endpoints require; none: they refuse everyone.
+    pub token: Option<SecretString>,
     /// Account state of the running source.
     pub accounts: Option<Inspector>,
     /// The group's other members, asked for accounts this instance does not hold.
@@ -51,6 +57,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/v1/playbooks", get(playbooks))
+        .route("/v1/reload", post(reload))
         .route("/v1/accounts/{id}", get(account))
         .route("/v1/shadow", get(shadow))
         .with_state(Arc::new(state))
@@ -364,8 +371,73 @@ async fn ask_peers(peers: Arc<Peers>, id: &str) -> Option<Response> {
     None
 }
 
+/// `{version, playbooks}`: the configuration in force.
 async fn playbooks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
-    Json(state.playbooks.clone())
+    let in_force = state
+        .in_force
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
+    Json(json!({"version": in_force.version, "playbooks": in_force.playbooks}))
+}
+
+/// Whether `headers` carry the admin token, compared in constant time. No token
+/// configured refuses everyone: a reload must not be open to whoever reaches the port.
+fn authorized(
+    token: Option<&SecretString>,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), &'static str> {
+    let Some(token) = token else {
+        return Err("no admin token is configured (admin.token_env or admin.token_file)");
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or("an Authorization: Bearer <token> header is required")?;
+    let expected = token.expose_secret().as_bytes();
+    let given = given.as_bytes();
+    let differ = given.len() != expected.len()
+        || given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            != 0;
+    if differ {
+        Err("the token is not the admin token")
+    } else {
+        Ok(())
+    }
+}
+
+/// `POST /v1/reload`: reads the configuration again and applies it (200, `applied` or
+/// `unchanged`) or keeps the one in force (422, `refused`, with the reasons). 401 without
+/// the admin token.
+async fn reload(State(state): State<Arc<AdminState>>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(why) = authorized(state.token.as_ref(), &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": why})),
+        )
+            .into_response();
+    }
+    let Some(reloader) = state.reloader.clone() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "nothing to reload here"})),
+        )
+            .into_response();
+    };
+    match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(outcome) => {
+            let status = match outcome {
+                Reloaded::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::OK,
+            };
+            (status, Json(outcome)).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -396,7 +468,12 @@ mod tests {
             metrics: Metrics::new(vec!["user_login".into()]),
             progress: progress.clone(),
             store: Arc::new(Store::open(&dir.path().join("s.redb")).unwrap()),
-            playbooks: serde_json::json!([{"name": "seat_expansion"}]),
+            in_force: Arc::new(RwLock::new(InForce {
+                version: "0123456789ab".into(),
+                playbooks: serde_json::json!([{"name": "seat_expansion"}]),
+            })),
+            reloader: None,
+            token: Some(SecretString::from("a-long-admin-token-0123")),
             accounts: None,
             peers: None,
         };
@@ -441,7 +518,34 @@ mod tests {
         );
         assert!(metrics.contains("radar_outbox_depth 0"), "{metrics}");
         assert!(!metrics.contains("account_id"), "never an account label");
-        assert!(get(addr, "/v1/playbooks").await.contains("seat_expansion"));
+        let playbooks = get(addr, "/v1/playbooks").await;
+        assert!(
+            playbooks.contains("seat_expansion")
+                && playbooks.contains("\"version\":\"0123456789ab\""),
+            "{playbooks}"
+        );
+        let post = |auth: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "POST /v1/reload HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        };
+        assert!(post("").await.starts_with("HTTP/1.1 401"));
+        assert!(
+            post("Authorization: Bearer wrong-token-of-some-length\r\n")
+                .await
+                .starts_with("HTTP/1.1 401")
+        );
+        // The right token passes the check; this server has nothing to reload.
+        assert!(
+            post("Authorization: Bearer a-long-admin-token-0123\r\n")
+                .await
+                .starts_with("HTTP/1.1 503")
+        );
         assert!(
             get(addr, "/v1/accounts/nobody")
                 .await

@@ -17,6 +17,7 @@ use radar_core::settings::{
 use radar_delivery::settings::Env;
 use radar_delivery::{DeliverySettings, KafkaDeliveryConfig, RawDelivery};
 use radar_kafka::{ChangelogConfig, CheckpointPolicy, SourceConfig};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// The default configuration, compiled in so `radar` runs from any directory.
@@ -73,22 +74,27 @@ pub struct RawConfig {
     pub delivery: RawDelivery,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
     /// Where the other instances reach this one's admin server; empty: `listen`, or if
     /// that is 0.0.0.0 / [::], this host as the broker sees it at `listen`'s port.
     pub advertise: String,
+    /// The environment variable holding the bearer token that mutating admin endpoints
+    /// (`POST /v1/reload`) require; empty: see `token_file`.
+    pub token_env: String,
+    /// A file holding that token; with neither, mutating endpoints refuse everyone.
+    pub token_file: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     pub timeout: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKafka {
     pub bootstrap_servers: String,
@@ -110,7 +116,7 @@ pub struct RawKafka {
 }
 
 /// Where partition state lives.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     /// `local` or `kafka`.
@@ -120,7 +126,7 @@ pub struct RawState {
     pub changelog_replication: i32,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheckpoint {
     pub path: String,
@@ -129,7 +135,8 @@ pub struct RawCheckpoint {
 }
 
 impl RawConfig {
-    fn engine(&self) -> RawSettings {
+    /// The engine's sections: what a hot reload may change.
+    pub fn engine(&self) -> RawSettings {
         RawSettings {
             engine: self.engine.clone(),
             opportunities: self.opportunities.clone(),
@@ -161,8 +168,14 @@ pub struct PipelineConfig {
     pub admin: SocketAddr,
     /// After SIGTERM, the longest radar takes to stop before it exits anyway.
     pub shutdown_timeout: Duration,
-    /// The playbooks as configured, for the admin API.
-    pub playbooks: serde_json::Value,
+    /// The configuration as read, for hot reloads to compare against.
+    pub raw: RawConfig,
+    /// The bearer token mutating admin endpoints require (`admin.token_env` or
+    /// `admin.token_file`); none: they refuse everyone.
+    pub admin_token: Option<SecretString>,
+    /// Where the config was read from (none: the built-in defaults), to read again on a
+    /// reload.
+    pub config_path: Option<PathBuf>,
     /// With `state.store = "kafka"`: delivery from the opportunities topic, as its own
     /// consumer group, with retries and dead letters on topics.
     pub kafka_delivery: Option<KafkaDeliveryConfig>,
@@ -310,7 +323,35 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
 /// Loads and validates everything the pipeline needs, reporting every problem; secrets
 /// come from the process environment.
 pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError> {
-    pipeline_from_raw(&load_raw(path)?, &|name| std::env::var(name).ok())
+    let mut config = pipeline_from_raw(&load_raw(path)?, &|name| std::env::var(name).ok())?;
+    config.config_path = path.map(Path::to_path_buf);
+    Ok(config)
+}
+
+/// The version of a configuration's engine sections: the first 12 hex digits of a hash
+/// of them, so the same rules always have the same version, whatever the file's layout.
+pub fn version(raw: &RawConfig) -> String {
+    let bytes = serde_json::to_vec(&raw.engine()).unwrap_or_default();
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes))[..12].to_owned()
+}
+
+/// The token of `admin.token_env` / `admin.token_file`, if one is configured.
+fn admin_token(admin: &RawAdmin, env: Env<'_>) -> Result<Option<SecretString>, String> {
+    let token = match (admin.token_env.trim(), admin.token_file.trim()) {
+        ("", "") => return Ok(None),
+        (var, "") => env(var)
+            .ok_or_else(|| format!("admin.token_env: environment variable {var} is not set"))?,
+        ("", file) => std::fs::read_to_string(file)
+            .map_err(|e| format!("admin.token_file: reading {file}: {e}"))?,
+        _ => return Err("admin.token_env, admin.token_file: give one of them, not both".into()),
+    };
+    let token = token.trim();
+    if token.len() < 16 {
+        return Err(
+            "admin.token_env / admin.token_file: the token is shorter than 16 characters".into(),
+        );
+    }
+    Ok(Some(SecretString::from(token.to_owned())))
 }
 
 /// Validates a raw config into the pipeline's, reading secrets through `env`.
@@ -318,7 +359,11 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
     let mut problems = Vec::new();
     let engine = settings::build(raw.engine())
         .map_err(|errors| problems.extend(errors.iter().map(ToString::to_string)))
-        .ok();
+        .ok()
+        .map(|mut engine| {
+            engine.version = Some(version(raw).into());
+            engine
+        });
     let mut duration = |key: &str, text: &str| match humantime::parse_duration(text) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -478,6 +523,10 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             }
         },
     };
+    let admin_token = admin_token(&raw.admin, env)
+        .map_err(|p| problems.push(p))
+        .ok()
+        .flatten();
     let client: Vec<(String, String)> = kafka
         .client
         .iter()
@@ -521,7 +570,9 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             delivery,
             admin,
             shutdown_timeout,
-            playbooks: serde_json::to_value(&raw.playbooks).unwrap_or_default(),
+            raw: raw.clone(),
+            admin_token,
+            config_path: None,
             kafka_delivery: changelog.as_ref().zip(opportunities_topic.as_ref()).map(
                 |(changelog, topic)| {
                     let mut client = client.clone();

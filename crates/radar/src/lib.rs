@@ -6,6 +6,7 @@
 //! - [`replay`]: `radar replay`, a file of events through the engine;
 //! - [`backtest`]: `radar backtest`, replay's opportunities against real expansions;
 //! - [`pipeline`]: `radar run`: the Kafka source, delivery and the admin server together;
+//! - [`reload`]: hot reload of the engine's configuration (SIGHUP, `POST /v1/reload`);
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/v1/…`);
 //! - [`metrics`]: the Prometheus metrics;
 //! - [`dlq`]: `radar dlq list` / `replay` over the delivery dead-letter store;
@@ -23,5 +24,6 @@ pub mod dlq;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod replay;
 pub mod summary;

@@ -55,6 +55,8 @@ pub struct Metrics {
     dead_lettered: IntCounterVec,
     crm_records: IntCounterVec,
     shadow: IntCounterVec,
+    config_info: IntGaugeVec,
+    reloads: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -273,6 +275,16 @@ impl Metrics {
                 "Deliveries moved to the dead-letter store.",
                 &["destination"],
             ),
+            config_info: gauge_vec(
+                "radar_config_info",
+                "1 for the version (a hash of the engine sections) of the configuration in force.",
+                &["version"],
+            ),
+            reloads: vec(
+                "radar_config_reloads_total",
+                "Configuration reloads (SIGHUP, POST /v1/reload), by result: applied, unchanged, refused.",
+                &["result"],
+            ),
             shadow: vec(
                 "radar_opportunities_shadow_total",
                 "Opportunities of playbooks in shadow mode: evaluated like the others, delivered nowhere.",
@@ -388,6 +400,17 @@ impl Metrics {
         if let Some(depth) = store.and_then(|s| s.outbox_len().ok()) {
             self.outbox_depth.set(depth as i64);
         }
+    }
+
+    /// Marks `version` as the configuration in force (and no other).
+    pub fn config_version(&self, version: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[version]).set(1);
+    }
+
+    /// Counts a reload by its result.
+    pub fn reload(&self, result: &str) {
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::PipelineConfig;
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -99,6 +100,13 @@ pub fn run(
         .context("starting the Kafka consumer")?;
     let metrics = Metrics::new(type_names);
     let progress = Arc::new(Progress::default());
+    let reloader = Arc::new(Reloader::new(
+        config.config_path.clone(),
+        config.raw.clone(),
+        source.settings_switch(),
+        metrics.clone(),
+    ));
+    reload_on_sighup(reloader.clone(), stop.clone())?;
     let bound = runtime
         .block_on(admin::serve(
             config.admin,
@@ -106,7 +114,9 @@ pub fn run(
                 metrics: metrics.clone(),
                 progress: progress.clone(),
                 store: store.clone(),
-                playbooks: config.playbooks.clone(),
+                in_force: reloader.in_force(),
+                reloader: Some(reloader),
+                token: config.admin_token.clone(),
                 accounts: Some(source.inspector()),
                 peers: source
                     .peers()
@@ -168,4 +178,23 @@ pub fn run(
         stats,
         tracked_accounts: progress.tracked_accounts.load(Ordering::Relaxed) as usize,
     })
+}
+
+/// Reloads the configuration on each SIGHUP until the pipeline stops.
+fn reload_on_sighup(reloader: Arc<Reloader>, stop: Arc<Stop>) -> Result<()> {
+    let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .context("installing the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("reload-on-sighup".into())
+        .spawn(move || {
+            while !stop.is_graceful() && !stop.is_abrupt() {
+                if hangup.swap(false, Ordering::SeqCst) {
+                    reloader.reload();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .context("starting the SIGHUP watcher")?;
+    Ok(())
 }
