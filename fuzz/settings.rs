@@ -12,8 +12,15 @@ pub fn default() -> Arc<Settings> {
         .get_or_init(|| {
             let mut table: toml::Table =
                 toml::from_str(include_str!("../config/radar.toml")).expect("radar.toml parses");
-            let engine = ["engine", "opportunities", "gates", "scoring", "priority", "playbooks"];
-            table.retain(|key, _| engine.contains(&&key[..]));
+            let engine = [
+                "engine",
+                "opportunities",
+                "gates",
+                "scoring",
+                "priority",
+                "playbooks",
+            ];
+            table.retain(|key, _| engine.contains(&key));
             let raw: RawSettings = toml::Value::Table(table)
                 .try_into()
                 .expect("the engine sections are complete");

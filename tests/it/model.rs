@@ -753,3 +753,35 @@ fn a_sweep_keeps_the_accounts_changed_since_the_last_checkpoint() {
     assert_eq!(engine.evict_idle(), 1);
     assert!(engine.account("acct_1").is_none());
 }
+
+/// `radar_events_by_type_total` counts each event once: one rejected for its properties
+/// counts as invalid only, not under its type too; and no declared type may take the
+/// labels `unknown` and `invalid`.
+#[test]
+fn an_event_rejected_for_its_properties_counts_as_invalid_only() {
+    let settings = default_settings();
+    let bad = br#"{"event_id":"e1","type":"usage_snapshot","account_id":"a","timestamp":"2026-01-01T00:00:00Z","properties":{"seats_used":"ten"}}"#;
+    let good = br#"{"event_id":"e2","type":"usage_snapshot","account_id":"a","timestamp":"2026-01-01T00:00:00Z","properties":{"seats_used":10}}"#;
+    let (engine, _) = run(&settings, [&bad[..], &good[..]]);
+    let usage = settings.types.lookup("usage_snapshot").unwrap();
+    assert_eq!(engine.stats().by_type[usize::from(usage.0)], 1);
+    assert_eq!(engine.stats().rejected_total(), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("radar.toml");
+    std::fs::write(
+        &config,
+        "[engine]\ncustom_types = [\"unknown\", \"invalid\", \"trial_started\"]\n",
+    )
+    .unwrap();
+    let problems = radar::config::load(Some(&config)).unwrap_err().problems;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].starts_with("engine.custom_types[0]") && problems[0].contains("reserved"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("engine.custom_types[1]"),
+        "{problems:?}"
+    );
+}

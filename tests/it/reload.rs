@@ -17,6 +17,18 @@ use crate::run::{KillOnDrop, events, free_port, get, produce};
 
 const TOKEN: &str = "reload-token-0123456789";
 
+/// The default config's `[[playbooks]]`, to keep them in a config that adds one (a
+/// config's list replaces the defaults whole).
+fn default_playbooks() -> String {
+    let text = std::fs::read_to_string(crate::root().join("config/radar.toml")).unwrap();
+    let start = text.find("[[playbooks]]").unwrap();
+    let end = start + text[start..].find("\n[kafka]").unwrap();
+    // Drop the comment block that introduces [kafka].
+    let block = &text[start..end];
+    let cut = block.rfind("\n\n").map_or(block.len(), |at| at);
+    format!("{}\n\n", &block[..cut])
+}
+
 /// Writes a config file.
 fn write(path: &Path, extra: &str) {
     std::fs::write(path, extra).unwrap();
@@ -32,12 +44,45 @@ fn settings(dir: &Path, name: &str, text: &str) -> radar_core::Settings {
 fn rules_apply_live_and_what_the_state_cannot_follow_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let base = settings(dir.path(), "base.toml", "");
+    let defaults = default_playbooks();
     let more = settings(
         dir.path(),
         "more.toml",
-        "[[playbooks]]\nname = \"invites\"\nkind = \"horizontal_expansion\"\nall = [{ count = \"team_invite_sent\", window = \"14d\", op = \">=\", value = 3.0 }]\n\n[gates]\nmin_health_score = 50.0\n",
+        &format!(
+            "{defaults}[[playbooks]]\nname = \"invites\"\nkind = \"horizontal_expansion\"\nmode = \"shadow\"\nall = [{{ count = \"team_invite_sent\", window = \"14d\", op = \">=\", value = 3.0 }}]\n\n[gates]\nmin_health_score = 50.0\n"
+        ),
     );
     assert_eq!(live_change(&base, &more), Vec::<String>::new());
+    // The shadow rule goes live: allowed, and with cooldowns of its own.
+    let live = settings(
+        dir.path(),
+        "live.toml",
+        &format!(
+            "{defaults}[[playbooks]]\nname = \"invites\"\nkind = \"horizontal_expansion\"\nall = [{{ count = \"team_invite_sent\", window = \"14d\", op = \">=\", value = 3.0 }}]\n"
+        ),
+    );
+    assert_eq!(live_change(&more, &live), Vec::<String>::new());
+    let key = |s: &radar_core::Settings| {
+        s.playbooks
+            .iter()
+            .find(|p| p.name == "invites")
+            .unwrap()
+            .key
+    };
+    assert_ne!(key(&more), key(&live));
+    // Playbooks that stop counting a type: refused, since checkpoints would carry the gap
+    // to instances and restarts on the old config (the score's windows keep the history
+    // length here).
+    let fewer = settings(
+        dir.path(),
+        "fewer.toml",
+        "[[playbooks]]\nname = \"seats\"\nkind = \"seat_expansion\"\nany = [{ event = \"seat_threshold_90pct\" }]\n",
+    );
+    let reasons = live_change(&base, &fewer);
+    assert!(
+        reasons.iter().any(|r| r.contains("no window counts")),
+        "{reasons:?}"
+    );
     let bucket = settings(dir.path(), "bucket.toml", "[engine]\nbucket = \"30m\"\n");
     let reasons = live_change(&base, &bucket);
     assert!(
@@ -146,9 +191,11 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
         radar::config::version(&radar::config::load_raw(Some(&path)).unwrap())
     };
     let a = format!("[admin]\ntoken_env = \"TEST_ADMIN_TOKEN\"\n\n{delivery}");
-    // B: a new playbook, and the tier rise only from critical.
+    // B: the defaults plus a playbook on a type they count, within their longest window;
+    // tier rises only from critical.
     let b = format!(
-        "[opportunities]\ntier_rise_min = \"critical\"\n\n[[playbooks]]\nname = \"premium_interest\"\nkind = \"feature_upgrade\"\nall = [{{ count = \"premium_feature_attempted\", window = \"14d\", op = \">=\", value = 2.0 }}]\n\n[[playbooks]]\nname = \"invites\"\nkind = \"horizontal_expansion\"\nall = [{{ count = \"team_invite_sent\", window = \"14d\", op = \">=\", value = 2.0 }}]\n\n{a}"
+        "[opportunities]\ntier_rise_min = \"critical\"\n\n{}[[playbooks]]\nname = \"invites\"\nkind = \"horizontal_expansion\"\nall = [{{ count = \"team_invite_sent\", window = \"14d\", op = \">=\", value = 2.0 }}]\n\n{a}",
+        default_playbooks()
     );
     let (version_a, version_b) = (version_of(&a), version_of(&b));
     assert_ne!(version_a, version_b);
@@ -241,8 +288,7 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
         "{metrics}"
     );
 
-    // SIGHUP reloads too: tier rises from hot again. (Back to A would be refused: A
-    // counts feature_limit_hit, which B has not been counting.)
+    // SIGHUP reloads too: tier rises from hot again.
     let c = b.replace("tier_rise_min = \"critical\"", "tier_rise_min = \"hot\"");
     let version_c = version_of(&c);
     write(&config, &c);
@@ -290,8 +336,8 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
         "logged: {stderr}"
     );
 
-    // Each opportunity delivered once, stamped with the version that produced it: A's
-    // playbooks before the switch, B's after; both versions seen.
+    // Each opportunity delivered once, stamped with the version that produced it: the
+    // new playbook only under B, hot tier rises never under B; both versions seen.
     let delivered = kept.lock().unwrap().clone();
     let ids: BTreeSet<&str> = delivered
         .iter()
@@ -312,8 +358,12 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
         if playbook == "invites" {
             assert_eq!(o["config_version"], version_b.as_str(), "{o}");
         }
-        if playbook == "seat_expansion" {
-            assert_eq!(o["config_version"], version_a.as_str(), "{o}");
+        if playbook == "tier:hot" {
+            assert_ne!(
+                o["config_version"],
+                version_b.as_str(),
+                "B has no hot rises: {o}"
+            );
         }
     }
 }

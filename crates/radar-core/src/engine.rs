@@ -415,9 +415,6 @@ impl Engine {
         let Some(type_id) = settings.types.lookup(&event.event_type) else {
             return Outcome::UnknownType;
         };
-        if let Some(count) = self.stats.by_type.get_mut(usize::from(type_id.0)) {
-            *count += 1;
-        }
         let builtin = settings.types.builtin(type_id);
         let props = match builtin {
             Some(kind) if kind.reads_properties() => match event.properties() {
@@ -433,6 +430,11 @@ impl Engine {
                 detail: "timestamp beyond the window range".into(),
             });
         };
+        // Counted once it is no longer a rejection: a rejected event counts as invalid
+        // only.
+        if let Some(count) = self.stats.by_type.get_mut(usize::from(type_id.0)) {
+            *count += 1;
+        }
         let state = self
             .accounts
             .entry_ref(&*event.account_id)

@@ -16,7 +16,8 @@ use crate::time::{Millis, parse_date_or_rfc3339, parse_rfc3339};
 
 /// Longest accepted `event_id` and `account_id`, in bytes.
 pub const MAX_ID_LEN: usize = 128;
-/// Longest accepted free-text property (`plan`, `feature`, `tier`) and `user_id`, in bytes.
+/// Longest accepted `type`, `user_id` and `plan` (the free text Radar reads; other text
+/// properties are not read, so not judged), in bytes; also the longest custom type name.
 pub const MAX_TEXT_LEN: usize = 256;
 
 /// Why an event was refused; the label of `radar_events_rejected_total{reason}` and of

@@ -2,7 +2,9 @@
 //!
 //! For one account, the output (opportunities and state) is a function of that account's
 //! events in arrival order and of the [`Settings`]; time is always an event's own time.
-//! The pipeline, `radar replay` and the benchmarks all drive [`Engine::process`].
+//! The pipeline, `radar replay` and `radar backtest` drive [`Engine::process_batch`] (a
+//! poll round's records, each decoded one ahead of its processing); tests and the fuzz
+//! targets also use [`Engine::process`], one record at a time, with the same result.
 //!
 //! Modules:
 //! - [`event`]: the event envelope and its decoding, with a reason for every rejection;

@@ -182,8 +182,10 @@ pub struct Settings {
 /// state; empty when it can. Playbooks, the score model, tiers, gates, priority, the
 /// owner threshold, cooldowns, the idle TTL and the future skew apply live. What the
 /// accounts' state is built on cannot change under it: the bucket, the lateness, the
-/// event types, and windows beyond the history the state keeps (a longer window, or a
-/// type not counted so far, would count from nothing as if it counted everything).
+/// event types, which types are counted and how much history is kept. A longer window
+/// or a newly counted type would count from nothing as if it counted everything; a
+/// shorter history or a type no longer counted would leave gaps in the state that
+/// checkpoints carry to other instances and to restarts under the old configuration.
 pub fn live_change(old: &Settings, new: &Settings) -> Vec<String> {
     let mut refused = Vec::new();
     let hours = |ms: Millis| ms as f64 / crate::time::HOUR as f64;
@@ -208,20 +210,28 @@ pub fn live_change(old: &Settings, new: &Settings) -> Vec<String> {
             .collect()
     };
     if names(new) != names(old) {
-        refused.push("the declared event types change: type ids and their counters are fixed while radar runs".into());
+        refused.push(
+            "the declared event types change: type ids and their counters are fixed while radar runs"
+                .into(),
+        );
     } else {
         for id in new.types.ids() {
-            if new.types.key(id).is_some() && old.types.key(id).is_none() {
-                refused.push(format!(
+            match (old.types.key(id).is_some(), new.types.key(id).is_some()) {
+                (false, true) => refused.push(format!(
                     "a window counts {:?}, which the state has not counted so far: its history is not there",
                     new.types.name(id)
-                ));
+                )),
+                (true, false) => refused.push(format!(
+                    "no window counts {:?} any more: the state would stop keeping its history, which checkpoints carry to other instances and restarts",
+                    new.types.name(id)
+                )),
+                _ => {}
             }
         }
     }
-    if new.horizon_buckets > old.horizon_buckets && new.bucket == old.bucket {
+    if new.horizon_buckets != old.horizon_buckets && new.bucket == old.bucket {
         refused.push(format!(
-            "the longest window plus the lateness grows from {}h to {}h: the state keeps only {}h of history",
+            "the longest window plus the lateness changes from {}h to {}h: the state keeps (and checkpoints carry) {}h of history",
             hours(Millis::from(old.horizon_buckets) * old.bucket),
             hours(Millis::from(new.horizon_buckets) * new.bucket),
             hours(Millis::from(old.horizon_buckets) * old.bucket)
@@ -401,6 +411,11 @@ fn custom_types(errs: &mut Errors, custom: Vec<String>) -> TypeRegistry {
             errs.push(key, "must be 1 to 256 bytes");
         } else if TypeRegistry::new(Vec::new()).lookup(&name).is_some() {
             errs.push(key, format!("{name:?} is a built-in type"));
+        } else if matches!(name.as_str(), "unknown" | "invalid") {
+            errs.push(
+                key,
+                format!("{name:?} is reserved: radar_events_by_type_total counts undeclared types as \"unknown\" and rejected events as \"invalid\""),
+            );
         } else if names.iter().any(|n| **n == *name) {
             errs.push(key, format!("{name:?} is declared twice"));
         } else {
@@ -714,8 +729,15 @@ fn playbooks(
         let all: Option<Vec<Condition>> = all.into_iter().collect();
         let any: Option<Vec<Condition>> = any.into_iter().collect();
         if let (Some(kind), Some(cooldown), Some(all), Some(any)) = (kind, cooldown, all, any) {
+            // A shadow playbook's cooldowns are its own: when it goes live, the accounts
+            // it fired for in shadow are not muted for a cooldown.
+            let key = if shadow {
+                trigger_key(&format!("shadow:{}", p.name))
+            } else {
+                trigger_key(&p.name)
+            };
             built.push(Playbook {
-                key: trigger_key(&p.name),
+                key,
                 name: p.name.into(),
                 kind,
                 all,

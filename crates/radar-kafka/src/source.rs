@@ -443,7 +443,6 @@ impl Source {
         Ok(())
     }
 
-    /// A handle for looking at account state from other threads (the admin API).
     /// The handle that switches the engine settings of the running source.
     pub fn settings_switch(&self) -> SettingsSwitch {
         SettingsSwitch {
@@ -451,6 +450,7 @@ impl Source {
         }
     }
 
+    /// A handle for looking at account state from other threads (the admin API).
     pub fn inspector(&self) -> Inspector {
         Inspector {
             shared: self.shared.clone(),

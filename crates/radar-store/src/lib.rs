@@ -2,8 +2,10 @@
 //! copy-on-write B-tree that survives a crash mid-write, pure Rust and maintained.
 //!
 //! Modules:
-//! - [`store`]: the store file, and per-partition checkpoints (offset and engine
-//!   snapshot), checksummed, with the previous generation kept as a fallback;
+//! - [`store`]: the store file, and per-partition checkpoints (offset and engine state):
+//!   generations, each a snapshot or the changes since the one before, checksummed; the
+//!   previous snapshot and its changes stay as the fallback until a newer snapshot is
+//!   written intact;
 //! - [`outbox`]: opportunities made durable before the offsets that produced them are
 //!   committed, for delivery to read;
 //! - [`delivery`]: per-destination delivery queues (retries wait there, on disk), the

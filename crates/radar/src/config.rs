@@ -346,7 +346,7 @@ fn admin_token(admin: &RawAdmin, env: Env<'_>) -> Result<Option<SecretString>, S
         _ => return Err("admin.token_env, admin.token_file: give one of them, not both".into()),
     };
     let token = token.trim();
-    if token.len() < 16 {
+    if token.chars().count() < 16 {
         return Err(
             "admin.token_env / admin.token_file: the token is shorter than 16 characters".into(),
         );

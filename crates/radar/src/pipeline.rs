@@ -60,6 +60,10 @@ pub fn run(
     stop: Arc<Stop>,
     started: impl FnOnce(SocketAddr),
 ) -> Result<Finished> {
+    // At once: a SIGHUP before the source is up must not end the process (its default).
+    let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .context("installing the SIGHUP handler")?;
     let store = Arc::new(Store::open(&config.store_path).with_context(|| {
         format!(
             "opening the state store {} (is another radar using it?)",
@@ -106,7 +110,7 @@ pub fn run(
         source.settings_switch(),
         metrics.clone(),
     ));
-    reload_on_sighup(reloader.clone(), stop.clone())?;
+    reload_on_sighup(reloader.clone(), hangup, stop.clone())?;
     let bound = runtime
         .block_on(admin::serve(
             config.admin,
@@ -180,11 +184,12 @@ pub fn run(
     })
 }
 
-/// Reloads the configuration on each SIGHUP until the pipeline stops.
-fn reload_on_sighup(reloader: Arc<Reloader>, stop: Arc<Stop>) -> Result<()> {
-    let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
-        .context("installing the SIGHUP handler")?;
+/// Reloads the configuration on each SIGHUP (raised in `hangup`) until the pipeline stops.
+fn reload_on_sighup(
+    reloader: Arc<Reloader>,
+    hangup: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<Stop>,
+) -> Result<()> {
     std::thread::Builder::new()
         .name("reload-on-sighup".into())
         .spawn(move || {

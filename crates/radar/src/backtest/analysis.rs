@@ -18,7 +18,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emitted {
     pub account: u32,
-    pub playbook: String,
+    /// Inline up to 24 bytes: no allocation per opportunity for usual names.
+    pub playbook: compact_str::CompactString,
     pub tier: &'static str,
     pub tier_rise: bool,
     pub shadow: bool,
@@ -101,7 +102,8 @@ fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-/// The value at quantile `q` of `sorted` (nearest rank).
+/// The value at quantile `q` of `sorted`, by nearest rank (the median of an even count
+/// is the lower middle value).
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -110,17 +112,37 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[rank - 1])
 }
 
-/// Computes the figures. `accounts` counts the accounts seen in the events (the base
-/// rate's denominator); expansions of accounts never seen are left out.
-pub fn figures(
-    emitted: &[Emitted],
-    expansions: &[Expansion],
-    accounts: u64,
-    seen: impl Fn(u32) -> bool,
-    horizon_ms: i64,
-) -> Figures {
+/// What the events cover, and how the figures are cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scope {
+    /// Accounts seen in the events: the base rate's denominator.
+    pub accounts: u64,
+    /// The first and last event time: only expansions from the first event to the horizon
+    /// after the last could have followed an opportunity, so only they count.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub horizon_ms: i64,
+    /// The highest score the model gives: thresholds and score buckets go up to it.
+    pub max_score: f64,
+}
+
+/// Computes the figures. Expansions of accounts never seen, or outside the time the
+/// events cover (plus the horizon), are left out. Shadow playbooks have their own rows;
+/// every other row, the thresholds and the histograms count only what would have been
+/// sent.
+pub fn figures(emitted: &[Emitted], expansions: &[Expansion], scope: Scope) -> Figures {
+    let Scope {
+        accounts,
+        from_ms,
+        to_ms,
+        horizon_ms,
+        max_score,
+    } = scope;
     let mut by_account: HashMap<u32, Vec<Expansion>> = HashMap::new();
-    for e in expansions.iter().filter(|e| seen(e.account)) {
+    for e in expansions
+        .iter()
+        .filter(|e| e.at_ms >= from_ms && e.at_ms <= to_ms.saturating_add(horizon_ms))
+    {
         by_account.entry(e.account).or_default().push(*e);
     }
     for list in by_account.values_mut() {
@@ -135,7 +157,7 @@ pub fn figures(
         .map(|o| {
             by_account.get(&o.account).and_then(|list| {
                 list.iter()
-                    .find(|e| e.at_ms > o.at_ms && e.at_ms <= o.at_ms + horizon_ms)
+                    .find(|e| e.at_ms > o.at_ms && e.at_ms <= o.at_ms.saturating_add(horizon_ms))
                     .map(|e| e.at_ms - o.at_ms)
             })
         })
@@ -172,7 +194,7 @@ pub fn figures(
                 arr_caught,
             }
         };
-    let mut groups = vec![group("all", "all".into(), false, &|_| true)];
+    let mut groups = vec![group("all", "all".into(), false, &|o| !o.shadow)];
     let mut playbooks: Vec<(&str, bool)> = emitted
         .iter()
         .filter(|o| !o.tier_rise)
@@ -189,13 +211,16 @@ pub fn figures(
         o.tier_rise
     }));
     for tier in ["cold", "warm", "hot", "critical"] {
-        groups.push(group("tier", tier.to_owned(), false, &|o| o.tier == tier));
+        groups.push(group("tier", tier.to_owned(), false, &|o| {
+            !o.shadow && o.tier == tier
+        }));
     }
-    let thresholds = (0..10)
+    let steps = ((max_score / 10.0).ceil() as u32).max(1);
+    let thresholds = (0..steps)
         .map(|step| {
             let min_score = f64::from(step) * 10.0;
             let chosen: Vec<usize> = (0..emitted.len())
-                .filter(|&i| emitted[i].score >= min_score)
+                .filter(|&i| !emitted[i].shadow && emitted[i].score >= min_score)
                 .collect();
             let hits = chosen.iter().filter(|&&i| leads[i].is_some()).count() as u64;
             let (caught, _) = caught(&expansions, chosen.iter().map(|&i| &emitted[i]), horizon_ms);
@@ -207,15 +232,15 @@ pub fn figures(
             }
         })
         .collect();
-    let mut score_histogram: Vec<ScoreBucket> = (0..10)
+    let mut score_histogram: Vec<ScoreBucket> = (0..steps)
         .map(|step| ScoreBucket {
             from: f64::from(step) * 10.0,
             hits: 0,
             misses: 0,
         })
         .collect();
-    for (o, lead) in emitted.iter().zip(&leads) {
-        let bucket = ((o.score / 10.0).floor().max(0.0) as usize).min(9);
+    for (o, lead) in emitted.iter().zip(&leads).filter(|(o, _)| !o.shadow) {
+        let bucket = ((o.score / 10.0).floor().max(0.0) as usize).min(steps as usize - 1);
         if lead.is_some() {
             score_histogram[bucket].hits += 1;
         } else {
@@ -229,7 +254,8 @@ pub fn figures(
             hits: 0,
         })
         .collect();
-    for lead in leads.iter().flatten() {
+    for (_, lead) in emitted.iter().zip(&leads).filter(|(o, _)| !o.shadow) {
+        let Some(lead) = lead else { continue };
         let week = ((*lead as f64 / DAY_MS / 7.0) as usize).min(weeks - 1);
         lead_histogram[week].hits += 1;
     }
@@ -269,7 +295,7 @@ fn caught<'a>(
         };
         // The latest opportunity before the expansion decides.
         let before = list.partition_point(|&t| t < e.at_ms);
-        if before > 0 && list[before - 1] >= e.at_ms - horizon_ms {
+        if before > 0 && list[before - 1] >= e.at_ms.saturating_sub(horizon_ms) {
             count += 1;
             arr += e.arr_delta;
         }
@@ -295,6 +321,17 @@ mod tests {
         }
     }
 
+    /// Events from day 0 to day 10, a 90-day horizon, scores up to 100.
+    fn scope(accounts: u64) -> Scope {
+        Scope {
+            accounts,
+            from_ms: 0,
+            to_ms: 10 * DAY,
+            horizon_ms: 90 * DAY,
+            max_score: 100.0,
+        }
+    }
+
     fn expansion(account: u32, day: i64, arr_delta: f64) -> Expansion {
         Expansion {
             account,
@@ -317,13 +354,13 @@ mod tests {
         let expansions = [
             expansion(0, 11, 1_000.0),
             expansion(1, 100, 500.0),
-            expansion(9, 5, 1.0),
+            expansion(3, 200, 1.0),
         ];
-        let f = figures(&opportunities, &expansions, 4, |a| a < 4, 90 * DAY);
+        let f = figures(&opportunities, &expansions, scope(4));
         assert_eq!(
             (f.accounts_expanded, f.expansions),
             (2, 2),
-            "account 9 was never seen"
+            "day 200 is past the last event and the horizon"
         );
         assert_eq!(f.base_rate, Some(0.5));
         let a = f.groups.iter().find(|g| g.name == "a").unwrap();
@@ -368,8 +405,42 @@ mod tests {
     }
 
     #[test]
+    fn shadow_opportunities_have_their_own_row_and_count_nowhere_else() {
+        let mut shadow = emitted(0, "s", 95.0, 1);
+        shadow.shadow = true;
+        let opportunities = [emitted(1, "a", 50.0, 1), shadow];
+        let expansions = [expansion(0, 5, 100.0), expansion(1, 5, 100.0)];
+        let mut wide = scope(2);
+        wide.max_score = 140.0;
+        let f = figures(&opportunities, &expansions, wide);
+        assert_eq!(f.groups[0].opportunities, 1, "all: live only");
+        let s = f.groups.iter().find(|g| g.name == "s").unwrap();
+        assert!(s.shadow && s.opportunities == 1 && s.hits == 1);
+        assert_eq!(f.thresholds.len(), 14, "up to the model's maximum");
+        assert_eq!(
+            f.thresholds[9].opportunities, 0,
+            "the shadow 95 is not among them"
+        );
+        assert_eq!(f.score_histogram[9].hits, 0);
+        assert_eq!(f.lead_histogram[0].hits, 1);
+    }
+
+    #[test]
+    fn a_huge_horizon_saturates_instead_of_overflowing() {
+        let f = figures(
+            &[emitted(0, "a", 50.0, 1)],
+            &[expansion(0, 5, 1.0)],
+            Scope {
+                horizon_ms: i64::MAX,
+                ..scope(1)
+            },
+        );
+        assert_eq!(f.groups[0].hits, 1);
+    }
+
+    #[test]
     fn an_empty_backtest_has_no_ratios_rather_than_nan() {
-        let f = figures(&[], &[], 0, |_| false, 90 * DAY);
+        let f = figures(&[], &[], scope(0));
         assert_eq!(f.base_rate, None);
         assert!(
             f.groups

@@ -106,17 +106,18 @@ pub fn run(options: &BacktestOptions, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// The account id of an accepted line (already decoded once by the engine; this reads
-/// only that field).
-fn account_of(line: &[u8]) -> Option<String> {
+/// The account id and time of an accepted line (already decoded once by the engine; this
+/// reads only those two fields).
+fn account_and_time(line: &[u8]) -> Option<(std::borrow::Cow<'_, str>, i64)> {
     #[derive(serde::Deserialize)]
-    struct Account<'a> {
+    struct Envelope<'a> {
         #[serde(borrow)]
         account_id: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        timestamp: std::borrow::Cow<'a, str>,
     }
-    serde_json::from_slice::<Account<'_>>(line)
-        .ok()
-        .map(|a| a.account_id.into_owned())
+    let envelope = serde_json::from_slice::<Envelope<'_>>(line).ok()?;
+    Some((envelope.account_id, parse_rfc3339(&envelope.timestamp)?))
 }
 
 /// Interns account ids: the figures work on numbers.
@@ -167,20 +168,24 @@ fn one(
         indicatif::ProgressBar::hidden()
     };
     let reader = BufReader::with_capacity(1 << 16, progress.wrap_read(file));
+    let max_score = settings.model.max_score();
     let mut accounts = Accounts::default();
     let mut emitted = Vec::new();
+    let (mut from_ms, mut to_ms) = (i64::MAX, i64::MIN);
     let engine = replay::stream(Arc::new(settings), reader, |batch| {
         for (line, outcome) in batch.lines.iter().zip(batch.outcomes) {
             if matches!(outcome, Outcome::Processed { .. })
-                && let Some(account) = account_of(line)
+                && let Some((account, at)) = account_and_time(line)
             {
                 accounts.id(&account);
+                from_ms = from_ms.min(at);
+                to_ms = to_ms.max(at);
             }
         }
         for o in batch.opportunities {
             emitted.push(Emitted {
                 account: accounts.id(&o.account_id),
-                playbook: o.playbook.to_string(),
+                playbook: o.playbook.clone(),
                 tier: o.tier.as_str(),
                 tier_rise: o.kind == Kind::TierRise,
                 shadow: shadow.iter().any(|name| name == o.playbook.as_str()),
@@ -204,7 +209,17 @@ fn one(
             })
         })
         .collect();
-    let figures = analysis::figures(&emitted, &expansions, seen, |_| true, horizon_ms);
+    let figures = analysis::figures(
+        &emitted,
+        &expansions,
+        analysis::Scope {
+            accounts: seen,
+            from_ms,
+            to_ms,
+            horizon_ms,
+            max_score,
+        },
+    );
     Ok(Report::new(
         config_path.map_or("built-in defaults".into(), |p| p.display().to_string()),
         engine.stats(),
