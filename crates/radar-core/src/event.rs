@@ -90,7 +90,8 @@ pub struct Event<'a> {
     pub event_type: Cow<'a, str>,
     pub account_id: Cow<'a, str>,
     pub timestamp: Millis,
-    properties: Option<&'a RawValue>,
+    /// The properties object's JSON text, parsed only by [`Event::properties`].
+    properties: Option<&'a str>,
 }
 
 /// The known properties of every built-in type, flattened; unknown properties are ignored.
@@ -162,7 +163,32 @@ struct RawEvent<'a> {
     #[serde(borrow, default)]
     received_at: Option<Text<'a>>,
     #[serde(borrow, default)]
-    properties: Option<&'a RawValue>,
+    properties: Option<RawJson<'a>>,
+}
+
+/// A JSON value's text, borrowed from the line (serde_json checks its syntax as it
+/// passes it).
+struct RawJson<'a>(&'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(deserializer).map(|raw| RawJson(raw.get()))
+    }
+}
+
+impl<'a> From<crate::scan::Envelope<'a>> for RawEvent<'a> {
+    fn from(e: crate::scan::Envelope<'a>) -> RawEvent<'a> {
+        let text = |v: Option<&'a str>| v.map(|v| Text(Cow::Borrowed(v)));
+        RawEvent {
+            event_id: text(e.event_id),
+            event_type: text(e.event_type),
+            account_id: text(e.account_id),
+            timestamp: text(e.timestamp),
+            user_id: text(e.user_id),
+            received_at: text(e.received_at),
+            properties: e.properties.map(RawJson),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -216,7 +242,12 @@ pub fn decode(
     let text = simdutf8::basic::from_utf8(bytes)
         .or_else(|_| std::str::from_utf8(bytes))
         .map_err(|e| Rejection::new(RejectReason::InvalidJson, format!("not UTF-8: {e}")))?;
-    let raw: RawEvent<'_> = serde_json::from_str(text).map_err(json_rejection)?;
+    // The scanner reads the usual line in one pass; anything else, every rejection
+    // included, is serde_json's (see `crate::scan`).
+    let raw = match crate::scan::scan(text) {
+        Some(envelope) => RawEvent::from(envelope),
+        None => serde_json::from_str::<RawEvent<'_>>(text).map_err(json_rejection)?,
+    };
     let event_id = required_id(raw.event_id, "event_id")?;
     let event_type = required(raw.event_type, "type")?;
     if event_type.len() > MAX_TEXT_LEN {
@@ -243,7 +274,8 @@ pub fn decode(
     {
         return Err(Rejection::new(RejectReason::TooFarInFuture, "timestamp"));
     }
-    if raw.properties.is_some_and(|p| !p.get().starts_with('{')) {
+    let properties = raw.properties.map(|p| p.0);
+    if properties.is_some_and(|p| !p.starts_with('{')) {
         return Err(Rejection::new(
             RejectReason::WrongType,
             "properties must be an object",
@@ -254,7 +286,7 @@ pub fn decode(
         event_type,
         account_id,
         timestamp,
-        properties: raw.properties,
+        properties,
     })
 }
 
@@ -262,12 +294,102 @@ impl Event<'_> {
     /// The known properties, checked: types, lengths, ranges and dates.
     pub fn properties(&self) -> Result<Properties, Rejection> {
         let raw = match self.properties {
-            Some(json) => serde_json::from_str(json.get()).map_err(json_rejection)?,
+            Some(json) => match scan_properties(json) {
+                Some(raw) => raw,
+                None => serde_json::from_str(json).map_err(json_rejection)?,
+            },
             None => RawProperties::default(),
         };
         properties(raw)
     }
 }
+
+/// The fast path for the properties (see `crate::scan`): every known property written
+/// as producers usually write it — integers plain and in range, decimals serde_json
+/// reads exactly as [`crate::scan::decimal`] does, strings without escapes, booleans —
+/// each once; anything else (`null`, a repeat, a wrong type, a number out of range,
+/// invalid JSON) is `None`, and serde_json decides, with its reason and message.
+fn scan_properties<'a>(json: &'a str) -> Option<RawProperties<'a>> {
+    use crate::scan::{decimal, literal, object, skip_ws, text_at, unsigned, value};
+    let b = json.as_bytes();
+    let mut raw = RawProperties::default();
+    let mut seen = 0u32;
+    let end = object(json, 0, |key, at| {
+        let field = PROPERTY_NAMES.iter().position(|name| *name == key);
+        if let Some(i) = field {
+            if seen & (1 << i) != 0 {
+                return None;
+            }
+            seen |= 1 << i;
+        }
+        let small = |slot: &mut Option<u32>| {
+            let (v, end) = unsigned(b, at)?;
+            *slot = Some(u32::try_from(v).ok()?);
+            Some(end)
+        };
+        let large = |slot: &mut Option<u64>| {
+            let (v, end) = unsigned(b, at)?;
+            *slot = Some(v);
+            Some(end)
+        };
+        let real = |slot: &mut Option<f64>| {
+            let (v, end) = decimal(b, at)?;
+            *slot = Some(v);
+            Some(end)
+        };
+        let text = |slot: &mut Option<Text<'a>>| {
+            let (v, end) = text_at(json, at)?;
+            *slot = Some(Text(Cow::Borrowed(v)));
+            Some(end)
+        };
+        match key {
+            "seats_used" => small(&mut raw.seats_used),
+            "seat_limit" => small(&mut raw.seat_limit),
+            "api_calls" => large(&mut raw.api_calls),
+            "api_limit" => large(&mut raw.api_limit),
+            "plan" => text(&mut raw.plan),
+            "arr" => real(&mut raw.arr),
+            "contract_end" => text(&mut raw.contract_end),
+            "customer_since" => text(&mut raw.customer_since),
+            "active_users_1d" => small(&mut raw.active_users_1d),
+            "active_users_30d" => small(&mut raw.active_users_30d),
+            "api_calls_period" => large(&mut raw.api_calls_period),
+            "features_adopted" => small(&mut raw.features_adopted),
+            "health_score" => real(&mut raw.health_score),
+            "churn_risk" => {
+                let (v, end) = match b.get(at)? {
+                    b't' => (true, literal(b, at, b"true")?),
+                    b'f' => (false, literal(b, at, b"false")?),
+                    _ => return None,
+                };
+                raw.churn_risk = Some(v);
+                Some(end)
+            }
+            "score" => real(&mut raw.score),
+            _ => value(b, at, 0),
+        }
+    })?;
+    (skip_ws(b, end) == b.len()).then_some(raw)
+}
+
+/// The known properties' names, for spotting a repeat.
+const PROPERTY_NAMES: [&str; 15] = [
+    "seats_used",
+    "seat_limit",
+    "api_calls",
+    "api_limit",
+    "plan",
+    "arr",
+    "contract_end",
+    "customer_since",
+    "active_users_1d",
+    "active_users_30d",
+    "api_calls_period",
+    "features_adopted",
+    "health_score",
+    "churn_risk",
+    "score",
+];
 
 fn json_rejection(err: serde_json::Error) -> Rejection {
     let message = err.to_string();
@@ -513,5 +635,200 @@ mod tests {
             parse_rfc3339("2026-06-01T00:00:00Z")
         );
         assert_eq!(event.properties().unwrap().plan.as_deref(), Some("growth"));
+    }
+
+    mod scanner {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::strategy::ValueTree;
+
+        /// JSON-ish text: valid values mostly, with escapes, control characters, bad
+        /// numbers and bad literals among them.
+        fn value() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                12 => "\"[a-zé0-9 _:.-]{0,12}\"",
+                1 => "\"[a-z]{0,3}(\\\\[\"nt/u]|\\\\u00e9|\t)?[a-z]{0,3}\"",
+                6 => "-?(0|[1-9][0-9]{0,5})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+                1 => "[-0-9.eE+]{1,5}",
+                2 => Just("true".to_owned()),
+                2 => Just("false".to_owned()),
+                2 => Just("null".to_owned()),
+                1 => Just("tru".to_owned()),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|items| format!("[{}]", items.join(","))),
+                    proptest::collection::vec(("[a-z_]{1,6}", inner), 0..4).prop_map(|members| {
+                        let members: Vec<String> = members
+                            .iter()
+                            .map(|(k, v)| format!("\"{k}\":{v}"))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }),
+                ]
+            })
+        }
+
+        /// A member: an envelope field with (mostly) a string, `properties` with (mostly) an
+        /// object, or another key with any value; now and then an escaped key.
+        fn member() -> impl Strategy<Value = (String, String)> {
+            let known = prop_oneof![
+                Just("event_id"),
+                Just("type"),
+                Just("account_id"),
+                Just("timestamp"),
+                Just("user_id"),
+                Just("received_at"),
+            ];
+            let text = "\"[a-zA-Z0-9 _:.-]{0,16}\"";
+            let object = proptest::collection::vec(("[a-z_]{1,6}", value()), 0..4).prop_map(|m| {
+                let m: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", m.join(","))
+            });
+            prop_oneof![
+                6 => (known.clone(), text).prop_map(|(k, v)| (k.to_owned(), v)),
+                1 => (known, value()).prop_map(|(k, v)| (k.to_owned(), v)),
+                3 => object.prop_map(|v| ("properties".to_owned(), v)),
+                1 => value().prop_map(|v| ("properties".to_owned(), v)),
+                4 => ("[a-z_]{1,8}", value()),
+                1 => value().prop_map(|v| ("event\\u005fid".to_owned(), v)),
+            ]
+        }
+
+        /// An envelope-like object, sometimes cut short or followed by junk.
+        fn line() -> impl Strategy<Value = String> {
+            (
+                proptest::collection::vec((member(), "[ \t]{0,2}"), 0..6),
+                0usize..10,
+                any::<prop::sample::Index>(),
+                prop_oneof![8 => Just(String::new()), 1 => Just(" ".to_owned()), 1 => Just("x".to_owned())],
+            )
+                .prop_map(|(members, cut, at, tail)| {
+                    let members: Vec<String> = members
+                        .iter()
+                        .map(|((k, v), ws)| format!("{ws}\"{k}\"{ws}:{ws}{v}{ws}"))
+                        .collect();
+                    let mut text = format!("{{{}}}{tail}", members.join(","));
+                    if cut == 0 {
+                        let at = at.index(text.len() + 1);
+                        while !text.is_char_boundary(at.min(text.len())) {
+                            text.pop();
+                        }
+                        text.truncate(at.min(text.len()));
+                    }
+                    text
+                })
+        }
+
+        type Fields = Vec<Option<String>>;
+
+        fn fields(raw: RawEvent<'_>) -> Fields {
+            let text = |t: Option<Text<'_>>| t.map(|t| t.0.into_owned());
+            vec![
+                text(raw.event_id),
+                text(raw.event_type),
+                text(raw.account_id),
+                text(raw.timestamp),
+                text(raw.user_id),
+                text(raw.received_at),
+                raw.properties.map(|p| p.0.to_owned()),
+            ]
+        }
+
+        /// Whatever the scanner accepts, serde_json accepts with the same fields: the fast
+        /// path never changes what an event decodes to, or whether it is refused. Drawn
+        /// by hand from the strategy so the test also checks that a good share of the
+        /// lines reach the comparison.
+        #[test]
+        fn the_scanner_agrees_with_serde_json_whenever_it_answers() {
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            let strategy = line();
+            let (mut answered, draws) = (0, 4_000);
+            for _ in 0..draws {
+                let text = strategy.new_tree(&mut runner).unwrap().current();
+                if let Some(envelope) = crate::scan::scan(&text) {
+                    answered += 1;
+                    let serde = serde_json::from_str::<RawEvent<'_>>(&text).unwrap_or_else(|e| {
+                        panic!("serde refuses what the scanner took: {text}: {e}")
+                    });
+                    assert_eq!(fields(RawEvent::from(envelope)), fields(serde), "{text}");
+                }
+            }
+            assert!(
+                answered * 5 > draws,
+                "only {answered} of {draws} lines reached the comparison"
+            );
+        }
+
+        /// A properties object: known and other names, values of every kind and range.
+        fn properties_object() -> impl Strategy<Value = String> {
+            let name = prop_oneof![
+                6 => proptest::sample::select(PROPERTY_NAMES.to_vec()).prop_map(str::to_owned),
+                1 => "[a-z_]{1,8}",
+            ];
+            let number = prop_oneof![
+                4 => "(0|[1-9][0-9]{0,9})",
+                1 => "[1-9][0-9]{10,21}",
+                1 => "-(0|[1-9][0-9]{0,3})",
+                3 => "-?(0|[1-9][0-9]{0,8})\\.[0-9]{1,8}",
+                1 => "-?[1-9]\\.[0-9]{1,3}[eE][+-]?[0-9]{1,3}",
+                1 => "[0-9]{16,18}\\.[0-9]{1,4}",
+            ];
+            let member_value = prop_oneof![
+                6 => number,
+                2 => "\"[a-z0-9:T-]{0,24}\"",
+                1 => Just("\"2026-03-01T00:00:00Z\"".to_owned()),
+                1 => Just("true".to_owned()),
+                1 => Just("false".to_owned()),
+                1 => Just("null".to_owned()),
+                1 => value(),
+            ];
+            proptest::collection::vec((name, member_value), 0..6).prop_map(|members| {
+                let members: Vec<String> = members
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            })
+        }
+
+        /// Whatever the properties scanner reads, serde_json reads the same: the same
+        /// properties, or the same rejection; and most objects reach the comparison.
+        #[test]
+        fn the_properties_scanner_agrees_with_serde_json_whenever_it_answers() {
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            let strategy = properties_object();
+            let (mut answered, draws) = (0, 4_000);
+            for _ in 0..draws {
+                let text = strategy.new_tree(&mut runner).unwrap().current();
+                if let Some(scanned) = scan_properties(&text) {
+                    answered += 1;
+                    let serde =
+                        serde_json::from_str::<RawProperties<'_>>(&text).unwrap_or_else(|e| {
+                            panic!("serde refuses what the scanner took: {text}: {e}")
+                        });
+                    assert_eq!(properties(scanned), properties(serde), "{text}");
+                }
+            }
+            assert!(
+                answered * 5 > draws,
+                "only {answered} of {draws} objects reached the comparison"
+            );
+        }
+
+        /// Generated lines, malformed ones included, all decode to the same as by serde.
+        #[test]
+        fn the_generated_stream_takes_the_fast_path_and_decodes_the_same() {
+            let lines = [
+                r#"{"event_id":"evt_1","type":"usage_snapshot","account_id":"acct_000001","timestamp":"2026-01-01T00:00:00Z","user_id":"u_3","properties":{"seats_used":9,"active_users_30d":9,"active_users_1d":2,"api_calls_period":5120,"features_adopted":4}}"#,
+                r#"{"event_id":"evt_2","type":"user_login","account_id":"acct_000002","timestamp":"2026-01-01T00:00:01Z","user_id":"u_0"}"#,
+            ];
+            for line in lines {
+                let envelope = crate::scan::scan(line).expect("the usual line is scanned");
+                let serde = serde_json::from_str::<RawEvent<'_>>(line).unwrap();
+                assert_eq!(fields(RawEvent::from(envelope)), fields(serde));
+            }
+        }
     }
 }

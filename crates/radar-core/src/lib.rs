@@ -8,6 +8,7 @@
 //!
 //! Modules:
 //! - [`event`]: the event envelope and its decoding, with a reason for every rejection;
+//! - `scan`: the decoder's fast path, a one-pass scanner for the usual envelope;
 //! - [`types`]: built-in and declared event types, and which of them windows count;
 //! - [`time`]: event time (milliseconds) and RFC 3339;
 //! - [`state`]: per-account entitlements, usage, health, dates, cooldowns;
@@ -33,6 +34,7 @@ pub mod metric;
 pub mod opportunity;
 pub mod playbook;
 pub mod priority;
+mod scan;
 pub mod scoring;
 pub mod settings;
 pub mod snapshot;

@@ -1,0 +1,345 @@
+//! The fast path of event decoding: a scanner for the envelope as nearly every producer
+//! writes it — one flat object whose strings have no escapes — that reads the fields
+//! Radar needs in one pass, borrowing them from the line, and checks the rest is valid
+//! JSON without building anything. Whatever it does not recognise (an escape, a
+//! duplicate field, a field of the wrong type, a syntax error, deep nesting) makes it
+//! answer `None`, and serde_json decodes the line instead: so every rejection, with its
+//! reason and message, still comes from serde_json, and a line the scanner accepts gives
+//! exactly what serde_json gives (a property test compares them on generated lines; the
+//! `decode` fuzz target runs the scanner on arbitrary bytes).
+
+/// The envelope's fields, as [`scan`] found them: borrowed string values, and the
+/// properties object's raw text.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Envelope<'a> {
+    pub event_id: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub account_id: Option<&'a str>,
+    pub timestamp: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub received_at: Option<&'a str>,
+    pub properties: Option<&'a str>,
+}
+
+/// Nesting deeper than this goes to serde_json (which refuses past 128).
+const MAX_DEPTH: u32 = 32;
+
+/// Scans `text` (valid UTF-8, a whole line); `None` when serde_json is to decide.
+pub(crate) fn scan(text: &str) -> Option<Envelope<'_>> {
+    let b = text.as_bytes();
+    let mut envelope = Envelope::default();
+    let end = object(text, skip_ws(b, 0), |key, at| {
+        let slot = match key {
+            "event_id" => &mut envelope.event_id,
+            "type" => &mut envelope.event_type,
+            "account_id" => &mut envelope.account_id,
+            "timestamp" => &mut envelope.timestamp,
+            "user_id" => &mut envelope.user_id,
+            "received_at" => &mut envelope.received_at,
+            "properties" => {
+                if envelope.properties.is_some() || b.get(at) != Some(&b'{') {
+                    return None;
+                }
+                let end = value(b, at, 0)?;
+                envelope.properties = Some(text.get(at..end)?);
+                return Some(end);
+            }
+            _ => return value(b, at, 0),
+        };
+        // A string, once; `null`, a number or a repeat is serde's to judge.
+        if slot.is_some() {
+            return None;
+        }
+        let (value, end) = text_at(text, at)?;
+        *slot = Some(value);
+        Some(end)
+    })?;
+    (skip_ws(b, end) == b.len()).then_some(envelope)
+}
+
+/// An object starting at `at` (its `{`): `member` is given each key (with no escape)
+/// and where its value starts, and answers where the value ends, or `None` to give up.
+/// The index after the closing `}`.
+pub(crate) fn object<'a>(
+    text: &'a str,
+    at: usize,
+    mut member: impl FnMut(&'a str, usize) -> Option<usize>,
+) -> Option<usize> {
+    let b = text.as_bytes();
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut at = skip_ws(b, at + 1);
+    if b.get(at) == Some(&b'}') {
+        return Some(at + 1);
+    }
+    loop {
+        let (key, next) = text_at(text, at)?;
+        at = skip_ws(b, next);
+        if b.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_ws(b, member(key, skip_ws(b, at + 1))?);
+        match b.get(at) {
+            Some(b',') => at = skip_ws(b, at + 1),
+            Some(b'}') => return Some(at + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// A string with no escape at `at`, borrowed from `text`, and the index after it.
+pub(crate) fn text_at(text: &str, at: usize) -> Option<(&str, usize)> {
+    let (contents, end) = string(text.as_bytes(), at)?;
+    Some((text.get(at + 1..at + 1 + contents.len())?, end))
+}
+
+/// A non-negative integer at `at` written as JSON writes one (no sign, no fraction, no
+/// exponent, no leading zero), and the index after it; `None` for anything else,
+/// including a value past `u64`.
+pub(crate) fn unsigned(b: &[u8], at: usize) -> Option<(u64, usize)> {
+    let digits = b
+        .get(at..)?
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let end = at + digits;
+    if digits == 0
+        || (digits > 1 && b[at] == b'0')
+        || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    b[at..end]
+        .iter()
+        .try_fold(0u64, |acc, &c| {
+            acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        })
+        .map(|v| (v, end))
+}
+
+/// A number at `at` whose value serde_json computes exactly as this does — at most 15
+/// digits, no exponent: the digits as an integer, divided once by an exactly
+/// representable power of ten — and the index after it; `None` for any other.
+pub(crate) fn decimal(b: &[u8], at: usize) -> Option<(f64, usize)> {
+    let negative = b.get(at) == Some(&b'-');
+    let start = at + usize::from(negative);
+    if !b.get(start)?.is_ascii_digit() {
+        return None;
+    }
+    let end = number(b, start)?;
+    let digits = &b[start..end];
+    if digits.iter().any(|c| matches!(c, b'e' | b'E')) {
+        return None;
+    }
+    let (whole, fraction) = match digits.iter().position(|&c| c == b'.') {
+        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+        None => (digits, &digits[..0]),
+    };
+    if whole.len() + fraction.len() > 15 {
+        return None;
+    }
+    let significand = whole
+        .iter()
+        .chain(fraction)
+        .fold(0u64, |acc, &c| acc * 10 + u64::from(c - b'0'));
+    // serde_json reads `-0` as the integer 0, not as -0.0.
+    if negative && fraction.is_empty() && significand == 0 {
+        return None;
+    }
+    let scale = 10f64.powi(i32::try_from(fraction.len()).ok()?);
+    let value = significand as f64 / scale;
+    Some((if negative { -value } else { value }, end))
+}
+
+pub(crate) fn skip_ws(b: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// A string starting at `at` (its opening quote) with no escape and no control
+/// character: its contents and the index after its closing quote.
+fn string(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    if b.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    let rest = b.get(start..)?;
+    let len = special(rest)?;
+    (rest[len] == b'"').then(|| (&rest[..len], start + len + 1))
+}
+
+/// The index of the first `"`, `\` or control character in `s`, eight bytes at a time
+/// (the classic "has a zero byte" bit trick: the lowest flagged byte is always right).
+fn special(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
+    let mut chunks = s.chunks_exact(8);
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let found = below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            | below(x, 0x20);
+        if found != 0 {
+            return Some(i * 8 + (found.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail = s.len() - chunks.remainder().len();
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| tail + p)
+}
+
+/// Any JSON value starting at `at`, checked: the index after it.
+pub(crate) fn value(b: &[u8], at: usize, depth: u32) -> Option<usize> {
+    match *b.get(at)? {
+        b'"' => string(b, at).map(|(_, end)| end),
+        b'{' => container(b, at, depth, b'}', true),
+        b'[' => container(b, at, depth, b']', false),
+        b't' => literal(b, at, b"true"),
+        b'f' => literal(b, at, b"false"),
+        b'n' => literal(b, at, b"null"),
+        b'-' | b'0'..=b'9' => number(b, at),
+        _ => None,
+    }
+}
+
+pub(crate) fn literal(b: &[u8], at: usize, word: &[u8]) -> Option<usize> {
+    (b.get(at..at + word.len())? == word).then_some(at + word.len())
+}
+
+/// An object (`keyed`) or array from `at`, its members checked: the index after it.
+fn container(b: &[u8], at: usize, depth: u32, close: u8, keyed: bool) -> Option<usize> {
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let mut at = skip_ws(b, at + 1);
+    if b.get(at) == Some(&close) {
+        return Some(at + 1);
+    }
+    loop {
+        if keyed {
+            at = skip_ws(b, string(b, at)?.1);
+            if b.get(at) != Some(&b':') {
+                return None;
+            }
+            at = skip_ws(b, at + 1);
+        }
+        at = skip_ws(b, value(b, at, depth + 1)?);
+        match *b.get(at)? {
+            b',' => at = skip_ws(b, at + 1),
+            c if c == close => return Some(at + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// A number by JSON's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn number(b: &[u8], mut at: usize) -> Option<usize> {
+    let digits = |b: &[u8], at: usize| -> usize {
+        b.get(at..).map_or(0, |rest| {
+            rest.iter().take_while(|c| c.is_ascii_digit()).count()
+        })
+    };
+    if b.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    match b.get(at)? {
+        b'0' => at += 1,
+        b'1'..=b'9' => at += digits(b, at),
+        _ => return None,
+    }
+    if b.get(at) == Some(&b'.') {
+        let n = digits(b, at + 1);
+        if n == 0 {
+            return None;
+        }
+        at += 1 + n;
+    }
+    if let Some(b'e' | b'E') = b.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = b.get(at) {
+            at += 1;
+        }
+        let n = digits(b, at);
+        if n == 0 {
+            return None;
+        }
+        at += n;
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usual_envelope_is_read_borrowed_with_its_properties_raw() {
+        let line = r#" {"event_id":"e1","type":"usage_snapshot","account_id":"acme","timestamp":"2026-03-01T00:00:00Z","user_id":"u_1","properties":{"seats_used":9,"x":[1,-2.5e3,{"y":null}],"ok":true},"extra":{"a":[]}} "#;
+        let envelope = scan(line).unwrap();
+        assert_eq!(envelope.event_id, Some("e1"));
+        assert_eq!(envelope.event_type, Some("usage_snapshot"));
+        assert_eq!(envelope.account_id, Some("acme"));
+        assert_eq!(envelope.timestamp, Some("2026-03-01T00:00:00Z"));
+        assert_eq!(envelope.user_id, Some("u_1"));
+        assert_eq!(envelope.received_at, None);
+        assert_eq!(
+            envelope.properties,
+            Some(r#"{"seats_used":9,"x":[1,-2.5e3,{"y":null}],"ok":true}"#)
+        );
+    }
+
+    #[test]
+    fn special_bytes_are_found_wherever_they_are() {
+        for len in 0..40 {
+            for at in 0..len {
+                for c in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    let mut s = vec![b'a'; len];
+                    // Bytes that must not be taken for special ones, around it.
+                    if at > 0 {
+                        s[at - 1] = 0xc3;
+                    }
+                    s[at] = c;
+                    if at + 1 < len {
+                        s[at + 1] = 0x7f;
+                    }
+                    assert_eq!(special(&s), Some(at), "{len} {at} {c}");
+                }
+            }
+            let mut plain = vec![b'a'; len];
+            plain.iter_mut().step_by(3).for_each(|c| *c = 0xe9);
+            assert_eq!(special(&plain), None);
+        }
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_serde() {
+        for line in [
+            r#"{"event_id":"e\"1"}"#,
+            r#"{"event_id":"e1","event_id":"e2"}"#,
+            r#"{"event_id":7}"#,
+            r#"{"event_id":null}"#,
+            r#"{"properties":[1]}"#,
+            r#"{"properties":{"a":01}}"#,
+            r#"{"properties":{"a":1.}}"#,
+            r#"{"properties":{"a":tru}}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1} x"#,
+            "{\"a\":\"tab\there\"}",
+            r#"[1]"#,
+            "",
+            r#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+        ] {
+            assert_eq!(scan(line), None, "{line}");
+        }
+        assert_eq!(scan("{}"), Some(Envelope::default()));
+    }
+}
