@@ -247,7 +247,8 @@ pub fn figures(emitted: &[Emitted], expansions: &[Expansion], scope: Scope) -> F
             score_histogram[bucket].misses += 1;
         }
     }
-    let weeks = ((horizon_ms as f64 / DAY_MS / 7.0).ceil() as usize).max(1);
+    // A week a bucket over the horizon, at most a year's: longer leads share the last.
+    let weeks = ((horizon_ms as f64 / DAY_MS / 7.0).ceil() as usize).clamp(1, 52);
     let mut lead_histogram: Vec<LeadBucket> = (0..weeks)
         .map(|w| LeadBucket {
             from_days: (w * 7) as u32,
