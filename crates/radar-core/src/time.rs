@@ -104,9 +104,11 @@ pub fn format_rfc3339(millis: Millis) -> String {
 }
 
 /// Whole and fractional days from `from` to `to` (negative when `to` is earlier).
+/// Saturating: a restored state may hold any instant (the restore fuzz target found one
+/// whose difference overflowed).
 pub fn days_between(from: Millis, to: Millis) -> f64 {
     const PER_MILLI: f64 = 1.0 / DAY as f64;
-    (to - from) as f64 * PER_MILLI
+    to.saturating_sub(from) as f64 * PER_MILLI
 }
 
 #[cfg(test)]
@@ -175,5 +177,6 @@ mod tests {
         let t = parse_rfc3339("2026-03-01T12:00:00.250Z").unwrap();
         assert_eq!(format_rfc3339(t), "2026-03-01T12:00:00.250Z");
         assert_eq!(days_between(0, DAY + DAY / 2), 1.5);
+        assert!(days_between(i64::MAX, i64::MIN) < -1e11, "saturates, never overflows");
     }
 }
