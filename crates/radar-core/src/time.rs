@@ -177,6 +177,9 @@ mod tests {
         let t = parse_rfc3339("2026-03-01T12:00:00.250Z").unwrap();
         assert_eq!(format_rfc3339(t), "2026-03-01T12:00:00.250Z");
         assert_eq!(days_between(0, DAY + DAY / 2), 1.5);
-        assert!(days_between(i64::MAX, i64::MIN) < -1e11, "saturates, never overflows");
+        assert!(
+            days_between(i64::MAX, i64::MIN) < -1e11,
+            "saturates, never overflows"
+        );
     }
 }
