@@ -13,7 +13,7 @@ use radar_core::settings::live_change;
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
-use crate::run::{KillOnDrop, events, free_port, get, produce};
+use crate::run::{KillOnDrop, events, free_port, get, metric, produce};
 
 const TOKEN: &str = "reload-token-0123456789";
 
@@ -156,13 +156,6 @@ fn until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn metric(port: u16, name: &str) -> Option<u64> {
-    get(port, "/metrics")
-        .1
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]

@@ -315,13 +315,6 @@ fn scan_properties<'a>(json: &'a str) -> Option<RawProperties<'a>> {
     let mut raw = RawProperties::default();
     let mut seen = 0u32;
     let end = object(json, 0, |key, at| {
-        let field = PROPERTY_NAMES.iter().position(|name| *name == key);
-        if let Some(i) = field {
-            if seen & (1 << i) != 0 {
-                return None;
-            }
-            seen |= 1 << i;
-        }
         let small = |slot: &mut Option<u32>| {
             let (v, end) = unsigned(b, at)?;
             *slot = Some(u32::try_from(v).ok()?);
@@ -342,54 +335,46 @@ fn scan_properties<'a>(json: &'a str) -> Option<RawProperties<'a>> {
             *slot = Some(Text(Cow::Borrowed(v)));
             Some(end)
         };
-        match key {
-            "seats_used" => small(&mut raw.seats_used),
-            "seat_limit" => small(&mut raw.seat_limit),
-            "api_calls" => large(&mut raw.api_calls),
-            "api_limit" => large(&mut raw.api_limit),
-            "plan" => text(&mut raw.plan),
-            "arr" => real(&mut raw.arr),
-            "contract_end" => text(&mut raw.contract_end),
-            "customer_since" => text(&mut raw.customer_since),
-            "active_users_1d" => small(&mut raw.active_users_1d),
-            "active_users_30d" => small(&mut raw.active_users_30d),
-            "api_calls_period" => large(&mut raw.api_calls_period),
-            "features_adopted" => small(&mut raw.features_adopted),
-            "health_score" => real(&mut raw.health_score),
+        // Each known property has a bit in `seen`: a repeat is serde's to judge.
+        let (bit, end) = match key {
+            "seats_used" => (0, small(&mut raw.seats_used)),
+            "seat_limit" => (1, small(&mut raw.seat_limit)),
+            "api_calls" => (2, large(&mut raw.api_calls)),
+            "api_limit" => (3, large(&mut raw.api_limit)),
+            "plan" => (4, text(&mut raw.plan)),
+            "arr" => (5, real(&mut raw.arr)),
+            "contract_end" => (6, text(&mut raw.contract_end)),
+            "customer_since" => (7, text(&mut raw.customer_since)),
+            "active_users_1d" => (8, small(&mut raw.active_users_1d)),
+            "active_users_30d" => (9, small(&mut raw.active_users_30d)),
+            "api_calls_period" => (10, large(&mut raw.api_calls_period)),
+            "features_adopted" => (11, small(&mut raw.features_adopted)),
+            "health_score" => (12, real(&mut raw.health_score)),
             "churn_risk" => {
-                let (v, end) = match b.get(at)? {
-                    b't' => (true, literal(b, at, b"true")?),
-                    b'f' => (false, literal(b, at, b"false")?),
-                    _ => return None,
+                let parsed = match b.get(at)? {
+                    b't' => literal(b, at, b"true").map(|end| (true, end)),
+                    b'f' => literal(b, at, b"false").map(|end| (false, end)),
+                    _ => None,
                 };
-                raw.churn_risk = Some(v);
-                Some(end)
+                (
+                    13,
+                    parsed.map(|(v, end)| {
+                        raw.churn_risk = Some(v);
+                        end
+                    }),
+                )
             }
-            "score" => real(&mut raw.score),
-            _ => value(b, at, 0),
+            "score" => (14, real(&mut raw.score)),
+            _ => return value(b, at, 0),
+        };
+        if seen & (1 << bit) != 0 {
+            return None;
         }
+        seen |= 1 << bit;
+        end
     })?;
     (skip_ws(b, end) == b.len()).then_some(raw)
 }
-
-/// The known properties' names, for spotting a repeat.
-const PROPERTY_NAMES: [&str; 15] = [
-    "seats_used",
-    "seat_limit",
-    "api_calls",
-    "api_limit",
-    "plan",
-    "arr",
-    "contract_end",
-    "customer_since",
-    "active_users_1d",
-    "active_users_30d",
-    "api_calls_period",
-    "features_adopted",
-    "health_score",
-    "churn_risk",
-    "score",
-];
 
 fn json_rejection(err: serde_json::Error) -> Rejection {
     let message = err.to_string();
@@ -760,6 +745,25 @@ mod tests {
                 "only {answered} of {draws} lines reached the comparison"
             );
         }
+
+        /// The known properties' names.
+        const PROPERTY_NAMES: [&str; 15] = [
+            "seats_used",
+            "seat_limit",
+            "api_calls",
+            "api_limit",
+            "plan",
+            "arr",
+            "contract_end",
+            "customer_since",
+            "active_users_1d",
+            "active_users_30d",
+            "api_calls_period",
+            "features_adopted",
+            "health_score",
+            "churn_risk",
+            "score",
+        ];
 
         /// A properties object: known and other names, values of every kind and range.
         fn properties_object() -> impl Strategy<Value = String> {

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::analysis::Figures;
-use super::report::{self, Report};
+use super::report::{self, Report, percent};
 
 const HIT: &str = "#2a9d8f";
 const MISS: &str = "#e76f51";
@@ -18,10 +18,6 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn percent(value: Option<f64>) -> String {
-    value.map_or("–".into(), |v| format!("{:.1}%", v * 100.0))
 }
 
 fn number(value: Option<f64>, unit: &str) -> String {

@@ -126,7 +126,8 @@ pub fn compare<'a>(baseline: &'a Report, candidate: &'a Report) -> Comparison<'a
     }
 }
 
-fn percent(value: Option<f64>) -> String {
+/// A ratio as a percentage with one decimal, `-` when there is none.
+pub(super) fn percent(value: Option<f64>) -> String {
     value.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))
 }
 
