@@ -92,6 +92,9 @@ pub struct Event<'a> {
     pub timestamp: Millis,
     /// The properties object's JSON text, parsed only by [`Event::properties`].
     properties: Option<&'a str>,
+    /// The known properties, when the scanner read them while checking the line (see
+    /// `crate::scan`): the usual event's properties are then read once, not twice.
+    known: Option<RawProperties<'a>>,
 }
 
 /// The known properties of every built-in type, flattened; unknown properties are ignored.
@@ -118,6 +121,7 @@ pub struct Properties {
 
 /// A JSON string that borrows from the input unless it has escapes. (serde's own `Cow`
 /// impl always copies when wrapped in an `Option`.)
+#[derive(Debug, Clone)]
 struct Text<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
@@ -191,10 +195,10 @@ impl<'a> From<crate::scan::Envelope<'a>> for RawEvent<'a> {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct RawProperties<'a> {
+#[derive(Deserialize, Default, Debug, Clone)]
+pub(crate) struct RawProperties<'a> {
     #[serde(default)]
-    seats_used: Option<u32>,
+    pub(crate) seats_used: Option<u32>,
     #[serde(default)]
     seat_limit: Option<u32>,
     #[serde(default)]
@@ -244,9 +248,15 @@ pub fn decode(
         .map_err(|e| Rejection::new(RejectReason::InvalidJson, format!("not UTF-8: {e}")))?;
     // The scanner reads the usual line in one pass; anything else, every rejection
     // included, is serde_json's (see `crate::scan`).
-    let raw = match crate::scan::scan(text) {
-        Some(envelope) => RawEvent::from(envelope),
-        None => serde_json::from_str::<RawEvent<'_>>(text).map_err(json_rejection)?,
+    let (raw, known) = match crate::scan::scan(text) {
+        Some(mut envelope) => {
+            let known = envelope.known.take();
+            (RawEvent::from(envelope), known)
+        }
+        None => (
+            serde_json::from_str::<RawEvent<'_>>(text).map_err(json_rejection)?,
+            None,
+        ),
     };
     let event_id = required_id(raw.event_id, "event_id")?;
     let event_type = required(raw.event_type, "type")?;
@@ -287,34 +297,39 @@ pub fn decode(
         account_id,
         timestamp,
         properties,
+        known,
     })
 }
 
 impl Event<'_> {
     /// The known properties, checked: types, lengths, ranges and dates.
     pub fn properties(&self) -> Result<Properties, Rejection> {
+        if let Some(known) = &self.known {
+            return properties(known);
+        }
         let raw = match self.properties {
-            Some(json) => match scan_properties(json) {
-                Some(raw) => raw,
-                None => serde_json::from_str(json).map_err(json_rejection)?,
+            Some(json) => match scan_properties(json, 0) {
+                Some((raw, end)) if crate::scan::skip_ws(json.as_bytes(), end) == json.len() => raw,
+                _ => serde_json::from_str(json).map_err(json_rejection)?,
             },
             None => RawProperties::default(),
         };
-        properties(raw)
+        properties(&raw)
     }
 }
 
-/// The fast path for the properties (see `crate::scan`): every known property written
-/// as producers usually write it — integers plain and in range, decimals serde_json
-/// reads exactly as [`crate::scan::decimal`] does, strings without escapes, booleans —
-/// each once; anything else (`null`, a repeat, a wrong type, a number out of range,
-/// invalid JSON) is `None`, and serde_json decides, with its reason and message.
-fn scan_properties<'a>(json: &'a str) -> Option<RawProperties<'a>> {
-    use crate::scan::{decimal, literal, object, skip_ws, text_at, unsigned, value};
-    let b = json.as_bytes();
+/// The fast path for the properties object starting at `at` in `text` (its `{`), and
+/// the index after it (see `crate::scan`): every known property written as producers
+/// usually write it — integers plain and in range, decimals serde_json reads exactly as
+/// [`crate::scan::decimal`] does, strings without escapes, booleans — each once; anything
+/// else (`null`, a repeat, a wrong type, a number out of range, invalid JSON) is `None`,
+/// and serde_json decides, with its reason and message.
+pub(crate) fn scan_properties<'a>(text: &'a str, at: usize) -> Option<(RawProperties<'a>, usize)> {
+    use crate::scan::{decimal, literal, object, text_at, unsigned, value};
+    let b = text.as_bytes();
     let mut raw = RawProperties::default();
     let mut seen = 0u32;
-    let end = object(json, 0, |key, at| {
+    let end = object(text, at, |key, at| {
         let small = |slot: &mut Option<u32>| {
             let (v, end) = unsigned(b, at)?;
             *slot = Some(u32::try_from(v).ok()?);
@@ -330,8 +345,8 @@ fn scan_properties<'a>(json: &'a str) -> Option<RawProperties<'a>> {
             *slot = Some(v);
             Some(end)
         };
-        let text = |slot: &mut Option<Text<'a>>| {
-            let (v, end) = text_at(json, at)?;
+        let string = |slot: &mut Option<Text<'a>>| {
+            let (v, end) = text_at(text, at)?;
             *slot = Some(Text(Cow::Borrowed(v)));
             Some(end)
         };
@@ -341,10 +356,10 @@ fn scan_properties<'a>(json: &'a str) -> Option<RawProperties<'a>> {
             "seat_limit" => (1, small(&mut raw.seat_limit)),
             "api_calls" => (2, large(&mut raw.api_calls)),
             "api_limit" => (3, large(&mut raw.api_limit)),
-            "plan" => (4, text(&mut raw.plan)),
+            "plan" => (4, string(&mut raw.plan)),
             "arr" => (5, real(&mut raw.arr)),
-            "contract_end" => (6, text(&mut raw.contract_end)),
-            "customer_since" => (7, text(&mut raw.customer_since)),
+            "contract_end" => (6, string(&mut raw.contract_end)),
+            "customer_since" => (7, string(&mut raw.customer_since)),
             "active_users_1d" => (8, small(&mut raw.active_users_1d)),
             "active_users_30d" => (9, small(&mut raw.active_users_30d)),
             "api_calls_period" => (10, large(&mut raw.api_calls_period)),
@@ -373,7 +388,7 @@ fn scan_properties<'a>(json: &'a str) -> Option<RawProperties<'a>> {
         seen |= 1 << bit;
         end
     })?;
-    (skip_ws(b, end) == b.len()).then_some(raw)
+    Some((raw, end))
 }
 
 fn json_rejection(err: serde_json::Error) -> Rejection {
@@ -408,7 +423,7 @@ fn required_id<'a>(
     Ok(value)
 }
 
-fn properties(raw: RawProperties<'_>) -> Result<Properties, Rejection> {
+fn properties(raw: &RawProperties<'_>) -> Result<Properties, Rejection> {
     if raw.plan.as_ref().is_some_and(|t| t.len() > MAX_TEXT_LEN) {
         return Err(Rejection::new(
             RejectReason::FieldTooLong,
@@ -423,10 +438,10 @@ fn properties(raw: RawProperties<'_>) -> Result<Properties, Rejection> {
         seat_limit: raw.seat_limit,
         api_calls: raw.api_calls,
         api_limit: raw.api_limit,
-        plan: raw.plan.map(|p| p.0.as_ref().into()),
+        plan: raw.plan.as_ref().map(|p| p.0.as_ref().into()),
         arr,
-        contract_end: date(raw.contract_end, "properties.contract_end")?,
-        customer_since: date(raw.customer_since, "properties.customer_since")?,
+        contract_end: date(raw.contract_end.as_ref(), "properties.contract_end")?,
+        customer_since: date(raw.customer_since.as_ref(), "properties.customer_since")?,
         active_users_1d: raw.active_users_1d,
         active_users_30d: raw.active_users_30d,
         api_calls_period: raw.api_calls_period,
@@ -451,7 +466,7 @@ fn in_range(
     }
 }
 
-fn date(value: Option<Text<'_>>, field: &'static str) -> Result<Option<Millis>, Rejection> {
+fn date(value: Option<&Text<'_>>, field: &'static str) -> Result<Option<Millis>, Rejection> {
     match value {
         None => Ok(None),
         Some(text) => parse_date_or_rfc3339(&text.0)
@@ -732,11 +747,18 @@ mod tests {
             let (mut answered, draws) = (0, 4_000);
             for _ in 0..draws {
                 let text = strategy.new_tree(&mut runner).unwrap().current();
-                if let Some(envelope) = crate::scan::scan(&text) {
+                if let Some(mut envelope) = crate::scan::scan(&text) {
                     answered += 1;
                     let serde = serde_json::from_str::<RawEvent<'_>>(&text).unwrap_or_else(|e| {
                         panic!("serde refuses what the scanner took: {text}: {e}")
                     });
+                    // Known properties read on the way are those serde reads from the
+                    // properties' text.
+                    if let Some(known) = envelope.known.take() {
+                        let json = serde.properties.as_ref().map_or("", |p| p.0);
+                        let by_serde = serde_json::from_str::<RawProperties<'_>>(json);
+                        assert_eq!(properties(&known), properties(&by_serde.unwrap()), "{text}");
+                    }
                     assert_eq!(fields(RawEvent::from(envelope)), fields(serde), "{text}");
                 }
             }
@@ -806,13 +828,14 @@ mod tests {
             let (mut answered, draws) = (0, 4_000);
             for _ in 0..draws {
                 let text = strategy.new_tree(&mut runner).unwrap().current();
-                if let Some(scanned) = scan_properties(&text) {
+                let whole = |(raw, end)| (end == text.len()).then_some(raw);
+                if let Some(scanned) = scan_properties(&text, 0).and_then(whole) {
                     answered += 1;
                     let serde =
                         serde_json::from_str::<RawProperties<'_>>(&text).unwrap_or_else(|e| {
                             panic!("serde refuses what the scanner took: {text}: {e}")
                         });
-                    assert_eq!(properties(scanned), properties(serde), "{text}");
+                    assert_eq!(properties(&scanned), properties(&serde), "{text}");
                 }
             }
             assert!(

@@ -10,7 +10,7 @@
 
 /// The envelope's fields, as [`scan`] found them: borrowed string values, and the
 /// properties object's raw text.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub(crate) struct Envelope<'a> {
     pub event_id: Option<&'a str>,
     pub event_type: Option<&'a str>,
@@ -19,6 +19,9 @@ pub(crate) struct Envelope<'a> {
     pub user_id: Option<&'a str>,
     pub received_at: Option<&'a str>,
     pub properties: Option<&'a str>,
+    /// The known properties, read while checking the properties object when they are
+    /// as the fast path expects them (see `crate::event::scan_properties`).
+    pub known: Option<crate::event::RawProperties<'a>>,
 }
 
 /// Nesting deeper than this goes to serde_json (which refuses past 128).
@@ -40,7 +43,13 @@ pub(crate) fn scan(text: &str) -> Option<Envelope<'_>> {
                 if envelope.properties.is_some() || b.get(at) != Some(&b'{') {
                     return None;
                 }
-                let end = value(b, at, 0)?;
+                let end = match crate::event::scan_properties(text, at) {
+                    Some((known, end)) => {
+                        envelope.known = Some(known);
+                        end
+                    }
+                    None => value(b, at, 0)?,
+                };
                 envelope.properties = Some(text.get(at..end)?);
                 return Some(end);
             }
@@ -89,6 +98,7 @@ pub(crate) fn object<'a>(
 }
 
 /// A string with no escape at `at`, borrowed from `text`, and the index after it.
+#[inline(always)]
 pub(crate) fn text_at(text: &str, at: usize) -> Option<(&str, usize)> {
     let (contents, end) = string(text.as_bytes(), at)?;
     Some((text.get(at + 1..at + 1 + contents.len())?, end))
@@ -152,8 +162,13 @@ pub(crate) fn decimal(b: &[u8], at: usize) -> Option<(f64, usize)> {
     Some((if negative { -value } else { value }, end))
 }
 
+#[inline(always)]
 pub(crate) fn skip_ws(b: &[u8], mut at: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(at) {
+    // Compact JSON has no whitespace: one comparison settles the usual case.
+    while let Some(&c) = b.get(at) {
+        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
         at += 1;
     }
     at
@@ -161,6 +176,7 @@ pub(crate) fn skip_ws(b: &[u8], mut at: usize) -> usize {
 
 /// A string starting at `at` (its opening quote) with no escape and no control
 /// character: its contents and the index after its closing quote.
+#[inline(always)]
 fn string(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
     if b.get(at) != Some(&b'"') {
         return None;
@@ -171,30 +187,59 @@ fn string(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
     (rest[len] == b'"').then(|| (&rest[..len], start + len + 1))
 }
 
-/// The index of the first `"`, `\` or control character in `s`, eight bytes at a time
-/// (the classic "has a zero byte" bit trick: the lowest flagged byte is always right).
+/// The index of the first `"`, `\` or control character in `s`: sixteen bytes at a
+/// time with SSE2 (baseline on x86-64), then eight at a time with the classic "has a zero
+/// byte" bit trick (the lowest flagged byte is always right), then one by one.
+#[inline(always)]
 fn special(s: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
-    let mut chunks = s.chunks_exact(8);
-    for (i, chunk) in chunks.by_ref().enumerate() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
+    let mut at = 0;
+    #[cfg(target_arch = "x86_64")]
+    while let Some(block) = s.get(at..).and_then(|rest| rest.first_chunk::<16>()) {
+        // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it.
+        #[allow(unsafe_code)]
+        if let Some(i) = unsafe { special16(block) } {
+            return Some(at + i);
+        }
+        at += 16;
+    }
+    while let Some(&word) = s.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
         let x = u64::from_le_bytes(word);
         let found = below(x ^ (ONES * u64::from(b'"')), 1)
             | below(x ^ (ONES * u64::from(b'\\')), 1)
             | below(x, 0x20);
         if found != 0 {
-            return Some(i * 8 + (found.trailing_zeros() / 8) as usize);
+            return Some(at + (found.trailing_zeros() / 8) as usize);
         }
+        at += 8;
     }
-    let tail = s.len() - chunks.remainder().len();
-    chunks
-        .remainder()
+    s.get(at..)?
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-        .map(|p| tail + p)
+        .map(|p| at + p)
+}
+
+/// [`special`] within one block of sixteen bytes, in SSE2 registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn special16(block: &[u8; 16]) -> Option<usize> {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8,
+    };
+    let (low, high) = block.split_at(8);
+    let half = |h: &[u8]| i64::from_le_bytes(h.try_into().unwrap_or_default());
+    let x = _mm_set_epi64x(half(high), half(low));
+    let byte = |c: u8| _mm_set1_epi8(c as i8);
+    let quote = _mm_cmpeq_epi8(x, byte(b'"'));
+    let backslash = _mm_cmpeq_epi8(x, byte(b'\\'));
+    // Unsigned `x <= 0x1f`: the larger of the two is 0x1f.
+    let control = _mm_cmpeq_epi8(_mm_max_epu8(x, byte(0x1f)), byte(0x1f));
+    let mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control));
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
 /// Any JSON value starting at `at`, checked: the index after it.
@@ -295,6 +340,18 @@ mod tests {
             envelope.properties,
             Some(r#"{"seats_used":9,"x":[1,-2.5e3,{"y":null}],"ok":true}"#)
         );
+        // Read on the way, so the properties are not scanned twice.
+        assert_eq!(envelope.known.and_then(|k| k.seats_used), Some(9));
+
+        // Properties the fast path leaves to serde still let the envelope be scanned.
+        let line = r#"{"event_id":"e1","properties":{"seats_used":null,"seat_limit":-1}}"#;
+        let envelope = scan(line).unwrap();
+        assert_eq!(envelope.event_id, Some("e1"));
+        assert!(envelope.known.is_none());
+        assert_eq!(
+            envelope.properties,
+            Some(r#"{"seats_used":null,"seat_limit":-1}"#)
+        );
     }
 
     #[test]
@@ -338,8 +395,9 @@ mod tests {
             "",
             r#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
         ] {
-            assert_eq!(scan(line), None, "{line}");
+            assert!(scan(line).is_none(), "{line}");
         }
-        assert_eq!(scan("{}"), Some(Envelope::default()));
+        let empty = scan("{}").unwrap();
+        assert!(empty.event_id.is_none() && empty.properties.is_none() && empty.known.is_none());
     }
 }
