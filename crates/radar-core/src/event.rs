@@ -92,9 +92,9 @@ pub struct Event<'a> {
     pub timestamp: Millis,
     /// The properties object's JSON text, parsed only by [`Event::properties`].
     properties: Option<&'a str>,
-    /// The known properties, when the scanner read them while checking the line (see
-    /// `crate::scan`): the usual event's properties are then read once, not twice.
-    known: Option<RawProperties<'a>>,
+    /// Where the known properties are in `properties`, when the envelope scanner found
+    /// them while checking the line.
+    known: Option<Known>,
 }
 
 /// The known properties of every built-in type, flattened; unknown properties are ignored.
@@ -121,7 +121,6 @@ pub struct Properties {
 
 /// A JSON string that borrows from the input unless it has escapes. (serde's own `Cow`
 /// impl always copies when wrapped in an `Option`.)
-#[derive(Debug, Clone)]
 struct Text<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
@@ -195,10 +194,10 @@ impl<'a> From<crate::scan::Envelope<'a>> for RawEvent<'a> {
     }
 }
 
-#[derive(Deserialize, Default, Debug, Clone)]
-pub(crate) struct RawProperties<'a> {
+#[derive(Deserialize, Default)]
+struct RawProperties<'a> {
     #[serde(default)]
-    pub(crate) seats_used: Option<u32>,
+    seats_used: Option<u32>,
     #[serde(default)]
     seat_limit: Option<u32>,
     #[serde(default)]
@@ -304,91 +303,120 @@ pub fn decode(
 impl Event<'_> {
     /// The known properties, checked: types, lengths, ranges and dates.
     pub fn properties(&self) -> Result<Properties, Rejection> {
-        if let Some(known) = &self.known {
-            return properties(known);
-        }
-        let raw = match self.properties {
-            Some(json) => match scan_properties(json, 0) {
-                Some((raw, end)) if crate::scan::skip_ws(json.as_bytes(), end) == json.len() => raw,
-                _ => serde_json::from_str(json).map_err(json_rejection)?,
-            },
-            None => RawProperties::default(),
+        let Some(json) = self.properties else {
+            return properties(&RawProperties::default());
         };
-        properties(&raw)
+        let fast = match &self.known {
+            Some(known) => read_known(json, known),
+            None => scan_properties(json),
+        };
+        match fast {
+            Some(raw) => properties(&raw),
+            None => properties(&serde_json::from_str(json).map_err(json_rejection)?),
+        }
     }
 }
 
-/// The fast path for the properties object starting at `at` in `text` (its `{`), and
-/// the index after it (see `crate::scan`): every known property written as producers
-/// usually write it — integers plain and in range, decimals serde_json reads exactly as
-/// [`crate::scan::decimal`] does, strings without escapes, booleans — each once; anything
-/// else (`null`, a repeat, a wrong type, a number out of range, invalid JSON) is `None`,
-/// and serde_json decides, with its reason and message.
-pub(crate) fn scan_properties<'a>(text: &'a str, at: usize) -> Option<(RawProperties<'a>, usize)> {
-    use crate::scan::{decimal, literal, object, text_at, unsigned, value};
+/// Where each known property's value starts in the properties' text (0: absent), as
+/// the envelope scanner found them while checking the line (see `crate::scan`): the
+/// usual event's properties are then read without scanning the object a second time.
+/// Offsets rather than values keep the decoded event small, and it is moved around.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Known([u32; 15]);
+
+/// A known property's place in [`Known`], by name.
+fn known_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "seats_used" => 0,
+        "seat_limit" => 1,
+        "api_calls" => 2,
+        "api_limit" => 3,
+        "plan" => 4,
+        "arr" => 5,
+        "contract_end" => 6,
+        "customer_since" => 7,
+        "active_users_1d" => 8,
+        "active_users_30d" => 9,
+        "api_calls_period" => 10,
+        "features_adopted" => 11,
+        "health_score" => 12,
+        "churn_risk" => 13,
+        "score" => 14,
+        _ => return None,
+    })
+}
+
+/// Checks the object starting at `at` in `text` (its `{`) and finds its known
+/// properties: where each value starts, relative to `at`, and the index after the
+/// object. `None` when it is not valid JSON, or names a known property twice (a repeat
+/// is serde's to judge).
+pub(crate) fn locate_properties(text: &str, at: usize) -> Option<(Known, usize)> {
     let b = text.as_bytes();
-    let mut raw = RawProperties::default();
-    let mut seen = 0u32;
-    let end = object(text, at, |key, at| {
-        let small = |slot: &mut Option<u32>| {
-            let (v, end) = unsigned(b, at)?;
-            *slot = Some(u32::try_from(v).ok()?);
-            Some(end)
-        };
-        let large = |slot: &mut Option<u64>| {
-            let (v, end) = unsigned(b, at)?;
-            *slot = Some(v);
-            Some(end)
-        };
-        let real = |slot: &mut Option<f64>| {
-            let (v, end) = decimal(b, at)?;
-            *slot = Some(v);
-            Some(end)
-        };
-        let string = |slot: &mut Option<Text<'a>>| {
-            let (v, end) = text_at(text, at)?;
-            *slot = Some(Text(Cow::Borrowed(v)));
-            Some(end)
-        };
-        // Each known property has a bit in `seen`: a repeat is serde's to judge.
-        let (bit, end) = match key {
-            "seats_used" => (0, small(&mut raw.seats_used)),
-            "seat_limit" => (1, small(&mut raw.seat_limit)),
-            "api_calls" => (2, large(&mut raw.api_calls)),
-            "api_limit" => (3, large(&mut raw.api_limit)),
-            "plan" => (4, string(&mut raw.plan)),
-            "arr" => (5, real(&mut raw.arr)),
-            "contract_end" => (6, string(&mut raw.contract_end)),
-            "customer_since" => (7, string(&mut raw.customer_since)),
-            "active_users_1d" => (8, small(&mut raw.active_users_1d)),
-            "active_users_30d" => (9, small(&mut raw.active_users_30d)),
-            "api_calls_period" => (10, large(&mut raw.api_calls_period)),
-            "features_adopted" => (11, small(&mut raw.features_adopted)),
-            "health_score" => (12, real(&mut raw.health_score)),
-            "churn_risk" => {
-                let parsed = match b.get(at)? {
-                    b't' => literal(b, at, b"true").map(|end| (true, end)),
-                    b'f' => literal(b, at, b"false").map(|end| (false, end)),
-                    _ => None,
-                };
-                (
-                    13,
-                    parsed.map(|(v, end)| {
-                        raw.churn_risk = Some(v);
-                        end
-                    }),
-                )
+    let mut known = Known::default();
+    let end = crate::scan::object(text, at, |key, value_at| {
+        let end = crate::scan::value(b, value_at, 0)?;
+        if let Some(i) = known_index(key) {
+            if known.0[i] != 0 {
+                return None;
             }
-            "score" => (14, real(&mut raw.score)),
-            _ => return value(b, at, 0),
-        };
-        if seen & (1 << bit) != 0 {
-            return None;
+            known.0[i] = u32::try_from(value_at - at).ok()?;
         }
-        seen |= 1 << bit;
-        end
+        Some(end)
     })?;
-    Some((raw, end))
+    Some((known, end))
+}
+
+/// The known properties of `json` (an object) where `known` locates them, when each is
+/// written as producers usually write it — integers plain and in range, decimals
+/// serde_json reads exactly as [`crate::scan::decimal`] does, strings without escapes,
+/// booleans; `None` for anything else (`null`, a wrong type, a number out of range), and
+/// serde_json decides, with its reason and message.
+fn read_known<'a>(json: &'a str, known: &Known) -> Option<RawProperties<'a>> {
+    use crate::scan::{decimal, literal, text_at, unsigned};
+    let b = json.as_bytes();
+    let mut raw = RawProperties::default();
+    let small = |at| u32::try_from(unsigned(b, at)?.0).ok();
+    let large = |at| Some(unsigned(b, at)?.0);
+    let real = |at| Some(decimal(b, at)?.0);
+    let string = |at| Some(Text(Cow::Borrowed(text_at(json, at)?.0)));
+    for (i, &at) in known.0.iter().enumerate() {
+        let at = at as usize;
+        if at == 0 {
+            continue;
+        }
+        match i {
+            0 => raw.seats_used = Some(small(at)?),
+            1 => raw.seat_limit = Some(small(at)?),
+            2 => raw.api_calls = Some(large(at)?),
+            3 => raw.api_limit = Some(large(at)?),
+            4 => raw.plan = Some(string(at)?),
+            5 => raw.arr = Some(real(at)?),
+            6 => raw.contract_end = Some(string(at)?),
+            7 => raw.customer_since = Some(string(at)?),
+            8 => raw.active_users_1d = Some(small(at)?),
+            9 => raw.active_users_30d = Some(small(at)?),
+            10 => raw.api_calls_period = Some(large(at)?),
+            11 => raw.features_adopted = Some(small(at)?),
+            12 => raw.health_score = Some(real(at)?),
+            13 => {
+                raw.churn_risk = Some(match b[at] {
+                    b't' => literal(b, at, b"true").map(|_| true)?,
+                    _ => literal(b, at, b"false").map(|_| false)?,
+                })
+            }
+            _ => raw.score = Some(real(at)?),
+        }
+    }
+    Some(raw)
+}
+
+/// The fast path for a whole properties object (see [`read_known`]); `None`: serde's.
+fn scan_properties(json: &str) -> Option<RawProperties<'_>> {
+    let (known, end) = locate_properties(json, 0)?;
+    if crate::scan::skip_ws(json.as_bytes(), end) != json.len() {
+        return None;
+    }
+    read_known(json, &known)
 }
 
 fn json_rejection(err: serde_json::Error) -> Rejection {
@@ -690,6 +718,7 @@ mod tests {
                 6 => (known.clone(), text).prop_map(|(k, v)| (k.to_owned(), v)),
                 1 => (known, value()).prop_map(|(k, v)| (k.to_owned(), v)),
                 3 => object.prop_map(|v| ("properties".to_owned(), v)),
+                3 => properties_object().prop_map(|v| ("properties".to_owned(), v)),
                 1 => value().prop_map(|v| ("properties".to_owned(), v)),
                 4 => ("[a-z_]{1,8}", value()),
                 1 => value().prop_map(|v| ("event\\u005fid".to_owned(), v)),
@@ -744,7 +773,7 @@ mod tests {
         fn the_scanner_agrees_with_serde_json_whenever_it_answers() {
             let mut runner = proptest::test_runner::TestRunner::deterministic();
             let strategy = line();
-            let (mut answered, draws) = (0, 4_000);
+            let (mut answered, mut read, draws) = (0, 0, 4_000);
             for _ in 0..draws {
                 let text = strategy.new_tree(&mut runner).unwrap().current();
                 if let Some(mut envelope) = crate::scan::scan(&text) {
@@ -754,10 +783,13 @@ mod tests {
                     });
                     // Known properties read on the way are those serde reads from the
                     // properties' text.
-                    if let Some(known) = envelope.known.take() {
-                        let json = serde.properties.as_ref().map_or("", |p| p.0);
-                        let by_serde = serde_json::from_str::<RawProperties<'_>>(json);
-                        assert_eq!(properties(&known), properties(&by_serde.unwrap()), "{text}");
+                    if let (Some(known), Some(json)) = (envelope.known.take(), &serde.properties)
+                        && let Some(fast) = read_known(json.0, &known)
+                    {
+                        read += 1;
+                        let by_serde = serde_json::from_str::<RawProperties<'_>>(json.0)
+                            .unwrap_or_else(|e| panic!("serde refuses what was read: {text}: {e}"));
+                        assert_eq!(properties(&fast), properties(&by_serde), "{text}");
                     }
                     assert_eq!(fields(RawEvent::from(envelope)), fields(serde), "{text}");
                 }
@@ -765,6 +797,10 @@ mod tests {
             assert!(
                 answered * 5 > draws,
                 "only {answered} of {draws} lines reached the comparison"
+            );
+            assert!(
+                read * 20 > draws,
+                "only {read} of {draws} lines had their known properties read"
             );
         }
 
@@ -828,8 +864,7 @@ mod tests {
             let (mut answered, draws) = (0, 4_000);
             for _ in 0..draws {
                 let text = strategy.new_tree(&mut runner).unwrap().current();
-                let whole = |(raw, end)| (end == text.len()).then_some(raw);
-                if let Some(scanned) = scan_properties(&text, 0).and_then(whole) {
+                if let Some(scanned) = scan_properties(&text) {
                     answered += 1;
                     let serde =
                         serde_json::from_str::<RawProperties<'_>>(&text).unwrap_or_else(|e| {

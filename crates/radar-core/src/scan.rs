@@ -10,7 +10,7 @@
 
 /// The envelope's fields, as [`scan`] found them: borrowed string values, and the
 /// properties object's raw text.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Envelope<'a> {
     pub event_id: Option<&'a str>,
     pub event_type: Option<&'a str>,
@@ -19,9 +19,9 @@ pub(crate) struct Envelope<'a> {
     pub user_id: Option<&'a str>,
     pub received_at: Option<&'a str>,
     pub properties: Option<&'a str>,
-    /// The known properties, read while checking the properties object when they are
-    /// as the fast path expects them (see `crate::event::scan_properties`).
-    pub known: Option<crate::event::RawProperties<'a>>,
+    /// Where the known properties are in `properties`, found while checking it (see
+    /// `crate::event::locate_properties`).
+    pub known: Option<crate::event::Known>,
 }
 
 /// Nesting deeper than this goes to serde_json (which refuses past 128).
@@ -43,7 +43,7 @@ pub(crate) fn scan(text: &str) -> Option<Envelope<'_>> {
                 if envelope.properties.is_some() || b.get(at) != Some(&b'{') {
                     return None;
                 }
-                let end = match crate::event::scan_properties(text, at) {
+                let end = match crate::event::locate_properties(text, at) {
                     Some((known, end)) => {
                         envelope.known = Some(known);
                         end
@@ -340,17 +340,17 @@ mod tests {
             envelope.properties,
             Some(r#"{"seats_used":9,"x":[1,-2.5e3,{"y":null}],"ok":true}"#)
         );
-        // Read on the way, so the properties are not scanned twice.
-        assert_eq!(envelope.known.and_then(|k| k.seats_used), Some(9));
+        // Located on the way, so the properties are not scanned twice.
+        assert!(envelope.known.is_some());
 
-        // Properties the fast path leaves to serde still let the envelope be scanned.
-        let line = r#"{"event_id":"e1","properties":{"seats_used":null,"seat_limit":-1}}"#;
+        // A repeated known property is serde's to judge, but the envelope is scanned.
+        let line = r#"{"event_id":"e1","properties":{"seats_used":null,"seats_used":-1}}"#;
         let envelope = scan(line).unwrap();
         assert_eq!(envelope.event_id, Some("e1"));
         assert!(envelope.known.is_none());
         assert_eq!(
             envelope.properties,
-            Some(r#"{"seats_used":null,"seat_limit":-1}"#)
+            Some(r#"{"seats_used":null,"seats_used":-1}"#)
         );
     }
 
@@ -395,9 +395,8 @@ mod tests {
             "",
             r#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
         ] {
-            assert!(scan(line).is_none(), "{line}");
+            assert_eq!(scan(line), None, "{line}");
         }
-        let empty = scan("{}").unwrap();
-        assert!(empty.event_id.is_none() && empty.properties.is_none() && empty.known.is_none());
+        assert_eq!(scan("{}"), Some(Envelope::default()));
     }
 }
