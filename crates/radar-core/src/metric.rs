@@ -87,8 +87,10 @@ impl MetricSet {
 
     /// Replaces `values` with every metric's value at `at`.
     pub fn eval(&self, at: At<'_>, values: &mut Vec<Option<f64>>) {
-        values.clear();
-        values.extend(self.metrics.iter().map(|m| m.value(at)));
+        values.resize(self.metrics.len(), None);
+        for (value, metric) in values.iter_mut().zip(&self.metrics) {
+            *value = metric.value(at);
+        }
     }
 }
 
@@ -137,6 +139,7 @@ impl Metric {
         })
     }
 
+    #[inline]
     pub fn value(self, at: At<'_>) -> Option<f64> {
         let s = at.state;
         let since = |t: Option<Millis>| t.map(|t| days_between(t, at.now));
