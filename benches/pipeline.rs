@@ -6,6 +6,12 @@
 //! 3-partition topic, then in the same run measures (a) a bare `BaseConsumer` reading
 //! them all and (b) Radar consuming, processing, checkpointing and writing the outbox, and
 //! prints both rates and their ratio. Budget (DESIGN.md): Radar ≥ 0.8× the bare consumer.
+//! Then each consumer runs again in a process of its own (this binary, re-run with
+//! `RADAR_BENCH_ROLE=bare|radar`), reading the same messages, and reports the CPU its whole
+//! process spent, from `/proc/self/stat` (user + system, all threads): CPU per event for
+//! both and their ratio (budget, issue #14: Radar ≤ 2× the bare consumer). Unlike
+//! wall-clock rates, CPU time does not count the time a consumer waits for a broker that
+//! shares the machine's cores.
 //! Then it produces at a fixed rate (`RADAR_BENCH_RATE` events/s, default 10,000, for 5 s)
 //! while Radar consumes, and prints the event → outbox latency (from the produce call to
 //! the opportunity being in the outbox, where delivery reads it; it is on disk by the
@@ -38,6 +44,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
+    if let Ok(role) = std::env::var("RADAR_BENCH_ROLE") {
+        return measure_role(&role, events);
+    }
     let (_cluster, servers, broker) = match std::env::var("RADAR_BENCH_BOOTSTRAP") {
         Ok(servers) => (None, servers.clone(), servers),
         Err(_) => {
@@ -85,8 +94,8 @@ fn main() {
     }
     producer.flush(Duration::from_secs(60)).unwrap();
 
-    let bare = bare_consumer(&servers, events);
-    let radar = radar_source(&servers, events);
+    let bare = bare_consumer(&servers, "bare", events);
+    let radar = radar_source(&servers, "radar", events);
     let (bare_rate, radar_rate) = (events as f64 / bare, events as f64 / radar);
     let metadata = producer
         .client()
@@ -101,6 +110,23 @@ fn main() {
     println!(
         "pipeline: ratio {:.2} (budget ≥ 0.80)",
         radar_rate / bare_rate
+    );
+    let bare = cpu_of("bare", &servers, events);
+    let radar = cpu_of("radar", &servers, events);
+    let per_event = |cpu: &Cpu| cpu.seconds / events as f64 * 1e6;
+    for (role, cpu) in [("bare rdkafka consumer", &bare), ("radar source", &radar)] {
+        println!(
+            "pipeline: {role:<21} CPU {:.2} µs/event ({:.2} s over {:.2} s, {} ticks; own process)",
+            per_event(cpu),
+            cpu.seconds,
+            cpu.wall,
+            cpu.ticks
+        );
+    }
+    println!(
+        "pipeline: CPU ratio {:.2} (budget ≤ 2.00); wall-clock ratio in those processes {:.2}",
+        radar.seconds / bare.seconds,
+        bare.wall / radar.wall
     );
 
     let rate: u64 = std::env::var("RADAR_BENCH_RATE")
@@ -236,12 +262,105 @@ fn fixed_rate_latencies(servers: &str, rate: u64, span: Duration) -> Vec<Duratio
     sink.latencies
 }
 
+/// CPU a process spent, from `/proc/self/stat`.
+struct Cpu {
+    /// User and system time of all its threads, in clock ticks (`USER_HZ`, 100 a second
+    /// on Linux whatever the kernel's tick).
+    ticks: u64,
+    seconds: f64,
+    /// Seconds from the consumer's first message to its last.
+    wall: f64,
+}
+
+/// User and system ticks in a `stat` file of proc(5), with the command name.
+fn stat_ticks(path: &str) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime, fields 14 and 15; the state (field 3) is fields[0].
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((name, ticks))
+}
+
+fn cpu_ticks() -> u64 {
+    stat_ticks("/proc/self/stat").unwrap().1
+}
+
+/// Ticks of the process's live threads by name, numbers dropped (`rdk:broker1` and
+/// `rdk:broker2` are `rdk:broker`): where the CPU went.
+fn thread_ticks() -> String {
+    let mut by_name = std::collections::BTreeMap::<String, u64>::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let path = task.path().join("stat");
+        if let Some((name, ticks)) = stat_ticks(&path.to_string_lossy()) {
+            let name = name.trim_end_matches(|c: char| c.is_ascii_digit());
+            *by_name.entry(name.to_owned()).or_default() += ticks;
+        }
+    }
+    let mut named: Vec<_> = by_name.into_iter().filter(|(_, t)| *t > 0).collect();
+    named.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+    named
+        .iter()
+        .map(|(name, ticks)| format!("{name} {ticks}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs one consumer (`bare` or `radar`) in a process of its own, on the same messages.
+fn cpu_of(role: &str, servers: &str, events: u64) -> Cpu {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("RADAR_BENCH_ROLE", role)
+        .env("RADAR_BENCH_BOOTSTRAP", servers)
+        .env("RADAR_BENCH_EVENTS", events.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the {role} process failed");
+    let text = String::from_utf8(output.stdout).unwrap();
+    if let Some(threads) = text.lines().find_map(|l| l.strip_prefix("threads ")) {
+        println!("pipeline: {role} process, ticks by thread: {threads}");
+    }
+    let line = text.lines().find_map(|l| l.strip_prefix("cpu ")).unwrap();
+    let mut numbers = line.split_whitespace();
+    let mut next = || numbers.next().unwrap();
+    let ticks: u64 = next().parse().unwrap();
+    let wall: f64 = next().parse().unwrap();
+    Cpu {
+        ticks,
+        seconds: ticks as f64 / 100.0,
+        wall,
+    }
+}
+
+/// In a child process: consumes every message as `role` does, then prints the process's
+/// CPU ticks and the consumer's seconds from first message to last.
+fn measure_role(role: &str, events: u64) {
+    let servers = std::env::var("RADAR_BENCH_BOOTSTRAP").unwrap();
+    let group = format!("{role}-cpu");
+    let wall = match role {
+        "bare" => bare_consumer(&servers, &group, events),
+        "radar" => radar_source(&servers, &group, events),
+        other => panic!("RADAR_BENCH_ROLE is bare or radar, not {other}"),
+    };
+    println!("cpu {} {wall}", cpu_ticks());
+}
+
+/// Prints the ticks of the live threads, in a child process, before its consumer (and
+/// its threads) go.
+fn print_thread_ticks() {
+    if std::env::var_os("RADAR_BENCH_ROLE").is_some() {
+        println!("threads {}", thread_ticks());
+    }
+}
+
 /// Seconds for a bare consumer to read every message, from its first message on (the
 /// group's assignment delay is not the consumer's speed).
-fn bare_consumer(servers: &str, events: u64) -> f64 {
+fn bare_consumer(servers: &str, group: &str, events: u64) -> f64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
-        .set("group.id", "bare")
+        .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("session.timeout.ms", "6000")
@@ -259,7 +378,9 @@ fn bare_consumer(servers: &str, events: u64) -> f64 {
         }
     }
     std::hint::black_box(bytes);
-    first.map_or(0.0, |f| f.elapsed().as_secs_f64())
+    let elapsed = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    print_thread_ticks();
+    elapsed
 }
 
 /// Radar's source config for the bench; `RADAR_BENCH_CLIENT="key=value,..."` adds
@@ -296,11 +417,11 @@ fn source_config(servers: &str, topic: &str, group: &str) -> SourceConfig {
 }
 
 /// Seconds for Radar's source to consume and process every message, from the first on.
-fn radar_source(servers: &str, events: u64) -> f64 {
+fn radar_source(servers: &str, group: &str, events: u64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
     let settings = Arc::new(radar::config::load(None).unwrap());
-    let config = source_config(servers, "events", "radar");
+    let config = source_config(servers, "events", group);
     let source = Source::new(config, settings, store.clone()).unwrap();
     let (stop, progress) = (Stop::default(), Progress::default());
     let mut sink = OutboxSink::new(store);
@@ -319,5 +440,6 @@ fn radar_source(servers: &str, events: u64) -> f64 {
         });
         source.run(&stop, &progress, &mut sink).unwrap();
     });
+    print_thread_ticks();
     elapsed
 }
