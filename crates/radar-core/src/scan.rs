@@ -108,25 +108,25 @@ pub(crate) fn text_at(text: &str, at: usize) -> Option<(&str, usize)> {
 /// exponent, no leading zero), and the index after it; `None` for anything else,
 /// including a value past `u64`.
 pub(crate) fn unsigned(b: &[u8], at: usize) -> Option<(u64, usize)> {
-    let digits = b
-        .get(at..)?
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    let end = at + digits;
-    if digits == 0
-        || (digits > 1 && b[at] == b'0')
+    let mut value = 0u64;
+    let mut end = at;
+    while let Some(d) = b.get(end).map(|c| c.wrapping_sub(b'0')).filter(|d| *d < 10) {
+        value = value.checked_mul(10)?.checked_add(u64::from(d))?;
+        end += 1;
+    }
+    if end == at
+        || (end > at + 1 && b[at] == b'0')
         || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
     {
         return None;
     }
-    b[at..end]
-        .iter()
-        .try_fold(0u64, |acc, &c| {
-            acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-        })
-        .map(|v| (v, end))
+    Some((value, end))
 }
+
+/// Powers of ten up to 10¹⁵, all exactly representable as `f64`.
+const POWERS_OF_TEN: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
 
 /// A number at `at` whose value serde_json computes exactly as this does — at most 15
 /// digits, no exponent: the digits as an integer, divided once by an exactly
@@ -134,32 +134,43 @@ pub(crate) fn unsigned(b: &[u8], at: usize) -> Option<(u64, usize)> {
 pub(crate) fn decimal(b: &[u8], at: usize) -> Option<(f64, usize)> {
     let negative = b.get(at) == Some(&b'-');
     let start = at + usize::from(negative);
-    if !b.get(start)?.is_ascii_digit() {
+    let whole_end = digits_end(b, start);
+    let whole = whole_end - start;
+    // JSON's grammar: at least one digit, no leading zero.
+    if whole == 0 || (whole > 1 && b[start] == b'0') {
         return None;
     }
-    let end = number(b, start)?;
-    let digits = &b[start..end];
-    if digits.iter().any(|c| matches!(c, b'e' | b'E')) {
-        return None;
-    }
-    let (whole, fraction) = match digits.iter().position(|&c| c == b'.') {
-        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
-        None => (digits, &digits[..0]),
+    let (fraction, end) = if b.get(whole_end) == Some(&b'.') {
+        let end = digits_end(b, whole_end + 1);
+        (end - whole_end - 1, end)
+    } else {
+        (0, whole_end)
     };
-    if whole.len() + fraction.len() > 15 {
+    if (b.get(whole_end) == Some(&b'.') && fraction == 0)
+        || matches!(b.get(end), Some(b'e' | b'E'))
+        || whole + fraction > 15
+    {
         return None;
     }
-    let significand = whole
+    let significand = b[start..end]
         .iter()
-        .chain(fraction)
+        .filter(|c| c.is_ascii_digit())
         .fold(0u64, |acc, &c| acc * 10 + u64::from(c - b'0'));
     // serde_json reads `-0` as the integer 0, not as -0.0.
-    if negative && fraction.is_empty() && significand == 0 {
+    if negative && fraction == 0 && significand == 0 {
         return None;
     }
-    let scale = 10f64.powi(i32::try_from(fraction.len()).ok()?);
-    let value = significand as f64 / scale;
+    let value = significand as f64 / POWERS_OF_TEN[fraction];
     Some((if negative { -value } else { value }, end))
+}
+
+/// The index after the ASCII digits from `at`.
+#[inline(always)]
+fn digits_end(b: &[u8], mut at: usize) -> usize {
+    while b.get(at).is_some_and(u8::is_ascii_digit) {
+        at += 1;
+    }
+    at
 }
 
 #[inline(always)]
@@ -288,36 +299,31 @@ fn container(b: &[u8], at: usize, depth: u32, close: u8, keyed: bool) -> Option<
 
 /// A number by JSON's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
 fn number(b: &[u8], mut at: usize) -> Option<usize> {
-    let digits = |b: &[u8], at: usize| -> usize {
-        b.get(at..).map_or(0, |rest| {
-            rest.iter().take_while(|c| c.is_ascii_digit()).count()
-        })
-    };
     if b.get(at) == Some(&b'-') {
         at += 1;
     }
     match b.get(at)? {
         b'0' => at += 1,
-        b'1'..=b'9' => at += digits(b, at),
+        b'1'..=b'9' => at = digits_end(b, at),
         _ => return None,
     }
     if b.get(at) == Some(&b'.') {
-        let n = digits(b, at + 1);
-        if n == 0 {
+        let end = digits_end(b, at + 1);
+        if end == at + 1 {
             return None;
         }
-        at += 1 + n;
+        at = end;
     }
     if let Some(b'e' | b'E') = b.get(at) {
         at += 1;
         if let Some(b'+' | b'-') = b.get(at) {
             at += 1;
         }
-        let n = digits(b, at);
-        if n == 0 {
+        let end = digits_end(b, at);
+        if end == at {
             return None;
         }
-        at += n;
+        at = end;
     }
     Some(at)
 }
