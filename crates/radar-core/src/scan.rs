@@ -82,19 +82,41 @@ pub(crate) fn object<'a>(
     if b.get(at) == Some(&b'}') {
         return Some(at + 1);
     }
+    // Whitespace is looked for where the byte expected is not: compact JSON has none.
     loop {
         let (key, next) = text_at(text, at)?;
-        at = skip_ws(b, next);
-        if b.get(at) != Some(&b':') {
-            return None;
-        }
-        at = skip_ws(b, member(key, skip_ws(b, at + 1))?);
-        match b.get(at) {
-            Some(b',') => at = skip_ws(b, at + 1),
-            Some(b'}') => return Some(at + 1),
-            _ => return None,
+        at = after(b, next, b':')?;
+        at = member(key, skip_ws(b, at))?;
+        match closing(b, at, b'}')? {
+            (b',', next) => at = skip_ws(b, next),
+            (_, end) => return Some(end),
         }
     }
+}
+
+/// The `,` or `close` after a member or an item, at `at` or after whitespace, and the
+/// index after it.
+#[inline(always)]
+fn closing(b: &[u8], at: usize, close: u8) -> Option<(u8, usize)> {
+    match b.get(at) {
+        Some(&c) if c == b',' || c == close => Some((c, at + 1)),
+        _ => {
+            let at = skip_ws(b, at);
+            b.get(at)
+                .filter(|&&c| c == b',' || c == close)
+                .map(|&c| (c, at + 1))
+        }
+    }
+}
+
+/// The index after `byte`, expected at `at` or after whitespace.
+#[inline(always)]
+fn after(b: &[u8], at: usize, byte: u8) -> Option<usize> {
+    if b.get(at) == Some(&byte) {
+        return Some(at + 1);
+    }
+    let at = skip_ws(b, at);
+    (b.get(at) == Some(&byte)).then_some(at + 1)
 }
 
 /// A string with no escape at `at`, borrowed from `text`, and the index after it.
@@ -282,17 +304,12 @@ fn container(b: &[u8], at: usize, depth: u32, close: u8, keyed: bool) -> Option<
     }
     loop {
         if keyed {
-            at = skip_ws(b, string(b, at)?.1);
-            if b.get(at) != Some(&b':') {
-                return None;
-            }
-            at = skip_ws(b, at + 1);
+            at = skip_ws(b, after(b, string(b, at)?.1, b':')?);
         }
-        at = skip_ws(b, value(b, at, depth + 1)?);
-        match *b.get(at)? {
-            b',' => at = skip_ws(b, at + 1),
-            c if c == close => return Some(at + 1),
-            _ => return None,
+        at = value(b, at, depth + 1)?;
+        match closing(b, at, close)? {
+            (b',', next) => at = skip_ws(b, next),
+            (_, end) => return Some(end),
         }
     }
 }
