@@ -354,7 +354,7 @@ pub(crate) fn locate_properties(text: &str, at: usize) -> Option<(Known, usize)>
     let b = text.as_bytes();
     let mut known = Known::default();
     let end = crate::scan::object(text, at, |key, value_at| {
-        let end = crate::scan::value(b, value_at, 0)?;
+        let end = crate::scan::value_inline(b, value_at)?;
         if let Some(i) = known_index(key) {
             if known.0[i] != 0 {
                 return None;

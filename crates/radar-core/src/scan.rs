@@ -53,7 +53,7 @@ pub(crate) fn scan(text: &str) -> Option<Envelope<'_>> {
                 envelope.properties = Some(text.get(at..end)?);
                 return Some(end);
             }
-            _ => return value(b, at, 0),
+            _ => return value_inline(b, at),
         };
         // A string, once; `null`, a number or a repeat is serde's to judge.
         if slot.is_some() {
@@ -273,6 +273,17 @@ fn special16(block: &[u8; 16]) -> Option<usize> {
     let control = _mm_cmpeq_epi8(_mm_max_epu8(x, byte(0x1f)), byte(0x1f));
     let mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control));
     (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
+
+/// [`value`], with strings and numbers, the usual values, checked in line rather than
+/// through a call.
+#[inline(always)]
+pub(crate) fn value_inline(b: &[u8], at: usize) -> Option<usize> {
+    match *b.get(at)? {
+        b'"' => string(b, at).map(|(_, end)| end),
+        b'-' | b'0'..=b'9' => number(b, at),
+        _ => value(b, at, 0),
+    }
 }
 
 /// Any JSON value starting at `at`, checked: the index after it.

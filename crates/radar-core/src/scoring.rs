@@ -80,12 +80,14 @@ pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Points in hundredths, rounded half up. Points are never negative (settings refuse
-/// negative tables and caps); integer hundredths make the score exactly the sum of its
-/// breakdown, and avoid the libm call `f64::round` costs on baseline x86-64.
+/// Points in hundredths, rounded half up. Points are never negative nor above 10⁹
+/// (settings refuse negative tables and caps, and caps above that); integer hundredths
+/// make the score exactly the sum of its breakdown, and avoid the libm call `f64::round`
+/// costs on baseline x86-64. Converted through `i64`, one instruction on x86-64 where
+/// `as u64` takes a dozen, and exact in that range.
 fn centi(points: f64) -> u64 {
-    debug_assert!(points >= 0.0);
-    (points * 100.0 + 0.5) as u64
+    debug_assert!((0.0..=1e9).contains(&points));
+    (points * 100.0 + 0.5) as i64 as u64
 }
 
 fn from_centi(centi: u64) -> f64 {

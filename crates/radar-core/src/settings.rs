@@ -21,6 +21,10 @@ use crate::table::Table;
 use crate::time::{Millis, SECOND};
 use crate::types::TypeRegistry;
 
+/// The largest `cap` of a score component: points then fit the integer arithmetic the
+/// score is summed in (see `crate::scoring`) with room to spare.
+const MAX_CAP: f64 = 1e9;
+
 /// Settings as written in the config file's engine sections.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -579,8 +583,11 @@ fn score_model(
             c.window.as_deref(),
         );
         let table = errs.table(&format!("{key}.points"), c.points);
-        if !(c.cap.is_finite() && c.cap >= 0.0) {
-            errs.push(format!("{key}.cap"), "must be a number ≥ 0");
+        if !(c.cap.is_finite() && (0.0..=MAX_CAP).contains(&c.cap)) {
+            errs.push(
+                format!("{key}.cap"),
+                "must be a number from 0 to 1,000,000,000",
+            );
         }
         if !(c.missing.is_finite() && c.missing >= 0.0) {
             errs.push(format!("{key}.missing"), "must be a number ≥ 0");
@@ -845,4 +852,48 @@ fn condition(
         cmp: cmp?,
         value: value?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine sections of the default configuration, as a TOML table.
+    fn default_engine() -> toml::Table {
+        let mut table: toml::Table =
+            toml::from_str(include_str!("../../../config/radar.toml")).unwrap();
+        let engine = [
+            "engine",
+            "opportunities",
+            "gates",
+            "scoring",
+            "priority",
+            "playbooks",
+        ];
+        table.retain(|key, _| engine.contains(&key));
+        table
+    }
+
+    fn build_from(table: toml::Table) -> Result<Settings, Vec<SettingsError>> {
+        build(toml::Value::Table(table).try_into().unwrap())
+    }
+
+    #[test]
+    fn a_cap_beyond_the_score_arithmetic_is_refused_by_its_key() {
+        assert!(build_from(default_engine()).is_ok());
+        for (cap, accepted) in [(1e9, true), (1.5e9, false), (-1.0, false)] {
+            let mut table = default_engine();
+            let components = table["scoring"]["components"].as_array_mut();
+            let first = components.unwrap()[0].as_table_mut().unwrap();
+            first.insert("cap".into(), toml::Value::Float(cap));
+            match build_from(table) {
+                Ok(_) => assert!(accepted, "{cap} accepted"),
+                Err(errors) => {
+                    assert!(!accepted, "{cap} refused: {errors:?}");
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert_eq!(errors[0].key, "scoring.components[0].cap");
+                }
+            }
+        }
+    }
 }
