@@ -53,36 +53,63 @@ fn parse_utc_fast(b: &[u8]) -> Option<Millis> {
         }
         _ => return None,
     };
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] {
+    // The years events carry come from a table; any other year is computed.
+    let table = usize::try_from(year - TABLE_FROM)
+        .ok()
+        .and_then(|i| Some((YEAR_STARTS.get(i)?, YEAR_STARTS.get(i + 1)?)));
+    let leap = match table {
+        Some((start, next)) => next - start == 366,
+        None => (year % 4 == 0 && year % 100 != 0) || year % 400 == 0,
+    };
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if day < 1 || day > month_days || hour > 23 || minute > 59 || second > 59 {
         return None;
     }
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
+    let days = match table {
+        Some((&start, _)) => {
+            let before_month = MONTH_STARTS[(month - 1) as usize] + i64::from(leap && month > 2);
+            i64::from(start) + before_month + day - 1
+        }
+        None => days_from_civil(year, month, day),
+    };
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + millis)
+}
+
+/// The first year in [`YEAR_STARTS`].
+const TABLE_FROM: i64 = 1970;
+
+/// Days from the epoch to January 1st of each year from 1970 to 2200: a lookup instead
+/// of the divisions of the civil calendar, for the years events carry.
+const YEAR_STARTS: [i32; 231] = {
+    let mut starts = [0; 231];
+    let mut i = 1;
+    while i < starts.len() {
+        let year = TABLE_FROM + i as i64 - 1;
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        starts[i] = starts[i - 1] + if leap { 366 } else { 365 };
+        i += 1;
     }
-    // Days from the civil calendar (Howard Hinnant's algorithm).
+    starts
+};
+
+/// Days before each month in a common year.
+const MONTH_STARTS: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+
+/// Days from the epoch to a valid date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (month + 9) % 12;
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + millis)
+    era * 146_097 + doe - 719_468
 }
 
 /// Parses an RFC 3339 timestamp or a plain `YYYY-MM-DD` date (midnight UTC), the form
