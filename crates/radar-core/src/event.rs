@@ -320,9 +320,11 @@ impl Event<'_> {
 /// Where each known property's value starts in the properties' text (0: absent), as
 /// the envelope scanner found them while checking the line (see `crate::scan`): the
 /// usual event's properties are then read without scanning the object a second time.
-/// Offsets rather than values keep the decoded event small, and it is moved around.
+/// Offsets rather than values keep the decoded event small, and it is moved around;
+/// 16 bits each, so a known property more than 64 KiB into the object leaves the
+/// object to serde_json.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Known([u32; 15]);
+pub(crate) struct Known([u16; 15]);
 
 /// A known property's place in [`Known`], by name.
 fn known_index(name: &str) -> Option<usize> {
@@ -359,7 +361,7 @@ pub(crate) fn locate_properties(text: &str, at: usize) -> Option<(Known, usize)>
             if known.0[i] != 0 {
                 return None;
             }
-            known.0[i] = u32::try_from(value_at - at).ok()?;
+            known.0[i] = u16::try_from(value_at - at).ok()?;
         }
         Some(end)
     })?;
@@ -380,7 +382,7 @@ fn read_known<'a>(json: &'a str, known: &Known) -> Option<RawProperties<'a>> {
     let real = |at| Some(decimal(b, at)?.0);
     let string = |at| Some(Text(Cow::Borrowed(text_at(json, at)?.0)));
     for (i, &at) in known.0.iter().enumerate() {
-        let at = at as usize;
+        let at = usize::from(at);
         if at == 0 {
             continue;
         }
@@ -641,6 +643,20 @@ mod tests {
         assert_eq!(reason(negative), RejectReason::OutOfRange);
         let not_object = r#"{"event_id":"e","type":"user_login","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":[1]}"#;
         assert_eq!(reason(not_object), RejectReason::WrongType);
+    }
+
+    #[test]
+    fn a_known_property_far_into_the_object_is_still_read() {
+        // Beyond the 16-bit offsets of `Known`: serde_json reads it instead.
+        let padding = "x".repeat(70_000);
+        let line = format!(
+            r#"{{"event_id":"e","type":"usage_snapshot","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":{{"note":"{padding}","seats_used":9,"seat_limit":10}}}}"#
+        );
+        let event = decode(line.as_bytes(), None, HOUR).unwrap();
+        assert!(event.known.is_none());
+        let properties = event.properties().unwrap();
+        assert_eq!(properties.seats_used, Some(9));
+        assert_eq!(properties.seat_limit, Some(10));
     }
 
     #[test]
