@@ -30,18 +30,19 @@ fn parse_utc_fast(b: &[u8]) -> Option<Millis> {
             c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
         })
     }
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+    if b.len() < 20 || b[16] != b':' || !matches!(b[b.len() - 1], b'Z' | b'z') {
         return None;
     }
-    if b[13] != b':' || b[16] != b':' || !matches!(b[b.len() - 1], b'Z' | b'z') {
-        return None;
-    }
-    let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
-    let (hour, minute, second) = (
-        digits(&b[11..13])?,
-        digits(&b[14..16])?,
-        digits(&b[17..19])?,
-    );
+    // `YYYY-MM-` and `DDTHH:MM` read as two words, their digits checked and converted
+    // eight bytes at a time (see [`Word`]); the seconds are two bytes after them.
+    let front = Word::new(&b[0..8], *b"0000-00-", 0)?;
+    let back = Word::new(&b[8..16], *b"00t00:00", 0x20 << 16)?;
+    let (year, month) = (front.number(0..4), front.number(5..7));
+    let (day, hour, minute) = (back.number(0..2), back.number(3..5), back.number(6..8));
+    let second = match (b[17].wrapping_sub(b'0'), b[18].wrapping_sub(b'0')) {
+        (tens @ 0..=9, units @ 0..=9) => i64::from(tens * 10 + units),
+        _ => return None,
+    };
     let millis = match &b[19..b.len() - 1] {
         [] => 0,
         [b'.', fraction @ ..] if !fraction.is_empty() && fraction.len() <= 9 => {
@@ -79,6 +80,42 @@ fn parse_utc_fast(b: &[u8]) -> Option<Millis> {
         None => days_from_civil(year, month, day),
     };
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + millis)
+}
+
+/// Eight bytes of a timestamp as a little-endian word whose digits are checked all at
+/// once: where `shape` has a `0` the byte must be an ASCII digit, anywhere else it must
+/// equal `shape`'s byte once `fold` is ORed into the word (0x20 in a letter's lane takes
+/// either case).
+/// Once checked, each byte holds its digit's value.
+struct Word(u64);
+
+impl Word {
+    fn new(bytes: &[u8], shape: [u8; 8], fold: u64) -> Option<Word> {
+        const ZEROS: u64 = u64::from_le_bytes([b'0'; 8]);
+        const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+        let word = u64::from_le_bytes(bytes.try_into().ok()?) | fold;
+        // 0xFF in each lane that is not a digit's: constant once inlined.
+        let separators = (0..8)
+            .filter(|&lane| shape[lane] != b'0')
+            .fold(0u64, |mask, lane| mask | 0xFF << (8 * lane));
+        let shape = u64::from_le_bytes(shape);
+        if (word ^ shape) & separators != 0 {
+            return None;
+        }
+        // Separators read as `0`; a byte is a digit when its high nibble is 3 and adding
+        // 6 to it does not carry out of the low nibble (no carry crosses bytes then).
+        let digits = (word & !separators) | (ZEROS & separators);
+        if digits & HIGH != ZEROS & HIGH || (digits + 0x0606_0606_0606_0606) & HIGH != ZEROS & HIGH
+        {
+            return None;
+        }
+        Some(Word(digits - ZEROS))
+    }
+
+    /// The decimal number written in `lanes`.
+    fn number(&self, lanes: std::ops::Range<usize>) -> i64 {
+        lanes.fold(0, |n, lane| n * 10 + ((self.0 >> (8 * lane)) & 0xFF) as i64)
+    }
 }
 
 /// The first year in [`YEAR_STARTS`].
@@ -189,6 +226,33 @@ mod tests {
             if let Some(fast) = parse_utc_fast(text.as_bytes()) {
                 let chrono = DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp_millis());
                 proptest::prop_assert_eq!(Ok(fast), chrono);
+            }
+        }
+    }
+
+    /// Every byte value in every place of a valid timestamp, with and without a
+    /// fraction: the fast path answers only where chrono agrees, and only for digits,
+    /// the separators and the zone letter in their places.
+    #[test]
+    fn the_fast_path_refuses_any_other_byte_in_any_place() {
+        for valid in ["2026-03-01T12:34:56Z", "2026-03-01T12:34:56.789Z"] {
+            for place in 0..valid.len() {
+                for byte in 0..=u8::MAX {
+                    let mut text = valid.as_bytes().to_vec();
+                    text[place] = byte;
+                    let Some(fast) = parse_utc_fast(&text) else {
+                        continue;
+                    };
+                    let chrono = std::str::from_utf8(&text)
+                        .ok()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                    assert_eq!(
+                        chrono.map(|t| t.timestamp_millis()),
+                        Some(fast),
+                        "{}",
+                        String::from_utf8_lossy(&text)
+                    );
+                }
             }
         }
     }
