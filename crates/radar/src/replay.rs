@@ -136,4 +136,39 @@ mod tests {
             }
         }
     }
+
+    /// A read interrupted by a signal is retried; any other error is returned, as
+    /// `read_until` does.
+    #[test]
+    fn an_interrupted_read_is_retried_and_an_error_returned() {
+        struct Flaky(Vec<io::Result<&'static [u8]>>);
+        impl io::Read for Flaky {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.pop() {
+                    None => Ok(0),
+                    Some(Ok(bytes)) => {
+                        buf[..bytes.len()].copy_from_slice(bytes);
+                        Ok(bytes.len())
+                    }
+                    Some(Err(e)) => Err(e),
+                }
+            }
+        }
+        let broken = || io::Error::new(io::ErrorKind::BrokenPipe, "gone");
+        let interrupted = || io::Error::from(io::ErrorKind::Interrupted);
+        // Read from the end: "ab", interrupted, "c\nd", then broken.
+        let mut input = io::BufReader::new(Flaky(vec![
+            Err(broken()),
+            Ok(b"c\nd"),
+            Err(interrupted()),
+            Ok(b"ab"),
+        ]));
+        let mut line = Vec::new();
+        assert_eq!(read_line(&mut input, &mut line).unwrap(), 4);
+        assert_eq!(line, b"abc\n");
+        line.clear();
+        let error = read_line(&mut input, &mut line).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(line, b"d", "what was read before the error is kept");
+    }
 }
