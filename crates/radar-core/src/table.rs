@@ -1,14 +1,22 @@
 //! Piecewise-linear tables: the one shape every score and priority part is made of.
 
-use serde::{Deserialize, Serialize};
-
 /// Points `(x, y)` with strictly increasing `x`. Below the first point the table gives
 /// the first `y`, above the last the last `y`, and in between it interpolates.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Table {
     points: Vec<(f64, f64)>,
-    /// Slope of each segment, so evaluating needs no division.
-    slopes: Vec<f64>,
+    /// What evaluating needs, in one array walked once: each segment with its slope, so
+    /// evaluating needs no division.
+    segments: Vec<Segment>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Segment {
+    x0: f64,
+    y0: f64,
+    slope: f64,
+    /// The segment holds the `x` below this (the next point's).
+    end: f64,
 }
 
 impl Table {
@@ -23,26 +31,38 @@ impl Table {
         if points.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err("x values must be strictly increasing".into());
         }
-        let slopes = points
+        let segments = points
             .windows(2)
-            .map(|w| (w[1].1 - w[0].1) / (w[1].0 - w[0].0))
+            .map(|w| Segment {
+                x0: w[0].0,
+                y0: w[0].1,
+                slope: (w[1].1 - w[0].1) / (w[1].0 - w[0].0),
+                end: w[1].0,
+            })
             .collect();
-        Ok(Table { points, slopes })
+        Ok(Table { points, segments })
     }
 
     /// A linear scan: tables have a handful of points, and it is on the hot path.
     pub fn eval(&self, x: f64) -> f64 {
-        let (first_x, first_y) = self.points[0];
+        let (first_x, first_y) = self.first();
         if x <= first_x {
             return first_y;
         }
-        for (segment, slope) in self.points.windows(2).zip(&self.slopes) {
-            let (x0, y0) = segment[0];
-            if x < segment[1].0 {
-                return y0 + slope * (x - x0);
+        for s in &self.segments {
+            if x < s.end {
+                return s.y0 + s.slope * (x - s.x0);
             }
         }
-        self.points[self.points.len() - 1].1
+        self.last().1
+    }
+
+    fn first(&self) -> (f64, f64) {
+        self.points.first().copied().unwrap_or_default()
+    }
+
+    fn last(&self) -> (f64, f64) {
+        self.points.last().copied().unwrap_or_default()
     }
 
     pub fn max_y(&self) -> f64 {
