@@ -156,34 +156,40 @@ const POWERS_OF_TEN: [f64; 16] = [
 pub(crate) fn decimal(b: &[u8], at: usize) -> Option<(f64, usize)> {
     let negative = b.get(at) == Some(&b'-');
     let start = at + usize::from(negative);
-    let whole_end = digits_end(b, start);
+    let (whole_value, whole_end) = digits_onto(0, b, start);
     let whole = whole_end - start;
     // JSON's grammar: at least one digit, no leading zero.
     if whole == 0 || (whole > 1 && b[start] == b'0') {
         return None;
     }
-    let (fraction, end) = if b.get(whole_end) == Some(&b'.') {
-        let end = digits_end(b, whole_end + 1);
-        (end - whole_end - 1, end)
+    let point = b.get(whole_end) == Some(&b'.');
+    let (significand, end) = if point {
+        digits_onto(whole_value, b, whole_end + 1)
     } else {
-        (0, whole_end)
+        (whole_value, whole_end)
     };
-    if (b.get(whole_end) == Some(&b'.') && fraction == 0)
-        || matches!(b.get(end), Some(b'e' | b'E'))
-        || whole + fraction > 15
+    let fraction = end - whole_end - usize::from(point);
+    if (point && fraction == 0) || matches!(b.get(end), Some(b'e' | b'E')) || whole + fraction > 15
     {
         return None;
     }
-    let significand = b[start..end]
-        .iter()
-        .filter(|c| c.is_ascii_digit())
-        .fold(0u64, |acc, &c| acc * 10 + u64::from(c - b'0'));
     // `-0` is left to serde_json (which reads it as the float -0.0): rare, not worth a case.
     if negative && fraction == 0 && significand == 0 {
         return None;
     }
     let value = significand as f64 / POWERS_OF_TEN[fraction];
     Some((if negative { -value } else { value }, end))
+}
+
+/// The ASCII digits from `at` appended to `value` (wrapping past `u64`: callers refuse
+/// that many digits), and the index after them.
+#[inline(always)]
+fn digits_onto(mut value: u64, b: &[u8], mut at: usize) -> (u64, usize) {
+    while let Some(digit) = b.get(at).map(|c| c.wrapping_sub(b'0')).filter(|d| *d < 10) {
+        value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+        at += 1;
+    }
+    (value, at)
 }
 
 /// The index after the ASCII digits from `at`.
