@@ -338,7 +338,7 @@ fn cpu_of(role: &str, servers: &str, events: u64) -> Cpu {
 /// CPU ticks and the consumer's seconds from first message to last.
 fn measure_role(role: &str, events: u64) {
     let servers = std::env::var("RADAR_BENCH_BOOTSTRAP").unwrap();
-    let group = format!("{role}-cpu");
+    let group = std::env::var("RADAR_BENCH_GROUP").unwrap_or_else(|_| format!("{role}-cpu"));
     let wall = match role {
         "bare" => bare_consumer(&servers, &group, events),
         "radar" => radar_source(&servers, &group, events),

@@ -10,6 +10,7 @@
 //! - [`changelog`]: partition state in a compacted topic (`store = "kafka"`);
 //! - [`dead_letter`]: what a rejected record's dead letter holds, sized to always fit;
 //! - [`sink`]: where opportunities are handed (the outbox);
+//! - [`round`]: a poll round's records grouped by partition;
 //! - [`topics`]: the topics radar creates for itself;
 //! - [`peers`]: the group's other members and their admin addresses;
 //! - [`throttle`]: a repeated error logged once in a while, with a count;
@@ -26,6 +27,7 @@ pub mod peers;
 mod producer;
 pub mod progress;
 mod rebalance;
+mod round;
 mod shared;
 pub mod sink;
 pub mod source;

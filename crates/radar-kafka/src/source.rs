@@ -310,19 +310,28 @@ impl Source {
             return Ok(());
         }
         let started = Instant::now();
-        let mut by_partition: HashMap<(&str, i32), Vec<&BorrowedMessage<'_>>> = HashMap::new();
-        for message in batch {
-            by_partition
-                .entry((message.topic(), message.partition()))
-                .or_default()
-                .push(message);
-        }
+        // With one subscribed topic (not a `^` pattern) every record is of it, and its name
+        // is not read from each record (a call into librdkafka and a UTF-8 check).
+        let only_topic = match self.config.topics.as_slice() {
+            [topic] if !topic.starts_with('^') => Some(topic.as_str()),
+            _ => None,
+        };
+        let mut by_partition = crate::round::group_runs(batch, |message| {
+            (
+                only_topic.unwrap_or_else(|| message.topic()),
+                message.partition(),
+            )
+        });
         let mut workers = self.shared.workers()?;
         // A partition revoked since its records were fetched belongs to its new owner: its
         // records find no worker and are left alone.
         let mut jobs = Vec::with_capacity(by_partition.len());
         for ((topic, partition), worker) in workers.iter_mut() {
-            if let Some(messages) = by_partition.remove(&(topic.as_str(), *partition)) {
+            let group = by_partition
+                .iter_mut()
+                .find(|(key, _)| *key == (topic.as_str(), *partition));
+            if let Some((_, messages)) = group {
+                let messages = std::mem::take(messages);
                 let records: Vec<KafkaRecord<'_>> = messages
                     .iter()
                     .map(|m| KafkaRecord {
