@@ -11,7 +11,10 @@
 //! process spent, from `/proc/self/stat` (user + system, all threads): CPU per event for
 //! both and their ratio (budget, issue #14: Radar ≤ 2× the bare consumer). Unlike
 //! wall-clock rates, CPU time does not count the time a consumer waits for a broker that
-//! shares the machine's cores.
+//! shares the machine's cores. To count one role's instructions, run that process alone
+//! under callgrind against a broker that already holds the events, in a group of its own:
+//! `RADAR_BENCH_ROLE=radar RADAR_BENCH_GROUP=<new group> RADAR_BENCH_BOOTSTRAP=…
+//! RADAR_BENCH_EVENTS=… valgrind --tool=callgrind <this bench's binary>`.
 //! Then it produces at a fixed rate (`RADAR_BENCH_RATE` events/s, default 10,000, for 5 s)
 //! while Radar consumes, and prints the event → outbox latency (from the produce call to
 //! the opportunity being in the outbox, where delivery reads it; it is on disk by the
