@@ -89,6 +89,7 @@ pub struct Playbook {
 }
 
 impl Playbook {
+    #[inline]
     pub fn fires(&self, facts: &Facts<'_>) -> bool {
         self.all.iter().all(|c| c.holds(facts))
             && (self.any.is_empty() || self.any.iter().any(|c| c.holds(facts)))
