@@ -11,6 +11,7 @@
 //! it has quieted down.
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -91,10 +92,10 @@ impl SeenEvents {
                     }
                     *prune_at = 2 * by_hash.len();
                 }
-                match by_hash.get_mut(&id_hash) {
-                    Some(seen) => refresh(seen, time, horizon),
-                    None => {
-                        by_hash.insert(id_hash, time);
+                match by_hash.entry(id_hash) {
+                    Entry::Occupied(mut seen) => refresh(seen.get_mut(), time, horizon),
+                    Entry::Vacant(slot) => {
+                        slot.insert(time);
                         true
                     }
                 }
