@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use radar_core::Settings;
-use radar_core::settings::RawSettings;
+use radar_core::settings::{ENGINE_SECTIONS, RawSettings};
 
 pub fn default() -> Arc<Settings> {
     static SETTINGS: OnceLock<Arc<Settings>> = OnceLock::new();
@@ -12,15 +12,7 @@ pub fn default() -> Arc<Settings> {
         .get_or_init(|| {
             let mut table: toml::Table =
                 toml::from_str(include_str!("../config/radar.toml")).expect("radar.toml parses");
-            let engine = [
-                "engine",
-                "opportunities",
-                "gates",
-                "scoring",
-                "priority",
-                "playbooks",
-            ];
-            table.retain(|key, _| engine.contains(&key));
+            table.retain(|key, _| ENGINE_SECTIONS.contains(&key));
             let raw: RawSettings = toml::Value::Table(table)
                 .try_into()
                 .expect("the engine sections are complete");

@@ -86,7 +86,7 @@ pub(crate) fn round2(x: f64) -> f64 {
 /// costs on baseline x86-64. Converted through `i64`, one instruction on x86-64 where
 /// `as u64` takes a dozen, and exact in that range.
 fn centi(points: f64) -> u64 {
-    debug_assert!((0.0..=1e9).contains(&points));
+    debug_assert!((0.0..=crate::settings::MAX_CAP).contains(&points));
     (points * 100.0 + 0.5) as i64 as u64
 }
 

@@ -23,7 +23,18 @@ use crate::types::TypeRegistry;
 
 /// The largest `cap` of a score component: points then fit the integer arithmetic the
 /// score is summed in (see `crate::scoring`) with room to spare.
-const MAX_CAP: f64 = 1e9;
+pub(crate) const MAX_CAP: f64 = 1e9;
+
+/// The config file's sections the engine reads, [`RawSettings`]'s fields; the others
+/// (Kafka, delivery, admin…) are the service's.
+pub const ENGINE_SECTIONS: [&str; 6] = [
+    "engine",
+    "opportunities",
+    "gates",
+    "scoring",
+    "priority",
+    "playbooks",
+];
 
 /// Settings as written in the config file's engine sections.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -862,15 +873,7 @@ mod tests {
     fn default_engine() -> toml::Table {
         let mut table: toml::Table =
             toml::from_str(include_str!("../../../config/radar.toml")).unwrap();
-        let engine = [
-            "engine",
-            "opportunities",
-            "gates",
-            "scoring",
-            "priority",
-            "playbooks",
-        ];
-        table.retain(|key, _| engine.contains(&key));
+        table.retain(|key, _| ENGINE_SECTIONS.contains(&key));
         table
     }
 
