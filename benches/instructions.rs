@@ -66,6 +66,7 @@ fn measured_engine(lines: &[String], settings: Arc<Settings>, serialise: bool) -
     // As `radar replay` writes them: through a 64 KiB `BufWriter` (a bare `io::sink()`
     // let the compiler drop most of the writing, and counted ~400 fewer per event).
     let mut sink = std::io::BufWriter::with_capacity(1 << 16, std::io::sink());
+    let mut line = Vec::new();
     let mut opportunities = 0;
     for batch in lines.chunks(BATCH) {
         let records = batch.iter().map(|line| Record {
@@ -77,8 +78,10 @@ fn measured_engine(lines: &[String], settings: Arc<Settings>, serialise: bool) -
         opportunities += out.len();
         if serialise {
             for opportunity in &out {
-                let _ = serde_json::to_writer(&mut sink, opportunity);
-                let _ = sink.write_all(b"\n");
+                line.clear();
+                opportunity.write_json(&mut line);
+                line.push(b'\n');
+                let _ = sink.write_all(&line);
             }
         }
         black_box(&outcomes);

@@ -21,6 +21,7 @@
 //! - [`gates`]: what suppresses an opportunity;
 //! - [`priority`]: the expansion score that ranks opportunities;
 //! - [`opportunity`]: the payload and its stable id;
+//! - `opportunity_json`: the payload as JSON bytes, serde_json's output at a third of the cost;
 //! - [`settings`]: raw config → validated settings, every error with its key;
 //! - [`snapshot`]: account states to bytes and back, for checkpoints;
 //! - [`stats`]: outcome counters;
@@ -32,6 +33,7 @@ pub mod event;
 pub mod gates;
 pub mod metric;
 pub mod opportunity;
+mod opportunity_json;
 pub mod playbook;
 pub mod priority;
 mod scan;

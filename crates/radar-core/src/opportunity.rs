@@ -56,6 +56,15 @@ pub enum Owner {
     Sales,
 }
 
+impl Owner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Owner::Cs => "cs",
+            Owner::Sales => "sales",
+        }
+    }
+}
+
 /// The payload, with the field names of DESIGN.md. Short strings are stored inline
 /// (`CompactString`), so building one allocates only its lists and its id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

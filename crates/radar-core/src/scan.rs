@@ -230,7 +230,7 @@ fn string(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
 /// time with SSE2 (baseline on x86-64), then eight at a time with the classic "has a zero
 /// byte" bit trick (the lowest flagged byte is always right), then one by one.
 #[inline(always)]
-fn special(s: &[u8]) -> Option<usize> {
+pub(crate) fn special(s: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;

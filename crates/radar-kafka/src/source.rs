@@ -347,9 +347,12 @@ impl Source {
         let run = |(worker, records, _): &mut (&mut PartitionWorker, Vec<KafkaRecord<'_>>, _)| {
             let (mut opportunities, mut dead) = (Vec::new(), Vec::new());
             worker.process(records, &mut opportunities, &mut dead);
-            let serialised: Result<Vec<(Opportunity, Vec<u8>)>, serde_json::Error> = opportunities
+            let serialised: Vec<(Opportunity, Vec<u8>)> = opportunities
                 .into_iter()
-                .map(|o| serde_json::to_vec(&o).map(|json| (o, json)))
+                .map(|o| {
+                    let json = o.to_json();
+                    (o, json)
+                })
                 .collect();
             (serialised, dead)
         };
@@ -366,9 +369,7 @@ impl Source {
                         self.shared.producer.dead_letter(*message, letter)?;
                     }
                 }
-                for (opportunity, json) in
-                    opportunities.map_err(|e| SourceError::Sink(Box::new(e)))?
-                {
+                for (opportunity, json) in opportunities {
                     if opportunity.shadow {
                         if let Ok(mut log) = progress.shadow.lock() {
                             log.record(&opportunity.playbook, json);

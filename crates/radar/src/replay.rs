@@ -102,10 +102,13 @@ pub fn run(
     input: impl BufRead,
     mut out: impl Write,
 ) -> io::Result<Engine> {
+    let mut line = Vec::new();
     let engine = stream(settings, input, |batch| {
         for opportunity in batch.opportunities {
-            serde_json::to_writer(&mut out, opportunity)?;
-            out.write_all(b"\n")?;
+            line.clear();
+            opportunity.write_json(&mut line);
+            line.push(b'\n');
+            out.write_all(&line)?;
         }
         Ok(())
     })?;
