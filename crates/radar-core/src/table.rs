@@ -8,6 +8,10 @@ pub struct Table {
     /// What evaluating needs, in one array walked once: each segment with its slope, so
     /// evaluating needs no division.
     segments: Vec<Segment>,
+    /// The first point and the last `y`, kept beside the arrays: every evaluation reads
+    /// them, and most stop there (an unknown or saturated input).
+    first: (f64, f64),
+    last_y: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,12 +44,19 @@ impl Table {
                 end: w[1].0,
             })
             .collect();
-        Ok(Table { points, segments })
+        let first = points[0];
+        let last_y = points[points.len() - 1].1;
+        Ok(Table {
+            points,
+            segments,
+            first,
+            last_y,
+        })
     }
 
     /// A linear scan: tables have a handful of points, and it is on the hot path.
     pub fn eval(&self, x: f64) -> f64 {
-        let (first_x, first_y) = self.first();
+        let (first_x, first_y) = self.first;
         if x <= first_x {
             return first_y;
         }
@@ -54,15 +65,7 @@ impl Table {
                 return s.y0 + s.slope * (x - s.x0);
             }
         }
-        self.last().1
-    }
-
-    fn first(&self) -> (f64, f64) {
-        self.points.first().copied().unwrap_or_default()
-    }
-
-    fn last(&self) -> (f64, f64) {
-        self.points.last().copied().unwrap_or_default()
+        self.last_y
     }
 
     pub fn max_y(&self) -> f64 {
