@@ -37,8 +37,8 @@ fn parse_utc_fast(b: &[u8]) -> Option<Millis> {
     // eight bytes at a time (see [`Word`]); the seconds are two bytes after them.
     let front = Word::new(&b[0..8], *b"0000-00-", 0)?;
     let back = Word::new(&b[8..16], *b"00t00:00", 0x20 << 16)?;
-    let (year, month) = (front.number(0..4), front.number(5..7));
-    let (day, hour, minute) = (back.number(0..2), back.number(3..5), back.number(6..8));
+    let (year, month) = (front.pair(0) * 100 + front.pair(2), front.pair(5));
+    let (day, hour, minute) = (back.pair(0), back.pair(3), back.pair(6));
     let second = match (b[17].wrapping_sub(b'0'), b[18].wrapping_sub(b'0')) {
         (tens @ 0..=9, units @ 0..=9) => i64::from(tens * 10 + units),
         _ => return None,
@@ -112,9 +112,12 @@ impl Word {
         Some(Word(digits - ZEROS))
     }
 
-    /// The decimal number written in `lanes`.
-    fn number(&self, lanes: std::ops::Range<usize>) -> i64 {
-        lanes.fold(0, |n, lane| n * 10 + ((self.0 >> (8 * lane)) & 0xFF) as i64)
+    /// The two-digit number written in `lane` and the next: each lane of `10 × word +
+    /// (word >> 8)` holds its digit's tens plus the next lane's units, at most 99, so no
+    /// lane carries into another.
+    fn pair(&self, lane: u32) -> i64 {
+        let pairs = self.0 * 10 + (self.0 >> 8);
+        ((pairs >> (8 * lane)) & 0xFF) as i64
     }
 }
 
