@@ -353,11 +353,16 @@ fn known_index(name: &str) -> Option<usize> {
 /// object. `None` when it is not valid JSON, or names a known property twice (a repeat
 /// is serde's to judge).
 pub(crate) fn locate_properties(text: &str, at: usize) -> Option<(Known, usize)> {
+    use crate::scan::Key;
     let b = text.as_bytes();
     let mut known = Known::default();
-    let end = crate::scan::object(text, at, |key, value_at| {
+    let end = crate::scan::object_recognising(text, at, known_key, |key, value_at| {
         let end = crate::scan::value_inline(b, value_at)?;
-        if let Some(i) = known_index(key) {
+        let index = match key {
+            Key::Known(i) => Some(i),
+            Key::Text(key) => known_index(key),
+        };
+        if let Some(i) = index {
             if known.0[i] != 0 {
                 return None;
             }
@@ -366,6 +371,34 @@ pub(crate) fn locate_properties(text: &str, at: usize) -> Option<(Known, usize)>
         Some(end)
     })?;
     Some((known, end))
+}
+
+/// A known property written compactly at `at`, its key in quotes and its colon
+/// (`"seats_used":`): its place in [`Known`] and the index after the colon. The few names
+/// that start with the key's first letter are compared as constants, which costs less
+/// than scanning the key for its end and looking it up ([`known_index`], which a unit test
+/// holds to the same answers); `None` for anything else, and the key is scanned.
+fn known_key(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    let name =
+        |index: usize, quoted: &[u8]| crate::scan::literal(b, at, quoted).map(|end| (index, end));
+    match *b.get(at + 1)? {
+        b'a' => name(2, b"\"api_calls\":")
+            .or_else(|| name(3, b"\"api_limit\":"))
+            .or_else(|| name(5, b"\"arr\":"))
+            .or_else(|| name(8, b"\"active_users_1d\":"))
+            .or_else(|| name(9, b"\"active_users_30d\":"))
+            .or_else(|| name(10, b"\"api_calls_period\":")),
+        b'c' => name(6, b"\"contract_end\":")
+            .or_else(|| name(7, b"\"customer_since\":"))
+            .or_else(|| name(13, b"\"churn_risk\":")),
+        b'f' => name(11, b"\"features_adopted\":"),
+        b'h' => name(12, b"\"health_score\":"),
+        b'p' => name(4, b"\"plan\":"),
+        b's' => name(0, b"\"seats_used\":")
+            .or_else(|| name(1, b"\"seat_limit\":"))
+            .or_else(|| name(14, b"\"score\":")),
+        _ => None,
+    }
 }
 
 /// The known properties of `json` (an object) where `known` locates them, when each is
@@ -643,6 +676,50 @@ mod tests {
         assert_eq!(reason(negative), RejectReason::OutOfRange);
         let not_object = r#"{"event_id":"e","type":"user_login","account_id":"a","timestamp":"2026-03-01T00:00:00Z","properties":[1]}"#;
         assert_eq!(reason(not_object), RejectReason::WrongType);
+    }
+
+    /// Every known name is recognised where it starts, as [`known_index`] places it, and
+    /// nothing else is: not a longer or shorter name, not one with a space before its colon.
+    #[test]
+    fn known_keys_are_recognised_as_known_index_places_them() {
+        let names = [
+            "seats_used",
+            "seat_limit",
+            "api_calls",
+            "api_limit",
+            "plan",
+            "arr",
+            "contract_end",
+            "customer_since",
+            "active_users_1d",
+            "active_users_30d",
+            "api_calls_period",
+            "features_adopted",
+            "health_score",
+            "churn_risk",
+            "score",
+        ];
+        for name in names {
+            let index = known_index(name).unwrap();
+            let text = format!("\"{name}\":1");
+            assert_eq!(known_key(text.as_bytes(), 0), Some((index, text.len() - 1)));
+            for other in [format!("\"{name}s\":1"), format!("\"{name}\" :1")] {
+                assert_eq!(known_key(other.as_bytes(), 0), None, "{other}");
+            }
+            let shorter = &name[..name.len() - 1];
+            let text = format!("\"{shorter}\":1");
+            assert_eq!(
+                known_key(text.as_bytes(), 0),
+                known_index(shorter).map(|i| (i, text.len() - 1))
+            );
+        }
+        assert_eq!(
+            (0..15)
+                .map(|i| names.iter().filter(|n| known_index(n) == Some(i)).count())
+                .collect::<Vec<_>>(),
+            vec![1; 15],
+            "one name per place"
+        );
     }
 
     #[test]

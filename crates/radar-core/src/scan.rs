@@ -119,6 +119,31 @@ pub(crate) fn object<'a>(
     at: usize,
     mut member: impl FnMut(&'a str, usize) -> Option<usize>,
 ) -> Option<usize> {
+    let unrecognised = |_: &[u8], _: usize| None::<(std::convert::Infallible, usize)>;
+    object_recognising(text, at, unrecognised, |key, at| match key {
+        Key::Text(key) => member(key, at),
+        Key::Known(never) => match never {},
+    })
+}
+
+/// A member's key, as [`object_recognising`] gives it.
+pub(crate) enum Key<'a, K> {
+    /// Recognised where it starts, without being scanned.
+    Known(K),
+    /// Scanned: its text (with no escape).
+    Text(&'a str),
+}
+
+/// [`object`], where each key is first offered to `recognise` at its opening quote: it
+/// may know it by its bytes there (answering what it is and the index after its colon),
+/// which saves scanning the key for its end and looking the text up; a key it does not
+/// know is scanned and given as text.
+pub(crate) fn object_recognising<'a, K>(
+    text: &'a str,
+    at: usize,
+    mut recognise: impl FnMut(&[u8], usize) -> Option<(K, usize)>,
+    mut member: impl FnMut(Key<'a, K>, usize) -> Option<usize>,
+) -> Option<usize> {
     let b = text.as_bytes();
     if b.get(at) != Some(&b'{') {
         return None;
@@ -129,9 +154,14 @@ pub(crate) fn object<'a>(
     }
     // Whitespace is looked for where the byte expected is not: compact JSON has none.
     loop {
-        let (key, next) = text_at(text, at)?;
-        at = after(b, next, b':')?;
-        at = member(key, skip_ws(b, at))?;
+        let (key, value_at) = match recognise(b, at) {
+            Some((known, value_at)) => (Key::Known(known), value_at),
+            None => {
+                let (key, next) = text_at(text, at)?;
+                (Key::Text(key), after(b, next, b':')?)
+            }
+        };
+        at = member(key, skip_ws(b, value_at))?;
         match closing(b, at, b'}')? {
             (b',', next) => at = skip_ws(b, next),
             (_, end) => return Some(end),
