@@ -140,10 +140,16 @@ mod tests {
     use crate::priority::ExpansionScore;
     use crate::scoring::Tier;
 
-    /// Any string: control characters, quotes, backslashes and non-ASCII included.
+    /// Any string: control characters, quotes, backslashes and non-ASCII included, in
+    /// short strings and in strings long enough for them to fall past the first sixteen
+    /// bytes (where `scan::special` goes from SSE2 blocks to words, then bytes).
     fn text() -> impl Strategy<Value = CompactString> {
-        prop_oneof![any::<String>(), "[a-z_\"\\\\\u{0}-\u{1f}\u{7f}é€😀]{0,12}",]
-            .prop_map(CompactString::from)
+        prop_oneof![
+            any::<String>(),
+            "[a-z_\"\\\\\u{0}-\u{1f}\u{7f}é€😀]{0,12}",
+            "[a-z_]{14,30}[\"\\\\\u{0}-\u{1f}]?[a-z_\u{7f}é]{0,10}",
+        ]
+        .prop_map(CompactString::from)
     }
 
     /// Any f64, with the special values and two-decimal ones drawn often.
