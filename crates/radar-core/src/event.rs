@@ -543,6 +543,25 @@ mod tests {
     use super::*;
     use crate::time::HOUR;
 
+    /// The known properties' names.
+    const PROPERTY_NAMES: [&str; 15] = [
+        "seats_used",
+        "seat_limit",
+        "api_calls",
+        "api_limit",
+        "plan",
+        "arr",
+        "contract_end",
+        "customer_since",
+        "active_users_1d",
+        "active_users_30d",
+        "api_calls_period",
+        "features_adopted",
+        "health_score",
+        "churn_risk",
+        "score",
+    ];
+
     /// The reason a line is refused, by the envelope check or by its properties.
     fn reason(line: &str) -> RejectReason {
         match decode(line.as_bytes(), None, HOUR) {
@@ -682,24 +701,7 @@ mod tests {
     /// nothing else is: not a longer or shorter name, not one with a space before its colon.
     #[test]
     fn known_keys_are_recognised_as_known_index_places_them() {
-        let names = [
-            "seats_used",
-            "seat_limit",
-            "api_calls",
-            "api_limit",
-            "plan",
-            "arr",
-            "contract_end",
-            "customer_since",
-            "active_users_1d",
-            "active_users_30d",
-            "api_calls_period",
-            "features_adopted",
-            "health_score",
-            "churn_risk",
-            "score",
-        ];
-        for name in names {
+        for name in PROPERTY_NAMES {
             let index = known_index(name).unwrap();
             let text = format!("\"{name}\":1");
             assert_eq!(known_key(text.as_bytes(), 0), Some((index, text.len() - 1)));
@@ -715,7 +717,10 @@ mod tests {
         }
         assert_eq!(
             (0..15)
-                .map(|i| names.iter().filter(|n| known_index(n) == Some(i)).count())
+                .map(|i| PROPERTY_NAMES
+                    .iter()
+                    .filter(|n| known_index(n) == Some(i))
+                    .count())
                 .collect::<Vec<_>>(),
             vec![1; 15],
             "one name per place"
@@ -896,25 +901,6 @@ mod tests {
                 "only {read} of {draws} lines had their known properties read"
             );
         }
-
-        /// The known properties' names.
-        const PROPERTY_NAMES: [&str; 15] = [
-            "seats_used",
-            "seat_limit",
-            "api_calls",
-            "api_limit",
-            "plan",
-            "arr",
-            "contract_end",
-            "customer_since",
-            "active_users_1d",
-            "active_users_30d",
-            "api_calls_period",
-            "features_adopted",
-            "health_score",
-            "churn_risk",
-            "score",
-        ];
 
         /// A properties object: known and other names, values of every kind and range.
         fn properties_object() -> impl Strategy<Value = String> {
