@@ -12,6 +12,8 @@
 //! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster);
 //! - `tansu`: `radar run` against a tansu broker process: dead letters, `kill -9` and
 //!   restart, SIGTERM;
+//! - `hardening`: `radar run` with `state.store = "kafka"` on tansu given unusable
+//!   changelog records and an account busy enough to outgrow a Kafka record;
 //! - `scale_out`: several `radar run` instances with `state.store = "kafka"` against tansu:
 //!   instances killed, added, removed and frozen, a receiver down, compared with replay.
 
@@ -21,6 +23,7 @@ mod backtest;
 mod cli;
 mod deploy;
 mod golden;
+mod hardening;
 mod model;
 mod reload;
 mod run;

@@ -41,7 +41,7 @@ pub(crate) fn radar_run(config: &Path, admin: u16, env: &[(&str, &str)]) -> Comm
     command
 }
 
-fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
+pub(crate) fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
     let child: Child = radar_run(config, admin, env)
         .stderr(Stdio::piped())
         .spawn()
@@ -51,7 +51,13 @@ fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
 
 /// A `radar run` config in `dir`: `topic` as `group`, dead letters to
 /// `<topic>.dead-letter`, checkpoints every 100 records or 200 ms, webhooks to `url`.
-fn write_config(dir: &Path, servers: &str, group: &str, topic: &str, url: &str) -> PathBuf {
+pub(crate) fn write_config(
+    dir: &Path,
+    servers: &str,
+    group: &str,
+    topic: &str,
+    url: &str,
+) -> PathBuf {
     let config = dir.join("radar.toml");
     std::fs::write(
         &config,

@@ -284,6 +284,14 @@ impl Engine {
         self.accounts.remove(account_id);
     }
 
+    /// Drops an account whose stored state could not be read, as evicted: the pipeline
+    /// rebuilds it from its events, and the next checkpoint writes its tombstone (then its
+    /// state, if an event brought it back), which supersedes the unreadable record.
+    pub fn discard_account(&mut self, account_id: &str) {
+        self.accounts.remove(account_id);
+        self.evicted.push(account_id.into());
+    }
+
     /// How many accounts [`Engine::take_changes`] would write or remove now (at most).
     pub fn changed_accounts(&self) -> usize {
         self.changed.len() + self.evicted.len()

@@ -22,9 +22,10 @@
 //! opportunities with the same ids. Compaction may drop an account's older records, which
 //! is why records after the last completion are applied, never discarded.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use radar_core::{AccountRecords, Engine};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
@@ -34,10 +35,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::dead_letter;
 use crate::error::SourceError;
-use crate::producer::send_waiting;
+use crate::producer::{owned_headers, send_waiting};
+use crate::quarantine::{self, QuarantineCounts, Quarantined, Unusable};
 use crate::topics::{self, Cleanup, TIMEOUT, block_on};
 
 /// Where the changelog is, and how to create it.
@@ -50,6 +54,16 @@ pub struct ChangelogConfig {
 
 /// Version of the completion record's value: a byte, then the source offset (i64 LE).
 const COMPLETION_VERSION: u8 = 1;
+
+/// How long reading the source may take to say whether it reaches a completion's offset.
+const SOURCE_PROBE: Duration = Duration::from_secs(10);
+
+/// A completion record's value for source offset `offset`.
+fn completion_value(offset: i64) -> Vec<u8> {
+    let mut value = vec![COMPLETION_VERSION];
+    value.extend_from_slice(&offset.to_le_bytes());
+    value
+}
 
 /// Delivery opaques: an account record or tombstone, or a completion record.
 const ACCOUNT: usize = 0;
@@ -95,6 +109,12 @@ pub struct Changelog {
     producer: BaseProducer<Reports>,
     /// The client settings (brokers, TLS, SASL) for the consumers that restore.
     client: ClientConfig,
+    /// The source topic, whose partitions' ends bound the completion records.
+    source_topic: String,
+    replication: i32,
+    /// The producer's `message.max.bytes`, which every quarantined record's letter fits.
+    letter_limit: usize,
+    quarantined: QuarantineCounts,
 }
 
 impl std::fmt::Debug for Changelog {
@@ -106,14 +126,30 @@ impl std::fmt::Debug for Changelog {
 }
 
 /// What reading a changelog partition found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Replayed {
-    /// The source offset of the last completion record read, if any.
+    /// The source offset of the last usable completion record read, if any.
     pub resume_at: Option<i64>,
     pub records: u64,
     /// The changelog offset after the last record read: where this instance's view of
     /// the partition ends (see [`Changelog::write`]).
     pub end: i64,
+    /// Records that could not be used and were not superseded by a later one of their
+    /// key, in offset order (see [`crate::quarantine`]).
+    pub unusable: Vec<Quarantined>,
+    /// The readable completion records, in order.
+    pub completions: Vec<Completion>,
+}
+
+/// A readable completion record, and the unusable completion records before it that it
+/// supersedes (unless it is itself past the source's end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Completion {
+    /// Where it is in the changelog.
+    pub at: i64,
+    /// The source offset it says the state is complete up to.
+    pub offset: i64,
+    pub superseded: Vec<Quarantined>,
 }
 
 impl Changelog {
@@ -179,11 +215,110 @@ impl Changelog {
         }
         let mut producer_config = client.clone();
         producer_config.set("enable.idempotence", "true");
+        let letter_limit = client
+            .get("message.max.bytes")
+            .and_then(|limit| limit.parse().ok())
+            .unwrap_or(dead_letter::DEFAULT_MESSAGE_MAX_BYTES);
         Ok(Changelog {
             topic: config.topic.clone(),
             producer: producer_config.create_with_context(Reports::default())?,
             client: client.clone(),
+            source_topic: source_topic.to_owned(),
+            replication: config.replication,
+            letter_limit,
+            quarantined: QuarantineCounts::default(),
         })
+    }
+
+    /// Where unusable changelog records are set aside.
+    pub fn quarantine_topic(&self) -> String {
+        format!("{}.dead-letter", self.topic)
+    }
+
+    /// Changelog records set aside since start.
+    pub fn quarantined(&self) -> &QuarantineCounts {
+        &self.quarantined
+    }
+
+    /// Sets aside the completion records at the end of `replayed` that are past the end
+    /// of source partition `partition` (resuming there would leave it unread for good),
+    /// and resumes from the last one within it. The high watermark answers at once for
+    /// most; one past it is checked by reading the source there, since some brokers
+    /// (tansu) report a watermark short of the log's end.
+    pub(crate) fn drop_completions_beyond_source(
+        &self,
+        partition: i32,
+        replayed: &mut Replayed,
+    ) -> Result<(), SourceError> {
+        let (_, high) =
+            self.producer
+                .client()
+                .fetch_watermarks(&self.source_topic, partition, TIMEOUT)?;
+        while let Some(&Completion { at, offset, .. }) = replayed.completions.last() {
+            if offset <= high || self.source_reaches(partition, offset)? {
+                break;
+            }
+            let dropped = replayed.completions.pop().into_iter();
+            replayed
+                .unusable
+                .extend(dropped.flat_map(|completion| completion.superseded));
+            replayed.unusable.push(Quarantined {
+                offset: at,
+                key: Vec::new(),
+                value: Some(completion_value(offset)),
+                why: Unusable::CompletionBeyondSource,
+                detail: format!(
+                    "offset {offset}, past the end of {} partition {partition}",
+                    self.source_topic
+                ),
+            });
+            replayed.resume_at = replayed.completions.last().map(|c| c.offset);
+        }
+        replayed
+            .unusable
+            .sort_unstable_by_key(|record| record.offset);
+        Ok(())
+    }
+
+    /// Whether source partition `partition` goes on to `offset`, i.e. holds a record at
+    /// `offset - 1` or after: read there, with no offset reset, for up to
+    /// [`SOURCE_PROBE`].
+    fn source_reaches(&self, partition: i32, offset: i64) -> Result<bool, SourceError> {
+        let consumer: BaseConsumer = self
+            .client
+            .clone()
+            .set("group.id", "radar-changelog-restore")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "error")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(
+            &self.source_topic,
+            partition,
+            Offset::Offset(offset.saturating_sub(1)),
+        )?;
+        consumer.assign(&assignment)?;
+        let deadline = Instant::now() + SOURCE_PROBE;
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(_)) => return Ok(true),
+                // At the end, or out of range: nothing there.
+                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(false),
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+                ))) => return Ok(false),
+                // A broker away: librdkafka retries until the deadline.
+                Some(Err(_)) | None => {}
+            }
+        }
+        tracing::warn!(
+            topic = %self.source_topic,
+            partition,
+            offset,
+            "no answer reading the source where a completion record points; taken as past its end"
+        );
+        Ok(false)
     }
 
     /// Writes a checkpoint of source partition `partition`: its account records, then the
@@ -201,21 +336,29 @@ impl Changelog {
     /// finds the changelog moved past its view. The check and the write are not atomic:
     /// a holder waking within the milliseconds between another's check and write could
     /// still write once.
+    ///
+    /// `foreign` are keys that are no account id, whose records a restore set aside: a
+    /// tombstone each supersedes them.
     pub(crate) fn write(
         &self,
         partition: i32,
         records: &AccountRecords<'_>,
+        foreign: &[&[u8]],
         offset: i64,
         seen: i64,
     ) -> Result<i64, SourceError> {
         if self.end(partition)? > seen {
             return Err(SourceError::Fenced(partition));
         }
-        for account_id in &records.evicted {
+        let evicted = records
+            .evicted
+            .iter()
+            .map(|account_id| account_id.as_bytes());
+        for key in foreign.iter().copied().chain(evicted) {
             self.send(
                 BaseRecord::<[u8], [u8], usize>::with_opaque_to(&self.topic, ACCOUNT)
                     .partition(partition)
-                    .key(account_id.as_bytes()),
+                    .key(key),
             )?;
         }
         for (account_id, state) in &records.updated {
@@ -229,8 +372,7 @@ impl Changelog {
         // The completion only once every account record is acknowledged: a record lost
         // for good behind a completion would restore its account older than the offset.
         self.acknowledged(partition)?;
-        let mut completion = vec![COMPLETION_VERSION];
-        completion.extend_from_slice(&offset.to_le_bytes());
+        let completion = completion_value(offset);
         self.send(
             BaseRecord::with_opaque_to(&self.topic, COMPLETION)
                 .partition(partition)
@@ -291,7 +433,10 @@ impl Changelog {
     }
 
     /// Reads `partition` from changelog offset `from` to its end into `engine`: account
-    /// states replace what the engine holds, tombstones remove accounts.
+    /// states replace what the engine holds, tombstones remove accounts. A record that
+    /// cannot be used is not applied (an account whose last record is one is left out)
+    /// and comes back in [`Replayed::unusable`]. Whether the last completion is within
+    /// the source is for [`Changelog::drop_completions_beyond_source`] to say.
     pub(crate) fn replay(
         &self,
         partition: i32,
@@ -319,6 +464,8 @@ impl Changelog {
             resume_at: None,
             records: 0,
             end: from.max(high),
+            unusable: Vec::new(),
+            completions: Vec::new(),
         };
         let mut next = from.max(low);
         let mut last_error = None;
@@ -328,12 +475,8 @@ impl Changelog {
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
         consumer.assign(&assignment)?;
-        let corrupt = |offset: i64, why: &str| {
-            SourceError::Changelog(format!(
-                "partition {partition} of {} at offset {offset}: {why}",
-                self.topic
-            ))
-        };
+        // By key: a later usable record of the same key supersedes the unusable ones.
+        let mut unusable: HashMap<Vec<u8>, Vec<Quarantined>> = HashMap::new();
         // To the end of the partition: past the high watermark taken before, and until
         // the consumer says it reached the end (some brokers report a watermark short of
         // a batch's last record).
@@ -350,317 +493,156 @@ impl Changelog {
                 }
                 None => {
                     let why = last_error.map_or_else(String::new, |e| format!(" (last: {e})"));
-                    return Err(corrupt(
-                        next,
-                        &format!("no record within 30 s, though the log goes further{why}"),
-                    ));
+                    return Err(SourceError::Changelog(format!(
+                        "partition {partition} of {} at offset {next}: no record within 30 s, though the log goes further{why}",
+                        self.topic
+                    )));
                 }
             };
             next = message.offset() + 1;
             replayed.end = replayed.end.max(next);
             replayed.records += 1;
             let key = message.key().unwrap_or_default();
-            match (key, message.payload()) {
-                ([], Some(value)) => {
-                    let offset = value
-                        .split_first()
-                        .filter(|(version, _)| **version == COMPLETION_VERSION)
-                        .and_then(|(_, offset)| <[u8; 8]>::try_from(offset).ok())
-                        .ok_or_else(|| corrupt(message.offset(), "unreadable completion record"))?;
-                    replayed.resume_at = Some(i64::from_le_bytes(offset));
+            let value = message.payload();
+            let refused = match apply(key, value, engine) {
+                Ok(Some(resume_at)) => {
+                    replayed.resume_at = Some(resume_at);
+                    replayed.completions.push(Completion {
+                        at: message.offset(),
+                        offset: resume_at,
+                        superseded: unusable.remove(key).unwrap_or_default(),
+                    });
+                    continue;
                 }
-                ([], None) => return Err(corrupt(message.offset(), "a record with no key")),
-                (account, value) => {
-                    let account = std::str::from_utf8(account)
-                        .map_err(|_| corrupt(message.offset(), "an account id not UTF-8"))?;
-                    match value {
-                        None => engine.remove_account(account),
-                        Some(state) => engine
-                            .restore_account(account, state)
-                            .map_err(|e| corrupt(message.offset(), &e.to_string()))?,
-                    }
+                Ok(None) => None,
+                Err((why, detail)) => Some(Quarantined {
+                    offset: message.offset(),
+                    key: key.to_vec(),
+                    value: value.map(<[u8]>::to_vec),
+                    why,
+                    detail,
+                }),
+            };
+            match refused {
+                Some(record) => unusable.entry(key.to_vec()).or_default().push(record),
+                None if !unusable.is_empty() => {
+                    unusable.remove(key);
                 }
+                None => {}
             }
         }
+        replayed.unusable = unusable.into_values().flatten().collect();
+        replayed
+            .unusable
+            .sort_unstable_by_key(|record| record.offset);
         Ok(replayed)
     }
+
+    /// Copies `records`, read from `partition` and found unusable, to the quarantine
+    /// topic (created when first needed), each sized to fit and acknowledged; one the
+    /// broker refuses is sent again as its coordinates and reason only, and one refused
+    /// even so is counted as lost and logged. Each is counted and logged.
+    pub(crate) fn quarantine(
+        &self,
+        partition: i32,
+        records: &[Quarantined],
+    ) -> Result<(), SourceError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let topic = self.quarantine_topic();
+        let partitions = topics::partitions(&self.client, &self.topic)?;
+        topics::ensure(
+            &self.client,
+            &topic,
+            partitions,
+            self.replication,
+            Cleanup::Compact,
+        )?;
+        for record in records {
+            let origin = record.origin(&self.topic, partition);
+            let built = quarantine::letter(record, &origin, self.letter_limit);
+            self.send(
+                BaseRecord::with_opaque_to(&topic, ACCOUNT)
+                    .key(&origin.key[..])
+                    .payload(built.payload)
+                    .headers(owned_headers(&built.headers)),
+            )?;
+            if let Err(refused) = self.acknowledged(partition) {
+                let headers = dead_letter::coordinates_only(&origin, &refused.to_string());
+                self.send(
+                    BaseRecord::with_opaque_to(&topic, ACCOUNT)
+                        .key(&origin.key[..])
+                        .payload(&[][..])
+                        .headers(owned_headers(&headers)),
+                )?;
+                if let Err(e) = self.acknowledged(partition) {
+                    self.quarantined.lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        source = %origin.source(),
+                        reason = record.why.as_str(),
+                        error = %e,
+                        "an unusable changelog record could not be quarantined; restore goes on without it"
+                    );
+                }
+            }
+            self.quarantined.add(record.why);
+            tracing::warn!(
+                source = %origin.source(),
+                reason = record.why.as_str(),
+                detail = %origin.detail,
+                quarantined = self.quarantined.get(record.why),
+                %topic,
+                "unusable changelog record set aside"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Applies one changelog record to `engine`: `Ok(Some(offset))` for a completion record,
+/// `Ok(None)` for an account's state or tombstone, or why it cannot be used (and then an
+/// account's state is left out).
+fn apply(
+    key: &[u8],
+    value: Option<&[u8]>,
+    engine: &mut Engine,
+) -> Result<Option<i64>, (Unusable, String)> {
+    if key.is_empty() {
+        let offset = value
+            .and_then(|value| value.split_first())
+            .filter(|(version, _)| **version == COMPLETION_VERSION)
+            .and_then(|(_, offset)| <[u8; 8]>::try_from(offset).ok())
+            .map(i64::from_le_bytes)
+            .ok_or_else(|| {
+                (
+                    Unusable::Completion,
+                    format!("{} bytes", value.map_or(0, <[u8]>::len)),
+                )
+            })?;
+        return match offset {
+            ..0 => Err((Unusable::Completion, format!("offset {offset}"))),
+            offset => Ok(Some(offset)),
+        };
+    }
+    let Ok(account) = std::str::from_utf8(key) else {
+        // A tombstone of such a key is what the claim after an earlier restore wrote.
+        return match value {
+            None => Ok(None),
+            Some(_) => Err((Unusable::Key, "not UTF-8".into())),
+        };
+    };
+    match value {
+        None => engine.remove_account(account),
+        Some(state) => {
+            if let Err(e) = engine.restore_account(account, state) {
+                engine.remove_account(account);
+                return Err((Unusable::State, e.to_string()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-    use std::sync::Arc;
-    use std::time::Instant;
-
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::BaseProducer;
-
-    use super::*;
-    use crate::partition::{KafkaRecord, PartitionWorker, Restored};
-
-    fn settings() -> Arc<radar_core::Settings> {
-        Arc::new(radar::config::load(None).expect("the default config is valid"))
-    }
-
-    fn lines() -> Vec<String> {
-        let opts = radar_gen::Options {
-            accounts: 200,
-            events: 3_000,
-            seed: 9,
-            ..Default::default()
-        };
-        radar_gen::Generator::new(opts)
-            .expect("valid options")
-            .collect()
-    }
-
-    /// The records of `lines` from `first`, keyed by their accounts as producers key them.
-    fn records(lines: &[String], first: usize) -> Vec<KafkaRecord<'_>> {
-        lines[first..]
-            .iter()
-            .enumerate()
-            .map(|(i, line)| KafkaRecord {
-                offset: (first + i) as i64,
-                payload: line.as_bytes(),
-                timestamp: None,
-                key: radar_gen::account_key(line),
-            })
-            .collect()
-    }
-
-    /// Partition 0 of `events` restored from `store` and the changelog.
-    fn restore(store: &radar_store::Store, changelog: &Changelog) -> (PartitionWorker, Restored) {
-        PartitionWorker::restore(
-            settings(),
-            store,
-            Some(changelog),
-            "events",
-            0,
-            Instant::now(),
-        )
-        .expect("the partition restores")
-    }
-
-    /// Whether two engines hold the same accounts in the same states (snapshot bytes
-    /// may differ in the order of hashed sets).
-    fn same_state(a: &Engine, b: &Engine) -> bool {
-        a.tracked_accounts() == b.tracked_accounts()
-            && a.accounts().all(|(id, state)| b.account(id) == Some(state))
-    }
-
-    fn ids(opportunities: &[radar_core::Opportunity]) -> Vec<String> {
-        opportunities
-            .iter()
-            .map(|o| o.opportunity_id.to_string())
-            .collect()
-    }
-
-    /// The mock cluster answers no topic creation: the changelog topic is made here (the
-    /// tansu tests see radar create it).
-    fn open(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> Changelog {
-        cluster
-            .create_topic("radar-state", 1, 1)
-            .expect("the changelog topic");
-        let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", cluster.bootstrap_servers());
-        let config = ChangelogConfig {
-            topic: "radar-state".into(),
-            replication: 1,
-        };
-        Changelog::open(&client, &config, "events").expect("the changelog opens")
-    }
-
-    /// An instance crashes after writing some account records of a checkpoint but not its
-    /// completion record; another, on a new machine (an empty local store), restores the
-    /// partition from the changelog and carries on. Together they emit every opportunity
-    /// of an uninterrupted run, and again only some whose accounts' records were not
-    /// written (the same ids: at-least-once with its idempotency key).
-    #[test]
-    fn a_crash_before_the_completion_record_loses_nothing_and_repeats_only_what_was_not_written() {
-        let cluster = MockCluster::new(1).expect("a mock cluster");
-        cluster
-            .create_topic("events", 1, 1)
-            .expect("the source topic");
-        let changelog = open(&cluster);
-        let lines = lines();
-        let now = Instant::now();
-
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let whole_store = radar_store::Store::open(&dir.path().join("whole.redb")).unwrap();
-        let (mut whole, _) =
-            PartitionWorker::restore(settings(), &whole_store, None, "whole", 0, now).unwrap();
-        let mut expected = Vec::new();
-        whole.process(&records(&lines, 0), &mut expected, &mut Vec::new());
-
-        // The first machine: a checkpoint at 1,000, 700 more records, then half of the
-        // changed accounts' records written, and a crash.
-        let first_store = radar_store::Store::open(&dir.path().join("first.redb")).unwrap();
-        let (mut first, restored) = restore(&first_store, &changelog);
-        assert_eq!(restored.resume_at, None);
-        let mut emitted = Vec::new();
-        first.process(&records(&lines[..1_000], 0), &mut emitted, &mut Vec::new());
-        assert_eq!(
-            first
-                .checkpoint(&first_store, Some(&changelog), now)
-                .unwrap(),
-            Some(1_000)
-        );
-        let before_crash = emitted.len();
-        first.process(
-            &records(&lines[..1_700], 1_000),
-            &mut emitted,
-            &mut Vec::new(),
-        );
-        let repeatable: BTreeSet<String> = ids(&emitted[before_crash..]).into_iter().collect();
-        let pending = first.engine().changed_account_records();
-        let written: Vec<&(&str, Vec<u8>)> = pending.updated.iter().step_by(2).collect();
-        assert!(written.len() > 10);
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap_servers())
-            .create()
-            .unwrap();
-        for (account_id, state) in &written {
-            producer
-                .send(
-                    BaseRecord::to("radar-state")
-                        .partition(0)
-                        .key(account_id.as_bytes())
-                        .payload(state.as_slice()),
-                )
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
-        producer.flush(TIMEOUT).unwrap();
-        drop(first);
-
-        // A new machine: nothing local, everything from the changelog.
-        let second_store = radar_store::Store::open(&dir.path().join("second.redb")).unwrap();
-        let (mut second, restored) = restore(&second_store, &changelog);
-        assert_eq!(restored.resume_at, Some(1_000), "from the last completion");
-        assert!(restored.from_changelog.is_some_and(|n| n > 0));
-        let mut again = Vec::new();
-        second.process(&records(&lines, 1_000), &mut again, &mut Vec::new());
-        emitted.extend(again);
-
-        let all: BTreeSet<String> = ids(&emitted).into_iter().collect();
-        assert_eq!(all, ids(&expected).into_iter().collect::<BTreeSet<_>>());
-        let repeated = emitted.len() - all.len();
-        assert!(
-            repeated < repeatable.len(),
-            "{repeated} repeated of {} that could be",
-            repeatable.len()
-        );
-        let mut seen = BTreeSet::new();
-        for id in ids(&emitted) {
-            assert!(seen.insert(id.clone()) || repeatable.contains(&id), "{id}");
-        }
-        assert!(
-            same_state(second.engine(), whole.engine()),
-            "the same state as an uninterrupted run"
-        );
-    }
-
-    /// A local store as new as the changelog is used as it is; one behind reads only the
-    /// changelog's tail; either way the state is the changelog's.
-    #[test]
-    fn the_local_store_is_a_cache_of_the_changelog() {
-        let cluster = MockCluster::new(1).expect("a mock cluster");
-        cluster
-            .create_topic("events", 1, 1)
-            .expect("the source topic");
-        let changelog = open(&cluster);
-        let lines = lines();
-        let now = Instant::now();
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let cache = radar_store::Store::open(&dir.path().join("cache.redb")).unwrap();
-        let elsewhere = radar_store::Store::open(&dir.path().join("elsewhere.redb")).unwrap();
-
-        let (mut worker, _) = restore(&cache, &changelog);
-        worker.process(
-            &records(&lines[..1_500], 0),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        );
-        worker.checkpoint(&cache, Some(&changelog), now).unwrap();
-        let at_1500 = worker;
-
-        let (worker, restored) = restore(&cache, &changelog);
-        assert_eq!(
-            (restored.resume_at, restored.from_changelog),
-            (Some(1_500), None)
-        );
-        assert!(same_state(worker.engine(), at_1500.engine()));
-        drop(worker);
-
-        // Another instance owns the partition for a while and checkpoints there.
-        let (mut other, _) = restore(&elsewhere, &changelog);
-        other.process(&records(&lines, 1_500), &mut Vec::new(), &mut Vec::new());
-        other.checkpoint(&elsewhere, Some(&changelog), now).unwrap();
-
-        let (back, restored) = restore(&cache, &changelog);
-        assert_eq!(restored.resume_at, Some(3_000));
-        let tail = restored.from_changelog.expect("the tail was read");
-        // The other's claim when it restored, its account records, its completion.
-        assert!(
-            tail <= other.engine().tracked_accounts() as u64 + 2,
-            "only the tail: {tail} records"
-        );
-        assert!(same_state(back.engine(), other.engine()));
-
-        // The first instance, frozen all along, wakes up and checkpoints what it had:
-        // refused, since the new owner wrote since, and nothing of it is written.
-        let mut zombie = at_1500;
-        zombie.process(
-            &records(&lines[..2_000], 1_500),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        );
-        let end = changelog.end(0).unwrap();
-        assert!(matches!(
-            zombie.checkpoint(&cache, Some(&changelog), now),
-            Err(SourceError::Fenced(0))
-        ));
-        assert_eq!(changelog.end(0).unwrap(), end);
-        let (again, _) = restore(&elsewhere, &changelog);
-        assert!(same_state(again.engine(), other.engine()));
-    }
-
-    /// A new owner claims the partition as it restores it, before its first checkpoint:
-    /// the old owner, frozen until then, can write nothing after it.
-    #[test]
-    fn a_new_owner_fences_the_old_one_as_it_restores() {
-        let cluster = MockCluster::new(1).expect("a mock cluster");
-        cluster
-            .create_topic("events", 1, 1)
-            .expect("the source topic");
-        let changelog = open(&cluster);
-        let lines = lines();
-        let now = Instant::now();
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = |name: &str| radar_store::Store::open(&dir.path().join(name)).unwrap();
-        let (old_cache, new_cache, later_cache) = (store("old"), store("new"), store("later"));
-
-        let (mut old, _) = restore(&old_cache, &changelog);
-        old.process(
-            &records(&lines[..1_500], 0),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        );
-        old.checkpoint(&old_cache, Some(&changelog), now).unwrap();
-
-        let (new, restored) = restore(&new_cache, &changelog);
-        assert_eq!(restored.resume_at, Some(1_500));
-        old.process(
-            &records(&lines[..2_000], 1_500),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        );
-        assert!(matches!(
-            old.checkpoint(&old_cache, Some(&changelog), now),
-            Err(SourceError::Fenced(0))
-        ));
-        let (later, restored) = restore(&later_cache, &changelog);
-        assert_eq!(restored.resume_at, Some(1_500));
-        assert!(same_state(later.engine(), new.engine()));
-    }
-}
+mod tests;

@@ -8,6 +8,7 @@
 //! - [`partition`]: one partition's engine, offsets and checkpoints;
 //! - [`producer`]: dead letters and opportunities produced, acknowledged before commits;
 //! - [`changelog`]: partition state in a compacted topic (`store = "kafka"`);
+//! - [`quarantine`]: changelog records a restore cannot use, set aside instead of stopping;
 //! - [`dead_letter`]: what a rejected record's dead letter holds, sized to always fit;
 //! - [`sink`]: where opportunities are handed (the outbox);
 //! - [`round`]: a poll round's records grouped by partition;
@@ -26,6 +27,7 @@ pub mod partition;
 pub mod peers;
 mod producer;
 pub mod progress;
+pub mod quarantine;
 mod rebalance;
 mod round;
 mod shared;

@@ -8,6 +8,7 @@
 //! durable: at-least-once by construction, and since the engine is deterministic, a
 //! replay from the checkpoint gives the same opportunities (same ids) again.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use radar_store::{Checkpoint, Content, Store};
 
 use crate::changelog::Changelog;
 use crate::error::SourceError;
+use crate::quarantine::{Quarantined, Unusable};
 
 /// A record as the consumer hands it over.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +61,21 @@ pub struct Restored {
     /// Changelog records read, when the state came from (or was brought up to date by)
     /// the changelog; `None` when the local store sufficed.
     pub from_changelog: Option<u64>,
+    /// Changelog records that could not be used, set aside (see [`crate::quarantine`]).
+    pub quarantined: usize,
+    /// Accounts whose changelog state could not be read, rebuilt from the start of the
+    /// source partition (`resume_at` is then `None`).
+    pub rebuilding: usize,
+}
+
+/// Accounts whose changelog state could not be read, rebuilt from their events: the
+/// partition is read from its first offset, and until `until`, where the other accounts'
+/// state is complete, only these accounts' records are applied (the others' would be
+/// duplicates or late to them anyway, and their rejections dead-lettered already).
+#[derive(Debug)]
+struct Rebuild {
+    accounts: HashSet<Vec<u8>>,
+    until: i64,
 }
 
 #[derive(Debug)]
@@ -86,6 +103,7 @@ pub struct PartitionWorker {
     /// Where this instance's view of the partition's changelog ends: its last write, or
     /// what it restored ([`Changelog::write`] refuses to write past another's).
     changelog_seen: i64,
+    rebuild: Option<Rebuild>,
     outcomes: Vec<Outcome>,
 }
 
@@ -111,6 +129,7 @@ impl PartitionWorker {
         )?;
         let mut from_changelog = None;
         let mut changelog_seen = 0;
+        let (mut quarantined, mut rebuild) = (0, None);
         let (engine, resume_at) = match (found, changelog) {
             (Some(loaded), None) => (loaded.state, Some(loaded.offset)),
             (None, None) => (Engine::new(settings), None),
@@ -126,20 +145,25 @@ impl PartitionWorker {
                     None => (Engine::new(settings), 0, None),
                 };
                 let mut resume_at = cached_offset;
+                let mut unusable: Vec<Quarantined> = Vec::new();
                 // The local cache is as new as the changelog: this machine wrote last, so
                 // no other instance has held the partition since and none needs fencing.
                 let claim = from != end;
                 if from == end {
                     changelog_seen = end;
                 } else {
-                    let replayed = changelog.replay(partition, from, &mut engine)?;
+                    let mut replayed = changelog.replay(partition, from, &mut engine)?;
+                    changelog.drop_completions_beyond_source(partition, &mut replayed)?;
                     from_changelog = Some(replayed.records);
                     changelog_seen = replayed.end;
                     resume_at = replayed.resume_at.or(cached_offset);
+                    changelog.quarantine(partition, &replayed.unusable)?;
+                    unusable = replayed.unusable;
                 }
                 // The claim: a completion record of what was restored, so that an earlier
                 // holder waking up finds the changelog moved past its view and writes
-                // nothing (see `Changelog::write`). Records it slipped in between the
+                // nothing (see `Changelog::write`); it also supersedes the unusable
+                // records set aside above. Records another holder slipped in between the
                 // read and the claim are read too, and the claim tried again.
                 if let Some(offset) = resume_at.filter(|_| claim) {
                     let mut tries = 0;
@@ -148,21 +172,46 @@ impl PartitionWorker {
                             evicted: Vec::new(),
                             updated: Vec::new(),
                         };
-                        match changelog.write(partition, &nothing, offset, changelog_seen) {
+                        let foreign: Vec<&[u8]> = unusable
+                            .iter()
+                            .filter(|record| record.why == Unusable::Key)
+                            .map(|record| record.key.as_slice())
+                            .collect();
+                        match changelog.write(partition, &nothing, &foreign, offset, changelog_seen)
+                        {
                             Ok(at) => {
                                 changelog_seen = at;
                                 break;
                             }
                             Err(SourceError::Fenced(_)) if tries < 3 => {
                                 tries += 1;
-                                let replayed =
+                                let mut replayed =
                                     changelog.replay(partition, changelog_seen, &mut engine)?;
+                                changelog
+                                    .drop_completions_beyond_source(partition, &mut replayed)?;
                                 changelog_seen = replayed.end;
                                 resume_at = replayed.resume_at.or(resume_at);
+                                changelog.quarantine(partition, &replayed.unusable)?;
+                                unusable.extend(replayed.unusable);
                             }
                             Err(e) => return Err(e),
                         }
                     }
+                }
+                quarantined = unusable.len();
+                let accounts: HashSet<Vec<u8>> = unusable
+                    .into_iter()
+                    .filter(|record| record.why == Unusable::State)
+                    .map(|record| record.key)
+                    .collect();
+                for account in &accounts {
+                    // Keys of unreadable states are UTF-8: others are `Unusable::Key`.
+                    engine.discard_account(&String::from_utf8_lossy(account));
+                }
+                // Without a usable completion the whole partition is read again anyway.
+                if let Some(until) = resume_at.filter(|_| !accounts.is_empty()) {
+                    rebuild = Some(Rebuild { accounts, until });
+                    resume_at = None;
                 }
                 (engine, resume_at)
             }
@@ -172,6 +221,8 @@ impl PartitionWorker {
             skipped,
             accounts: engine.tracked_accounts(),
             from_changelog,
+            quarantined,
+            rebuilding: rebuild.as_ref().map_or(0, |r: &Rebuild| r.accounts.len()),
         };
         let worker = PartitionWorker {
             topic: topic.to_owned(),
@@ -188,6 +239,7 @@ impl PartitionWorker {
             changes_since_snapshot: 0,
             written: None,
             changelog_seen,
+            rebuild,
             outcomes: Vec::new(),
         };
         Ok((worker, restored))
@@ -212,6 +264,19 @@ impl PartitionWorker {
         let Some(last) = records.last() else {
             return;
         };
+        let read = records.len() as u64;
+        let rebuilding: Vec<KafkaRecord<'_>>;
+        let records = match &self.rebuild {
+            Some(rebuild) if records[0].offset < rebuild.until => {
+                rebuilding = records
+                    .iter()
+                    .filter(|r| r.offset >= rebuild.until || rebuild.accounts.contains(r.key))
+                    .copied()
+                    .collect();
+                &rebuilding[..]
+            }
+            _ => records,
+        };
         self.outcomes.clear();
         let batch = records.iter().map(|r| Record {
             bytes: r.payload,
@@ -229,7 +294,15 @@ impl PartitionWorker {
             }
         }
         self.next_offset = Some(last.offset + 1);
-        self.since_checkpoint += records.len() as u64;
+        self.since_checkpoint += read;
+        if let Some(rebuild) = self.rebuild.take_if(|r| last.offset + 1 >= r.until) {
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.partition,
+                accounts = rebuild.accounts.len(),
+                "accounts with unreadable changelog states rebuilt from the source"
+            );
+        }
     }
 
     /// Whether the policy asks for a checkpoint now (and there is something new to save).
@@ -264,6 +337,7 @@ impl PartitionWorker {
                     let at = changelog.write(
                         self.partition,
                         &self.engine.changed_account_records(),
+                        &[],
                         offset,
                         self.changelog_seen,
                     )?;

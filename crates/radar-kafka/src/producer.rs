@@ -269,7 +269,7 @@ pub(crate) fn send_waiting<'a, C: ProducerContext>(
 }
 
 /// Kafka record headers from (name, value) pairs.
-fn owned_headers(headers: &[(&str, String)]) -> OwnedHeaders {
+pub(crate) fn owned_headers(headers: &[(&str, String)]) -> OwnedHeaders {
     headers.iter().fold(
         OwnedHeaders::new_with_capacity(headers.len()),
         |all, (key, value)| {

@@ -10,6 +10,7 @@ use radar_core::Stats;
 use radar_store::Content;
 
 use crate::dead_letter::LetterCounts;
+use crate::quarantine::QuarantineCounts;
 
 /// What the source shows whoever watches it (tests, metrics, readiness), refreshed
 /// after every poll round: atomics and short-held locks, never touched per event.
@@ -29,6 +30,8 @@ pub struct Progress {
     pub checkpoints: Mutex<CheckpointTimes>,
     /// Dead letters that could not be sent whole.
     pub dead_letters: LetterCounts,
+    /// Changelog records restores set aside (`state.store = "kafka"`).
+    pub quarantined: QuarantineCounts,
     /// How long each poll round's processing took (decode → state → rules → score →
     /// opportunities, dead letters handed on), not yet taken by a metrics reader; at most
     /// [`Progress::KEPT`] are kept.

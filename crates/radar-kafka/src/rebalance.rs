@@ -144,6 +144,18 @@ fn report_restore(restored: &Restored) {
             "changelog records read (the local store was missing or behind)"
         );
     }
+    if restored.quarantined > 0 {
+        tracing::warn!(
+            records = restored.quarantined,
+            "unusable changelog records set aside; restore went on without them"
+        );
+    }
+    if restored.rebuilding > 0 {
+        tracing::warn!(
+            accounts = restored.rebuilding,
+            "accounts whose changelog state could not be read are rebuilt from the start of the partition"
+        );
+    }
     if restored.skipped > 0 {
         tracing::warn!(
             skipped = restored.skipped,

@@ -262,6 +262,9 @@ impl Source {
         ] {
             to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        if let Some(changelog) = &self.shared.changelog {
+            progress.quarantined.copy_from(changelog.quarantined());
+        }
         let written: Vec<(Content, usize)> = self
             .shared
             .written

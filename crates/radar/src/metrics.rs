@@ -17,6 +17,7 @@ use radar_core::scoring::Tier;
 use radar_delivery::Observer;
 use radar_delivery::breaker::BreakerState;
 use radar_kafka::Progress;
+use radar_kafka::quarantine::Unusable;
 use radar_store::{Content, Store};
 
 /// Every metric radar exports, in one registry.
@@ -32,6 +33,7 @@ pub struct Metrics {
     processed: IntCounter,
     rejected: IntCounterVec,
     dead_letters: IntCounterVec,
+    quarantined: IntCounterVec,
     unknown_type: IntCounter,
     late: IntCounter,
     duplicate: IntCounter,
@@ -185,6 +187,11 @@ impl Metrics {
                 "radar_dead_letters_degraded_total",
                 "Dead letters of rejected events not sent whole: `truncated` (key or payload cut to fit), `payload_dropped` (the broker refused the letter; sent with the record's coordinates and reason only), `lost` (refused even so; the log names the record). A letter cut, then refused, counts under both.",
                 &["outcome"],
+            ),
+            quarantined: vec(
+                "radar_changelog_quarantined_total",
+                "Changelog records a restore could not use, set aside to `<changelog topic>.dead-letter` (state.store = \"kafka\"), by reason; `letter_lost`: of those, letters the broker refused even without their bytes (the log names them).",
+                &["reason"],
             ),
             tracked: gauge(
                 "radar_accounts_tracked",
@@ -355,6 +362,17 @@ impl Metrics {
                     count.load(Ordering::Relaxed),
                 );
             }
+            let quarantined = &progress.quarantined;
+            for why in Unusable::ALL {
+                catch_up(
+                    &self.quarantined.with_label_values(&[why.as_str()]),
+                    quarantined.get(why),
+                );
+            }
+            catch_up(
+                &self.quarantined.with_label_values(&["letter_lost"]),
+                quarantined.lost.load(Ordering::Relaxed),
+            );
             for (name, count) in self.types.iter().zip(&stats.by_type) {
                 catch_up(&self.by_type.with_label_values(&[name]), *count);
             }
