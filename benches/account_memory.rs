@@ -5,7 +5,9 @@
 //! them all with the default config (30-day windows, default signals). Budget
 //! (DESIGN.md): ≤ 1 KiB per tracked account.
 //!
-//! It also times an engine snapshot (what a checkpoint writes) and its restore.
+//! It also times an engine snapshot (what a checkpoint writes) and its restore, and
+//! measures one hot account (200,000 events in a day): the bytes it keeps live and its
+//! changelog record, which must stay far under Kafka's 1 MB whatever its traffic.
 //!
 //! Run: `cargo bench --bench account_memory`
 #![allow(unsafe_code)]
@@ -69,6 +71,7 @@ fn main() {
         .expect("valid options")
         .collect();
     let settings = Arc::new(radar::config::load(None).expect("default config is valid"));
+    let settings_for_hot = settings.clone();
 
     let before = LIVE.load(Ordering::Relaxed);
     let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
@@ -148,6 +151,8 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    hot_account(&settings_for_hot);
+
     // What a restart opens first: the store file with both, through redb's integrity
     // check, which reads every page.
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -175,5 +180,35 @@ fn main() {
         std::fs::metadata(&path).map_or(0, |m| m.len()) >> 20,
         started.elapsed().as_secs_f64(),
         store.moved_aside().is_some()
+    );
+}
+
+/// One account sending 200,000 events in a day: live bytes and changelog record size.
+fn hot_account(settings: &Arc<radar_core::Settings>) {
+    let lines: Vec<String> = radar_gen::Generator::new(radar_gen::Options {
+        accounts: 1,
+        events: 200_000,
+        seed: 3,
+        days: 1,
+        ..Default::default()
+    })
+    .expect("valid options")
+    .collect();
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut engine = Engine::new(settings.clone());
+    let mut out = Vec::new();
+    for line in &lines {
+        engine.process(line.as_bytes(), None, &mut out);
+        out.clear();
+    }
+    drop(out);
+    let live = LIVE.load(Ordering::Relaxed) - before;
+    let record = engine
+        .changed_account_records()
+        .updated
+        .first()
+        .map_or(0, |(_, state)| state.len());
+    println!(
+        "account_memory: one hot account, 200,000 events in a day: {live} bytes live, a changelog record of {record} bytes"
     );
 }

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use radar_core::event::RejectReason;
 use radar_core::time::Millis;
-use radar_core::{AccountRecords, Engine, Opportunity, Outcome, Record, Settings, Stats};
+use radar_core::{Engine, Opportunity, Outcome, Record, Settings, Stats};
 use radar_store::{Checkpoint, Content, Store};
 
 use crate::changelog::Changelog;
 use crate::error::SourceError;
-use crate::quarantine::{Quarantined, Unusable};
+
+mod from_changelog;
 
 /// A record as the consumer hands it over.
 #[derive(Clone, Copy, Debug)]
@@ -73,9 +74,9 @@ pub struct Restored {
 /// state is complete, only these accounts' records are applied (the others' would be
 /// duplicates or late to them anyway, and their rejections dead-lettered already).
 #[derive(Debug)]
-struct Rebuild {
-    accounts: HashSet<Vec<u8>>,
-    until: i64,
+pub(crate) struct Rebuild {
+    pub(crate) accounts: HashSet<Vec<u8>>,
+    pub(crate) until: i64,
 }
 
 #[derive(Debug)]
@@ -129,91 +130,17 @@ impl PartitionWorker {
         )?;
         let mut from_changelog = None;
         let mut changelog_seen = 0;
-        let (mut quarantined, mut rebuild) = (0, None);
+        let (mut quarantined, mut rebuilding, mut rebuild) = (0, 0, None);
         let (engine, resume_at) = match (found, changelog) {
             (Some(loaded), None) => (loaded.state, Some(loaded.offset)),
             (None, None) => (Engine::new(settings), None),
             (found, Some(changelog)) => {
-                let end = changelog.end(partition)?;
-                // The local state, if it is a cache of this changelog, and where it stands.
-                let cached = found.and_then(|loaded| {
-                    let at = loaded.changelog.filter(|at| *at <= end)?;
-                    Some((at, loaded))
-                });
-                let (mut engine, from, cached_offset) = match cached {
-                    Some((at, loaded)) => (loaded.state, at, Some(loaded.offset)),
-                    None => (Engine::new(settings), 0, None),
-                };
-                let mut resume_at = cached_offset;
-                let mut unusable: Vec<Quarantined> = Vec::new();
-                // The local cache is as new as the changelog: this machine wrote last, so
-                // no other instance has held the partition since and none needs fencing.
-                let claim = from != end;
-                if from == end {
-                    changelog_seen = end;
-                } else {
-                    let mut replayed = changelog.replay(partition, from, &mut engine)?;
-                    changelog.drop_completions_beyond_source(partition, &mut replayed)?;
-                    from_changelog = Some(replayed.records);
-                    changelog_seen = replayed.end;
-                    resume_at = replayed.resume_at.or(cached_offset);
-                    changelog.quarantine(partition, &replayed.unusable)?;
-                    unusable = replayed.unusable;
-                }
-                // The claim: a completion record of what was restored, so that an earlier
-                // holder waking up finds the changelog moved past its view and writes
-                // nothing (see `Changelog::write`); it also supersedes the unusable
-                // records set aside above. Records another holder slipped in between the
-                // read and the claim are read too, and the claim tried again.
-                if let Some(offset) = resume_at.filter(|_| claim) {
-                    let mut tries = 0;
-                    loop {
-                        let nothing = AccountRecords {
-                            evicted: Vec::new(),
-                            updated: Vec::new(),
-                        };
-                        let foreign: Vec<&[u8]> = unusable
-                            .iter()
-                            .filter(|record| record.why == Unusable::Key)
-                            .map(|record| record.key.as_slice())
-                            .collect();
-                        match changelog.write(partition, &nothing, &foreign, offset, changelog_seen)
-                        {
-                            Ok(at) => {
-                                changelog_seen = at;
-                                break;
-                            }
-                            Err(SourceError::Fenced(_)) if tries < 3 => {
-                                tries += 1;
-                                let mut replayed =
-                                    changelog.replay(partition, changelog_seen, &mut engine)?;
-                                changelog
-                                    .drop_completions_beyond_source(partition, &mut replayed)?;
-                                changelog_seen = replayed.end;
-                                resume_at = replayed.resume_at.or(resume_at);
-                                changelog.quarantine(partition, &replayed.unusable)?;
-                                unusable.extend(replayed.unusable);
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                quarantined = unusable.len();
-                let accounts: HashSet<Vec<u8>> = unusable
-                    .into_iter()
-                    .filter(|record| record.why == Unusable::State)
-                    .map(|record| record.key)
-                    .collect();
-                for account in &accounts {
-                    // Keys of unreadable states are UTF-8: others are `Unusable::Key`.
-                    engine.discard_account(&String::from_utf8_lossy(account));
-                }
-                // Without a usable completion the whole partition is read again anyway.
-                if let Some(until) = resume_at.filter(|_| !accounts.is_empty()) {
-                    rebuild = Some(Rebuild { accounts, until });
-                    resume_at = None;
-                }
-                (engine, resume_at)
+                let restored = from_changelog::restore(settings, found, changelog, partition)?;
+                from_changelog = restored.records;
+                changelog_seen = restored.changelog_seen;
+                (quarantined, rebuilding) = (restored.quarantined, restored.rebuilding);
+                rebuild = restored.rebuild;
+                (restored.engine, restored.resume_at)
             }
         };
         let restored = Restored {
@@ -222,7 +149,7 @@ impl PartitionWorker {
             accounts: engine.tracked_accounts(),
             from_changelog,
             quarantined,
-            rebuilding: rebuild.as_ref().map_or(0, |r: &Rebuild| r.accounts.len()),
+            rebuilding,
         };
         let worker = PartitionWorker {
             topic: topic.to_owned(),
