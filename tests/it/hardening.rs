@@ -36,16 +36,29 @@ fn produce_all(servers: &str, topic: &str, lines: &[String]) {
     producer.flush(Duration::from_secs(60)).unwrap();
 }
 
-/// Runs `radar run` with `config` until it has consumed `records`, then stops it with
-/// SIGTERM: it must exit 0. Returns its stderr and `/metrics` as they were just before.
-fn run_until(config: &Path, records: u64) -> (String, String) {
+/// Runs `radar run` with `config` until it holds `partitions` partitions, restored, and
+/// has consumed `records`, then stops it with SIGTERM: it must exit 0. Returns its stderr
+/// and `/metrics` as they were just before.
+fn run_until(config: &Path, partitions: u64, records: u64) -> (String, String) {
     let admin = free_port();
-    let radar: KillOnDrop = start_radar(config, admin, &[]);
+    let mut radar: KillOnDrop = start_radar(config, admin, &[]);
     let started = Instant::now();
-    while metric(admin, "radar_events_consumed_total") < Some(records) {
+    while metric(admin, "radar_kafka_partitions_assigned") < Some(partitions)
+        || metric(admin, "radar_events_consumed_total") < Some(records)
+    {
+        if let Some(child) = radar.0.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            let output = radar.take().wait_with_output().unwrap();
+            panic!(
+                "radar exited with {status}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "consumed {:?} of {records}",
+            "{:?} partitions of {partitions}, consumed {:?} of {records}",
+            metric(admin, "radar_kafka_partitions_assigned"),
             metric(admin, "radar_events_consumed_total")
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -125,10 +138,13 @@ fn unusable_changelog_records_are_set_aside_and_the_group_carries_on() {
     let expected = field(&opportunities, "opportunity_id");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (url, received) = receiver(&runtime);
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &servers);
+    let partitions = radar_kafka::topics::partitions(&client, &topic).unwrap();
     let on_a_new_machine = |records: u64| {
         let dir = tempfile::tempdir().unwrap();
         let config = config_with_store(dir.path(), &servers, &group, &topic, &url, "kafka");
-        run_until(&config, records)
+        run_until(&config, partitions as u64, records)
     };
 
     on_a_new_machine(1_000);
@@ -149,10 +165,11 @@ fn unusable_changelog_records_are_set_aside_and_the_group_carries_on() {
         .set("bootstrap.servers", &servers)
         .create()
         .unwrap();
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &servers);
-    let partitions = radar_kafka::topics::partitions(&client, &changelog).unwrap();
-    assert!(partitions > 0, "radar made {changelog}");
+    assert_eq!(
+        radar_kafka::topics::partitions(&client, &changelog).unwrap(),
+        partitions,
+        "radar made {changelog}"
+    );
     for partition in 0..i32::try_from(partitions).unwrap() {
         for (key, value) in &garbage {
             producer
@@ -187,6 +204,7 @@ fn unusable_changelog_records_are_set_aside_and_the_group_carries_on() {
     }
     wait_for_exactly(&received, &expected);
 
+    // Once it holds every partition, restored, nothing was set aside.
     let (stderr, _) = on_a_new_machine(0);
     assert!(
         !stderr.contains("unusable changelog record set aside"),
@@ -228,7 +246,7 @@ fn a_busy_account_is_checkpointed_in_both_store_modes() {
         let text = std::fs::read_to_string(&config).unwrap();
         let text = text.replace("every_events = 100\n", "every_events = 100000\n");
         std::fs::write(&config, text.replace("every = \"200ms\"", "every = \"1s\"")).unwrap();
-        run_until(&config, lines.len() as u64);
+        run_until(&config, 1, lines.len() as u64);
         wait_for_exactly(&received, &expected);
     }
 }

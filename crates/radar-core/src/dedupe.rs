@@ -14,13 +14,15 @@
 //! so its state always fits one changelog record (an account sending 60,000 events a day
 //! used to outgrow Kafka's 1 MB message limit with 16 bytes an id) and a checkpoint of a
 //! busy account stays small. When the map reaches the cap, a pruning pass keeps the
-//! newest [`KEEP_AT_CAP`] ids by event time (ties broken by hash, so the choice is
-//! deterministic and replay and the live pipeline agree). The precision this costs: a
-//! duplicate is recognised whenever fewer than [`KEEP_AT_CAP`] ids of its account newer
-//! than the original were seen since within the horizon; a duplicate arriving later than
-//! that (after more than 10,752 newer events of the same account, about 77 minutes of an
-//! account sending 200,000 events a day) counts again. At-least-once producers and
-//! consumer restarts resend within seconds to one checkpoint interval, far inside that.
+//! newest [`KEEP_AT_CAP`] ids by event time (ties broken by hash, so the choice depends
+//! on the account's events in order alone, and replay and the live pipeline agree). The
+//! precision this costs: a duplicate is recognised whenever fewer than [`KEEP_AT_CAP`]
+//! ids of its account with a later event time were seen before it within the horizon;
+//! otherwise (in order, after 10,752 newer events of the same account: about 77 minutes
+//! of an account sending 200,000 events a day; sooner for an event that arrived late,
+//! stamped older than those) it counts again. At-least-once producers resend within
+//! seconds; records read again after a crash are told apart by offset, not by this
+//! (`radar-kafka`'s changelog: each account record says the source offset it holds).
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
@@ -96,7 +98,8 @@ impl SeenEvents {
                 true
             }
             Ids::Many { by_hash, prune_at } => {
-                if by_hash.len() >= *prune_at {
+                // Capped here too: a state saved before the cap may hold a larger one.
+                if by_hash.len() >= (*prune_at).min(MAX_REMEMBERED) {
                     by_hash.retain(|_, seen| *seen >= horizon);
                     if by_hash.len() <= BACK_INLINE {
                         let few = by_hash.drain().collect();

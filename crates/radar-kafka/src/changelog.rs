@@ -14,10 +14,11 @@
 //! the changelog ahead of the offset the partition resumes from. That gives exactly the
 //! uninterrupted output: every account record was written after the opportunities and
 //! dead letters of the events it reflects were acknowledged, so nothing they caused is
-//! lost; and an account restored ahead sees each re-read event of its own either as a
-//! duplicate (its id is remembered: event ids are kept for the lateness horizon) or as
-//! late (older than its stream time less the lateness), so none is applied twice or
-//! emits anything again. Accounts whose records were not written are restored as of the
+//! lost; and each account record carries the source offset its state is complete up to
+//! (header `radar.complete_to`), so a restore knows which accounts are ahead and by how
+//! much, and re-applies none of their records before that offset (see
+//! `partition::CatchUp`; records written before the header existed fall back on the
+//! event-id dedupe, within its cap). None is applied twice or emits anything again. Accounts whose records were not written are restored as of the
 //! previous completion and re-read their events as the first time, emitting the same
 //! opportunities with the same ids. Compaction may drop an account's older records, which
 //! is why records after the last completion are applied, never discarded.
@@ -33,7 +34,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -55,8 +56,14 @@ pub struct ChangelogConfig {
 /// Version of the completion record's value: a byte, then the source offset (i64 LE).
 const COMPLETION_VERSION: u8 = 1;
 
+/// The header of an account record holding the source offset its state is complete up
+/// to, in decimal.
+const COMPLETE_TO: &str = "radar.complete_to";
+
 /// How long reading the source may take to say whether it reaches a completion's offset.
 const SOURCE_PROBE: Duration = Duration::from_secs(10);
+/// Completions past the watermark checked by reading the source, per restore.
+const MAX_SOURCE_PROBES: u32 = 3;
 
 /// A completion record's value for source offset `offset`.
 fn completion_value(offset: i64) -> Vec<u8> {
@@ -111,7 +118,6 @@ pub struct Changelog {
     client: ClientConfig,
     /// The source topic, whose partitions' ends bound the completion records.
     source_topic: String,
-    replication: i32,
     /// The producer's `message.max.bytes`, which every quarantined record's letter fits.
     letter_limit: usize,
     quarantined: QuarantineCounts,
@@ -139,6 +145,13 @@ pub(crate) struct Replayed {
     pub unusable: Vec<Quarantined>,
     /// The readable completion records, in order.
     pub completions: Vec<Completion>,
+    /// Accounts whose last record is ahead of `resume_at` (written by a checkpoint whose
+    /// completion record never came: a crash between the two), with the source offset
+    /// their state is complete up to: their records before it must not be applied again.
+    pub ahead: HashMap<Vec<u8>, i64>,
+    /// The source partition's high watermark when the replay began: completions past it
+    /// are checked by [`Changelog::drop_completions_beyond_source`].
+    pub source_end: i64,
 }
 
 /// A readable completion record, and the unusable completion records before it that it
@@ -150,6 +163,9 @@ pub(crate) struct Completion {
     /// The source offset it says the state is complete up to.
     pub offset: i64,
     pub superseded: Vec<Quarantined>,
+    /// The accounts it took out of [`Replayed::ahead`], when it is past the source's
+    /// high watermark (they are ahead again should it be dropped).
+    pub settled: Vec<(Vec<u8>, i64)>,
 }
 
 impl Changelog {
@@ -213,6 +229,15 @@ impl Changelog {
                 config.topic
             )));
         }
+        // Where a restore sets aside the records it cannot use: made now, so that a broker
+        // refusing it is a start-up error rather than a restore failing on every start.
+        topics::ensure(
+            client,
+            &format!("{}.dead-letter", config.topic),
+            source,
+            config.replication,
+            Cleanup::Compact,
+        )?;
         let mut producer_config = client.clone();
         producer_config.set("enable.idempotence", "true");
         let letter_limit = client
@@ -224,7 +249,6 @@ impl Changelog {
             producer: producer_config.create_with_context(Reports::default())?,
             client: client.clone(),
             source_topic: source_topic.to_owned(),
-            replication: config.replication,
             letter_limit,
             quarantined: QuarantineCounts::default(),
         })
@@ -250,18 +274,23 @@ impl Changelog {
         partition: i32,
         replayed: &mut Replayed,
     ) -> Result<(), SourceError> {
-        let (_, high) =
-            self.producer
-                .client()
-                .fetch_watermarks(&self.source_topic, partition, TIMEOUT)?;
+        let mut probes = 0;
         while let Some(&Completion { at, offset, .. }) = replayed.completions.last() {
-            if offset <= high || self.source_reaches(partition, offset)? {
+            // After a few answers of "past the end" (a source topic recreated, its old
+            // completions all past its new end), the rest past the watermark are taken
+            // as past the end too, rather than read one by one.
+            if offset <= replayed.source_end
+                || (probes < MAX_SOURCE_PROBES && self.source_reaches(partition, offset)?)
+            {
                 break;
             }
-            let dropped = replayed.completions.pop().into_iter();
-            replayed
-                .unusable
-                .extend(dropped.flat_map(|completion| completion.superseded));
+            probes += 1;
+            if let Some(dropped) = replayed.completions.pop() {
+                replayed.unusable.extend(dropped.superseded);
+                for (account, complete_to) in dropped.settled {
+                    replayed.ahead.entry(account).or_insert(complete_to);
+                }
+            }
             replayed.unusable.push(Quarantined {
                 offset: at,
                 key: Vec::new(),
@@ -312,11 +341,16 @@ impl Changelog {
                 Some(Err(_)) | None => {}
             }
         }
+        // The watermark says the log ends before `offset` and reading there finds nothing
+        // (tansu answers a fetch past the end with no records and no error): past it.
+        // Were the completion good after all (a broker both behind on its watermark and
+        // silent for the whole wait), the restore resumes from an earlier one, which
+        // re-applies nothing: account records say what their state holds.
         tracing::warn!(
             topic = %self.source_topic,
             partition,
             offset,
-            "no answer reading the source where a completion record points; taken as past its end"
+            "reading the source where a completion record points found nothing; taken as past its end"
         );
         Ok(false)
     }
@@ -361,12 +395,20 @@ impl Changelog {
                     .key(key),
             )?;
         }
+        // Each account record says the source offset its state is complete up to: should
+        // the completion record not follow (a crash), a restore knows which records that
+        // account's state already holds (see `Replayed::ahead`).
+        let complete_to = offset.to_string();
         for (account_id, state) in &records.updated {
             self.send(
                 BaseRecord::with_opaque_to(&self.topic, ACCOUNT)
                     .partition(partition)
                     .key(account_id.as_bytes())
-                    .payload(state.as_slice()),
+                    .payload(state.as_slice())
+                    .headers(OwnedHeaders::new().insert(Header {
+                        key: COMPLETE_TO,
+                        value: Some(&complete_to),
+                    })),
             )?;
         }
         // The completion only once every account record is acknowledged: a record lost
@@ -460,12 +502,15 @@ impl Changelog {
             .set("fetch.queue.backoff.ms", "10")
             .create()?;
         let (low, high) = consumer.fetch_watermarks(&self.topic, partition, TIMEOUT)?;
+        let (_, source_end) = consumer.fetch_watermarks(&self.source_topic, partition, TIMEOUT)?;
         let mut replayed = Replayed {
             resume_at: None,
             records: 0,
             end: from.max(high),
             unusable: Vec::new(),
             completions: Vec::new(),
+            ahead: HashMap::new(),
+            source_end,
         };
         let mut next = from.max(low);
         let mut last_error = None;
@@ -504,24 +549,54 @@ impl Changelog {
             replayed.records += 1;
             let key = message.key().unwrap_or_default();
             let value = message.payload();
+            let ahead = &mut replayed.ahead;
             let refused = match apply(key, value, engine) {
                 Ok(Some(resume_at)) => {
+                    // The accounts this completion covers are no longer ahead; unless it
+                    // is past the source's watermark, and may yet be dropped.
+                    let mut settled = Vec::new();
+                    if resume_at <= source_end {
+                        ahead.retain(|_, complete_to| *complete_to > resume_at);
+                    } else {
+                        settled = ahead
+                            .iter()
+                            .filter(|(_, complete_to)| **complete_to <= resume_at)
+                            .map(|(account, complete_to)| (account.clone(), *complete_to))
+                            .collect();
+                        ahead.retain(|_, complete_to| *complete_to > resume_at);
+                    }
                     replayed.resume_at = Some(resume_at);
                     replayed.completions.push(Completion {
                         at: message.offset(),
                         offset: resume_at,
                         superseded: unusable.remove(key).unwrap_or_default(),
+                        settled,
                     });
                     continue;
                 }
-                Ok(None) => None,
-                Err((why, detail)) => Some(Quarantined {
-                    offset: message.offset(),
-                    key: key.to_vec(),
-                    value: value.map(<[u8]>::to_vec),
-                    why,
-                    detail,
-                }),
+                Ok(None) => {
+                    let complete_to = value.and(complete_to(&message));
+                    match complete_to {
+                        Some(at) if replayed.resume_at.is_none_or(|resume| at > resume) => {
+                            ahead.insert(key.to_vec(), at);
+                        }
+                        _ if !ahead.is_empty() => {
+                            ahead.remove(key);
+                        }
+                        _ => {}
+                    }
+                    None
+                }
+                Err((why, detail)) => {
+                    ahead.remove(key);
+                    Some(Quarantined {
+                        offset: message.offset(),
+                        key: key.to_vec(),
+                        value: value.map(<[u8]>::to_vec),
+                        why,
+                        detail,
+                    })
+                }
             };
             match refused {
                 Some(record) => unusable.entry(key.to_vec()).or_default().push(record),
@@ -539,44 +614,28 @@ impl Changelog {
     }
 
     /// Copies `records`, read from `partition` and found unusable, to the quarantine
-    /// topic (created when first needed), each sized to fit and acknowledged; one the
-    /// broker refuses is sent again as its coordinates and reason only, and one refused
-    /// even so is counted as lost and logged. Each is counted and logged.
-    pub(crate) fn quarantine(
-        &self,
-        partition: i32,
-        records: &[Quarantined],
-    ) -> Result<(), SourceError> {
-        if records.is_empty() {
-            return Ok(());
-        }
+    /// topic, each sized to fit and acknowledged; one the broker refuses is sent again as
+    /// its coordinates and reason only, and one refused even so is counted as lost and
+    /// logged, and the restore goes on. Each is counted and logged.
+    pub(crate) fn quarantine(&self, partition: i32, records: &[Quarantined]) {
         let topic = self.quarantine_topic();
-        let partitions = topics::partitions(&self.client, &self.topic)?;
-        topics::ensure(
-            &self.client,
-            &topic,
-            partitions,
-            self.replication,
-            Cleanup::Compact,
-        )?;
         for record in records {
             let origin = record.origin(&self.topic, partition);
             let built = quarantine::letter(record, &origin, self.letter_limit);
-            self.send(
-                BaseRecord::with_opaque_to(&topic, ACCOUNT)
-                    .key(&origin.key[..])
-                    .payload(built.payload)
-                    .headers(owned_headers(&built.headers)),
-            )?;
-            if let Err(refused) = self.acknowledged(partition) {
+            let whole = BaseRecord::with_opaque_to(&topic, ACCOUNT)
+                .key(&origin.key[..])
+                .payload(built.payload)
+                .headers(owned_headers(&built.headers));
+            if let Err(refused) = self.send(whole).and_then(|()| self.acknowledged(partition)) {
                 let headers = dead_letter::coordinates_only(&origin, &refused.to_string());
-                self.send(
-                    BaseRecord::with_opaque_to(&topic, ACCOUNT)
-                        .key(&origin.key[..])
-                        .payload(&[][..])
-                        .headers(owned_headers(&headers)),
-                )?;
-                if let Err(e) = self.acknowledged(partition) {
+                let coordinates = BaseRecord::with_opaque_to(&topic, ACCOUNT)
+                    .key(&origin.key[..])
+                    .payload(&[][..])
+                    .headers(owned_headers(&headers));
+                if let Err(e) = self
+                    .send(coordinates)
+                    .and_then(|()| self.acknowledged(partition))
+                {
                     self.quarantined.lost.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         source = %origin.source(),
@@ -596,8 +655,17 @@ impl Changelog {
                 "unusable changelog record set aside"
             );
         }
-        Ok(())
     }
+}
+
+/// The source offset an account record's state is complete up to (`None` for records
+/// written before radar said so).
+fn complete_to(message: &impl Message) -> Option<i64> {
+    let header = message
+        .headers()?
+        .iter()
+        .find(|header| header.key == COMPLETE_TO)?;
+    std::str::from_utf8(header.value?).ok()?.parse().ok()
 }
 
 /// Applies one changelog record to `engine`: `Ok(Some(offset))` for a completion record,

@@ -8,7 +8,7 @@
 //! durable: at-least-once by construction, and since the engine is deterministic, a
 //! replay from the checkpoint gives the same opportunities (same ids) again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,16 +67,45 @@ pub struct Restored {
     /// Accounts whose changelog state could not be read, rebuilt from the start of the
     /// source partition (`resume_at` is then `None`).
     pub rebuilding: usize,
+    /// Accounts whose changelog state is ahead of `resume_at` (a crash between a
+    /// checkpoint's account records and its completion record): their records before
+    /// the offset their state is complete up to are read again but not applied.
+    pub ahead: usize,
 }
 
-/// Accounts whose changelog state could not be read, rebuilt from their events: the
-/// partition is read from its first offset, and until `until`, where the other accounts'
-/// state is complete, only these accounts' records are applied (the others' would be
-/// duplicates or late to them anyway, and their rejections dead-lettered already).
+/// The records a partition restored from its changelog reads again without applying
+/// them all, up to `until`:
+/// - an account whose changelog record is ahead of the resume offset (its checkpoint's
+///   completion record never came) skips the records its state already holds;
+/// - accounts whose state could not be read are rebuilt from the start of the partition,
+///   the others' records skipped until the resume offset (duplicates or late to them,
+///   their rejections dead-lettered already).
+///
+/// Until `until` nothing is checkpointed: the local store could not say which accounts
+/// are ahead, and a completion record behind the one the changelog resumes from would
+/// leave rebuilt accounts' records behind it; a restart does the same again.
 #[derive(Debug)]
-pub(crate) struct Rebuild {
-    pub(crate) accounts: HashSet<Vec<u8>>,
+pub(crate) struct CatchUp {
+    /// Account id → the source offset its state is complete up to.
+    pub(crate) ahead: HashMap<Vec<u8>, i64>,
+    /// Accounts rebuilt from the partition's start, and the offset up to which only
+    /// their records are applied.
+    pub(crate) rebuild: Option<(HashSet<Vec<u8>>, i64)>,
     pub(crate) until: i64,
+}
+
+impl CatchUp {
+    fn applies(&self, record: &KafkaRecord<'_>) -> bool {
+        if let Some((accounts, resume)) = &self.rebuild
+            && record.offset < *resume
+            && !accounts.contains(record.key)
+        {
+            return false;
+        }
+        self.ahead
+            .get(record.key)
+            .is_none_or(|complete_to| record.offset >= *complete_to)
+    }
 }
 
 #[derive(Debug)]
@@ -104,7 +133,7 @@ pub struct PartitionWorker {
     /// Where this instance's view of the partition's changelog ends: its last write, or
     /// what it restored ([`Changelog::write`] refuses to write past another's).
     changelog_seen: i64,
-    rebuild: Option<Rebuild>,
+    catch_up: Option<CatchUp>,
     outcomes: Vec<Outcome>,
 }
 
@@ -130,7 +159,7 @@ impl PartitionWorker {
         )?;
         let mut from_changelog = None;
         let mut changelog_seen = 0;
-        let (mut quarantined, mut rebuilding, mut rebuild) = (0, 0, None);
+        let (mut quarantined, mut rebuilding, mut catch_up) = (0, 0, None::<CatchUp>);
         let (engine, resume_at) = match (found, changelog) {
             (Some(loaded), None) => (loaded.state, Some(loaded.offset)),
             (None, None) => (Engine::new(settings), None),
@@ -139,7 +168,7 @@ impl PartitionWorker {
                 from_changelog = restored.records;
                 changelog_seen = restored.changelog_seen;
                 (quarantined, rebuilding) = (restored.quarantined, restored.rebuilding);
-                rebuild = restored.rebuild;
+                catch_up = restored.catch_up;
                 (restored.engine, restored.resume_at)
             }
         };
@@ -150,6 +179,7 @@ impl PartitionWorker {
             from_changelog,
             quarantined,
             rebuilding,
+            ahead: catch_up.as_ref().map_or(0, |c| c.ahead.len()),
         };
         let worker = PartitionWorker {
             topic: topic.to_owned(),
@@ -166,7 +196,7 @@ impl PartitionWorker {
             changes_since_snapshot: 0,
             written: None,
             changelog_seen,
-            rebuild,
+            catch_up,
             outcomes: Vec::new(),
         };
         Ok((worker, restored))
@@ -192,15 +222,15 @@ impl PartitionWorker {
             return;
         };
         let read = records.len() as u64;
-        let rebuilding: Vec<KafkaRecord<'_>>;
-        let records = match &self.rebuild {
-            Some(rebuild) if records[0].offset < rebuild.until => {
-                rebuilding = records
+        let applied: Vec<KafkaRecord<'_>>;
+        let records = match &self.catch_up {
+            Some(catch_up) if records[0].offset < catch_up.until => {
+                applied = records
                     .iter()
-                    .filter(|r| r.offset >= rebuild.until || rebuild.accounts.contains(r.key))
+                    .filter(|r| catch_up.applies(r))
                     .copied()
                     .collect();
-                &rebuilding[..]
+                &applied[..]
             }
             _ => records,
         };
@@ -222,11 +252,13 @@ impl PartitionWorker {
         }
         self.next_offset = Some(last.offset + 1);
         self.since_checkpoint += read;
-        if let Some(rebuild) = self.rebuild.take_if(|r| last.offset + 1 >= r.until) {
+        if let Some(caught_up) = self.catch_up.take_if(|c| last.offset + 1 >= c.until)
+            && let Some((accounts, _)) = caught_up.rebuild
+        {
             tracing::info!(
                 topic = %self.topic,
                 partition = self.partition,
-                accounts = rebuild.accounts.len(),
+                accounts = accounts.len(),
                 "accounts with unreadable changelog states rebuilt from the source"
             );
         }
@@ -256,6 +288,9 @@ impl PartitionWorker {
         let Some(offset) = self.next_offset else {
             return Ok(None);
         };
+        if self.catch_up.is_some() {
+            return Ok(None);
+        }
         if self.checkpointed != Some(offset) {
             // Idle accounts go now, so they leave memory and the checkpoint together.
             self.engine.evict_idle();

@@ -132,6 +132,10 @@ fn report_restore(restored: &Restored) {
             offset,
             "partition restored, resuming at its checkpoint's offset"
         ),
+        None if restored.rebuilding > 0 => tracing::info!(
+            accounts = restored.accounts,
+            "partition restored, reading it from the start to rebuild the accounts whose state could not be read"
+        ),
         None if restored.accounts > 0 => tracing::info!(
             accounts = restored.accounts,
             "partition restored from a changelog with no completed checkpoint, reading it from the start"
@@ -148,6 +152,12 @@ fn report_restore(restored: &Restored) {
         tracing::warn!(
             records = restored.quarantined,
             "unusable changelog records set aside; restore went on without them"
+        );
+    }
+    if restored.ahead > 0 {
+        tracing::info!(
+            accounts = restored.ahead,
+            "accounts ahead of the resume offset (a checkpoint cut short): their records before it are read, not applied"
         );
     }
     if restored.rebuilding > 0 {

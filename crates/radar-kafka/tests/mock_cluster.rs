@@ -82,6 +82,9 @@ fn with_a_changelog_a_new_machine_carries_on_where_a_crashed_one_stopped() {
     cluster.create_topic("events.dead-letter", 1, 1).unwrap();
     // The mock cluster answers no topic creation (tansu's tests see radar create it).
     cluster.create_topic("radar-state", 3, 1).unwrap();
+    cluster
+        .create_topic("radar-state.dead-letter", 3, 1)
+        .unwrap();
     let servers = cluster.bootstrap_servers();
     let lines = events(4_000, 31, 0.0);
     produce(&servers, "events", &lines);

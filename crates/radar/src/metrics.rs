@@ -34,6 +34,7 @@ pub struct Metrics {
     rejected: IntCounterVec,
     dead_letters: IntCounterVec,
     quarantined: IntCounterVec,
+    quarantine_lost: IntCounter,
     unknown_type: IntCounter,
     late: IntCounter,
     duplicate: IntCounter,
@@ -190,8 +191,13 @@ impl Metrics {
             ),
             quarantined: vec(
                 "radar_changelog_quarantined_total",
-                "Changelog records a restore could not use, set aside to `<changelog topic>.dead-letter` (state.store = \"kafka\"), by reason; `letter_lost`: of those, letters the broker refused even without their bytes (the log names them).",
+                "Changelog records a restore could not use, set aside to `<changelog topic>.dead-letter` (state.store = \"kafka\"), by reason.",
                 &["reason"],
+            ),
+            quarantine_lost: counter(
+                r,
+                "radar_changelog_quarantine_lost_total",
+                "Of the changelog records set aside, those whose letter the broker refused even without their bytes (the log names them).",
             ),
             tracked: gauge(
                 "radar_accounts_tracked",
@@ -370,7 +376,7 @@ impl Metrics {
                 );
             }
             catch_up(
-                &self.quarantined.with_label_values(&["letter_lost"]),
+                &self.quarantine_lost,
                 quarantined.lost.load(Ordering::Relaxed),
             );
             for (name, count) in self.types.iter().zip(&stats.by_type) {

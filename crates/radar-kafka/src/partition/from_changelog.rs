@@ -2,13 +2,13 @@
 //! only a cache of it, and what the changelog holds that cannot be used is set aside
 //! (see [`crate::quarantine`]) instead of stopping the restore.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use radar_core::{AccountRecords, Engine, Settings};
 use radar_store::LoadedState;
 
-use super::Rebuild;
+use super::CatchUp;
 use crate::changelog::Changelog;
 use crate::error::SourceError;
 use crate::quarantine::{Quarantined, Unusable};
@@ -24,14 +24,14 @@ pub(super) struct FromChangelog {
     pub changelog_seen: i64,
     pub quarantined: usize,
     pub rebuilding: usize,
-    pub rebuild: Option<Rebuild>,
+    pub catch_up: Option<CatchUp>,
 }
 
 /// The local state `found`, used as it is when it is as new as the changelog, brought up
 /// to date from the changelog's tail when it is older, and ignored for the whole
-/// changelog when it has none of it; then the partition claimed (see below), and the
+/// changelog when it has none of it; then the partition claimed (see below), the
 /// accounts whose changelog state could not be read dropped, to be rebuilt from the
-/// source.
+/// source, and those ahead of the resume offset told apart ([`CatchUp`]).
 pub(super) fn restore(
     settings: Arc<Settings>,
     found: Option<LoadedState<Engine>>,
@@ -51,6 +51,7 @@ pub(super) fn restore(
     let mut resume_at = cached_offset;
     let (mut changelog_seen, mut records) = (end, None);
     let mut unusable: Vec<Quarantined> = Vec::new();
+    let mut ahead: HashMap<Vec<u8>, i64> = HashMap::new();
     // The local cache is as new as the changelog: this machine wrote last, so
     // no other instance has held the partition since and none needs fencing.
     let claim = from != end;
@@ -60,8 +61,9 @@ pub(super) fn restore(
         records = Some(replayed.records);
         changelog_seen = replayed.end;
         resume_at = replayed.resume_at.or(cached_offset);
-        changelog.quarantine(partition, &replayed.unusable)?;
+        changelog.quarantine(partition, &replayed.unusable);
         unusable = replayed.unusable;
+        ahead = replayed.ahead;
     }
     // The claim: a completion record of what was restored, so that an earlier
     // holder waking up finds the changelog moved past its view and writes
@@ -91,8 +93,9 @@ pub(super) fn restore(
                     changelog.drop_completions_beyond_source(partition, &mut replayed)?;
                     changelog_seen = replayed.end;
                     resume_at = replayed.resume_at.or(resume_at);
-                    changelog.quarantine(partition, &replayed.unusable)?;
+                    changelog.quarantine(partition, &replayed.unusable);
                     unusable.extend(replayed.unusable);
+                    ahead.extend(replayed.ahead);
                 }
                 Err(e) => return Err(e),
             }
@@ -109,14 +112,27 @@ pub(super) fn restore(
         engine.discard_account(&String::from_utf8_lossy(account));
     }
     let rebuilding = accounts.len();
+    ahead.retain(|account, complete_to| {
+        resume_at.is_none_or(|resume| *complete_to > resume) && !accounts.contains(account)
+    });
     // Without a usable completion the whole partition is read again anyway.
     let rebuild = match resume_at {
-        Some(until) if rebuilding > 0 => {
+        Some(resume) if rebuilding > 0 => {
             resume_at = None;
-            Some(Rebuild { accounts, until })
+            Some((accounts, resume))
         }
         _ => None,
     };
+    let until = rebuild
+        .iter()
+        .map(|(_, resume)| *resume)
+        .chain(ahead.values().copied())
+        .max();
+    let catch_up = until.map(|until| CatchUp {
+        ahead,
+        rebuild,
+        until,
+    });
     Ok(FromChangelog {
         engine,
         resume_at,
@@ -124,6 +140,6 @@ pub(super) fn restore(
         changelog_seen,
         quarantined,
         rebuilding,
-        rebuild,
+        catch_up,
     })
 }
