@@ -387,6 +387,22 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             problems.push(format!("{key}: must not be empty"));
         }
     }
+    // The store file is created at start, its directory never: say so here rather than
+    // as whatever opening the file fails with.
+    if let Some(dir) = Path::new(&raw.checkpoint.path)
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
+    {
+        let why = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        problems.push(format!(
+            "checkpoint.path: {} {why}; create it or name another",
+            dir.display()
+        ));
+    }
     if kafka.topics.is_empty() || kafka.topics.iter().any(|t| t.trim().is_empty()) {
         problems.push("kafka.topics: needs at least one topic, none empty".into());
     }

@@ -64,11 +64,18 @@ pub fn run(
     let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
         .context("installing the SIGHUP handler")?;
-    let store = Arc::new(Store::open(&config.store_path).with_context(|| {
-        format!(
-            "opening the state store {} (is another radar using it?)",
-            config.store_path.display()
-        )
+    let store = Arc::new(Store::open(&config.store_path).map_err(|e| {
+        // Only a file another process holds locked is worth a guess at who.
+        let held = e.held_elsewhere();
+        anyhow::Error::new(e).context(format!(
+            "opening the state store {}{}",
+            config.store_path.display(),
+            if held {
+                " (another radar is using it)"
+            } else {
+                ""
+            }
+        ))
     })?);
     if let Some(aside) = store.moved_aside() {
         tracing::error!(
