@@ -9,6 +9,8 @@
 //! - `deploy`: deploy/ against the binary: a live scrape has every metric the dashboard
 //!   and alerts query; every config under deploy/ passes `radar validate`;
 //! - `reload`: hot reload: what applies live, and a reload under load against `radar run`;
+//! - `ops`: operating `radar run`: JSON logs only, on every line; series at 0 from the
+//!   first scrape;
 //! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster);
 //! - `tansu`: `radar run` against a tansu broker process: dead letters, `kill -9` and
 //!   restart, SIGTERM;
@@ -22,6 +24,7 @@ mod cli;
 mod deploy;
 mod golden;
 mod model;
+mod ops;
 mod reload;
 mod run;
 mod scale_out;

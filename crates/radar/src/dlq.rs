@@ -22,11 +22,11 @@ fn open(path: &Path) -> Result<Store> {
         )
     })?;
     if let Some(aside) = store.moved_aside() {
-        eprintln!(
-            "radar: the store {} is {}; moved it to {}: its dead letters are not readable",
-            path.display(),
-            store.moved_aside_because().unwrap_or("unusable"),
-            aside.display()
+        tracing::error!(
+            store = %path.display(),
+            reason = store.moved_aside_because().unwrap_or("unusable"),
+            moved_to = %aside.display(),
+            "the store was unusable and is moved aside: its dead letters are not readable"
         );
     }
     Ok(store)

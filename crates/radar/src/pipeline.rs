@@ -110,6 +110,13 @@ pub fn run(
     let source = Source::new(config.source, Arc::new(config.engine), store.clone())
         .context("starting the Kafka consumer")?;
     let metrics = Metrics::new(type_names);
+    let destinations: Vec<String> = config
+        .delivery
+        .destinations
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    metrics.destinations(&destinations);
     let progress = Arc::new(Progress::default());
     let reloader = Arc::new(Reloader::new(
         config.config_path.clone(),
@@ -137,12 +144,6 @@ pub fn run(
         ))
         .with_context(|| format!("admin.listen: binding {}", config.admin))?;
 
-    let destinations: Vec<String> = config
-        .delivery
-        .destinations
-        .iter()
-        .map(|d| d.name.clone())
-        .collect();
     let mut delivery = DeliveryService::new(store.clone(), config.delivery, Arc::new(metrics))
         .context("starting delivery")?;
     if let Some(kafka) = &kafka_delivery {

@@ -63,19 +63,19 @@ pub fn run(options: &BacktestOptions, out: &mut dyn Write) -> Result<()> {
     let outcomes = outcomes::read(BufReader::new(file))
         .with_context(|| format!("reading {}", options.outcomes.display()))?;
     for bad in outcomes.bad.iter().take(20) {
-        eprintln!(
+        crate::logging::say(format_args!(
             "{}: line {}: {} (skipped)",
             options.outcomes.display(),
             bad.line,
             bad.reason
-        );
+        ));
     }
     if outcomes.bad.len() > 20 {
-        eprintln!(
+        crate::logging::say(format_args!(
             "{}: {} more bad rows skipped",
             options.outcomes.display(),
             outcomes.bad.len() - 20
-        );
+        ));
     }
     let horizon_ms = i64::try_from(options.horizon.as_millis()).unwrap_or(i64::MAX);
     let baseline = one(
