@@ -279,27 +279,6 @@ kind = "webhook"
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// A `checkpoint.path` in a directory that does not exist is named as such, by its key,
-/// by `validate` and `run` alike, not guessed to be another radar's file.
-#[test]
-fn a_checkpoint_path_in_a_missing_directory_says_so() {
-    let dir = temp_dir("checkpoint-dir");
-    let missing = dir.join("no-such-dir").join("state.redb");
-    let env = [("RADAR__CHECKPOINT__PATH", path(&missing))];
-    let config = root().join("config/radar.toml");
-    for command in ["validate", "run"] {
-        let out = radar_with(&[command, "--config", path(&config)], &env, None);
-        let said = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{command}: {said}");
-        assert!(
-            said.contains("checkpoint.path:") && said.contains("no-such-dir does not exist"),
-            "{command}: {said}"
-        );
-        assert!(!said.contains("another radar"), "{command}: {said}");
-    }
-    std::fs::remove_dir_all(dir).ok();
-}
-
 /// Environment values are text, read by the type of their key: nothing is re-typed on
 /// the way (a group id `007` once ran as group `7`).
 #[test]

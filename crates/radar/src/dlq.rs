@@ -15,6 +15,9 @@ use crate::config::DeadLetters;
 
 /// Opens the store; while radar runs, it holds the file's lock.
 fn open(path: &Path) -> Result<Store> {
+    if let Some(problem) = crate::config::store_directory_problem(path) {
+        anyhow::bail!(problem);
+    }
     let store = Store::open(path).with_context(|| {
         format!(
             "opening {} (the dead-letter store is read while radar is stopped: it holds the file while it runs)",
