@@ -499,6 +499,7 @@ fn dead_letters_on_the_topic_are_listed_and_replayed_while_radar_runs() {
             .args(["dlq", action, "--config"])
             .arg(&a.config)
             .env("TEST_HOOK_SECRET", HOOK_SECRET)
+            .env("TEST_PEER_TOKEN", PEER_TOKEN)
             .output()
             .unwrap();
         assert!(
