@@ -288,7 +288,7 @@ impl Run {
     fn report(self, outcomes: &outcomes::Outcomes, horizon_ms: i64) -> Report {
         let figures = analysis::figures(
             &self.emitted,
-            &self.expansions,
+            self.expansions,
             analysis::Scope {
                 accounts: self.accounts.0.len() as u64,
                 from_ms: self.from_ms,
