@@ -2,10 +2,11 @@
 //! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
 //! restored), `/v1/accounts/{id}` (why an account scores what it scores, and its latest
 //! opportunities), `/v1/playbooks` (the rules in force), `/v1/shadow` (what playbooks in
-//! shadow mode would have sent), and `POST /v1/reload` (hot reload), the one endpoint that
-//! changes anything and so the one that needs the admin token. Header-read, request and connection timeouts and
-//! a cap on connections that makes room for the newest ([`Limits`]) keep it answering
-//! whatever its clients do.
+//! shadow mode would have sent), and `POST /v1/reload` (hot reload). The `/v1/` reads
+//! need the read token when one is configured (always, off loopback), the reload the
+//! admin token, and a peer's request its signature ([`crate::access`]); probes and
+//! metrics none. Header-read, request and connection timeouts and a cap on connections
+//! that makes room for the newest ([`Limits`]) keep it answering whatever its clients do.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
