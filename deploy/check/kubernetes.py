@@ -7,9 +7,13 @@ Usage: kubernetes.py RENDERED.yaml [--expect-env NAME=VALUE]...
 
 Asserts:
 - the kinds: one each of Deployment, Service, ConfigMap, PodDisruptionBudget,
-  ServiceMonitor; no Secret (secrets are referenced, never shipped);
+  ServiceMonitor, NetworkPolicy; no Secret (secrets are referenced, never shipped);
 - the ConfigMap's radar.toml: admin.listen on all interfaces (probes and Prometheus come
-  from outside the pod), no secret values (radar refuses them too);
+  from outside the pod), so a read token (admin.read_token_env, given to the container
+  from a secretKeyRef); no secret values (radar refuses them too);
+- the NetworkPolicy: selects the pods, lets in only the admin port, and only from the
+  group's own pods and from pods picked by a namespace and a pod selector (Prometheus);
+- with more than one replica, topologySpreadConstraints spread the pods over nodes;
 - the radar container: --config points into the mounted ConfigMap; its containerPort is
   admin.listen's port; liveness GET /healthz and readiness GET /readyz on that port;
   checkpoint.path on a writable volume; resources set; every env var whose name says
@@ -96,7 +100,7 @@ def main(argv: list[str]) -> int:
     for o in objects:
         by_kind.setdefault(o.get("kind", "?"), []).append(o)
 
-    for kind in ["Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "ServiceMonitor"]:
+    for kind in ["Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy"]:
         p.check(len(by_kind.get(kind, [])) == 1, f"expected one {kind}, found {len(by_kind.get(kind, []))}")
     p.check("Secret" not in by_kind, "a Secret is rendered: secrets must be referenced, not shipped")
     if p:
@@ -107,6 +111,7 @@ def main(argv: list[str]) -> int:
     config_map = by_kind["ConfigMap"][0]
     pdb = by_kind["PodDisruptionBudget"][0]
     monitor = by_kind["ServiceMonitor"][0]
+    policy = by_kind["NetworkPolicy"][0]
 
     # The config the pods run with.
     toml_text = (config_map.get("data") or {}).get("radar.toml")
@@ -185,9 +190,9 @@ def main(argv: list[str]) -> int:
             f"the volume holding checkpoint.path ({m['name']}) is not an emptyDir or a claim",
         )
 
-    # Secrets only by reference.
+    # Secrets only by reference (a RADAR__…_ENV or _FILE variable names where one is).
     for env in radar.get("env", []):
-        if SECRET_NAME.search(env["name"]):
+        if SECRET_NAME.search(env["name"]) and not SECRET_POINTER.search(env["name"].lower()):
             p.check("value" not in env, f"env {env['name']} has an inline value; use valueFrom.secretKeyRef")
             p.check(
                 "secretKeyRef" in (env.get("valueFrom") or {}),
@@ -219,6 +224,63 @@ def main(argv: list[str]) -> int:
     p.check(
         grace > shutdown,
         f"terminationGracePeriodSeconds {grace} must be longer than shutdown.timeout ({shutdown:g} s)",
+    )
+
+    # Off loopback, the read endpoints need a token, given from a Secret.
+    read_token_env = config.get("admin", {}).get("read_token_env", "")
+    if p.check(bool(read_token_env), "admin.read_token_env is not set: /v1/accounts would be open on the pod network"):
+        given = [e for e in radar.get("env", []) if e["name"] == read_token_env]
+        p.check(
+            len(given) == 1 and "secretKeyRef" in (given[0].get("valueFrom") or {}),
+            f"admin.read_token_env names {read_token_env}, which the container does not get from a secretKeyRef",
+        )
+
+    # Replicas spread over nodes.
+    if deployment["spec"].get("replicas", 1) > 1:
+        spread = pod_spec.get("topologySpreadConstraints", [])
+        p.check(
+            any(
+                c.get("topologyKey") == "kubernetes.io/hostname"
+                and selects(c.get("labelSelector", {}).get("matchLabels", {}), pod_labels)
+                for c in spread
+            ),
+            "several replicas but no topologySpreadConstraints over kubernetes.io/hostname for the pods",
+        )
+
+    # The NetworkPolicy: the admin port, from the group's pods and Prometheus only.
+    policy_spec = policy.get("spec", {})
+    p.check(
+        selects(policy_spec.get("podSelector", {}).get("matchLabels", {}), pod_labels),
+        "the NetworkPolicy does not select the pods",
+    )
+    p.check("Ingress" in policy_spec.get("policyTypes", []), "the NetworkPolicy does not restrict Ingress")
+    rules = policy_spec.get("ingress", [])
+    p.check(bool(rules), "the NetworkPolicy lets nothing in (not even the group's pods)")
+    peers = []
+    for rule in rules:
+        sources = rule.get("from") or []
+        p.check(bool(sources), "a NetworkPolicy ingress rule without `from` lets everyone in")
+        opened = rule.get("ports") or []
+        p.check(
+            bool(opened) and all(port_of(port.get("port")) == admin_port for port in opened),
+            f"a NetworkPolicy ingress rule opens ports other than the admin port {admin_port}: {opened}",
+        )
+        peers += sources
+    for peer in peers:
+        p.check("ipBlock" not in peer, f"the NetworkPolicy lets in an ipBlock: {peer}")
+        if "namespaceSelector" in peer:
+            p.check(
+                bool(peer["namespaceSelector"].get("matchLabels")) and bool(peer.get("podSelector", {}).get("matchLabels")),
+                f"the NetworkPolicy lets in whole namespaces, not Prometheus's pods: {peer}",
+            )
+        else:
+            p.check(
+                peer.get("podSelector", {}).get("matchLabels") == pod_labels,
+                f"the NetworkPolicy lets in pods other than the group's: {peer}",
+            )
+    p.check(
+        any("namespaceSelector" not in peer for peer in peers),
+        "the NetworkPolicy does not let the group's pods reach each other",
     )
 
     # Service, PDB, ServiceMonitor.

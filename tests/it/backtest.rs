@@ -296,3 +296,85 @@ fn the_html_report_renders_its_charts_in_a_browser() {
         "a screenshot with something on it: {size} bytes"
     );
 }
+
+/// `radar backtest` with `args`, `stdin` fed to it.
+fn radar_fed(args: &[&str], stdin: Vec<u8>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_radar"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // A reader that stops early (both `-`) closes the pipe: that write may fail.
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let output = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    output
+}
+
+/// `-` reads the events or the outcomes from stdin (the events even with `--compare`,
+/// which reads them twice), with the figures the files give; not both at once.
+#[test]
+fn events_or_outcomes_from_stdin_give_the_figures_of_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, outcomes) = generate(dir.path(), 100, 10_000);
+    let config = crate::root().join("config/radar.toml");
+    let config = config.to_str().unwrap();
+    let (events, outcomes) = (events.to_str().unwrap(), outcomes.to_str().unwrap());
+    let args = |events: &'static str, outcomes: &'static str| {
+        vec![
+            "backtest",
+            "--json",
+            "--compare",
+            config,
+            "--events",
+            events,
+            "--outcomes",
+            outcomes,
+        ]
+    };
+    let from_files = radar(&[
+        "backtest",
+        "--json",
+        "--compare",
+        config,
+        "--events",
+        events,
+        "--outcomes",
+        outcomes,
+    ]);
+    assert!(from_files.status.success(), "{}", text(&from_files.stderr));
+    let expected: Value = serde_json::from_slice(&from_files.stdout).unwrap();
+    assert!(expected["baseline"]["expansions"].as_u64().unwrap() > 0);
+
+    let mut piped_events = args("-", "");
+    piped_events[7] = outcomes;
+    let output = radar_fed(&piped_events, std::fs::read(events).unwrap());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&output.stdout).unwrap(),
+        expected
+    );
+
+    let mut piped_outcomes = args("", "-");
+    piped_outcomes[5] = events;
+    let output = radar_fed(&piped_outcomes, std::fs::read(outcomes).unwrap());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&output.stdout).unwrap(),
+        expected
+    );
+
+    let output = radar_fed(&args("-", "-"), Vec::new());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("--events and --outcomes cannot both be -"),
+        "{}",
+        text(&output.stderr)
+    );
+}

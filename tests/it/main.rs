@@ -9,6 +9,9 @@
 //! - `deploy`: deploy/ against the binary: a live scrape has every metric the dashboard
 //!   and alerts query; every config under deploy/ passes `radar validate`;
 //! - `reload`: hot reload: what applies live, and a reload under load against `radar run`;
+//! - `ops`: operating `radar run`: JSON logs only, on every line; series at 0 from the
+//!   first scrape;
+//! - `peers`: a crafted consumer-group member against `/v1/accounts`' peer lookups;
 //! - `run`: `radar run` against a Kafka-protocol broker (librdkafka's mock cluster);
 //! - `tansu`: `radar run` against a tansu broker process: dead letters, `kill -9` and
 //!   restart, SIGTERM;
@@ -25,6 +28,8 @@ mod deploy;
 mod golden;
 mod hardening;
 mod model;
+mod ops;
+mod peers;
 mod reload;
 mod run;
 mod scale_out;

@@ -20,6 +20,9 @@ use crate::run::{KillOnDrop, field, free_port, get, metric, replayed, unique};
 use crate::run::produce;
 use crate::tansu::{HOOK_SECRET, broker, radar_run};
 
+/// The token the instances prove to each other they know (`admin.peer_token_env`).
+const PEER_TOKEN: &str = "scale-out-peer-token";
+
 /// Partitions of each scenario's event topic.
 const PARTITIONS: usize = 4;
 
@@ -156,6 +159,10 @@ path = "{state}"
 every_events = 100
 every = "200ms"
 
+[admin]
+peer_token_env = "TEST_PEER_TOKEN"
+peer_networks = ["127.0.0.0/8"]
+
 [delivery]
 allow_networks = ["127.0.0.0/8"]
 schedule = ["500ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
@@ -198,7 +205,7 @@ secret_env = "TEST_HOOK_SECRET"
 }
 
 fn start_radar(config: &Path, admin: u16) -> KillOnDrop {
-    let child = radar_run(config, admin, &[])
+    let child = radar_run(config, admin, &[("TEST_PEER_TOKEN", PEER_TOKEN)])
         // Its log, beside its state, for a look while a failing test is debugged.
         .stderr(std::fs::File::create(config.with_file_name("radar.log")).unwrap())
         .spawn()
@@ -492,6 +499,7 @@ fn dead_letters_on_the_topic_are_listed_and_replayed_while_radar_runs() {
             .args(["dlq", action, "--config"])
             .arg(&a.config)
             .env("TEST_HOOK_SECRET", HOOK_SECRET)
+            .env("TEST_PEER_TOKEN", PEER_TOKEN)
             .output()
             .unwrap();
         assert!(

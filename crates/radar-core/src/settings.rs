@@ -257,11 +257,26 @@ pub fn live_change(old: &Settings, new: &Settings) -> Vec<String> {
 
 /// Collects errors while building, so every problem is reported, not just the first.
 #[derive(Default)]
-struct Errors(Vec<SettingsError>);
+struct Errors {
+    errors: Vec<SettingsError>,
+    /// Custom type names refused (with the key that declared them), so a playbook
+    /// counting one is told why that name was refused rather than that it is undeclared.
+    refused_types: Vec<(String, String)>,
+}
+
+/// A name as an error message shows it: quoted, and cut to 40 characters with its
+/// length said (a 1 MB name must not make a 1 MB message).
+fn shown(name: &str) -> String {
+    const SHOWN: usize = 40;
+    match name.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &name[..cut], name.len()),
+        None => format!("{name:?}"),
+    }
+}
 
 impl Errors {
     fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(SettingsError {
+        self.errors.push(SettingsError {
             key: key.into(),
             message: message.into(),
         });
@@ -351,7 +366,7 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
         idle_ttl,
     )
     else {
-        return Err(errs.0);
+        return Err(errs.errors);
     };
     // An evicted account forgets its windows, cooldowns and gate dates: the TTL must
     // outlast everything the engine remembers about an idle account.
@@ -388,7 +403,7 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
         );
     }
     match (
-        errs.0.is_empty(),
+        errs.errors.is_empty(),
         model,
         priority,
         playbooks,
@@ -414,7 +429,7 @@ pub fn build(raw: RawSettings) -> Result<Settings, Vec<SettingsError>> {
             sales_arr_threshold,
             version: None,
         }),
-        _ => Err(errs.0),
+        _ => Err(errs.errors),
     }
 }
 
@@ -422,20 +437,30 @@ fn custom_types(errs: &mut Errors, custom: Vec<String>) -> TypeRegistry {
     let mut names: Vec<Box<str>> = Vec::new();
     for (i, name) in custom.into_iter().enumerate() {
         let key = format!("engine.custom_types[{i}]");
-        if name.is_empty() || name.len() > crate::event::MAX_TEXT_LEN {
-            errs.push(key, "must be 1 to 256 bytes");
-        } else if TypeRegistry::new(Vec::new()).lookup(&name).is_some() {
-            errs.push(key, format!("{name:?} is a built-in type"));
+        let refused = if name.is_empty() || name.len() > crate::event::MAX_TEXT_LEN {
+            format!(
+                "{} must be 1 to {} bytes",
+                shown(&name),
+                crate::event::MAX_TEXT_LEN
+            )
         } else if matches!(name.as_str(), "unknown" | "invalid") {
-            errs.push(
-                key,
-                format!("{name:?} is reserved: radar_events_by_type_total counts undeclared types as \"unknown\" and rejected events as \"invalid\""),
-            );
-        } else if names.iter().any(|n| **n == *name) {
-            errs.push(key, format!("{name:?} is declared twice"));
+            format!(
+                "{name:?} is reserved: radar_events_by_type_total counts undeclared types as \"unknown\" and rejected events as \"invalid\""
+            )
         } else {
-            names.push(name.into_boxed_str());
-        }
+            // A built-in or repeated name is still counted (as the type it names), so
+            // nothing is refused for a playbook to trip on.
+            if TypeRegistry::new(Vec::new()).lookup(&name).is_some() {
+                errs.push(key, format!("{name:?} is a built-in type"));
+            } else if names.iter().any(|n| **n == *name) {
+                errs.push(key, format!("{name:?} is declared twice"));
+            } else {
+                names.push(name.into_boxed_str());
+            }
+            continue;
+        };
+        errs.push(key.clone(), refused);
+        errs.refused_types.push((key, name));
     }
     TypeRegistry::new(names)
 }
@@ -527,10 +552,17 @@ fn metric_spec(
                     }
                 }
                 None => {
-                    errs.push(
-                        format!("{key}.count"),
-                        format!("unknown event type {event:?}; declare it in engine.custom_types"),
-                    );
+                    let message = match errs.refused_types.iter().find(|(_, n)| n == event) {
+                        Some((declared, _)) => format!(
+                            "{} is not counted: {declared} refused that name (see its problem)",
+                            shown(event)
+                        ),
+                        None => format!(
+                            "unknown event type {}; declare it in engine.custom_types",
+                            shown(event)
+                        ),
+                    };
+                    errs.push(format!("{key}.count"), message);
                     None
                 }
             };
@@ -897,6 +929,45 @@ mod tests {
                     assert_eq!(errors[0].key, "scoring.components[0].cap");
                 }
             }
+        }
+    }
+
+    /// A refused custom type name is reported once, by its key, with the reason; a
+    /// playbook counting it points there instead of asking to declare what was declared.
+    #[test]
+    fn a_refused_custom_type_says_why_and_playbooks_counting_it_point_there() {
+        let long = "x".repeat(1 << 20);
+        for name in ["", "invalid", "unknown", long.as_str()] {
+            let mut table = default_engine();
+            table["engine"].as_table_mut().unwrap().insert(
+                "custom_types".into(),
+                toml::Value::Array(vec![toml::Value::String(name.into())]),
+            );
+            let playbook: toml::Table = toml::from_str(&format!(
+                "name = \"p\"\nkind = \"seat_expansion\"\nall = [{{ count = {name:?}, window = \"1d\", op = \">=\", value = 1.0 }}]"
+            ))
+            .unwrap();
+            table.insert(
+                "playbooks".into(),
+                toml::Value::Array(vec![toml::Value::Table(playbook)]),
+            );
+            let errors = build_from(table).unwrap_err();
+            let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert!(
+                said.iter()
+                    .all(|e| !e.contains("declare it") && e.len() < 400),
+                "{said:?}"
+            );
+            assert!(
+                said.iter().any(|e| e.starts_with("engine.custom_types[0]:")
+                    && (e.contains("bytes") || e.contains("reserved"))),
+                "{said:?}"
+            );
+            assert!(
+                said.iter().any(|e| e.starts_with("playbooks[0]")
+                    && e.contains("engine.custom_types[0] refused that name")),
+                "{said:?}"
+            );
         }
     }
 }

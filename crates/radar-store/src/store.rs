@@ -50,6 +50,14 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the file could not be opened because another process holds it.
+    pub fn held_elsewhere(&self) -> bool {
+        matches!(self, StoreError::Open { source, .. }
+            if matches!(**source, redb::DatabaseError::DatabaseAlreadyOpen))
+    }
+}
+
 /// Any redb failure past opening, boxed: redb's errors are large and rare.
 pub(crate) fn storage(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Storage(Box::new(e.into()))

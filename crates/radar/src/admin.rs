@@ -2,10 +2,11 @@
 //! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
 //! restored), `/v1/accounts/{id}` (why an account scores what it scores, and its latest
 //! opportunities), `/v1/playbooks` (the rules in force), `/v1/shadow` (what playbooks in
-//! shadow mode would have sent), and `POST /v1/reload` (hot reload), the one endpoint that
-//! changes anything and so the one that needs the admin token. Header-read, request and connection timeouts and
-//! a cap on connections that makes room for the newest ([`Limits`]) keep it answering
-//! whatever its clients do.
+//! shadow mode would have sent), and `POST /v1/reload` (hot reload). The `/v1/` reads
+//! need the read token when one is configured (always, off loopback), the reload the
+//! admin token, and a peer's request its signature ([`crate::access`]); probes and
+//! metrics none. Header-read, request and connection timeouts and a cap on connections
+//! that makes room for the newest ([`Limits`]) keep it answering whatever its clients do.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -15,22 +16,24 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router, middleware};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use radar_kafka::{Inspector, Peers, Progress};
+use radar_kafka::{Inspector, Progress};
 use radar_store::Store;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::access::Access;
+use crate::lookup::{Lookup, now_ms};
 use crate::metrics::Metrics;
+use crate::peer_auth::{self, PROOF_HEADER, REQUEST_HEADER};
 use crate::reload::{InForce, Reloaded, Reloader};
 
 /// What the handlers read.
@@ -43,25 +46,62 @@ pub struct AdminState {
     pub in_force: Arc<RwLock<InForce>>,
     /// Reloads the configuration (`POST /v1/reload`); none where nothing can reload.
     pub reloader: Option<Arc<Reloader>>,
-    /// The bearer token mutating endpoints require; none: they refuse everyone.
-    pub token: Option<SecretString>,
+    /// The tokens endpoints require.
+    pub access: Access,
     /// Account state of the running source.
     pub accounts: Option<Inspector>,
     /// The group's other members, asked for accounts this instance does not hold.
-    pub peers: Option<Arc<Peers>>,
+    pub lookup: Option<Arc<Lookup>>,
+    /// The address this instance advertises to its peers (`admin.advertise`), which a
+    /// peer request may be signed for besides the address it came in on.
+    pub advertise: Option<String>,
 }
 
 pub fn router(state: AdminState) -> Router {
+    let state = Arc::new(state);
+    // What describes accounts and rules needs the read token (when there is one); a
+    // peer's signed request is checked by the handler instead.
+    let reads = Router::new()
+        .route("/v1/playbooks", get(playbooks))
+        .route("/v1/accounts/{id}", get(account))
+        .route("/v1/shadow", get(shadow))
+        .route_layer(middleware::from_fn_with_state(state.clone(), may_read));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .route("/v1/playbooks", get(playbooks))
         .route("/v1/reload", post(reload))
-        .route("/v1/accounts/{id}", get(account))
-        .route("/v1/shadow", get(shadow))
-        .with_state(Arc::new(state))
+        .merge(reads)
+        .with_state(state)
 }
+
+/// 401 for a read without the read token, when one is configured.
+async fn may_read(
+    State(state): State<Arc<AdminState>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let signed_by_peer = request.headers().contains_key(REQUEST_HEADER)
+        && request.uri().path().starts_with("/v1/accounts/");
+    match state.access.may_read(request.headers()) {
+        Err(why) if !signed_by_peer => unauthorized(why),
+        _ => next.run(request).await,
+    }
+}
+
+fn unauthorized(why: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({"error": why})),
+    )
+        .into_response()
+}
+
+/// The address a connection came in on, so a peer request signed for another address
+/// (captured there and replayed here) is refused.
+#[derive(Debug, Clone, Copy)]
+struct LocalAddr(SocketAddr);
 
 /// What keeps the admin server answering whatever its clients do: clients that send
 /// half a request, never read their answer, or come by the thousand cannot hold the
@@ -157,7 +197,8 @@ async fn accept(listener: TcpListener, app: Router, limits: Limits) {
             // Cancelled at its next await point: its socket is closed once this returns.
             let _ = oldest.await;
         }
-        let service = TowerToHyperService::new(app.clone());
+        let local = stream.local_addr().ok().map(LocalAddr);
+        let service = TowerToHyperService::new(app.clone().layer(Extension(local)));
         let mut guard = held.lock().unwrap_or_else(PoisonError::into_inner);
         let id = guard.next_id;
         guard.next_id += 1;
@@ -251,16 +292,29 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
 /// `{account_id, state…, score, breakdown, recent_opportunities}`. An account whose
 /// partition another instance of the group holds is answered through that instance (the
 /// `radar-answered-by` header names it); 404 when no instance holds state or an
-/// opportunity for it. `?local=true` answers from this instance only (how instances ask
-/// each other).
+/// opportunity for it. `?local=true` answers from this instance only; so is a peer's
+/// signed request, with a proof of the answer ([`crate::peer_auth`]).
 async fn account(
     State(state): State<Arc<AdminState>>,
+    Extension(came_in_on): Extension<Option<LocalAddr>>,
     Path(id): Path<String>,
     uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Response {
-    let local = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|pair| pair == "local=true"));
+    let peer_request = match headers.get(REQUEST_HEADER) {
+        Some(signed) => match peer_request(&state, came_in_on, &uri, &headers, signed) {
+            Ok(mac) => Some(mac),
+            Err(why) => {
+                tracing::warn!(error = %why, "admin: a peer request refused");
+                return unauthorized(&why);
+            }
+        },
+        None => None,
+    };
+    let local = peer_request.is_some()
+        || uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair == "local=true"));
     // The lookup waits for the source's workers lock (held through a poll round): off the
     // async threads.
     let looked_up = {
@@ -285,8 +339,8 @@ async fn account(
     };
     if explained.is_none()
         && !local
-        && let Some(peers) = &state.peers
-        && let Some(answer) = ask_peers(peers.clone(), &id).await
+        && let Some(lookup) = &state.lookup
+        && let Some(answer) = lookup.ask(&id).await
     {
         return answer;
     }
@@ -307,68 +361,51 @@ async fn account(
     };
     body.insert("account_id".into(), id.into());
     body.insert("recent_opportunities".into(), recent.into());
-    Json(serde_json::Value::Object(body)).into_response()
+    let body = serde_json::Value::Object(body).to_string().into_bytes();
+    let proof = peer_request
+        .zip(state.access.peer.as_ref())
+        .map(|(request, token)| peer_auth::prove(token, &request, &body))
+        .and_then(|proof| header::HeaderValue::from_str(&proof).ok());
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(proof) = proof {
+        response.headers_mut().insert(PROOF_HEADER, proof);
+    }
+    response
 }
 
-/// How long a peer may take to answer for an account.
-const PEER_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Asks the group's other members (those holding partitions) for the account, all at
-/// once; the first that holds its state answers. `None` if none does, or none answers.
-async fn ask_peers(peers: Arc<Peers>, id: &str) -> Option<Response> {
-    let others = match tokio::task::spawn_blocking(move || peers.others()).await {
-        Ok(Ok(others)) => others,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "admin: listing the group's members");
-            return None;
-        }
-        Err(_) => return None,
-    };
-    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
-    let client = CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(PEER_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .build()
-                .ok()
-        })
-        .clone()?;
-    let mut asked = tokio::task::JoinSet::new();
-    for peer in others {
-        let Ok(mut url) = reqwest::Url::parse(&format!("http://{peer}/v1/accounts/")) else {
-            continue;
-        };
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().push(id);
-        }
-        url.set_query(Some("local=true"));
-        let client = client.clone();
-        asked.spawn(async move {
-            let response = client.get(url).send().await.ok()?;
-            if response.status() != reqwest::StatusCode::OK {
-                return None;
-            }
-            let body: serde_json::Value =
-                serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
-            // An instance with only recent opportunities does not hold the state.
-            body.get("stream_time")?;
-            Some((peer, body))
-        });
+/// Checks a peer's signed request: this instance has a peer token, and the request was
+/// signed with it, lately, for the address it came in on (or the one advertised), and
+/// for this path. The request's HMAC, which the answer's proof is bound to.
+fn peer_request(
+    state: &AdminState,
+    came_in_on: Option<LocalAddr>,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    signed: &header::HeaderValue,
+) -> Result<Vec<u8>, String> {
+    let token = state
+        .access
+        .peer
+        .as_ref()
+        .ok_or("this instance has no peer token (admin.peer_token_env, or the admin token)")?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let here = came_in_on.is_some_and(|LocalAddr(local)| host.parse() == Ok(local))
+        || state.advertise.as_deref() == Some(host);
+    if !here {
+        return Err("the request was signed for another address".into());
     }
-    while let Some(joined) = asked.join_next().await {
-        if let Ok(Some((peer, body))) = joined {
-            let answered_by = header::HeaderValue::from_str(&peer).ok()?;
-            let mut response = Json(body).into_response();
-            response.headers_mut().insert(
-                header::HeaderName::from_static("radar-answered-by"),
-                answered_by,
-            );
-            return Some(response);
-        }
-    }
-    None
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
+    peer_auth::verify(
+        token,
+        signed.to_str().unwrap_or_default(),
+        host,
+        path,
+        now_ms(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// `{version, playbooks}`: the configuration in force.
@@ -380,45 +417,11 @@ async fn playbooks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Val
     Json(json!({"version": in_force.version, "playbooks": in_force.playbooks}))
 }
 
-/// Whether `headers` carry the admin token, compared in constant time. No token
-/// configured refuses everyone: a reload must not be open to whoever reaches the port.
-fn authorized(
-    token: Option<&SecretString>,
-    headers: &axum::http::HeaderMap,
-) -> Result<(), &'static str> {
-    let Some(token) = token else {
-        return Err("no admin token is configured (admin.token_env or admin.token_file)");
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or("an Authorization: Bearer <token> header is required")?;
-    // Digests of equal length, compared in constant time: neither the token's length nor
-    // where it differs shows in the response time.
-    use sha2::{Digest, Sha256};
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(token.expose_secret().as_bytes()),
-    );
-    if a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-    {
-        Ok(())
-    } else {
-        Err("the token is not the admin token")
-    }
-}
-
 /// `POST /v1/reload`: reads the configuration again and applies it (200, `applied` or
 /// `unchanged`) or keeps the one in force (422, `refused`, with the reasons). 401 without
 /// the admin token.
 async fn reload(State(state): State<Arc<AdminState>>, headers: axum::http::HeaderMap) -> Response {
-    if let Err(why) = authorized(state.token.as_ref(), &headers) {
+    if let Err(why) = state.access.may_change(&headers) {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -478,9 +481,13 @@ mod tests {
                 playbooks: serde_json::json!([{"name": "seat_expansion"}]),
             })),
             reloader: None,
-            token: Some(SecretString::from("a-long-admin-token-0123")),
+            access: Access {
+                admin: Some(secrecy::SecretString::from("a-long-admin-token-0123")),
+                ..Access::default()
+            },
             accounts: None,
-            peers: None,
+            lookup: None,
+            advertise: None,
         };
         let addr = serve("127.0.0.1:0".parse().unwrap(), state).await.unwrap();
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));

@@ -17,7 +17,8 @@ use radar_core::settings::{
 use radar_delivery::settings::Env;
 use radar_delivery::{DeliverySettings, KafkaDeliveryConfig, RawDelivery};
 use radar_kafka::{ChangelogConfig, CheckpointPolicy, SourceConfig};
-use secrecy::SecretString;
+
+use crate::access::Access;
 use serde::Deserialize;
 
 /// The default configuration, compiled in so `radar` runs from any directory.
@@ -86,6 +87,21 @@ pub struct RawAdmin {
     pub token_env: String,
     /// A file holding that token; with neither, mutating endpoints refuse everyone.
     pub token_file: String,
+    /// The environment variable holding the bearer token the read endpoints
+    /// (`/v1/accounts`, `/v1/playbooks`, `/v1/shadow`) require; empty: see
+    /// `read_token_file`.
+    pub read_token_env: String,
+    /// A file holding the read token; with neither, the read endpoints are open.
+    pub read_token_file: String,
+    /// Whether a `listen` off loopback without a read token is refused at startup.
+    pub read_token_required: bool,
+    /// The token instances of a group prove to each other they know when one asks
+    /// another for an account; empty (and no `peer_token_file`): the admin token.
+    pub peer_token_env: String,
+    pub peer_token_file: String,
+    /// Internal networks (CIDRs) peers may be asked at, e.g. the pod network; other
+    /// internal addresses (loopback, private, link-local, metadata) are refused.
+    pub peer_networks: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -170,9 +186,8 @@ pub struct PipelineConfig {
     pub shutdown_timeout: Duration,
     /// The configuration as read, for hot reloads to compare against.
     pub raw: RawConfig,
-    /// The bearer token mutating admin endpoints require (`admin.token_env` or
-    /// `admin.token_file`); none: they refuse everyone.
-    pub admin_token: Option<SecretString>,
+    /// The admin server's tokens and where peers may be (`[admin]`).
+    pub access: Access,
     /// Where the config was read from (none: the built-in defaults), to read again on a
     /// reload.
     pub config_path: Option<PathBuf>,
@@ -335,23 +350,23 @@ pub fn version(raw: &RawConfig) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes))[..12].to_owned()
 }
 
-/// The token of `admin.token_env` / `admin.token_file`, if one is configured.
-fn admin_token(admin: &RawAdmin, env: Env<'_>) -> Result<Option<SecretString>, String> {
-    let token = match (admin.token_env.trim(), admin.token_file.trim()) {
-        ("", "") => return Ok(None),
-        (var, "") => env(var)
-            .ok_or_else(|| format!("admin.token_env: environment variable {var} is not set"))?,
-        ("", file) => std::fs::read_to_string(file)
-            .map_err(|e| format!("admin.token_file: reading {file}: {e}"))?,
-        _ => return Err("admin.token_env, admin.token_file: give one of them, not both".into()),
+/// Why the store file at `checkpoint.path` cannot be created: its directory is missing
+/// or not a directory (the file is created at start, its directory never). Judged where
+/// the store is opened, not by `radar validate`, which may check a config on another
+/// machine than the one it runs on.
+pub fn store_directory_problem(path: &Path) -> Option<String> {
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())?;
+    let why = if dir.exists() {
+        "is not a directory"
+    } else {
+        "does not exist"
     };
-    let token = token.trim();
-    if token.chars().count() < 16 {
-        return Err(
-            "admin.token_env / admin.token_file: the token is shorter than 16 characters".into(),
-        );
-    }
-    Ok(Some(SecretString::from(token.to_owned())))
+    Some(format!(
+        "checkpoint.path: {} {why}; create it or name another",
+        dir.display()
+    ))
 }
 
 /// Validates a raw config into the pipeline's, reading secrets through `env`.
@@ -523,10 +538,9 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             }
         },
     };
-    let admin_token = admin_token(&raw.admin, env)
-        .map_err(|p| problems.push(p))
-        .ok()
-        .flatten();
+    let access = Access::from_raw(&raw.admin, admin, env)
+        .map_err(|errors| problems.extend(errors))
+        .ok();
     let client: Vec<(String, String)> = kafka
         .client
         .iter()
@@ -538,7 +552,7 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
         poll_timeout,
         every,
         delivery,
-        admin,
+        (admin, access),
         shutdown_timeout,
     ) {
         (
@@ -546,7 +560,7 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             Some(poll_timeout),
             Some(every),
             Some(delivery),
-            Some(admin),
+            (Some(admin), Some(access)),
             Some(shutdown_timeout),
         ) if problems.is_empty() => Ok(PipelineConfig {
             engine,
@@ -571,7 +585,7 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             admin,
             shutdown_timeout,
             raw: raw.clone(),
-            admin_token,
+            access,
             config_path: None,
             kafka_delivery: changelog.as_ref().zip(opportunities_topic.as_ref()).map(
                 |(changelog, topic)| {

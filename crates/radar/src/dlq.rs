@@ -15,6 +15,9 @@ use crate::config::DeadLetters;
 
 /// Opens the store; while radar runs, it holds the file's lock.
 fn open(path: &Path) -> Result<Store> {
+    if let Some(problem) = crate::config::store_directory_problem(path) {
+        anyhow::bail!(problem);
+    }
     let store = Store::open(path).with_context(|| {
         format!(
             "opening {} (the dead-letter store is read while radar is stopped: it holds the file while it runs)",
@@ -22,11 +25,11 @@ fn open(path: &Path) -> Result<Store> {
         )
     })?;
     if let Some(aside) = store.moved_aside() {
-        eprintln!(
-            "radar: the store {} is {}; moved it to {}: its dead letters are not readable",
-            path.display(),
-            store.moved_aside_because().unwrap_or("unusable"),
-            aside.display()
+        tracing::error!(
+            store = %path.display(),
+            reason = store.moved_aside_because().unwrap_or("unusable"),
+            moved_to = %aside.display(),
+            "the store was unusable and is moved aside: its dead letters are not readable"
         );
     }
     Ok(store)

@@ -8,6 +8,9 @@
 //! - [`pipeline`]: `radar run`: the Kafka source, delivery and the admin server together;
 //! - [`reload`]: hot reload of the engine's configuration (SIGHUP, `POST /v1/reload`);
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/v1/…`);
+//! - [`access`]: who may use it: the admin, read and peer tokens, the peer networks;
+//! - [`lookup`], [`peer_auth`]: asking the group's other instances for an account, and
+//!   how they prove to each other that they are radar;
 //! - [`metrics`]: the Prometheus metrics;
 //! - [`dlq`]: `radar dlq list` / `replay` over the delivery dead-letter store;
 //! - [`demo`]: `radar demo`, the whole loop in one process;
@@ -15,6 +18,7 @@
 //! - [`summary`]: the human summary of an engine's outcome counters;
 //! - [`logging`]: `tracing` to stderr as text or JSON lines.
 
+pub mod access;
 pub mod admin;
 pub mod backtest;
 pub mod config;
@@ -22,7 +26,9 @@ pub mod demo;
 pub mod demo_crm;
 pub mod dlq;
 pub mod logging;
+pub mod lookup;
 pub mod metrics;
+pub mod peer_auth;
 pub mod pipeline;
 pub mod reload;
 pub mod replay;

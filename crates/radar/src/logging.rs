@@ -2,7 +2,12 @@
 //! `info`), as text for people or JSON lines for log pipelines (`--log-format json`: one
 //! object per line with the time, level, target, message, fields and the span it is in).
 
+use std::sync::OnceLock;
+
 use tracing_subscriber::EnvFilter;
+
+/// The format [`init`] installed, for what commands say on stderr besides logs.
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -33,9 +38,26 @@ pub fn init(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    if installed.is_ok() {
+        let _ = FORMAT.set(format);
+    }
     if installed.is_ok()
         && let Some((value, e)) = bad
     {
         tracing::warn!(rust_log = %value, error = %e, "RUST_LOG is not a filter; logging at info");
+    }
+}
+
+/// The format stderr is written in: text unless `--log-format json` was installed.
+pub fn format() -> LogFormat {
+    FORMAT.get().copied().unwrap_or_default()
+}
+
+/// Writes a line meant for the person at the terminal on stderr: as it is in text mode;
+/// with `--log-format json` as an info event, so every stderr line stays one JSON object.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    match format() {
+        LogFormat::Text => eprintln!("{line}"),
+        LogFormat::Json => tracing::info!("{line}"),
     }
 }

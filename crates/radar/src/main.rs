@@ -199,16 +199,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
             let engine =
                 replay::run(Arc::new(settings), reader, out).context("replaying events")?;
-            eprint!(
-                "{}",
-                summary::render(engine.stats(), engine.tracked_accounts())
-            );
+            summary::print(engine.stats(), engine.tracked_accounts());
             if let Some(account) = explain {
-                match engine.explain(&account) {
-                    Some(explanation) => {
+                match (engine.explain(&account), logging::format()) {
+                    (Some(explanation), LogFormat::Text) => {
                         eprintln!("{}", serde_json::to_string_pretty(&explanation)?)
                     }
-                    None => eprintln!("explain: account {account:?} has no accepted events"),
+                    (Some(explanation), LogFormat::Json) => tracing::info!(
+                        account = %account,
+                        explanation = %serde_json::to_string(&explanation)?,
+                        "explain"
+                    ),
+                    (None, _) => logging::say(format_args!(
+                        "explain: account {account:?} has no accepted events"
+                    )),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -235,7 +239,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         filter.id.as_deref(),
                         &mut io::stdout().lock(),
                     )?;
-                    eprintln!("{count} dead letters");
+                    logging::say(format_args!("{count} dead letters"));
                 }
                 DlqAction::Replay(filter) => {
                     let letters = config::dead_letters(filter.config.as_deref())?;
@@ -250,7 +254,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             "they are on the retry topic, and the running instances send them"
                         }
                     };
-                    eprintln!("{count} dead letters queued for delivery again; {when}");
+                    logging::say(format_args!(
+                        "{count} dead letters queued for delivery again; {when}"
+                    ));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -273,7 +279,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Err(err) => {
-                eprint!("{}: {err}", config.display());
+                match logging::format() {
+                    LogFormat::Text => eprint!("{}: {err}", config.display()),
+                    LogFormat::Json => tracing::error!(
+                        config = %config.display(),
+                        problems = ?err.problems,
+                        "invalid configuration"
+                    ),
+                }
                 Ok(ExitCode::FAILURE)
             }
         },
@@ -329,9 +342,6 @@ fn run_pipeline(config: Option<PathBuf>) -> Result<ExitCode> {
             "radar running"
         );
     })?;
-    eprint!(
-        "{}",
-        summary::render(&finished.stats, finished.tracked_accounts)
-    );
+    summary::print(&finished.stats, finished.tracked_accounts);
     Ok(ExitCode::SUCCESS)
 }

@@ -111,7 +111,7 @@ impl Metrics {
                 IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}")),
             )
         };
-        Metrics {
+        let metrics = Metrics {
             consumed: counter(
                 r,
                 "radar_events_consumed_total",
@@ -309,6 +309,20 @@ impl Metrics {
                 &["destination", "team", "routing"],
             ),
             registry,
+        };
+        // Series a dashboard plots are there from the first scrape, at 0, rather than
+        // "No data" until the first reload.
+        for result in ["applied", "unchanged", "refused"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        metrics
+    }
+
+    /// Starts each destination's dead-letter count at 0, so the series exists (and an
+    /// alert on its increase can fire on the first) before anything is dead-lettered.
+    pub fn destinations(&self, names: &[String]) {
+        for name in names {
+            self.dead_lettered.with_label_values(&[name]);
         }
     }
 

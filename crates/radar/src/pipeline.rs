@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::config::PipelineConfig;
+use crate::lookup::Lookup;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 
@@ -64,11 +65,21 @@ pub fn run(
     let hangup = Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
         .context("installing the SIGHUP handler")?;
-    let store = Arc::new(Store::open(&config.store_path).with_context(|| {
-        format!(
-            "opening the state store {} (is another radar using it?)",
-            config.store_path.display()
-        )
+    if let Some(problem) = crate::config::store_directory_problem(&config.store_path) {
+        anyhow::bail!(problem);
+    }
+    let store = Arc::new(Store::open(&config.store_path).map_err(|e| {
+        // Only a file another process holds locked is worth a guess at who.
+        let held = e.held_elsewhere();
+        anyhow::Error::new(e).context(format!(
+            "opening the state store {}{}",
+            config.store_path.display(),
+            if held {
+                " (another radar is using it)"
+            } else {
+                ""
+            }
+        ))
     })?);
     if let Some(aside) = store.moved_aside() {
         tracing::error!(
@@ -100,9 +111,17 @@ pub fn run(
     };
     let types = &config.engine.types;
     let type_names = types.ids().map(|id| types.name(id).to_owned()).collect();
+    let advertise = config.source.advertise.clone();
     let source = Source::new(config.source, Arc::new(config.engine), store.clone())
         .context("starting the Kafka consumer")?;
     let metrics = Metrics::new(type_names);
+    let destinations: Vec<String> = config
+        .delivery
+        .destinations
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    metrics.destinations(&destinations);
     let progress = Arc::new(Progress::default());
     let reloader = Arc::new(Reloader::new(
         config.config_path.clone(),
@@ -111,6 +130,26 @@ pub fn run(
         metrics.clone(),
     ));
     reload_on_sighup(reloader.clone(), hangup, stop.clone())?;
+    let peers = source
+        .peers()
+        .context("reaching the consumer group's members")?;
+    let lookup = match (peers, &config.access.peer) {
+        (Some(peers), Some(token)) => Some(Arc::new(
+            Lookup::new(
+                Arc::new(peers),
+                token.clone(),
+                config.access.peer_guard.clone(),
+            )
+            .context("the client that asks peers")?,
+        )),
+        (Some(_), None) => {
+            tracing::warn!(
+                "no peer token (admin.peer_token_env, or the admin token): /v1/accounts answers only for the accounts this instance holds"
+            );
+            None
+        }
+        (None, _) => None,
+    };
     let bound = runtime
         .block_on(admin::serve(
             config.admin,
@@ -120,22 +159,14 @@ pub fn run(
                 store: store.clone(),
                 in_force: reloader.in_force(),
                 reloader: Some(reloader),
-                token: config.admin_token.clone(),
+                access: config.access.clone(),
                 accounts: Some(source.inspector()),
-                peers: source
-                    .peers()
-                    .context("reaching the consumer group's members")?
-                    .map(Arc::new),
+                lookup,
+                advertise,
             },
         ))
         .with_context(|| format!("admin.listen: binding {}", config.admin))?;
 
-    let destinations: Vec<String> = config
-        .delivery
-        .destinations
-        .iter()
-        .map(|d| d.name.clone())
-        .collect();
     let mut delivery = DeliveryService::new(store.clone(), config.delivery, Arc::new(metrics))
         .context("starting delivery")?;
     if let Some(kafka) = &kafka_delivery {

@@ -130,7 +130,11 @@ pub struct Scope {
 /// events cover (plus the horizon), are left out. Shadow playbooks have their own rows;
 /// every other row, the thresholds and the histograms count only what would have been
 /// sent.
-pub fn figures(emitted: &[Emitted], expansions: &[Expansion], scope: Scope) -> Figures {
+///
+/// `expansions` is taken whole and sorted in place by account and time: each account's
+/// are then a slice, found by binary search, with no copy of the (possibly millions of)
+/// rows.
+pub fn figures(emitted: &[Emitted], mut expansions: Vec<Expansion>, scope: Scope) -> Figures {
     let Scope {
         accounts,
         from_ms,
@@ -138,28 +142,24 @@ pub fn figures(emitted: &[Emitted], expansions: &[Expansion], scope: Scope) -> F
         horizon_ms,
         max_score,
     } = scope;
-    let mut by_account: HashMap<u32, Vec<Expansion>> = HashMap::new();
-    for e in expansions
-        .iter()
-        .filter(|e| e.at_ms >= from_ms && e.at_ms <= to_ms.saturating_add(horizon_ms))
-    {
-        by_account.entry(e.account).or_default().push(*e);
-    }
-    for list in by_account.values_mut() {
-        list.sort_by_key(|e| e.at_ms);
-    }
-    let expansions: Vec<Expansion> = by_account.values().flatten().copied().collect();
-    let accounts_expanded = by_account.len() as u64;
+    expansions.retain(|e| e.at_ms >= from_ms && e.at_ms <= to_ms.saturating_add(horizon_ms));
+    expansions.sort_unstable_by_key(|e| (e.account, e.at_ms));
+    expansions.shrink_to_fit();
+    let of_account = |account: u32| {
+        let start = expansions.partition_point(|e| e.account < account);
+        let end = expansions.partition_point(|e| e.account <= account);
+        &expansions[start..end]
+    };
+    let accounts_expanded = expansions.chunk_by(|a, b| a.account == b.account).count() as u64;
     let base_rate = ratio(accounts_expanded, accounts);
     // Each opportunity's lead to the first expansion after it within the horizon.
     let leads: Vec<Option<i64>> = emitted
         .iter()
         .map(|o| {
-            by_account.get(&o.account).and_then(|list| {
-                list.iter()
-                    .find(|e| e.at_ms > o.at_ms && e.at_ms <= o.at_ms.saturating_add(horizon_ms))
-                    .map(|e| e.at_ms - o.at_ms)
-            })
+            of_account(o.account)
+                .iter()
+                .find(|e| e.at_ms > o.at_ms && e.at_ms <= o.at_ms.saturating_add(horizon_ms))
+                .map(|e| e.at_ms - o.at_ms)
         })
         .collect();
     let group =
@@ -357,7 +357,7 @@ mod tests {
             expansion(1, 100, 500.0),
             expansion(3, 200, 1.0),
         ];
-        let f = figures(&opportunities, &expansions, scope(4));
+        let f = figures(&opportunities, expansions.to_vec(), scope(4));
         assert_eq!(
             (f.accounts_expanded, f.expansions),
             (2, 2),
@@ -413,7 +413,7 @@ mod tests {
         let expansions = [expansion(0, 5, 100.0), expansion(1, 5, 100.0)];
         let mut wide = scope(2);
         wide.max_score = 140.0;
-        let f = figures(&opportunities, &expansions, wide);
+        let f = figures(&opportunities, expansions.to_vec(), wide);
         assert_eq!(f.groups[0].opportunities, 1, "all: live only");
         let s = f.groups.iter().find(|g| g.name == "s").unwrap();
         assert!(s.shadow && s.opportunities == 1 && s.hits == 1);
@@ -430,7 +430,7 @@ mod tests {
     fn a_huge_horizon_saturates_instead_of_overflowing() {
         let f = figures(
             &[emitted(0, "a", 50.0, 1)],
-            &[expansion(0, 5, 1.0)],
+            vec![expansion(0, 5, 1.0)],
             Scope {
                 horizon_ms: i64::MAX,
                 ..scope(1)
@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn an_empty_backtest_has_no_ratios_rather_than_nan() {
-        let f = figures(&[], &[], scope(0));
+        let f = figures(&[], Vec::new(), scope(0));
         assert_eq!(f.base_rate, None);
         assert!(
             f.groups

@@ -4,7 +4,8 @@
 //! precision, recall, lift, lead time and ARR caught per playbook, tier and tier rise, and
 //! by score threshold. `--compare` does it for two configurations side by side.
 //!
-//! - [`outcomes`]: the outcomes CSV, bad rows reported by line and skipped;
+//! - [`outcomes`]: the outcomes CSV, bad rows reported by line and skipped, read after
+//!   the events so that only the rows of accounts they saw are kept;
 //! - [`analysis`]: the figures, pure;
 //! - [`report`]: the terminal table, the JSON and the comparison;
 //! - [`html`]: the self-contained HTML report with its charts.
@@ -16,7 +17,7 @@ pub mod report;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, IsTerminal, Write};
+use std::io::{BufReader, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +34,11 @@ use report::Report;
 /// `radar backtest`'s options, as its command line takes them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BacktestOptions {
-    /// JSON-lines file of events (as `radar replay` reads them).
+    /// JSON-lines file of events (as `radar replay` reads them), or `-` for stdin.
     #[arg(long)]
     pub events: PathBuf,
-    /// CSV of real expansions: `account_id,expanded_at,arr_delta` with that header.
+    /// CSV of real expansions: `account_id,expanded_at,arr_delta` with that header, or
+    /// `-` for stdin (not both).
     #[arg(long)]
     pub outcomes: PathBuf,
     /// Config file layered over the built-in defaults.
@@ -56,38 +58,105 @@ pub struct BacktestOptions {
     pub html: Option<PathBuf>,
 }
 
+/// Where the events are read from: a file, or stdin (`-`), spooled to a temporary file
+/// when `--compare` reads them twice.
+enum Events {
+    File(PathBuf),
+    Stdin,
+    Spooled(File),
+}
+
+impl Events {
+    fn new(path: &Path, twice: bool) -> Result<Events> {
+        if path.as_os_str() != "-" {
+            return Ok(Events::File(path.to_owned()));
+        }
+        if !twice {
+            return Ok(Events::Stdin);
+        }
+        let mut spool = tempfile::tempfile().context("a temporary file for the events")?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+            .context("reading the events from stdin")?;
+        Ok(Events::Spooled(spool))
+    }
+
+    /// The events from their start, and their size in bytes when known.
+    fn open(&mut self) -> Result<(Box<dyn Read + Send>, u64)> {
+        match self {
+            Events::File(path) => {
+                let file =
+                    File::open(&*path).with_context(|| format!("opening {}", path.display()))?;
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                Ok((Box::new(file), size))
+            }
+            Events::Stdin => Ok((Box::new(std::io::stdin()), 0)),
+            Events::Spooled(file) => {
+                file.seek(SeekFrom::Start(0))?;
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                Ok((Box::new(file.try_clone()?), size))
+            }
+        }
+    }
+}
+
 /// Runs the backtest and writes its output to `out`.
 pub fn run(options: &BacktestOptions, out: &mut dyn Write) -> Result<()> {
-    let file = File::open(&options.outcomes)
-        .with_context(|| format!("opening {}", options.outcomes.display()))?;
-    let outcomes = outcomes::read(BufReader::new(file))
-        .with_context(|| format!("reading {}", options.outcomes.display()))?;
-    for bad in outcomes.bad.iter().take(20) {
-        eprintln!(
+    if options.events.as_os_str() == "-" && options.outcomes.as_os_str() == "-" {
+        anyhow::bail!(
+            "--events and --outcomes cannot both be - (stdin): give one of them as a file"
+        );
+    }
+    let mut events = Events::new(&options.events, options.compare.is_some())?;
+    let mut runs = vec![Run::new(
+        options.config.as_deref(),
+        &mut events,
+        &options.events,
+    )?];
+    if let Some(path) = &options.compare {
+        runs.push(Run::new(Some(path), &mut events, &options.events)?);
+    }
+    // The outcomes after the events: only rows of accounts the events saw are kept.
+    let outcomes_input: Box<dyn Read> = if options.outcomes.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            File::open(&options.outcomes)
+                .with_context(|| format!("opening {}", options.outcomes.display()))?,
+        )
+    };
+    let outcomes = outcomes::read(BufReader::new(outcomes_input), |row| {
+        for run in &mut runs {
+            if let Some(&account) = run.accounts.0.get(row.account_id) {
+                run.expansions.push(Expansion {
+                    account,
+                    at_ms: row.expanded_at_ms,
+                    arr_delta: row.arr_delta,
+                });
+            }
+        }
+    })
+    .with_context(|| format!("reading {}", options.outcomes.display()))?;
+    for bad in &outcomes.bad {
+        crate::logging::say(format_args!(
             "{}: line {}: {} (skipped)",
             options.outcomes.display(),
             bad.line,
             bad.reason
-        );
+        ));
     }
-    if outcomes.bad.len() > 20 {
-        eprintln!(
+    if outcomes.bad_rows > outcomes.bad.len() as u64 {
+        crate::logging::say(format_args!(
             "{}: {} more bad rows skipped",
             options.outcomes.display(),
-            outcomes.bad.len() - 20
-        );
+            outcomes.bad_rows - outcomes.bad.len() as u64
+        ));
     }
     let horizon_ms = i64::try_from(options.horizon.as_millis()).unwrap_or(i64::MAX);
-    let baseline = one(
-        options.config.as_deref(),
-        &options.events,
-        &outcomes,
-        horizon_ms,
-    )?;
-    let candidate = match &options.compare {
-        Some(path) => Some(one(Some(path), &options.events, &outcomes, horizon_ms)?),
-        None => None,
-    };
+    let mut reports = runs
+        .into_iter()
+        .map(|run| run.report(&outcomes, horizon_ms));
+    let baseline = reports.next().context("no backtest ran")?;
+    let candidate = reports.next();
     if let Some(path) = &options.html {
         let page = html::render(&baseline, candidate.as_ref());
         std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
@@ -135,95 +204,99 @@ impl Accounts {
     }
 }
 
-/// One configuration's backtest.
-fn one(
-    config_path: Option<&Path>,
-    events: &Path,
-    outcomes: &outcomes::Outcomes,
-    horizon_ms: i64,
-) -> Result<Report> {
-    let settings = config::load(config_path)?;
-    let shadow: Vec<String> = settings
-        .playbooks
-        .iter()
-        .filter(|p| p.shadow)
-        .map(|p| p.name.to_string())
-        .collect();
-    let file = File::open(events).with_context(|| format!("opening {}", events.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(size);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.set_message(format!(
-            "backtest {}",
-            config_path.map_or("defaults".into(), |p| p.display().to_string())
-        ));
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let reader = BufReader::with_capacity(1 << 16, progress.wrap_read(file));
-    let max_score = settings.model.max_score();
-    let mut accounts = Accounts::default();
-    let mut emitted = Vec::new();
-    let (mut from_ms, mut to_ms) = (i64::MAX, i64::MIN);
-    let engine = replay::stream(Arc::new(settings), reader, |batch| {
-        for (line, outcome) in batch.lines.iter().zip(batch.outcomes) {
-            if matches!(outcome, Outcome::Processed { .. })
-                && let Some((account, at)) = account_and_time(line)
-            {
-                accounts.id(&account);
-                from_ms = from_ms.min(at);
-                to_ms = to_ms.max(at);
+/// One configuration's replay of the events: what it emitted, the accounts it saw, and
+/// (once the outcomes are read) the expansions of those accounts.
+struct Run {
+    config: String,
+    stats: radar_core::Stats,
+    max_score: f64,
+    accounts: Accounts,
+    emitted: Vec<Emitted>,
+    expansions: Vec<Expansion>,
+    from_ms: i64,
+    to_ms: i64,
+}
+
+impl Run {
+    fn new(config_path: Option<&Path>, events: &mut Events, shown: &Path) -> Result<Run> {
+        let settings = config::load(config_path)?;
+        let shadow: Vec<String> = settings
+            .playbooks
+            .iter()
+            .filter(|p| p.shadow)
+            .map(|p| p.name.to_string())
+            .collect();
+        let (input, size) = events.open()?;
+        let progress = if std::io::stderr().is_terminal() && size > 0 {
+            let bar = indicatif::ProgressBar::new(size);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!(
+                "backtest {}",
+                config_path.map_or("defaults".into(), |p| p.display().to_string())
+            ));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let reader = BufReader::with_capacity(1 << 16, progress.wrap_read(input));
+        let max_score = settings.model.max_score();
+        let mut accounts = Accounts::default();
+        let mut emitted = Vec::new();
+        let (mut from_ms, mut to_ms) = (i64::MAX, i64::MIN);
+        let engine = replay::stream(Arc::new(settings), reader, |batch| {
+            for (line, outcome) in batch.lines.iter().zip(batch.outcomes) {
+                if matches!(outcome, Outcome::Processed { .. })
+                    && let Some((account, at)) = account_and_time(line)
+                {
+                    accounts.id(&account);
+                    from_ms = from_ms.min(at);
+                    to_ms = to_ms.max(at);
+                }
             }
-        }
-        for o in batch.opportunities {
-            emitted.push(Emitted {
-                account: accounts.id(&o.account_id),
-                playbook: o.playbook.clone(),
-                tier: o.tier.as_str(),
-                tier_rise: o.kind == Kind::TierRise,
-                shadow: shadow.iter().any(|name| name == o.playbook.as_str()),
-                score: o.score,
-                at_ms: parse_rfc3339(&o.occurred_at).unwrap_or_default(),
-            });
-        }
-        Ok(())
-    })
-    .with_context(|| format!("reading {}", events.display()))?;
-    progress.finish_and_clear();
-    let seen = accounts.0.len() as u64;
-    let expansions: Vec<Expansion> = outcomes
-        .rows
-        .iter()
-        .filter_map(|row| {
-            accounts.0.get(&row.account_id).map(|&account| Expansion {
-                account,
-                at_ms: row.expanded_at_ms,
-                arr_delta: row.arr_delta,
-            })
+            for o in batch.opportunities {
+                emitted.push(Emitted {
+                    account: accounts.id(&o.account_id),
+                    playbook: o.playbook.clone(),
+                    tier: o.tier.as_str(),
+                    tier_rise: o.kind == Kind::TierRise,
+                    shadow: shadow.iter().any(|name| name == o.playbook.as_str()),
+                    score: o.score,
+                    at_ms: parse_rfc3339(&o.occurred_at).unwrap_or_default(),
+                });
+            }
+            Ok(())
         })
-        .collect();
-    let figures = analysis::figures(
-        &emitted,
-        &expansions,
-        analysis::Scope {
-            accounts: seen,
+        .with_context(|| format!("reading {}", shown.display()))?;
+        progress.finish_and_clear();
+        Ok(Run {
+            config: config_path.map_or("built-in defaults".into(), |p| p.display().to_string()),
+            stats: engine.stats().clone(),
+            max_score,
+            accounts,
+            emitted,
+            expansions: Vec::new(),
             from_ms,
             to_ms,
-            horizon_ms,
-            max_score,
-        },
-    );
-    Ok(Report::new(
-        config_path.map_or("built-in defaults".into(), |p| p.display().to_string()),
-        engine.stats(),
-        outcomes,
-        figures,
-    ))
+        })
+    }
+
+    fn report(self, outcomes: &outcomes::Outcomes, horizon_ms: i64) -> Report {
+        let figures = analysis::figures(
+            &self.emitted,
+            self.expansions,
+            analysis::Scope {
+                accounts: self.accounts.0.len() as u64,
+                from_ms: self.from_ms,
+                to_ms: self.to_ms,
+                horizon_ms,
+                max_score: self.max_score,
+            },
+        );
+        Report::new(self.config, &self.stats, outcomes, figures)
+    }
 }

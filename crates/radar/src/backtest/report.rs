@@ -44,8 +44,8 @@ impl Report {
                 late: stats.late,
                 duplicate: stats.duplicate,
             },
-            outcome_rows: outcomes.rows.len() as u64,
-            outcome_rows_skipped: outcomes.bad.len() as u64,
+            outcome_rows: outcomes.rows,
+            outcome_rows_skipped: outcomes.bad_rows,
             figures,
         }
     }
@@ -139,9 +139,10 @@ fn days(value: Option<f64>) -> String {
     value.map_or("-".into(), |v| format!("{v:.1}d"))
 }
 
+/// Whole units with thousands grouped, whatever the magnitude (not through an integer
+/// type, which would saturate).
 fn money(value: f64) -> String {
-    let whole = value.round() as i64;
-    let digits = whole.unsigned_abs().to_string();
+    let digits = format!("{:.0}", value.abs());
     let mut grouped = String::new();
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
@@ -149,7 +150,7 @@ fn money(value: f64) -> String {
         }
         grouped.push(c);
     }
-    if whole < 0 {
+    if value.round() < 0.0 {
         format!("-{grouped}")
     } else {
         grouped
@@ -291,5 +292,8 @@ mod tests {
         assert_eq!(money(1_234_567.4), "1,234,567");
         assert_eq!(money(999.0), "999");
         assert_eq!(money(-12_000.0), "-12,000");
+        assert_eq!(money(-0.2), "0");
+        // Past i64::MAX, which a cast saturated at 9,223,372,036,854,775,807.
+        assert_eq!(money(1e19), "10,000,000,000,000,000,000");
     }
 }
