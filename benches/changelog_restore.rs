@@ -65,9 +65,30 @@ fn main() {
             mock.create_topic(&source, 1, 1).expect("the source topic");
             mock.create_topic(&state, 1, 1)
                 .expect("the changelog topic");
+            mock.create_topic(&format!("{state}.dead-letter"), 1, 1)
+                .expect("the quarantine topic");
             mock.bootstrap_servers()
         }
     };
+    // The events are in the source topic too, as they would be: a restore checks that
+    // the completion record it resumes from is within the source partition.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .set("linger.ms", "50")
+        .create()
+        .expect("a producer");
+    for line in &lines {
+        let mut record = BaseRecord::<[u8], [u8]>::to(&source)
+            .partition(0)
+            .payload(line.as_bytes());
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            producer.poll(Duration::from_millis(10));
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("the events are written");
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &servers);
     let config = ChangelogConfig {
