@@ -45,6 +45,10 @@ use crate::producer::{owned_headers, send_waiting};
 use crate::quarantine::{self, QuarantineCounts, Quarantined, Unusable};
 use crate::topics::{self, Cleanup, TIMEOUT, block_on};
 
+mod ahead;
+
+use ahead::Ahead;
+
 /// Where the changelog is, and how to create it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangelogConfig {
@@ -522,6 +526,7 @@ impl Changelog {
         consumer.assign(&assignment)?;
         // By key: a later usable record of the same key supersedes the unusable ones.
         let mut unusable: HashMap<Vec<u8>, Vec<Quarantined>> = HashMap::new();
+        let mut ahead = Ahead::default();
         // To the end of the partition: past the high watermark taken before, and until
         // the consumer says it reached the end (some brokers report a watermark short of
         // a batch's last record).
@@ -549,22 +554,15 @@ impl Changelog {
             replayed.records += 1;
             let key = message.key().unwrap_or_default();
             let value = message.payload();
-            let ahead = &mut replayed.ahead;
             let refused = match apply(key, value, engine) {
                 Ok(Some(resume_at)) => {
                     // The accounts this completion covers are no longer ahead; unless it
                     // is past the source's watermark, and may yet be dropped.
-                    let mut settled = Vec::new();
-                    if resume_at <= source_end {
-                        ahead.retain(|_, complete_to| *complete_to > resume_at);
-                    } else {
-                        settled = ahead
-                            .iter()
-                            .filter(|(_, complete_to)| **complete_to <= resume_at)
-                            .map(|(account, complete_to)| (account.clone(), *complete_to))
-                            .collect();
-                        ahead.retain(|_, complete_to| *complete_to > resume_at);
-                    }
+                    let settled = ahead
+                        .complete(resume_at, resume_at > source_end)
+                        .into_iter()
+                        .map(|(account, complete_to, _)| (account, complete_to))
+                        .collect();
                     replayed.resume_at = Some(resume_at);
                     replayed.completions.push(Completion {
                         at: message.offset(),
@@ -575,20 +573,14 @@ impl Changelog {
                     continue;
                 }
                 Ok(None) => {
-                    let complete_to = value.and(complete_to(&message));
-                    match complete_to {
-                        Some(at) if replayed.resume_at.is_none_or(|resume| at > resume) => {
-                            ahead.insert(key.to_vec(), at);
-                        }
-                        _ if !ahead.is_empty() => {
-                            ahead.remove(key);
-                        }
-                        _ => {}
-                    }
+                    let complete_to = value.and_then(|_| complete_to(&message));
+                    ahead.record(key, complete_to, replayed.resume_at, message.offset());
                     None
                 }
                 Err((why, detail)) => {
-                    ahead.remove(key);
+                    if !key.is_empty() {
+                        ahead.record(key, None, replayed.resume_at, message.offset());
+                    }
                     Some(Quarantined {
                         offset: message.offset(),
                         key: key.to_vec(),
@@ -607,6 +599,7 @@ impl Changelog {
             }
         }
         replayed.unusable = unusable.into_values().flatten().collect();
+        replayed.ahead = ahead.into_map();
         replayed
             .unusable
             .sort_unstable_by_key(|record| record.offset);
