@@ -557,3 +557,51 @@ async fn salesforce_errors_get_the_outcomes_a_user_expects() {
     );
     running.finish().await;
 }
+
+/// Salesforce documents 403 `REQUEST_LIMIT_EXCEEDED` for its API limit, but what sits in
+/// front of an org (a gateway, a proxy) answers 429 with `Retry-After`: a pause, like
+/// HubSpot's 429, never a dead letter.
+#[tokio::test]
+async fn a_salesforce_429_with_retry_after_pauses_and_retries() {
+    let patches = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let answered = patches.clone();
+    let app = axum::Router::new().fallback(move |method: axum::http::Method| {
+        let answered = answered.clone();
+        async move {
+            use axum::http::StatusCode;
+            use axum::response::IntoResponse;
+            if method == axum::http::Method::GET {
+                let account = json!({"Id": "001000000000001AAA", "OwnerId": "005000000000077AAA"});
+                return (StatusCode::OK, axum::Json(account)).into_response();
+            }
+            let mut seen = answered.lock().unwrap();
+            let status = if seen.is_empty() { 429 } else { 204 };
+            seen.push(status);
+            if status == 429 {
+                let body = json!([{"errorCode": "REQUEST_LIMIT", "message": "Too many requests"}]);
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1")],
+                    axum::Json(body),
+                )
+                    .into_response();
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let started = Instant::now();
+    let (running, seen) = start(crm("salesforce", url), vec![opportunity(1, "acme", "cs")]).await;
+    until("the opportunity is settled", || {
+        seen.count("success") + dead_reasons(&running).len() == 1
+    })
+    .await;
+    assert_eq!(dead_reasons(&running), Vec::<String>::new());
+    assert_eq!(*patches.lock().unwrap(), [429, 204]);
+    assert_eq!(seen.count("http_429"), 1);
+    // Retry-After: 1 is capped at the test's 300 ms, and honoured up to it.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    running.finish().await;
+}
