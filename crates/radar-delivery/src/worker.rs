@@ -26,6 +26,7 @@ use crate::observe::Observer;
 use crate::outcome::{DestinationState, after_call, dead};
 use crate::payload;
 use crate::rate::TokenBucket;
+use crate::redact::Redactor;
 use crate::retry::AttemptResult;
 use crate::settings::{DeliverySettings, Destination};
 
@@ -160,6 +161,7 @@ impl DeliveryService {
             .map(Arc::new);
             let worker = DestinationWorker {
                 crm,
+                redactor: Redactor::for_destination(&self.settings.destinations[index]),
                 store: self.store.clone(),
                 settings: self.settings.clone(),
                 index,
@@ -357,6 +359,8 @@ struct DestinationWorker {
     kafka: Option<Arc<KafkaDelivery>>,
     /// Set for a CRM destination: its deliveries are sent in batches by this client.
     crm: Option<Arc<CrmClient>>,
+    /// Takes the destination's secrets out of every reason before it is stored or logged.
+    redactor: Redactor,
 }
 
 type Attempted = (Delivery, AttemptResult);
@@ -646,7 +650,8 @@ impl DestinationWorker {
             ));
         }
         let mut settlements = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
+        for mut outcome in outcomes {
+            self.redactor.outcome(&mut outcome);
             if let Settlement::Delivered(delivery) = &outcome.settlement {
                 self.observer.delivered(
                     name,
