@@ -1,6 +1,7 @@
 //! Delivery with `store = "kafka"` against a tansu broker process: what a record on the
 //! opportunities or retry topic can do to delivery, and what the dead-letter topic keeps
-//! of it — an opportunity too big to dead-letter whole, a retry due in year 9999.
+//! of it — an opportunity too big to dead-letter whole, an empty one, a retry due in
+//! year 9999, dead letters whose keys are not UTF-8.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
@@ -13,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use radar_delivery::breaker::BreakerState;
-use radar_delivery::kafka::dead_letters;
+use radar_delivery::kafka::dead_letters::{self, Letter};
 use radar_delivery::kafka::parked;
 use radar_delivery::settings::{RawDestination, build};
 use radar_delivery::{DeliveryService, KafkaDelivery, KafkaDeliveryConfig, Observer};
-use radar_store::{Delivery, Store};
+use radar_store::{DeadLetter, Delivery, Store};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -398,5 +399,83 @@ fn a_retry_due_in_year_9999_lets_the_commit_pass_what_settled_behind_it() {
         assert_eq!(headers["radar.attempts"], "1");
         assert!(!received.lock().unwrap().contains(&format!("{:032x}", 0)));
         delivering.finish().await;
+    });
+}
+
+/// An opportunity record with an empty value is dead-lettered with an empty value, which
+/// must not read as a tombstone.
+#[test]
+fn an_empty_opportunity_record_is_dead_lettered_and_listed() {
+    let topics = Topics::new("empty");
+    // Dropped after the runtime: delivery stops (and commits) while the broker is up.
+    runtime().block_on(async {
+        let opportunities = topics.config.opportunities_topic.clone();
+        topics.produce(&opportunities, b"acme", b"", None).await;
+        let (url, _) = receiver().await;
+        let seen = Arc::new(Seen::default());
+        let delivering = deliver(&topics, &url, seen.clone(), Duration::from_secs(60)).await;
+        until("its dead letter is acknowledged", || {
+            seen.dead_letters() == 1
+        })
+        .await;
+        let letters = dead_letters::read_all(&topics.config).unwrap();
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert!(letters[0].letter.opportunity.is_empty());
+        assert!(
+            letters[0]
+                .letter
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("does not decode")
+        );
+        delivering.finish().await;
+    });
+}
+
+/// Two letters whose keys are not UTF-8 and differ only there are two letters, and
+/// replaying them writes the tombstone of each exact key.
+#[test]
+fn dead_letters_with_binary_keys_are_listed_apart_and_replayed_exactly() {
+    let topics = Topics::new("keys");
+    // Dropped after the runtime: delivery stops (and commits) while the broker is up.
+    runtime().block_on(async {
+        let topic = topics.config.dead_letter_topic.clone();
+        let keys: [&[u8]; 2] = [b"\xff\x01", b"\xfe\x01"];
+        for (i, key) in keys.iter().enumerate() {
+            let dead = DeadLetter {
+                destination: "hook".into(),
+                seq: i as u64,
+                attempts: 1,
+                created_ms: 1,
+                failed_ms: 2,
+                reason: "HTTP 400".into(),
+                opportunity: opportunity(i),
+            };
+            let letter = parked::dead_letter(&dead, None, MESSAGE_MAX_BYTES);
+            topics
+                .produce(&topic, key, &letter.value, Some(letter.owned_headers()))
+                .await;
+        }
+        let letters = dead_letters::read_all(&topics.config).unwrap();
+        let listed: Vec<&[u8]> = letters.iter().map(|l| l.key.as_slice()).collect();
+        assert_eq!(listed, [b"\xfe\x01", b"\xff\x01"]);
+        let escaped: Vec<String> = letters
+            .iter()
+            .map(|Letter { key, .. }| dead_letters::escape_key(key))
+            .collect();
+        assert_eq!(escaped, ["\\xfe\\x01", "\\xff\\x01"]);
+        assert_eq!(
+            dead_letters::replay(&topics.config, &letters, now_ms()).unwrap(),
+            2
+        );
+        assert_eq!(dead_letters::read_all(&topics.config).unwrap(), vec![]);
+        // A header without a value reads as none, not as a crash.
+        let odd = OwnedHeaders::new().insert(Header::<&str> {
+            key: "radar.destination",
+            value: None,
+        });
+        topics.produce(&topic, b"odd", b"", Some(odd)).await;
+        assert!(dead_letters::read_all(&topics.config).is_ok());
     });
 }
