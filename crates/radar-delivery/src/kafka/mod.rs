@@ -20,6 +20,12 @@
 //! - **Dead letters go to a compacted topic** (`<opportunities topic>.dead-letter`), keyed
 //!   by destination, opportunity id and failure time, which `radar dlq list` reads and
 //!   `radar dlq replay` puts back on the retry topic (writing the letter's tombstone).
+//!   Each fits the producer's `message.max.bytes`, its opportunity cut if need be, so no
+//!   record can leave its delivery unsettled and its destination waiting behind it
+//!   (`park`).
+//! - **A long retry does not hold its partition's commit**: a due time read back is held
+//!   to the schedule's longest wait, and a retry waiting with settled records behind it
+//!   is parked anew at the end of the retry topic (`repark`).
 //!
 //! A crash sends again at most what was delivered but not yet committed, and a partition
 //! that moves while a delivery is in flight may see it sent by both owners: both under

@@ -4,6 +4,10 @@
 //! delivered entries leave the queue, retries wait there with a due time, and the rest
 //! go to the dead-letter store. A crash at any point re-sends at most what was in
 //! flight, under the same `webhook-id`.
+//!
+//! Beside it: `outbox` (the dispatcher, and syncing the store), `record` (writing
+//! outcomes to the store or to Kafka, counted once written) and `report` (the queues'
+//! metrics, from a task of their own).
 
 mod outbox;
 mod record;
@@ -503,6 +507,8 @@ impl DestinationWorker {
         let (store, name) = (self.store.clone(), self.destination().name.clone());
         match blocking(move || store.disabled_reason(&name)).await {
             Ok(Some(reason)) => {
+                // Noted by an earlier version, perhaps before reasons were redacted.
+                let reason = self.redactor.redact(&reason);
                 tracing::warn!(
                     destination = %self.destination().name,
                     %reason,
