@@ -9,6 +9,7 @@
 //! - [`outcome`]: what one attempt's result does to its delivery and its destination
 //!   (breaker, pause, retry, dead letter, disable), decided purely;
 //! - [`rate`]: the per-destination rate limit (token bucket);
+//! - [`redact`]: secrets taken out of the reasons delivery stores and logs;
 //! - [`signing`]: Standard Webhooks signatures and `whsec_` secrets;
 //! - [`payload`]: the HTTP request each kind of destination gets;
 //! - [`crm`]: HubSpot and Salesforce: deals and opportunities on the right company,
@@ -29,6 +30,7 @@ pub mod observe;
 pub mod outcome;
 pub mod payload;
 pub mod rate;
+pub mod redact;
 pub mod retry;
 pub mod settings;
 pub mod signing;

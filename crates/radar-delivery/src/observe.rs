@@ -12,11 +12,25 @@ pub trait Observer: Send + Sync {
     fn attempt(&self, destination: &str, result: &'static str);
     /// Delivered, `latency` after the opportunity left the outbox.
     fn delivered(&self, destination: &str, latency: Duration);
+    /// A dead letter was recorded (in the store, or acknowledged on its topic).
     fn dead_lettered(&self, destination: &str);
     fn queue(&self, destination: &str, depth: u64, oldest_age: Duration);
     fn breaker(&self, destination: &str, state: BreakerState);
     /// A CRM record was written, owned per `routing` for `team` (`cs` or `sales`).
     fn routed(&self, destination: &str, team: &'static str, routing: &'static str);
+    /// A configured destination, said once as delivery starts: its counters can be shown
+    /// at zero before anything happens to it.
+    fn known(&self, _destination: &str) {}
+    /// How long the earliest due delivery has waited unsettled (zero when none is due):
+    /// a destination that is stuck shows here, whatever its queue's depth.
+    fn overdue(&self, _destination: &str, _waited: Duration) {}
+    /// Outcomes handed to Kafka (retries, dead letters) and not acknowledged yet.
+    fn unacknowledged(&self, _destination: &str, _outcomes: u64) {}
+    /// Recording outcomes on Kafka failed (a broker away); it is tried again.
+    fn park_failed(&self, _destination: &str) {}
+    /// A dead letter recorded without its whole opportunity: `outcome` is `truncated`,
+    /// `payload_dropped` or `lost` (see [`crate::kafka::Landing::degraded`]).
+    fn dead_letter_degraded(&self, _destination: &str, _outcome: &'static str) {}
 }
 
 /// An observer that ignores everything.

@@ -157,19 +157,24 @@ fn decide(
     }
 }
 
-/// The dead letter of a delivery given up on at `now_ms`.
+/// The settlement of a delivery given up on at `now_ms`.
 pub fn dead(delivery: Delivery, now_ms: u64, reason: String) -> Settlement {
     Settlement::DeadLettered {
         previous_due_ms: delivery.due_ms,
-        dead: DeadLetter {
-            destination: delivery.destination,
-            seq: delivery.seq,
-            attempts: delivery.attempts,
-            created_ms: delivery.created_ms,
-            failed_ms: now_ms,
-            reason,
-            opportunity: delivery.opportunity,
-        },
+        dead: dead_letter(delivery, now_ms, reason),
+    }
+}
+
+/// The dead letter of a delivery given up on at `now_ms`.
+pub fn dead_letter(delivery: Delivery, now_ms: u64, reason: String) -> DeadLetter {
+    DeadLetter {
+        destination: delivery.destination,
+        seq: delivery.seq,
+        attempts: delivery.attempts,
+        created_ms: delivery.created_ms,
+        failed_ms: now_ms,
+        reason,
+        opportunity: delivery.opportunity,
     }
 }
 

@@ -134,6 +134,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The longest any retry may wait: the longest delay of the schedule, or the cap of
+    /// `Retry-After` if that is longer. A due time read back from the retry topic is
+    /// held to it, so no record can make a delivery wait longer than configured.
+    pub fn longest_wait(&self) -> Duration {
+        self.schedule
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or_default()
+            .max(self.retry_after_cap)
+    }
+
     /// Decides after attempt number `attempts` (1 for the first) got `result`. `jitter`
     /// is a uniform draw in [0, 1): the caller owns the randomness, so this stays pure.
     pub fn decide(&self, attempts: u32, result: &AttemptResult, jitter: f64) -> Action {
@@ -328,6 +340,17 @@ mod tests {
             panic!()
         };
         assert_eq!(after, Duration::from_secs(3_600));
+    }
+
+    #[test]
+    fn the_longest_wait_is_the_schedules_or_the_retry_after_cap() {
+        let mut policy = RetryPolicy::default();
+        assert_eq!(policy.longest_wait(), Duration::from_secs(36_000));
+        policy.retry_after_cap = Duration::from_secs(86_400);
+        assert_eq!(policy.longest_wait(), Duration::from_secs(86_400));
+        policy.schedule.clear();
+        policy.retry_after_cap = Duration::ZERO;
+        assert_eq!(policy.longest_wait(), Duration::ZERO);
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub struct DeliverySettings {
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
     pub poll_interval: Duration,
+    /// With `store = "kafka"`: a retry held this long, and not due for as long again,
+    /// is parked anew at the end of the retry topic once records behind it are settled,
+    /// so the commit passes them (see `kafka::repark`). Not configurable: tests shorten it.
+    pub repark_after: Duration,
     pub guard: Guard,
     pub destinations: Vec<Destination>,
 }
@@ -129,6 +133,7 @@ impl Default for DeliverySettings {
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
             poll_interval: Duration::from_millis(100),
+            repark_after: Duration::from_secs(60),
             guard: Guard::default(),
             destinations: Vec::new(),
         }

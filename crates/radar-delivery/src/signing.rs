@@ -35,6 +35,12 @@ impl SigningSecret {
         Ok(SigningSecret(bytes.into()))
     }
 
+    /// The secret's bytes, for taking it out of what receivers echo (see
+    /// [`crate::redact`]).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.0.expose_secret()
+    }
+
     /// Every secret in `text`, separated by whitespace (rotation: old and new at once).
     pub fn parse_all(text: &str) -> Result<Vec<SigningSecret>, SecretError> {
         let secrets: Vec<_> = text

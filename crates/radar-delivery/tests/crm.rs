@@ -557,3 +557,102 @@ async fn salesforce_errors_get_the_outcomes_a_user_expects() {
     );
     running.finish().await;
 }
+
+/// A loopback Salesforce: the Account lookup finds an owned Account, and the upserts get
+/// what `upsert` answers to the n-th of them (counting from 0).
+async fn loopback_salesforce(
+    upsert: impl Fn(usize) -> axum::response::Response + Clone + Send + Sync + 'static,
+) -> String {
+    let upserts = Arc::new(Mutex::new(0usize));
+    let app = axum::Router::new().fallback(move |method: axum::http::Method| {
+        let (upserts, upsert) = (upserts.clone(), upsert.clone());
+        async move {
+            use axum::response::IntoResponse;
+            if method == axum::http::Method::GET {
+                let account = json!({"Id": "001000000000001AAA", "OwnerId": "005000000000077AAA"});
+                return axum::Json(account).into_response();
+            }
+            let n = {
+                let mut count = upserts.lock().unwrap();
+                *count += 1;
+                *count - 1
+            };
+            upsert(n)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Salesforce documents 403 `REQUEST_LIMIT_EXCEEDED` for its API limit, but what sits in
+/// front of an org (a gateway, a proxy) answers 429 with `Retry-After`: a pause, like
+/// HubSpot's 429, never a dead letter.
+#[tokio::test]
+async fn a_salesforce_429_with_retry_after_pauses_and_retries() {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let answered = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let seen_by_server = answered.clone();
+    let url = loopback_salesforce(move |n| {
+        seen_by_server
+            .lock()
+            .unwrap()
+            .push(if n == 0 { 429 } else { 204 });
+        if n > 0 {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        let body = json!([{"errorCode": "REQUEST_LIMIT", "message": "Too many requests"}]);
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            axum::Json(body),
+        )
+            .into_response()
+    })
+    .await;
+    let started = Instant::now();
+    let (running, seen) = start(crm("salesforce", url), vec![opportunity(1, "acme", "cs")]).await;
+    until("the opportunity is settled", || {
+        seen.count("success") + dead_reasons(&running).len() == 1
+    })
+    .await;
+    assert_eq!(dead_reasons(&running), Vec::<String>::new());
+    assert_eq!(*answered.lock().unwrap(), [429, 204]);
+    assert_eq!(seen.count("http_429"), 1);
+    // Retry-After: 1 is capped at the test's 300 ms, and honoured up to it.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    running.finish().await;
+}
+
+/// A vendor (or a proxy) that echoes the request in its error: the dead letter keeps
+/// the message and loses the credentials.
+#[tokio::test]
+async fn a_refusal_that_echoes_the_token_is_dead_lettered_without_it() {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let url = loopback_salesforce(|_| {
+        let echo = format!(
+            "bad field; request was Authorization: Bearer {TOKEN} with {{\"refresh_token\":\"5Aep861\"}} and {TOKEN}"
+        );
+        let body = json!([{"errorCode": "INVALID_FIELD", "message": echo}]);
+        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    })
+    .await;
+    let (running, _) = start(crm("salesforce", url), vec![opportunity(1, "acme", "cs")]).await;
+    until("the opportunity is dead-lettered", || {
+        dead_reasons(&running).len() == 1
+    })
+    .await;
+    let reason = dead_reasons(&running).remove(0);
+    assert!(
+        reason.starts_with("crm_refused: Salesforce answered 400 INVALID_FIELD: bad field"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains(TOKEN) && !reason.contains("5Aep861"),
+        "{reason}"
+    );
+    running.finish().await;
+}

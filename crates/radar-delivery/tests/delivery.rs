@@ -13,14 +13,15 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use radar_delivery::RawDelivery;
+use radar_delivery::breaker::BreakerState;
 use radar_delivery::settings::RawDestination;
+use radar_delivery::{Observer, RawDelivery};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 mod support;
 
-use support::{Running, SECRET, run_entries, serve, settings, until};
+use support::{Running, SECRET, run_entries, run_observed, serve, settings, until};
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -478,4 +479,59 @@ async fn slack_gets_a_block_kit_message_without_credentials() {
     let message: serde_json::Value = serde_json::from_slice(&slack.received()[0].body).unwrap();
     assert_eq!(message["blocks"][0]["type"], "header");
     assert!(slack.received()[0].headers.get("authorization").is_none());
+}
+
+/// What delivery reported of its queues, by destination.
+#[derive(Default)]
+struct Queues {
+    known: Mutex<Vec<String>>,
+    depth: Mutex<HashMap<String, u64>>,
+    overdue: Mutex<HashMap<String, Duration>>,
+}
+
+impl Observer for Queues {
+    fn attempt(&self, _: &str, _: &'static str) {}
+    fn delivered(&self, _: &str, _: Duration) {}
+    fn dead_lettered(&self, _: &str) {}
+    fn queue(&self, destination: &str, depth: u64, _: Duration) {
+        self.depth.lock().unwrap().insert(destination.into(), depth);
+    }
+    fn breaker(&self, _: &str, _: BreakerState) {}
+    fn routed(&self, _: &str, _: &'static str, _: &'static str) {}
+    fn known(&self, destination: &str) {
+        self.known.lock().unwrap().push(destination.into());
+    }
+    fn overdue(&self, destination: &str, waited: Duration) {
+        self.overdue
+            .lock()
+            .unwrap()
+            .insert(destination.into(), waited);
+    }
+}
+
+/// A delivery that is due and not settled shows in how long the destination has left it
+/// so, reported beside its worker, whatever that worker is waiting on.
+#[tokio::test]
+async fn a_delivery_that_hangs_shows_its_destination_overdue() {
+    let receiver = Receiver::start(Arc::new(|_| Reply::Hang)).await;
+    let mut slow = webhook("slow", receiver.url());
+    slow.timeout = Some("20s".into());
+    let queues = Arc::new(Queues::default());
+    let raw = settings(vec![slow], true);
+    let running = run_observed(raw, vec![opportunity(0)], queues.clone()).await;
+    until(
+        "the hanging delivery is reported overdue by a second",
+        || {
+            queues
+                .overdue
+                .lock()
+                .unwrap()
+                .get("slow")
+                .is_some_and(|waited| *waited >= Duration::from_secs(1))
+        },
+    )
+    .await;
+    assert_eq!(queues.depth.lock().unwrap().get("slow"), Some(&1));
+    assert_eq!(*queues.known.lock().unwrap(), ["slow"]);
+    running.finish().await;
 }

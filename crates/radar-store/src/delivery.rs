@@ -103,6 +103,9 @@ pub struct QueueSummary {
     pub depth: u64,
     /// Creation time of the oldest queued delivery (Unix ms).
     pub oldest_created_ms: Option<u64>,
+    /// The earliest due time queued (Unix ms): once past, how long the destination has
+    /// left a delivery that is due unsettled (waiting, in flight, or being recorded).
+    pub earliest_due_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -246,6 +249,37 @@ impl Store {
         Ok(due)
     }
 
+    /// The queued deliveries at `keys` (destination, due time, sequence), in that order;
+    /// those no longer queued are left out.
+    pub fn queued(&self, keys: &[(String, u64, u64)]) -> Result<Vec<Delivery>, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let queue = match txn.open_table(QUEUE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut found = Vec::with_capacity(keys.len());
+        for (destination, due_ms, seq) in keys {
+            let Some(value) = queue
+                .get((destination.as_str(), *due_ms, *seq))
+                .map_err(storage)?
+            else {
+                continue;
+            };
+            let queued: Queued = postcard::from_bytes(value.value()).map_err(corrupt)?;
+            found.push(Delivery {
+                destination: destination.clone(),
+                seq: *seq,
+                due_ms: *due_ms,
+                attempts: queued.attempts,
+                created_ms: queued.created_ms,
+                last_error: queued.last_error,
+                opportunity: queued.opportunity,
+            });
+        }
+        Ok(found)
+    }
+
     /// An account's latest opportunities (JSON), newest first.
     pub fn recent_opportunities(&self, account_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(storage)?;
@@ -356,8 +390,10 @@ impl Store {
             .range((destination, 0, 0)..=(destination, u64::MAX, u64::MAX))
             .map_err(storage)?
         {
-            let (_, value) = entry.map_err(storage)?;
+            let (key, value) = entry.map_err(storage)?;
             let queued: Queued = postcard::from_bytes(value.value()).map_err(corrupt)?;
+            // Keys are in due order: the first is the earliest.
+            summary.earliest_due_ms.get_or_insert(key.value().1);
             summary.depth += 1;
             summary.oldest_created_ms = Some(
                 summary
@@ -578,9 +614,16 @@ mod tests {
             store.queue_summary("d").unwrap(),
             QueueSummary {
                 depth: 3,
-                oldest_created_ms: Some(1_000)
+                oldest_created_ms: Some(1_000),
+                earliest_due_ms: Some(5),
             }
         );
+        let keys = [
+            ("d".to_owned(), 7, 2),
+            ("d".to_owned(), 6, 2),
+            ("d".to_owned(), 5, 0),
+        ];
+        assert_eq!(store.queued(&keys).unwrap(), vec![c.clone(), a.clone()]);
         let mut later = b.clone();
         later.due_ms = 50;
         later.attempts = 1;

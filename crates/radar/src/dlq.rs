@@ -42,6 +42,11 @@ struct Shown<'a> {
     reason: &'a str,
     failed_ms: u64,
     opportunity: &'a [u8],
+    /// On the topic: the record key, every byte shown (see [`dead_letters::escape_key`]),
+    /// where the record it came from is, and whether the opportunity was cut or left out.
+    key: Option<String>,
+    source: Option<&'a str>,
+    cut: Option<&'a str>,
 }
 
 impl Shown<'_> {
@@ -60,14 +65,24 @@ impl Shown<'_> {
     fn line(&self) -> serde_json::Value {
         let opportunity: serde_json::Value =
             serde_json::from_slice(self.opportunity).unwrap_or(serde_json::Value::Null);
-        json!({
+        let mut line = json!({
             "destination": self.destination,
             "opportunity_id": self.opportunity_id(),
             "attempts": self.attempts,
             "reason": self.reason,
             "failed_at_ms": self.failed_ms,
             "opportunity": opportunity,
-        })
+        });
+        for (name, value) in [
+            ("key", self.key.as_deref()),
+            ("source", self.source),
+            ("opportunity_cut", self.cut),
+        ] {
+            if let Some(value) = value {
+                line[name] = json!(value);
+            }
+        }
+        line
     }
 }
 
@@ -79,18 +94,24 @@ impl<'a> From<&'a DeadLetter> for Shown<'a> {
             reason: &letter.reason,
             failed_ms: letter.failed_ms,
             opportunity: &letter.opportunity,
+            key: None,
+            source: None,
+            cut: None,
         }
     }
 }
 
 impl<'a> From<&'a Letter> for Shown<'a> {
-    fn from(Letter { letter, .. }: &'a Letter) -> Shown<'a> {
+    fn from(Letter { key, letter }: &'a Letter) -> Shown<'a> {
         Shown {
             destination: &letter.destination,
             attempts: letter.attempts,
             reason: letter.reason.as_deref().unwrap_or_default(),
             failed_ms: letter.due_ms,
             opportunity: &letter.opportunity,
+            key: Some(dead_letters::escape_key(key)),
+            source: letter.source.as_deref(),
+            cut: letter.cut.as_deref(),
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct Metrics {
     queue_age: prometheus::GaugeVec,
     breaker: IntGaugeVec,
     dead_lettered: IntCounterVec,
+    overdue: prometheus::GaugeVec,
+    unacknowledged: IntGaugeVec,
+    park_failures: IntCounterVec,
+    delivery_letters_degraded: IntCounterVec,
     crm_records: IntCounterVec,
     shadow: IntCounterVec,
     config_info: IntGaugeVec,
@@ -285,8 +289,34 @@ impl Metrics {
             ),
             dead_lettered: vec(
                 "radar_delivery_dead_lettered_total",
-                "Deliveries moved to the dead-letter store.",
+                "Deliveries moved to the dead-letter store (or acknowledged on the dead-letter topic).",
                 &["destination"],
+            ),
+            overdue: register(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "radar_delivery_overdue_seconds",
+                        "How long the earliest due delivery has waited unsettled (queued, in flight or being recorded); 0 when none is due. A destination that is stuck grows here.",
+                    ),
+                    &["destination"],
+                )
+                .unwrap_or_else(|e| panic!("overdue: {e}")),
+            ),
+            unacknowledged: gauge_vec(
+                "radar_delivery_unacknowledged",
+                "With state.store = \"kafka\": outcomes (retries, dead letters) handed to Kafka and not acknowledged yet.",
+                &["destination"],
+            ),
+            park_failures: vec(
+                "radar_delivery_park_failures_total",
+                "With state.store = \"kafka\": failures to record outcomes on the retry or dead-letter topic (tried again; logged at most every 10 s).",
+                &["destination"],
+            ),
+            delivery_letters_degraded: vec(
+                "radar_delivery_dead_letters_degraded_total",
+                "Delivery dead letters on the dead-letter topic without their whole opportunity: `truncated` to fit kafka.client.message_max_bytes, `payload_dropped` (refused, then sent with the source record's coordinates), `lost` (refused even so; the log names it).",
+                &["destination", "outcome"],
             ),
             config_info: gauge_vec(
                 "radar_config_info",
@@ -496,5 +526,56 @@ impl Observer for Metrics {
         self.crm_records
             .with_label_values(&[destination, team, routing])
             .inc();
+    }
+
+    fn known(&self, destination: &str) {
+        // Present at zero from the start, so a rate or an alert has a series to read.
+        self.dead_lettered.with_label_values(&[destination]);
+        self.park_failures.with_label_values(&[destination]);
+        self.unacknowledged.with_label_values(&[destination]);
+        self.overdue.with_label_values(&[destination]);
+    }
+
+    fn overdue(&self, destination: &str, waited: Duration) {
+        self.overdue
+            .with_label_values(&[destination])
+            .set(waited.as_secs_f64());
+    }
+
+    fn unacknowledged(&self, destination: &str, outcomes: u64) {
+        self.unacknowledged
+            .with_label_values(&[destination])
+            .set(outcomes as i64);
+    }
+
+    fn park_failed(&self, destination: &str) {
+        self.park_failures.with_label_values(&[destination]).inc();
+    }
+
+    fn dead_letter_degraded(&self, destination: &str, outcome: &'static str) {
+        self.delivery_letters_degraded
+            .with_label_values(&[destination, outcome])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each configured destination's delivery series are there at zero from the start.
+    #[test]
+    fn a_known_destination_shows_its_delivery_counters_at_zero() {
+        let metrics = Metrics::new(Vec::new());
+        metrics.known("hook");
+        let text = metrics.render();
+        for series in [
+            "radar_delivery_dead_lettered_total{destination=\"hook\"} 0",
+            "radar_delivery_park_failures_total{destination=\"hook\"} 0",
+            "radar_delivery_unacknowledged{destination=\"hook\"} 0",
+            "radar_delivery_overdue_seconds{destination=\"hook\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
     }
 }

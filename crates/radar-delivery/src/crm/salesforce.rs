@@ -143,8 +143,9 @@ fn first_error(body: &[u8]) -> Option<(String, String)> {
 /// `DUPLICATE_VALUE` on `id_field` means a concurrent upsert already inserted this
 /// opportunity id, so it is there (on another field, nothing was written: a dead
 /// letter); an expired session disables the destination with the reason rather than
-/// retrying into it; the org's API request limit pauses the destination for an hour (at
-/// most the configured cap); a locked row is retried, an unavailable server too (and
+/// retrying into it; the org's API request limit pauses the destination for its
+/// `Retry-After`, else an hour (at most the configured cap), and a 429 for its
+/// `Retry-After`, as HubSpot's does; a locked row is retried, an unavailable server too (and
 /// counts against the breaker); an Account that does not exist is `company_not_found`;
 /// other refusals are dead letters that say what Salesforce refused.
 pub fn classify(answer: &Answer, id_field: &str) -> AttemptResult {
@@ -163,8 +164,13 @@ pub fn classify(answer: &Answer, id_field: &str) -> AttemptResult {
         )),
         (_, "REQUEST_LIMIT_EXCEEDED") => AttemptResult::Response {
             status: 429,
-            retry_after: Some(std::time::Duration::from_secs(3_600)),
+            retry_after: answer
+                .retry_after
+                .or(Some(std::time::Duration::from_secs(3_600))),
         },
+        // Salesforce documents 403 for its API limit, but a gateway or proxy in front of
+        // an org (or a concurrent-request limit) answers 429: a pause, never a refusal.
+        (429, _) => answer.result(),
         (_, "UNABLE_TO_LOCK_ROW") => AttemptResult::Transient {
             label: "crm_busy",
             reason: said,
@@ -318,6 +324,19 @@ mod tests {
             AttemptResult::Response {
                 status: 429,
                 retry_after: Some(std::time::Duration::from_secs(3_600))
+            }
+        );
+        // A 429 (a gateway's, say) pauses for its Retry-After whatever the body says.
+        let throttled = Answer {
+            status: 429,
+            retry_after: Some(std::time::Duration::from_secs(7)),
+            body: b"<html>Too Many Requests</html>".to_vec(),
+        };
+        assert_eq!(
+            classify(&throttled, ID),
+            AttemptResult::Response {
+                status: 429,
+                retry_after: Some(std::time::Duration::from_secs(7))
             }
         );
         // A 404 on the upsert is a wrong object or field, not a missing Account (that one

@@ -24,9 +24,24 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A dead letter on the topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Letter {
-    /// `destination/opportunity id/failed at`: the record key.
-    pub key: String,
+    /// The record key, as bytes: radar writes `destination/opportunity id/failed at`, but
+    /// whatever a key holds, its tombstone must name exactly it.
+    pub key: Vec<u8>,
     pub letter: Parked,
+}
+
+/// A key as text that shows every byte: printable ASCII as it is, `\` doubled, and
+/// anything else as `\xNN`, so two keys that differ print differently.
+pub fn escape_key(key: &[u8]) -> String {
+    let mut text = String::with_capacity(key.len());
+    for &byte in key {
+        match byte {
+            b'\\' => text.push_str("\\\\"),
+            b' '..=b'~' => text.push(char::from(byte)),
+            _ => text.push_str(&format!("\\x{byte:02x}")),
+        }
+    }
+    text
 }
 
 /// Every dead letter, by key.
@@ -50,7 +65,7 @@ pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError
             assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
         }
     }
-    let mut letters: BTreeMap<String, Option<Parked>> = BTreeMap::new();
+    let mut letters: BTreeMap<Vec<u8>, Option<Parked>> = BTreeMap::new();
     if ends.is_empty() {
         return Ok(Vec::new());
     }
@@ -69,12 +84,16 @@ pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 progressed = Instant::now();
-                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                // A tombstone; some brokers hand one back as an empty value rather than
-                // none (a dead letter always holds its opportunity).
-                let letter = match message.payload() {
-                    None | Some([]) => None,
-                    Some(_) => match parked::read(&message) {
+                let key = message.key().unwrap_or_default().to_vec();
+                // A tombstone has no headers, and some brokers hand its value back as
+                // empty rather than none; a letter always has radar's headers, even with
+                // an empty value (an opportunity record that was empty, or a letter sent
+                // as its coordinates only).
+                let tombstone =
+                    message.payload().is_none_or(<[u8]>::is_empty) && !parked::is_parked(&message);
+                let letter = match tombstone {
+                    true => None,
+                    false => match parked::read(&message) {
                         Ok(letter) => Some(letter),
                         Err(why) => {
                             tracing::warn!(
@@ -134,7 +153,7 @@ pub fn replay(
         };
         let retry_key = parked::key(&letter.destination, &letter.opportunity, 0);
         let record = FutureRecord::to(&config.retry_topic)
-            .key(retry_key.as_str())
+            .key(retry_key.as_bytes())
             .payload(letter.opportunity.as_slice())
             .headers(parked::retry_headers(&retry));
         acks.push(enqueue(&producer, record)?);
@@ -142,7 +161,8 @@ pub fn replay(
     acknowledged(acks)?;
     let mut tombstones = Vec::new();
     for Letter { key, .. } in letters {
-        let tombstone = FutureRecord::<str, [u8]>::to(&config.dead_letter_topic).key(key.as_str());
+        let tombstone =
+            FutureRecord::<[u8], [u8]>::to(&config.dead_letter_topic).key(key.as_slice());
         tombstones.push(enqueue(&producer, tombstone)?);
     }
     acknowledged(tombstones)?;
@@ -153,7 +173,7 @@ pub fn replay(
 /// async runtime (`radar dlq` is a plain command), hence not `FutureProducer::send`.
 fn enqueue<'a>(
     producer: &FutureProducer,
-    mut record: FutureRecord<'a, str, [u8]>,
+    mut record: FutureRecord<'a, [u8], [u8]>,
 ) -> Result<DeliveryFuture, SourceError> {
     loop {
         match producer.send_result(record) {
@@ -181,4 +201,19 @@ fn acknowledged(acks: Vec<DeliveryFuture>) -> Result<(), SourceError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_differ_print_differently() {
+        assert_eq!(escape_key(b"hook/abc/17"), "hook/abc/17");
+        assert_eq!(escape_key(b"\xff\x01"), "\\xff\\x01");
+        assert_eq!(escape_key(b"\xfe\x01"), "\\xfe\\x01");
+        // A backslash is doubled, so a key spelling an escape stays apart from the byte.
+        assert_eq!(escape_key(b"\\xff"), "\\\\xff");
+        assert_eq!(escape_key("é\n".as_bytes()), "\\xc3\\xa9\\x0a");
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use radar_core::Opportunity;
 use radar_store::{Delivery, Recent, Store};
@@ -16,6 +16,8 @@ use tokio::sync::{Notify, watch};
 
 use super::in_hand::{QueueKey, TopicPartition};
 use super::{KafkaDelivery, parked};
+use crate::http::now_ms;
+use crate::observe::Observer;
 use crate::settings::DeliverySettings;
 use radar_kafka::throttle::Throttle;
 
@@ -115,6 +117,7 @@ pub(crate) fn feed(
     store: Arc<Store>,
     settings: Arc<DeliverySettings>,
     wakers: Vec<Arc<Notify>>,
+    observer: Arc<dyn Observer>,
     stop: watch::Receiver<bool>,
     workers: Arc<AtomicUsize>,
 ) -> Result<(), String> {
@@ -129,7 +132,10 @@ pub(crate) fn feed(
     let mut committed = Instant::now();
     let mut paused = Paused::default();
     let mut throttle = Throttle::new(Duration::from_secs(10));
-    while !*stop.borrow() {
+    let mut reparks = Throttle::new(Duration::from_secs(10));
+    // A closed channel stops it too: the service that spawned this thread is gone (its
+    // runtime shutting down), and nothing else would ever tell it to stop.
+    while !*stop.borrow() && stop.has_changed().is_ok() {
         paused.apply(&kafka, &consumer);
         let mut batch = Vec::new();
         let mut next = consumer.poll(POLL);
@@ -148,9 +154,18 @@ pub(crate) fn feed(
                 None
             };
         }
-        queue(&kafka, &store, &index, &wakers, batch, &stop);
+        queue(
+            &kafka,
+            &store,
+            &index,
+            &wakers,
+            batch,
+            observer.as_ref(),
+            &stop,
+        );
         if committed.elapsed() >= COMMIT_EVERY {
             committed = Instant::now();
+            super::repark::repark(&kafka, &store, &settings, observer.as_ref(), &mut reparks);
             commit(&kafka, &consumer, CommitMode::Async);
         }
     }
@@ -224,10 +239,8 @@ fn subscribe(
     Ok(consumer)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What a record of the opportunities topic (fanned out to the destinations that want
@@ -248,13 +261,18 @@ fn read(
         account_id: None,
         wanted: Vec::new(),
     };
+    let now = now_ms();
     if message.topic() == kafka.config.retry_topic {
         match parked::read(message) {
             Ok(retry) => {
                 record.opportunity = retry.opportunity;
                 record.wanted.push(Wanted {
                     destination: retry.destination,
-                    due_ms: retry.due_ms,
+                    // No retry waits longer than the schedule allows from now, whatever
+                    // its record says (a crafted `radar.due_ms` of year 9999 included).
+                    due_ms: retry
+                        .due_ms
+                        .min(now.saturating_add(millis(settings.policy.longest_wait()))),
                     attempts: retry.attempts,
                     created_ms: retry.created_ms,
                     last_error: retry.reason,
@@ -270,7 +288,6 @@ fn read(
         }
         return Some(record);
     }
-    let now = now_ms();
     record.opportunity = message.payload().unwrap_or_default().to_vec();
     // A record that does not decode still goes everywhere: building its request fails,
     // and it lands on the dead-letter topic with the reason, not lost.
@@ -307,11 +324,13 @@ fn queue(
     index: &HashMap<&str, usize>,
     wakers: &[Arc<Notify>],
     batch: Vec<Read>,
+    observer: &dyn Observer,
     stop: &watch::Receiver<bool>,
 ) {
     if batch.is_empty() {
         return;
     }
+    let now = now_ms();
     let (mut deliveries, mut recent, mut orphans) = (Vec::new(), Vec::new(), Vec::new());
     let mut woken = vec![false; wakers.len()];
     {
@@ -323,7 +342,7 @@ fn queue(
                 .iter()
                 .map(|w| (w.destination.clone(), w.due_ms, seq))
                 .collect();
-            if !hand.read(&record.at, record.epoch, record.offset, keys) {
+            if !hand.read(&record.at, record.epoch, record.offset, now, keys) {
                 continue;
             }
             for wanted in record.wanted {
@@ -368,13 +387,18 @@ fn queue(
         }
     }
     if !orphans.is_empty() {
-        park_orphans(kafka, orphans, stop);
+        park_orphans(kafka, orphans, observer, stop);
     }
 }
 
 /// Retries whose destination was removed from the configuration: nothing will send them,
 /// so they become dead letters (which `radar dlq replay` can bring back once it is again).
-fn park_orphans(kafka: &KafkaDelivery, orphans: Vec<Delivery>, stop: &watch::Receiver<bool>) {
+fn park_orphans(
+    kafka: &KafkaDelivery,
+    orphans: Vec<Delivery>,
+    observer: &dyn Observer,
+    stop: &watch::Receiver<bool>,
+) {
     let now = now_ms();
     let settlements: Vec<radar_store::Settlement> = orphans
         .into_iter()
@@ -387,18 +411,22 @@ fn park_orphans(kafka: &KafkaDelivery, orphans: Vec<Delivery>, stop: &watch::Rec
         })
         .collect();
     let runtime = tokio::runtime::Handle::current();
-    loop {
+    let mut throttle = Throttle::new(Duration::from_secs(10));
+    let landings = loop {
         match runtime.block_on(kafka.park(&settlements)) {
-            Ok(()) => break,
+            Ok(landings) => break landings,
             Err(e) => {
-                tracing::warn!(error = %e, "delivery: parking orphaned retries (will try again)");
+                if let Some(held_back) = throttle.admit(Instant::now()) {
+                    tracing::warn!(error = %e, held_back, "delivery: parking orphaned retries (will try again)");
+                }
                 if *stop.borrow() {
                     return;
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-    }
+    };
+    super::observe_landings(observer, &settlements, &landings);
     kafka.settled(&settlements);
 }
 

@@ -19,6 +19,8 @@ pub type QueueKey = (String, u64, u64);
 struct Record {
     at: TopicPartition,
     offset: i64,
+    /// When it was read (Unix ms).
+    read_ms: u64,
     /// The record's deliveries not settled yet.
     unsettled: Vec<QueueKey>,
 }
@@ -32,6 +34,8 @@ struct Partition {
     open: BTreeMap<i64, u64>,
     /// The offset after the last record read.
     read_to: i64,
+    /// The last offset whose record is settled, if any is.
+    settled_to: Option<i64>,
     /// What was last handed out to commit.
     committed: Option<i64>,
 }
@@ -90,8 +94,8 @@ impl InHand {
         self.partitions.get(at).map(|p| p.epoch)
     }
 
-    /// A record read at `offset` of `at` under `epoch`, with the deliveries it was queued
-    /// as (all with sequence [`InHand::next_seq`]); none means nothing to send, and the
+    /// A record read at `offset` of `at` under `epoch` at `read_ms`, with the deliveries it
+    /// was queued as (all with sequence [`InHand::next_seq`]); none means nothing to send, and the
     /// record is settled at once. False, holding nothing, if the partition was revoked
     /// (or revoked and assigned again) since the record was read: its new owner, or this
     /// instance's next read of it, gets it.
@@ -100,6 +104,7 @@ impl InHand {
         at: &TopicPartition,
         epoch: u64,
         offset: i64,
+        read_ms: u64,
         deliveries: Vec<QueueKey>,
     ) -> bool {
         let Some(partition) = self.partitions.get_mut(at).filter(|p| p.epoch == epoch) else {
@@ -109,6 +114,7 @@ impl InHand {
         self.next_seq += 1;
         partition.read_to = partition.read_to.max(offset + 1);
         if deliveries.is_empty() {
+            partition.settled_to = partition.settled_to.max(Some(offset));
             return true;
         }
         partition.open.insert(offset, seq);
@@ -117,6 +123,7 @@ impl InHand {
             Record {
                 at: at.clone(),
                 offset,
+                read_ms,
                 unsettled: deliveries,
             },
         );
@@ -136,6 +143,7 @@ impl InHand {
             let record = self.records.remove(&seq).expect("present above");
             if let Some(partition) = self.partitions.get_mut(&record.at) {
                 partition.open.remove(&record.offset);
+                partition.settled_to = partition.settled_to.max(Some(record.offset));
             }
         }
         found
@@ -177,6 +185,40 @@ impl InHand {
         moved
     }
 
+    /// Where record `seq` is: its topic, partition and offset, which Kafka holds as long
+    /// as its retention allows.
+    pub fn source(&self, seq: u64) -> Option<(&TopicPartition, i64)> {
+        self.records.get(&seq).map(|r| (&r.at, r.offset))
+    }
+
+    /// The retries of `topic` that hold its commit back for long: records read at least
+    /// `held` before `now_ms`, not due for another `margin`, and with a settled record
+    /// after them. Parked again at the end of their partition, they let the commit pass
+    /// what settled behind them, so a restart repeats none of it.
+    pub fn blocking(&self, topic: &str, now_ms: u64, held: u64, margin: u64) -> Vec<QueueKey> {
+        let mut blocking = Vec::new();
+        for (at, partition) in &self.partitions {
+            let Some(settled_to) = partition.settled_to.filter(|_| at.0 == topic) else {
+                continue;
+            };
+            for seq in partition.open.range(..settled_to).map(|(_, seq)| seq) {
+                let Some(record) = self.records.get(seq) else {
+                    continue;
+                };
+                let long = record.read_ms.saturating_add(held) <= now_ms
+                    && record
+                        .unsettled
+                        .iter()
+                        .all(|(_, due, _)| *due > now_ms.saturating_add(margin));
+                if long {
+                    blocking.extend(record.unsettled.iter().cloned());
+                }
+            }
+        }
+        blocking.sort();
+        blocking
+    }
+
     /// Records with deliveries not settled yet.
     pub fn len(&self) -> usize {
         self.records.len()
@@ -216,7 +258,7 @@ mod tests {
         assert_eq!(hand.to_commit(), vec![], "nothing read yet");
         for offset in 0..3 {
             let seq = hand.next_seq();
-            assert!(hand.read(&at(0), epoch, offset, keys(seq, &["crm", "slack"])));
+            assert!(hand.read(&at(0), epoch, offset, 0, keys(seq, &["crm", "slack"])));
         }
         assert_eq!(hand.to_commit(), vec![(at(0), 0)]);
         // The second record settles first: the commit cannot pass the first.
@@ -240,7 +282,7 @@ mod tests {
     fn a_record_no_destination_wants_is_settled_at_once() {
         let mut hand = InHand::new(0);
         let epoch = assigned(&mut hand, 1);
-        assert!(hand.read(&at(1), epoch, 41, Vec::new()));
+        assert!(hand.read(&at(1), epoch, 41, 0, Vec::new()));
         assert_eq!(hand.committable(&at(1)), Some(42));
         assert!(hand.is_empty());
     }
@@ -249,8 +291,8 @@ mod tests {
     fn a_revoked_partition_hands_back_its_unsettled_deliveries_and_forgets_them() {
         let mut hand = InHand::new(7);
         let (zero, one) = (assigned(&mut hand, 0), assigned(&mut hand, 1));
-        assert!(hand.read(&at(0), zero, 5, keys(7, &["crm", "slack"])));
-        assert!(hand.read(&at(1), one, 9, keys(8, &["crm"])));
+        assert!(hand.read(&at(0), zero, 5, 0, keys(7, &["crm", "slack"])));
+        assert!(hand.read(&at(1), one, 9, 0, keys(8, &["crm"])));
         assert!(hand.settled(7, "crm"));
         assert_eq!(hand.revoke(&at(0)), keys(7, &["slack"]));
         assert_eq!(hand.committable(&at(0)), None);
@@ -267,16 +309,45 @@ mod tests {
         let mut hand = InHand::new(0);
         let before = assigned(&mut hand, 0);
         hand.revoke(&at(0));
-        assert!(!hand.read(&at(0), before, 90, keys(0, &["crm"])));
+        assert!(!hand.read(&at(0), before, 90, 0, keys(0, &["crm"])));
         assert_eq!(hand.committable(&at(0)), None);
         // Revoked and assigned again in one rebalance: the stale read is still refused,
         // and the partition commits only what is read under its new assignment.
         let after = assigned(&mut hand, 0);
-        assert!(!hand.read(&at(0), before, 90, Vec::new()));
+        assert!(!hand.read(&at(0), before, 90, 0, Vec::new()));
         assert_eq!(hand.committable(&at(0)), None);
         let seq = hand.next_seq();
-        assert!(hand.read(&at(0), after, 40, keys(seq, &["crm"])));
+        assert!(hand.read(&at(0), after, 40, 0, keys(seq, &["crm"])));
         assert_eq!(hand.committable(&at(0)), Some(40));
+    }
+
+    /// A retry due in hours holds the commit of its partition only until it has been
+    /// held for a while with settled records behind it.
+    #[test]
+    fn a_long_retry_with_settled_records_behind_it_is_blocking() {
+        const HOUR: u64 = 3_600_000;
+        let mut hand = InHand::new(0);
+        let epoch = assigned(&mut hand, 0);
+        let far = |seq| vec![("crm".to_owned(), 10 * HOUR, seq)];
+        let near = |seq| vec![("crm".to_owned(), 1_000, seq)];
+        // Offsets: 0 far, 1 due soon, 2 far, 3 settled later.
+        for (offset, wanted) in [(0, far(0)), (1, near(1)), (2, far(2)), (3, near(3))] {
+            assert!(hand.read(&at(0), epoch, offset, 100, wanted));
+        }
+        let blocking = |hand: &InHand, now| hand.blocking("opportunities", now, 500, 5_000);
+        assert_eq!(
+            blocking(&hand, 1_000),
+            vec![],
+            "nothing settled behind them yet"
+        );
+        assert!(hand.settled(3, "crm"));
+        assert_eq!(blocking(&hand, 599), vec![], "not held long enough");
+        // The one due soon is left to be sent; both far ones block.
+        assert_eq!(blocking(&hand, 600), [far(0), far(2)].concat());
+        assert_eq!(hand.blocking("other", 600, 500, 5_000), vec![]);
+        assert!(hand.settled(0, "crm"));
+        assert_eq!(hand.committable(&at(0)), Some(1));
+        assert_eq!(hand.source(2), Some((&at(0), 2)));
     }
 
     proptest! {
@@ -294,7 +365,7 @@ mod tests {
             for (offset, n) in wanted.iter().enumerate() {
                 let seq = hand.next_seq();
                 let offset = offset as i64;
-                prop_assert!(hand.read(&at(0), epoch, offset, keys(seq, &destinations[..*n])));
+                prop_assert!(hand.read(&at(0), epoch, offset, 0, keys(seq, &destinations[..*n])));
                 unsettled.extend(destinations[..*n].iter().map(|d| (seq, offset, *d)));
             }
             for pick in order {

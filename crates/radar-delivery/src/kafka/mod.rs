@@ -20,6 +20,12 @@
 //! - **Dead letters go to a compacted topic** (`<opportunities topic>.dead-letter`), keyed
 //!   by destination, opportunity id and failure time, which `radar dlq list` reads and
 //!   `radar dlq replay` puts back on the retry topic (writing the letter's tombstone).
+//!   Each fits the producer's `message.max.bytes`, its opportunity cut if need be, so no
+//!   record can leave its delivery unsettled and its destination waiting behind it
+//!   (`park`).
+//! - **A long retry does not hold its partition's commit**: a due time read back is held
+//!   to the schedule's longest wait, and a retry waiting with settled records behind it
+//!   is parked anew at the end of the retry topic (`repark`).
 //!
 //! A crash sends again at most what was delivered but not yet committed, and a partition
 //! that moves while a delivery is in flight may see it sent by both owners: both under
@@ -28,21 +34,23 @@
 pub mod dead_letters;
 mod feed;
 pub mod in_hand;
+mod park;
 pub mod parked;
+mod repark;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use radar_kafka::SourceError;
+use radar_kafka::dead_letter::DEFAULT_MESSAGE_MAX_BYTES;
 use radar_kafka::topics::{self, Cleanup};
 use radar_store::Settlement;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::FutureProducer;
 
 pub(crate) use feed::feed;
 use in_hand::InHand;
+pub(crate) use park::observe as observe_landings;
+pub use park::{Landing, LetterForm, ParkError};
 
 /// Where delivery's topics are, and the client settings to reach them.
 #[derive(Clone)]
@@ -101,6 +109,8 @@ impl KafkaDeliveryConfig {
 pub struct KafkaDelivery {
     pub(crate) config: KafkaDeliveryConfig,
     producer: FutureProducer,
+    /// The producer's `message.max.bytes`, which every dead letter fits.
+    letter_limit: usize,
     in_hand: Mutex<InHand>,
 }
 
@@ -135,65 +145,20 @@ impl KafkaDelivery {
             topics::ensure(&client, topic, partitions, config.replication, cleanup)?;
         }
         let producer = client.clone().set("enable.idempotence", "true").create()?;
+        let letter_limit = client
+            .get("message.max.bytes")
+            .and_then(|limit| limit.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         Ok(Arc::new(KafkaDelivery {
             config,
             producer,
+            letter_limit,
             in_hand: Mutex::new(InHand::new(first_seq)),
         }))
     }
 
     pub(crate) fn in_hand(&self) -> MutexGuard<'_, InHand> {
         self.in_hand.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Produces the retries and dead letters among `settlements` to their topics and
-    /// waits for every acknowledgement; an error names the first refusal.
-    pub(crate) async fn park(&self, settlements: &[Settlement]) -> Result<(), String> {
-        let mut parked = Vec::new();
-        for settlement in settlements {
-            parked.push(match settlement {
-                Settlement::Delivered(_) => continue,
-                Settlement::Retry { next, .. } => (
-                    &self.config.retry_topic,
-                    parked::key(&next.destination, &next.opportunity, next.seq),
-                    parked::retry_headers(next),
-                    &next.opportunity,
-                ),
-                Settlement::DeadLettered { dead, .. } => (
-                    &self.config.dead_letter_topic,
-                    parked::dead_letter_key(dead),
-                    parked::dead_letter_headers(dead),
-                    &dead.opportunity,
-                ),
-            });
-        }
-        // All handed to the producer first, then waited for: one round trip, not one per
-        // record.
-        let mut acks = Vec::new();
-        for (topic, key, headers, value) in &parked {
-            let mut record = FutureRecord::to(topic)
-                .key(key.as_bytes())
-                .payload(value.as_slice())
-                .headers(headers.clone());
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(ack) => break acks.push(ack),
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    Err((e, _)) => return Err(format!("parking a delivery: {e}")),
-                }
-            }
-        }
-        for ack in acks {
-            match ack.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(format!("parking a delivery: {e}")),
-                Err(_) => return Err("parking a delivery: the producer went away".into()),
-            }
-        }
-        Ok(())
     }
 
     /// `settlements` are recorded (parked if need be, out of the local queue): their

@@ -4,14 +4,23 @@
 //! delivered entries leave the queue, retries wait there with a due time, and the rest
 //! go to the dead-letter store. A crash at any point re-sends at most what was in
 //! flight, under the same `webhook-id`.
+//!
+//! Beside it: `outbox` (the dispatcher, and syncing the store), `record` (writing
+//! outcomes to the store or to Kafka, counted once written) and `report` (the queues'
+//! metrics, from a task of their own).
+
+mod outbox;
+mod record;
+mod report;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use radar_core::Opportunity;
-use radar_store::{Delivery, Recent, Settlement, Store, StoreError};
+use radar_kafka::throttle::Throttle;
+use radar_store::{Delivery, Settlement, Store, StoreError};
 use reqwest::Client;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -26,6 +35,7 @@ use crate::observe::Observer;
 use crate::outcome::{DestinationState, after_call, dead};
 use crate::payload;
 use crate::rate::TokenBucket;
+use crate::redact::Redactor;
 use crate::retry::AttemptResult;
 use crate::settings::{DeliverySettings, Destination};
 
@@ -62,7 +72,7 @@ impl std::fmt::Debug for DeliveryService {
 /// How long a destination lets its in-flight requests finish when asked to stop.
 const DRAIN: Duration = Duration::from_secs(5);
 const OUTBOX_BATCH: usize = 512;
-/// How often queue depth and breaker state are reported.
+/// How often the breaker's state is reported.
 const REPORT_EVERY_MS: u64 = 1_000;
 
 impl DeliveryService {
@@ -160,6 +170,7 @@ impl DeliveryService {
             .map(Arc::new);
             let worker = DestinationWorker {
                 crm,
+                redactor: Redactor::for_destination(&self.settings.destinations[index]),
                 store: self.store.clone(),
                 settings: self.settings.clone(),
                 index,
@@ -169,6 +180,7 @@ impl DeliveryService {
                 unsynced: unsynced.clone(),
                 stop: stop.clone(),
                 kafka: self.kafka.clone(),
+                park_warnings: Mutex::new(Throttle::new(record::WARN_EVERY)),
             };
             let running = running.clone();
             tasks.spawn(async move {
@@ -180,20 +192,25 @@ impl DeliveryService {
             Some(kafka) => {
                 let (kafka, store) = (kafka.clone(), self.store.clone());
                 let (settings, stop) = (self.settings.clone(), stop.clone());
-                let (halt, failed) = (halt.clone(), failed.clone());
+                // Weak: the feed's thread must not keep the channel that stops it open
+                // once the service is gone (see `kafka::feed`).
+                let (halt, failed) = (Arc::downgrade(&halt), failed.clone());
+                let observer = self.observer.clone();
                 tasks.spawn_blocking(move || {
                     if let Err(e) =
-                        crate::kafka::feed(kafka, store, settings, wakers, stop, running)
+                        crate::kafka::feed(kafka, store, settings, wakers, observer, stop, running)
                     {
                         *failed
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
-                        let _ = halt.send(true);
+                        if let Some(halt) = halt.upgrade() {
+                            let _ = halt.send(true);
+                        }
                     }
                 });
             }
             None => {
-                tasks.spawn(dispatch(
+                tasks.spawn(outbox::dispatch(
                     self.store.clone(),
                     self.settings.clone(),
                     self.outbox_waker.clone(),
@@ -203,7 +220,21 @@ impl DeliveryService {
                 ));
             }
         }
-        tasks.spawn(sync_periodically(self.store.clone(), unsynced, stop));
+        tasks.spawn(report::report_queues(
+            self.store.clone(),
+            self.observer.clone(),
+            self.settings
+                .destinations
+                .iter()
+                .map(|d| d.name.clone())
+                .collect(),
+            stop.clone(),
+        ));
+        tasks.spawn(outbox::sync_periodically(
+            self.store.clone(),
+            unsynced,
+            stop,
+        ));
         while let Some(joined) = tasks.join_next().await {
             if let Err(e) = joined
                 && e.is_panic()
@@ -236,114 +267,6 @@ fn report_store_error(context: &str, e: &StoreError) {
     tracing::warn!(error = %e, "delivery: {context} (will try again)");
 }
 
-/// How often delivery's non-durable writes are made durable while it works.
-const SYNC_EVERY: Duration = Duration::from_secs(1);
-
-/// Makes delivery's writes durable at least every [`SYNC_EVERY`], so an idle source
-/// (whose commits would otherwise carry them) does not leave them in memory for long.
-async fn sync_periodically(
-    store: Arc<Store>,
-    unsynced: Arc<AtomicBool>,
-    mut stop: watch::Receiver<bool>,
-) {
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tokio::time::sleep(SYNC_EVERY) => {}
-            _ = stop.changed() => {}
-        }
-        if unsynced.swap(false, Ordering::SeqCst) {
-            let store = store.clone();
-            if let Err(e) = blocking(move || store.sync()).await {
-                unsynced.store(true, Ordering::SeqCst);
-                report_store_error("syncing delivery outcomes", &e);
-            }
-        }
-    }
-}
-
-/// Moves outbox entries into the queues of the destinations whose filter wants them.
-async fn dispatch(
-    store: Arc<Store>,
-    settings: Arc<DeliverySettings>,
-    outbox_waker: Arc<Notify>,
-    wakers: Vec<Arc<Notify>>,
-    unsynced: Arc<AtomicBool>,
-    mut stop: watch::Receiver<bool>,
-) {
-    while !*stop.borrow() {
-        let batch = {
-            let store = store.clone();
-            blocking(move || store.outbox_after(None, OUTBOX_BATCH)).await
-        };
-        let batch = match batch {
-            Ok(batch) if !batch.is_empty() => batch,
-            other => {
-                if let Err(e) = other {
-                    report_store_error("reading the outbox", &e);
-                }
-                tokio::select! {
-                    _ = outbox_waker.notified() => {}
-                    _ = tokio::time::sleep(settings.poll_interval) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-        };
-        let now = now_ms();
-        let mut deliveries = Vec::new();
-        let mut recent = Vec::with_capacity(batch.len());
-        let mut woken = vec![false; wakers.len()];
-        for (seq, json) in &batch {
-            // An entry that does not decode still goes everywhere: building its request
-            // fails, and it lands in the dead-letter store with the reason, not lost.
-            let opportunity = serde_json::from_slice::<Opportunity>(json).ok();
-            if let Some(o) = &opportunity {
-                recent.push(Recent {
-                    account_id: o.account_id.to_string(),
-                    seq: *seq,
-                    opportunity: json.clone(),
-                });
-            }
-            for (index, destination) in settings.destinations.iter().enumerate() {
-                if opportunity
-                    .as_ref()
-                    .is_none_or(|o| destination.filter.wants(o))
-                {
-                    woken[index] = true;
-                    deliveries.push(Delivery {
-                        destination: destination.name.clone(),
-                        seq: *seq,
-                        due_ms: now,
-                        attempts: 0,
-                        created_ms: now,
-                        last_error: None,
-                        opportunity: json.clone(),
-                    });
-                }
-            }
-        }
-        let through = batch.last().map_or(0, |(seq, _)| *seq);
-        let written = {
-            let store = store.clone();
-            blocking(move || store.dispatch_outbox(through, &deliveries, &recent)).await
-        };
-        match written {
-            Ok(()) => {
-                unsynced.store(true, Ordering::SeqCst);
-                for (waker, woken) in wakers.iter().zip(woken) {
-                    if woken {
-                        waker.notify_one();
-                    }
-                }
-            }
-            Err(e) => {
-                report_store_error("dispatching the outbox", &e);
-                tokio::time::sleep(settings.poll_interval).await;
-            }
-        }
-    }
-}
-
 struct DestinationWorker {
     store: Arc<Store>,
     settings: Arc<DeliverySettings>,
@@ -357,6 +280,10 @@ struct DestinationWorker {
     kafka: Option<Arc<KafkaDelivery>>,
     /// Set for a CRM destination: its deliveries are sent in batches by this client.
     crm: Option<Arc<CrmClient>>,
+    /// Takes the destination's secrets out of every reason before it is stored or logged.
+    redactor: Redactor,
+    /// Failures to record outcomes on Kafka, logged at most every [`record::WARN_EVERY`].
+    park_warnings: Mutex<Throttle>,
 }
 
 type Attempted = (Delivery, AttemptResult);
@@ -400,11 +327,13 @@ impl DestinationWorker {
             disabled: self.disabled_before().await,
         };
         let mut reported_ms = 0;
+        self.observer.known(&destination.name);
         while !*stop.borrow() {
             let now = now_ms();
             if now.saturating_sub(reported_ms) >= REPORT_EVERY_MS {
                 reported_ms = now;
-                self.report(sending.state.breaker.state(now), now);
+                self.observer
+                    .breaker(&destination.name, sending.state.breaker.state(now));
             }
             let wait = self.start_due(&destination, &mut sending, now).await;
             tokio::select! {
@@ -432,7 +361,8 @@ impl DestinationWorker {
         .await;
         let done = self.collect(done, &mut sending);
         self.settle(done, &mut sending).await;
-        self.report(sending.state.breaker.state(now_ms()), now_ms());
+        self.observer
+            .breaker(&destination.name, sending.state.breaker.state(now_ms()));
     }
 
     /// Starts the attempts that are due and allowed (breaker, pause, rate limit, in-flight
@@ -567,26 +497,6 @@ impl DestinationWorker {
         done
     }
 
-    /// Reports the breaker at once and the queue from a task of its own: summarising a
-    /// large backlog must not slow down sending it.
-    fn report(&self, breaker: BreakerState, now: u64) {
-        let name = self.destination().name.clone();
-        self.observer.breaker(&name, breaker);
-        let (store, observer) = (self.store.clone(), self.observer.clone());
-        tokio::spawn(async move {
-            let summary = {
-                let name = name.clone();
-                blocking(move || store.queue_summary(&name)).await
-            };
-            if let Ok(summary) = summary {
-                let age = summary
-                    .oldest_created_ms
-                    .map_or(0, |created| now.saturating_sub(created));
-                observer.queue(&name, summary.depth, Duration::from_millis(age));
-            }
-        });
-    }
-
     /// Whether a receiver disabled this destination before this run.
     async fn disabled_before(&self) -> Option<String> {
         // With `store = "kafka"` a 410 disables the destination for this process only:
@@ -597,6 +507,8 @@ impl DestinationWorker {
         let (store, name) = (self.store.clone(), self.destination().name.clone());
         match blocking(move || store.disabled_reason(&name)).await {
             Ok(Some(reason)) => {
+                // Noted by an earlier version, perhaps before reasons were redacted.
+                let reason = self.redactor.redact(&reason);
                 tracing::warn!(
                     destination = %self.destination().name,
                     %reason,
@@ -618,9 +530,6 @@ impl DestinationWorker {
             .into_iter()
             .map(|delivery| dead(delivery, now, format!("not attempted: {reason}")))
             .collect();
-        for _ in &settlements {
-            self.observer.dead_lettered(&self.destination().name);
-        }
         self.write(settlements).await;
     }
 
@@ -646,7 +555,8 @@ impl DestinationWorker {
             ));
         }
         let mut settlements = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
+        for mut outcome in outcomes {
+            self.redactor.outcome(&mut outcome);
             if let Settlement::Delivered(delivery) = &outcome.settlement {
                 self.observer.delivered(
                     name,
@@ -677,69 +587,7 @@ impl DestinationWorker {
             }
             settlements.push(outcome.settlement);
         }
-        for settlement in &settlements {
-            if matches!(settlement, Settlement::DeadLettered { .. }) {
-                self.observer.dead_lettered(name);
-            }
-        }
         self.write(settlements).await;
-    }
-
-    /// Records settlements, retrying the write while radar runs: an outcome that is not
-    /// recorded is sent again, never lost. Once stopping, it gives up after a few tries
-    /// and leaves the deliveries queued for the next start.
-    async fn write(&self, settlements: Vec<Settlement>) {
-        if settlements.is_empty() {
-            return;
-        }
-        if let Some(kafka) = &self.kafka {
-            return self.write_over_kafka(kafka, settlements).await;
-        }
-        let settlements = Arc::new(settlements);
-        let mut failures = 0;
-        loop {
-            let (store, batch) = (self.store.clone(), settlements.clone());
-            match blocking(move || store.settle(&batch)).await {
-                Ok(()) => {
-                    self.unsynced.store(true, Ordering::SeqCst);
-                    return;
-                }
-                Err(e) => {
-                    report_store_error("recording delivery outcomes", &e);
-                    failures += 1;
-                    if *self.stop.borrow() && failures >= 3 {
-                        return;
-                    }
-                    tokio::time::sleep(self.settings.poll_interval).await;
-                }
-            }
-        }
-    }
-}
-
-impl DestinationWorker {
-    /// With `store = "kafka"`: parks the retries and dead letters on their topics (an
-    /// outcome counts once the broker has it), then takes the deliveries out of the local
-    /// queue and lets their records be committed. While radar runs a refused park is
-    /// tried again; once stopping, after a few tries the deliveries are left unsettled,
-    /// and their records are read again by the next owner of their partition.
-    async fn write_over_kafka(&self, kafka: &Arc<KafkaDelivery>, settlements: Vec<Settlement>) {
-        let mut failures = 0;
-        while let Err(e) = kafka.park(&settlements).await {
-            tracing::warn!(destination = %self.destination().name, error = %e, "parking deliveries on Kafka (will try again)");
-            failures += 1;
-            if *self.stop.borrow() && failures >= 3 {
-                return;
-            }
-            tokio::time::sleep(self.settings.poll_interval).await;
-        }
-        let keys: Vec<_> = settlements.iter().map(crate::kafka::queue_key).collect();
-        let store = self.store.clone();
-        if let Err(e) = blocking(move || store.remove_queued(&keys)).await {
-            // Parked already: were the entries to stay, they would be sent again.
-            report_store_error("taking settled deliveries out of the local queue", &e);
-        }
-        kafka.settled(&settlements);
     }
 }
 
