@@ -327,6 +327,13 @@ fn an_opportunity_too_big_to_dead_letter_whole_is_cut_and_its_destination_goes_o
             letter.cut.as_deref(),
             Some(format!("payload cut to fit (payload={})", big.len()).as_str())
         );
+        // Replaying it would only dead-letter the cut bytes again and drop the pointer to
+        // the whole record: it stays listed.
+        assert_eq!(
+            dead_letters::replay(&topics.config, &letters, now_ms()).unwrap(),
+            0
+        );
+        assert_eq!(dead_letters::read_all(&topics.config).unwrap(), letters);
         // The group commits past both.
         until("the opportunities topic is committed to its end", || {
             topics.committed(&opportunities) == 9

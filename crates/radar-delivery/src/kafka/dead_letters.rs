@@ -132,16 +132,32 @@ pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError
 /// Puts `letters` back on the retry topic, due at `now_ms` with a fresh retry budget,
 /// then writes their tombstones; waits for every acknowledgement. A crash in between
 /// leaves a letter both retried and listed: replaying it again sends it again, under the
-/// same `webhook-id`.
+/// same `webhook-id`. Returns how many were put back.
+///
+/// A letter whose opportunity was cut to fit, or left out (`cut`), is not: it would only
+/// fail again as undecodable, under a new letter pointing at the retry record, and its
+/// tombstone would delete the one pointer to the whole record (`source`). It stays
+/// listed, and a warning names it.
 pub fn replay(
     config: &KafkaDeliveryConfig,
     letters: &[Letter],
     now_ms: u64,
 ) -> Result<usize, SourceError> {
+    let (cut, letters): (Vec<&Letter>, Vec<&Letter>) = letters
+        .iter()
+        .partition(|letter| letter.letter.cut.is_some());
+    for Letter { key, letter } in cut {
+        tracing::warn!(
+            key = %escape_key(key),
+            source = letter.source.as_deref().unwrap_or("-"),
+            cut = letter.cut.as_deref().unwrap_or("-"),
+            "not replayed: the letter does not hold the whole opportunity; the record is at its source"
+        );
+    }
     let producer: FutureProducer = config.client().set("enable.idempotence", "true").create()?;
     // Every retry acknowledged before any tombstone is written.
     let mut acks = Vec::new();
-    for Letter { letter, .. } in letters {
+    for Letter { letter, .. } in &letters {
         let retry = Delivery {
             destination: letter.destination.clone(),
             seq: 0,
@@ -160,7 +176,7 @@ pub fn replay(
     }
     acknowledged(acks)?;
     let mut tombstones = Vec::new();
-    for Letter { key, .. } in letters {
+    for Letter { key, .. } in &letters {
         let tombstone =
             FutureRecord::<[u8], [u8]>::to(&config.dead_letter_topic).key(key.as_slice());
         tombstones.push(enqueue(&producer, tombstone)?);

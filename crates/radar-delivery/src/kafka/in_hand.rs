@@ -191,9 +191,9 @@ impl InHand {
         self.records.get(&seq).map(|r| (&r.at, r.offset))
     }
 
-    /// The retries of `topic` that hold its commit back for long: records read at least
-    /// `held` before `now_ms`, not due for another `margin`, and with a settled record
-    /// after them. Parked again at the end of their partition, they let the commit pass
+    /// The retries of `topic` that hold its commit back for long: records read at least a
+    /// quarter of the wait they had (within `held` and 16 × `held`) before `now_ms`, not
+    /// due for another `margin`, and with a settled record after them. Parked again at the end of their partition, they let the commit pass
     /// what settled behind them, so a restart repeats none of it.
     pub fn blocking(&self, topic: &str, now_ms: u64, held: u64, margin: u64) -> Vec<QueueKey> {
         let mut blocking = Vec::new();
@@ -205,7 +205,18 @@ impl InHand {
                 let Some(record) = self.records.get(seq) else {
                     continue;
                 };
-                let long = record.read_ms.saturating_add(held) <= now_ms
+                // Held for a quarter of the wait it had when read, between `held` and
+                // 16 times `held`: a retry due in hours is parked again every 16 minutes
+                // or so (by default), not every minute, as each time produces the whole
+                // opportunity again.
+                let wait = record
+                    .unsettled
+                    .iter()
+                    .map(|(_, due, _)| due.saturating_sub(record.read_ms))
+                    .min()
+                    .unwrap_or(0);
+                let held_for = (wait / 4).min(held.saturating_mul(16)).max(held);
+                let long = record.read_ms.saturating_add(held_for) <= now_ms
                     && record
                         .unsettled
                         .iter()
@@ -341,10 +352,11 @@ mod tests {
             "nothing settled behind them yet"
         );
         assert!(hand.settled(3, "crm"));
-        assert_eq!(blocking(&hand, 599), vec![], "not held long enough");
+        // Read at 100, due in 10 h: held a quarter of that, at most 16 × 500 ms.
+        assert_eq!(blocking(&hand, 8_099), vec![], "not held long enough");
         // The one due soon is left to be sent; both far ones block.
-        assert_eq!(blocking(&hand, 600), [far(0), far(2)].concat());
-        assert_eq!(hand.blocking("other", 600, 500, 5_000), vec![]);
+        assert_eq!(blocking(&hand, 8_100), [far(0), far(2)].concat());
+        assert_eq!(hand.blocking("other", 8_100, 500, 5_000), vec![]);
         assert!(hand.settled(0, "crm"));
         assert_eq!(hand.committable(&at(0)), Some(1));
         assert_eq!(hand.source(2), Some((&at(0), 2)));

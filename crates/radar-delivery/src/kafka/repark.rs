@@ -1,8 +1,9 @@
 //! Re-parking long retries. A partition of the retry topic is committed only up to its
 //! first unsettled record, so a retry due in hours would hold the commit at itself for
 //! all that time, and every restart meanwhile would read, send and dead-letter again
-//! everything that settled behind it. A retry held for `repark_after`, not due for as
-//! long again, and with settled records behind it is produced anew to the retry topic
+//! everything that settled behind it. A retry held for a quarter of its wait (at least
+//! `repark_after`, at most 16 times it), not due for `repark_after` yet, and with settled
+//! records behind it is produced anew to the retry topic
 //! (the same due time and attempts, acknowledged) and its old record counts as settled:
 //! the commit moves past it, and the new record waits at the end of the partition.
 
