@@ -116,7 +116,14 @@ impl Lookup {
                     .get(PROOF_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                let body = response.bytes().await.ok()?;
+                let body = read_capped(response, MAX_ANSWER).await.or_else(|| {
+                    tracing::warn!(
+                        peer = %peer,
+                        max_bytes = MAX_ANSWER,
+                        "admin: a group member's answer was cut off or too long; refused"
+                    );
+                    None
+                })?;
                 if !proof.is_some_and(|proof| peer_auth::proven(&token, &signed, &body, &proof)) {
                     tracing::warn!(
                         peer = %peer,
@@ -132,7 +139,9 @@ impl Lookup {
         }
         while let Some(joined) = asked.join_next().await {
             if let Ok(Some((peer, body))) = joined {
-                let answered_by = header::HeaderValue::from_str(&peer).ok()?;
+                let Ok(answered_by) = header::HeaderValue::from_str(&peer) else {
+                    continue;
+                };
                 let mut response = Json(body).into_response();
                 response.headers_mut().insert(
                     header::HeaderName::from_static("radar-answered-by"),
@@ -142,5 +151,82 @@ impl Lookup {
             }
         }
         None
+    }
+}
+
+/// The longest answer a peer may give about an account (its state, score, breakdown and
+/// ten opportunities take a few tens of KB): read no further before its proof is checked,
+/// so a group member cannot make every lookup hold gigabytes.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// The body of `response`, unless it is longer than `max` bytes or breaks off.
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Option<Vec<u8>> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return None;
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > max {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server on loopback answering every request with `body`, chunked when asked (no
+    /// Content-Length to refuse it by).
+    async fn serve(body: Vec<u8>, chunked: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = socket.read(&mut request).await;
+                let head = if chunked {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+                        body.len()
+                    )
+                } else {
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
+                };
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+                if chunked {
+                    let _ = socket.write_all(b"\r\n0\r\n\r\n").await;
+                }
+            }
+        });
+        format!("http://{address}/")
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_cap_is_not_read_whole() {
+        let client = reqwest::Client::new();
+        for chunked in [false, true] {
+            let small = serve(b"{\"stream_time\":1}".to_vec(), chunked).await;
+            let response = client.get(&small).send().await.unwrap();
+            assert_eq!(
+                read_capped(response, 1_000).await.as_deref(),
+                Some(&b"{\"stream_time\":1}"[..])
+            );
+            let big = serve(vec![b' '; 4_000], chunked).await;
+            let response = client.get(&big).send().await.unwrap();
+            assert_eq!(
+                read_capped(response, 1_000).await,
+                None,
+                "chunked: {chunked}"
+            );
+        }
     }
 }
