@@ -69,6 +69,11 @@ const SOURCE_PROBE: Duration = Duration::from_secs(10);
 /// Completions past the watermark checked by reading the source, per restore.
 const MAX_SOURCE_PROBES: u32 = 3;
 
+/// The quarantine topic of changelog `topic`.
+fn quarantine_topic(topic: &str) -> String {
+    format!("{topic}.dead-letter")
+}
+
 /// A completion record's value for source offset `offset`.
 fn completion_value(offset: i64) -> Vec<u8> {
     let mut value = vec![COMPLETION_VERSION];
@@ -237,7 +242,7 @@ impl Changelog {
         // refusing it is a start-up error rather than a restore failing on every start.
         topics::ensure(
             client,
-            &format!("{}.dead-letter", config.topic),
+            &quarantine_topic(&config.topic),
             source,
             config.replication,
             Cleanup::Compact,
@@ -260,7 +265,7 @@ impl Changelog {
 
     /// Where unusable changelog records are set aside.
     pub fn quarantine_topic(&self) -> String {
-        format!("{}.dead-letter", self.topic)
+        quarantine_topic(&self.topic)
     }
 
     /// Changelog records set aside since start.

@@ -42,6 +42,19 @@ fn records(lines: &[String], first: usize) -> Vec<KafkaRecord<'_>> {
         .collect()
 }
 
+/// `lines` through a worker with no changelog, uninterrupted: the state and output every
+/// crash and restore must come back to.
+fn uninterrupted(
+    store: &radar_store::Store,
+    lines: &[String],
+) -> (PartitionWorker, Vec<radar_core::Opportunity>) {
+    let (mut whole, _) =
+        PartitionWorker::restore(settings(), store, None, "whole", 0, Instant::now()).unwrap();
+    let mut expected = Vec::new();
+    whole.process(&records(lines, 0), &mut expected, &mut Vec::new());
+    (whole, expected)
+}
+
 /// Partition 0 of `events` restored from `store` and the changelog.
 fn restore(store: &radar_store::Store, changelog: &Changelog) -> (PartitionWorker, Restored) {
     PartitionWorker::restore(
@@ -337,11 +350,7 @@ fn an_account_ahead_of_the_resume_offset_applies_nothing_twice_whatever_its_traf
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = |name: &str| radar_store::Store::open(&dir.path().join(name)).unwrap();
 
-    let whole_store = store("whole");
-    let (mut whole, _) =
-        PartitionWorker::restore(settings(), &whole_store, None, "whole", 0, now).unwrap();
-    let mut expected = Vec::new();
-    whole.process(&records(&lines, 0), &mut expected, &mut Vec::new());
+    let (whole, expected) = uninterrupted(&store("whole"), &lines);
 
     let first_store = store("first");
     let (mut first, _) = restore(&first_store, &changelog);
@@ -441,11 +450,7 @@ fn unusable_changelog_records_are_set_aside_and_their_accounts_rebuilt_from_the_
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = |name: &str| radar_store::Store::open(&dir.path().join(name)).unwrap();
 
-    let whole_store = store("whole");
-    let (mut whole, _) =
-        PartitionWorker::restore(settings(), &whole_store, None, "whole", 0, now).unwrap();
-    let mut expected = Vec::new();
-    whole.process(&records(&lines, 0), &mut expected, &mut Vec::new());
+    let (whole, expected) = uninterrupted(&store("whole"), &lines);
 
     let first_store = store("first");
     let (mut first, _) = restore(&first_store, &changelog);
