@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
+
 use crate::changelog::ChangelogConfig;
 use crate::partition::CheckpointPolicy;
 
@@ -14,7 +16,8 @@ pub struct SourceConfig {
     pub group_id: String,
     pub topics: Vec<String>,
     pub dead_letter_topic: String,
-    /// Where opportunities are also produced (JSON, key = account id), if anywhere.
+    /// Where opportunities are also produced (JSON, key = account id), if anywhere: by a
+    /// [`TopicSink`](crate::TopicSink) the caller hands the source, not by the source.
     pub opportunities_topic: Option<String>,
     /// librdkafka settings passed through as they are (TLS, SASL, timeouts…).
     pub client: Vec<(String, String)>,
@@ -29,6 +32,19 @@ pub struct SourceConfig {
     /// Records taken per poll round: enough to spread the per-round costs (one outbox
     /// transaction, one parallel step), small enough to keep each round short.
     pub max_batch: usize,
+}
+
+impl SourceConfig {
+    /// The librdkafka settings every client of this source starts from: the brokers and
+    /// the pass-through settings.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        for (key, value) in &self.client {
+            client.set(key, value);
+        }
+        client.set("bootstrap.servers", &self.bootstrap_servers);
+        client
+    }
 }
 
 /// Whether a librdkafka setting holds a secret (SASL and TLS passwords, client secrets,

@@ -1,16 +1,18 @@
 //! Radar's Kafka side, around the pure core.
 //!
 //! Modules:
-//! - [`source`]: the consumer group's poll loop that drives the partition workers;
-//! - [`shared`]: what the loop and the rebalance callbacks share, and the rule of what may
-//!   be committed when, stated once;
-//! - [`rebalance`]: restoring partitions on assignment, checkpointing them on revocation;
+//! - [`source`]: the consumer group's poll loop, which owns the partitions: it carries out
+//!   rebalances, processes rounds and checkpoints, in that order;
+//! - [`rebalance`]: librdkafka's callbacks, which only announce rebalances to the loop;
+//! - [`commit`]: the rule of what may be committed when, stated once;
+//! - [`partitions`]: the partitions held (restored in parallel on assignment);
 //! - [`partition`]: one partition's engine, offsets and checkpoints;
-//! - [`producer`]: dead letters and opportunities produced, acknowledged before commits;
+//! - [`producer`]: dead letters produced, acknowledged before commits;
 //! - [`changelog`]: partition state in a compacted topic (`store = "kafka"`);
 //! - [`quarantine`]: changelog records a restore cannot use, set aside instead of stopping;
 //! - [`dead_letter`]: what a rejected record's dead letter holds, sized to always fit;
-//! - [`sink`]: where opportunities are handed (the outbox);
+//! - [`sink`]: where opportunities are handed: the outbox, the opportunities topic, the
+//!   shadow log;
 //! - [`round`]: a poll round's records grouped by partition;
 //! - [`topics`]: the topics radar creates for itself;
 //! - [`peers`]: the group's other members and their admin addresses;
@@ -19,18 +21,21 @@
 //!   shows watchers and how it is stopped, account lookups for the admin API, its errors.
 
 pub mod changelog;
+mod commit;
 pub mod config;
 pub mod dead_letter;
+#[cfg(test)]
+mod default_settings;
 pub mod error;
 pub mod inspector;
 pub mod partition;
+mod partitions;
 pub mod peers;
 mod producer;
 pub mod progress;
 pub mod quarantine;
 mod rebalance;
 mod round;
-mod shared;
 pub mod sink;
 pub mod source;
 pub mod throttle;
@@ -44,5 +49,5 @@ pub use inspector::Inspector;
 pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
 pub use peers::Peers;
 pub use progress::{CheckpointTimes, Progress, ShadowLog, Stop};
-pub use sink::{OnTopic, OpportunitySink, OutboxSink, SinkError};
+pub use sink::{OpportunitySink, OutboxSink, ShadowLogged, SinkError, TopicSink};
 pub use source::{SettingsSwitch, Source};

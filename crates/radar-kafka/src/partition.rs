@@ -380,7 +380,7 @@ mod tests {
     use super::*;
 
     fn settings() -> Arc<Settings> {
-        Arc::new(radar::config::load(None).expect("the default config is valid"))
+        crate::default_settings::default_settings()
     }
 
     fn events(n: u64) -> Vec<String> {

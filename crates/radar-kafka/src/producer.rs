@@ -1,5 +1,5 @@
-//! The source's producer: dead letters and, when configured, opportunities. Every record
-//! it sends is acknowledged before the offsets that caused it are committed
+//! The source's producer of dead letters. Every record it sends is acknowledged before
+//! the offsets that caused it are committed
 //! ([`Producer::flush`]); a dead letter refused for its size goes again as its
 //! coordinates ([`crate::dead_letter`]); anything else refused stops the source.
 
@@ -20,7 +20,6 @@ use crate::partition::DeadLetter;
 
 /// What a produced record was, for its delivery report.
 enum Produced {
-    Opportunity,
     /// A rejected record's dead letter, with its bytes.
     Letter(Origin),
     /// A dead letter without the record's bytes, sent when the broker refused the whole
@@ -28,8 +27,7 @@ enum Produced {
     Coordinates(Origin),
 }
 
-/// Tracks what the producer could not deliver. A refused opportunity, or a dead letter
-/// refused for anything but the record itself (the broker away, a missing topic, no
+/// Tracks what the producer could not deliver. A dead letter refused for anything but the record itself (the broker away, a missing topic, no
 /// authorisation), stops the source before any offset moves past it; a dead letter
 /// refused for its size is sent again as its coordinates (see [`crate::dead_letter`]).
 #[derive(Default)]
@@ -100,17 +98,10 @@ pub(crate) struct Producer {
 }
 
 impl Producer {
-    /// `idempotent` with `store = "kafka"`, where the opportunities topic is the outbox:
-    /// a retried produce is then never written twice, nor out of order.
     pub(crate) fn new(
         client: &ClientConfig,
         dead_letter_topic: &str,
-        idempotent: bool,
     ) -> Result<Producer, SourceError> {
-        let mut client = client.clone();
-        if idempotent {
-            client.set("enable.idempotence", "true");
-        }
         let letter_limit = client
             .get("message.max.bytes")
             .and_then(|limit| limit.parse().ok())
@@ -227,20 +218,6 @@ impl Producer {
             record = record.key(key);
         }
         self.produce(record)
-    }
-
-    /// Produces an opportunity's JSON to the opportunities topic, keyed by account.
-    pub(crate) fn opportunity(
-        &self,
-        topic: &str,
-        account_id: &str,
-        json: &[u8],
-    ) -> Result<(), SourceError> {
-        self.produce(
-            BaseRecord::with_opaque_to(topic, Box::new(Produced::Opportunity))
-                .key(account_id.as_bytes())
-                .payload(json),
-        )
     }
 }
 

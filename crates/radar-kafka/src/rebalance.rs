@@ -1,32 +1,50 @@
-//! The consumer's rebalance callbacks. rdkafka calls them from inside `poll`, on the thread
-//! that polls, while the previous round may be processed on rayon's pool, so they take
-//! the workers' lock, which processing holds for a round. On assignment each partition is
-//! restored from its checkpoint and assigned at the checkpoint's offset (the checkpoint,
-//! not the group's committed offset, is the truth: a crash between the two must not apply
-//! events twice); on revocation each is checkpointed and its offset committed before it
-//! goes (see [`crate::shared`] for what may be committed when).
+//! The consumer's callbacks. librdkafka calls them from inside `poll`, on the poll loop's
+//! thread. The rebalance callback does no work of its own: it hands the loop a
+//! [`Rebalance`] message and returns, and the loop acts on it once its round is over
+//! ([`crate::source`]): it restores assigned partitions and then assigns them at their
+//! checkpoints' offsets, or checkpoints revoked ones and then unassigns them. librdkafka
+//! holds the group's rebalance until the loop's (incremental) assign or unassign call,
+//! which is the acknowledgement; the loop makes it within a round, well inside
+//! `max.poll.interval.ms`.
+//!
+//! Once the loop has returned (the consumer closing as the source stops, or after an
+//! error) the messages have nowhere to go: the callback then gives up the revoked
+//! partitions itself, checkpointing nothing, since a stopped loop has checkpointed
+//! whatever it was going to (see [`crate::commit`]).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::mpsc::{SendError, Sender};
+use std::sync::{Arc, Mutex};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 
-use crate::error::SourceError;
-use crate::partition::{PartitionWorker, Restored};
-use crate::shared::{Key, Retire, Shared};
+use crate::partitions::Key;
+
+/// A change of this member's assignment, for the poll loop to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rebalance {
+    /// Partitions given to this member: restore each, then assign it at its checkpoint.
+    Assign(Vec<Key>),
+    /// Partitions taken from this member. `lost`: taken without a handover (a session
+    /// timeout, a network cut), so another member may own them already.
+    Revoke { partitions: Vec<Key>, lost: bool },
+}
+
+/// Consumer lag by partition, from librdkafka's periodic statistics.
+pub(crate) type Lag = Arc<Mutex<BTreeMap<Key, i64>>>;
 
 pub(crate) struct Context {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) rebalances: Sender<Rebalance>,
+    pub(crate) lag: Lag,
 }
 
 impl ClientContext for Context {
     /// Keeps each partition's consumer lag from librdkafka's periodic statistics.
     fn stats(&self, statistics: Statistics) {
-        let Ok(mut lag) = self.shared.lag.lock() else {
+        let Ok(mut lag) = self.lag.lock() else {
             return;
         };
         for (topic, stats) in statistics.topics {
@@ -40,177 +58,79 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    /// Each assignment takes the partitions at their checkpoints' offsets, each revocation
-    /// checkpoints them first; with the cooperative protocol (`cooperative-sticky`) only
-    /// the partitions that move are touched (incremental assign and unassign), the others
-    /// carry on.
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
         err: RDKafkaRespErr,
         list: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let assigned = positions(&self.shared, list).and_then(|positioned| {
-                    let done = if cooperative {
-                        consumer.incremental_assign(&positioned)
-                    } else {
-                        consumer.assign(&positioned)
-                    };
-                    done.map_err(SourceError::from)
-                });
-                if let Err(e) = assigned {
-                    self.shared.fail(e);
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                if !self.shared.abandoned.load(Ordering::SeqCst)
-                    && let Err(e) = revoke(&self.shared, consumer, list)
-                {
-                    self.shared.fail(e);
-                }
-                let unassigned = if cooperative {
-                    consumer.incremental_unassign(list)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(e) = unassigned {
-                    self.shared.fail(e.into());
-                }
-            }
-            other => tracing::warn!(error = %RDKafkaErrorCode::from(other), "rebalancing"),
-        }
-    }
-}
-
-/// Restores each newly assigned partition; returns them at their checkpoints' offsets.
-fn positions(
-    shared: &Shared,
-    list: &TopicPartitionList,
-) -> Result<TopicPartitionList, SourceError> {
-    let mut workers = shared.workers()?;
-    let mut positioned = TopicPartitionList::new();
-    for element in list.elements() {
-        let key = (element.topic().to_owned(), element.partition());
-        let resume_at = match workers.get(&key) {
-            Some(worker) => worker.resume_offset(),
-            None => {
-                let _restoring =
-                    tracing::info_span!("restore", topic = %key.0, partition = key.1).entered();
-                let (worker, restored) = PartitionWorker::restore(
-                    shared.settings(),
-                    &shared.store,
-                    shared.changelog.as_ref(),
-                    &key.0,
-                    key.1,
-                    Instant::now(),
-                )?;
-                workers.insert(key.clone(), worker);
-                report_restore(&restored);
-                restored.resume_at
+        let partitions = keys(list);
+        let message = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(partitions),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke {
+                partitions,
+                lost: consumer.assignment_lost(),
+            },
+            other => {
+                tracing::warn!(error = %RDKafkaErrorCode::from(other), "rebalancing");
+                return;
             }
         };
-        // Without a checkpoint there is no state: rebuild it from the start of the
-        // partition, not from the group's committed offset.
-        let offset = resume_at.map_or(Offset::Beginning, Offset::Offset);
-        positioned.add_partition_offset(&key.0, key.1, offset)?;
-    }
-    Ok(positioned)
-}
-
-/// Says what a partition was restored from, and warns when checkpoints were left out;
-/// inside the `restore` span, which names the partition.
-fn report_restore(restored: &Restored) {
-    match restored.resume_at {
-        Some(offset) => tracing::info!(
-            accounts = restored.accounts,
-            offset,
-            "partition restored, resuming at its checkpoint's offset"
-        ),
-        None if restored.rebuilding > 0 => tracing::info!(
-            accounts = restored.accounts,
-            "partition restored, reading it from the start to rebuild the accounts whose state could not be read"
-        ),
-        None if restored.accounts > 0 => tracing::info!(
-            accounts = restored.accounts,
-            "partition restored from a changelog with no completed checkpoint, reading it from the start"
-        ),
-        None => tracing::info!("no checkpoint, building the partition's state from the start"),
-    }
-    if let Some(records) = restored.from_changelog.filter(|records| *records > 0) {
-        tracing::info!(
-            records,
-            "changelog records read (the local store was missing or behind)"
-        );
-    }
-    if restored.quarantined > 0 {
-        tracing::warn!(
-            records = restored.quarantined,
-            "unusable changelog records set aside; restore went on without them"
-        );
-    }
-    if restored.ahead > 0 {
-        tracing::info!(
-            accounts = restored.ahead,
-            "accounts ahead of the resume offset (a checkpoint cut short): their records before it are read, not applied"
-        );
-    }
-    if restored.rebuilding > 0 {
-        tracing::warn!(
-            accounts = restored.rebuilding,
-            "accounts whose changelog state could not be read are rebuilt from the start of the partition"
-        );
-    }
-    if restored.skipped > 0 {
-        tracing::warn!(
-            skipped = restored.skipped,
-            "newer checkpoints left out (damaged or unreadable); the events after them are processed again"
-        );
+        if let Err(SendError(Rebalance::Revoke { .. })) = self.rebalances.send(message)
+            && let Err(e) = unassign(consumer, list)
+        {
+            tracing::warn!(error = %e, "giving up partitions after the source stopped");
+        }
     }
 }
 
-/// Checkpoints and commits each revoked partition, then drops its worker.
-fn revoke(
-    shared: &Shared,
+/// Gives partitions back to librdkafka: with the cooperative protocol only `list`, with
+/// the eager one the whole assignment (which `list` then is).
+pub(crate) fn unassign(
     consumer: &BaseConsumer<Context>,
     list: &TopicPartitionList,
-) -> Result<(), SourceError> {
-    // The lock first: a round being processed on another thread holds it until its
-    // dead letters are produced and its opportunities handed to the sink. Then everything
-    // the revoked partitions caused must be acknowledged before their checkpoints move
-    // past it: restore resumes from the checkpoint.
-    let mut workers = shared.workers()?;
-    // A round that failed half-way handed on only part of what it processed: its state
-    // must not be checkpointed.
-    if shared.abandoned.load(Ordering::SeqCst) {
-        return Ok(());
+) -> Result<(), rdkafka::error::KafkaError> {
+    if cooperative(consumer) {
+        consumer.incremental_unassign(list)
+    } else {
+        consumer.unassign()
     }
-    let revoked: Vec<Key> = list
-        .elements()
+}
+
+/// Takes partitions at the given offsets: incrementally with the cooperative protocol
+/// (`cooperative-sticky`: only the partitions that move are touched), as the whole
+/// assignment with the eager one.
+pub(crate) fn assign(
+    consumer: &BaseConsumer<Context>,
+    positioned: &TopicPartitionList,
+) -> Result<(), rdkafka::error::KafkaError> {
+    if cooperative(consumer) {
+        consumer.incremental_assign(positioned)
+    } else {
+        consumer.assign(positioned)
+    }
+}
+
+fn cooperative(consumer: &BaseConsumer<Context>) -> bool {
+    matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    )
+}
+
+/// The partitions of `list`.
+pub(crate) fn keys(list: &TopicPartitionList) -> Vec<Key> {
+    list.elements()
         .iter()
         .map(|element| (element.topic().to_owned(), element.partition()))
-        .collect();
-    // Lost, not handed over (a session timeout, a network cut): another member owns them
-    // now. Nothing more is written or committed for them, records already fetched for them
-    // find no worker, and their state, which may be behind the new owner's, goes.
-    if consumer.assignment_lost() {
-        for key in &revoked {
-            if let Some(worker) = workers.remove(key) {
-                shared.retire(&worker);
-            }
-        }
-        return Ok(());
+        .collect()
+}
+
+/// `partitions` as a list librdkafka takes.
+pub(crate) fn list(partitions: &[Key]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::with_capacity(partitions.len());
+    for (topic, partition) in partitions {
+        list.add_partition(topic, *partition);
     }
-    shared.checkpoint(
-        consumer,
-        &mut workers,
-        &revoked,
-        CommitMode::Sync,
-        Retire::Yes,
-    )
+    list
 }

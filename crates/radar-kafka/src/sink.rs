@@ -1,22 +1,35 @@
-//! Where the source hands opportunities: the [`OpportunitySink`] contract, the
-//! pipeline's [`OutboxSink`], and [`OnTopic`] for when the opportunities topic is the
-//! outbox.
+//! Where the source hands opportunities: the [`OpportunitySink`] contract, and the sinks
+//! the pipeline puts together from it: [`OutboxSink`] (the local outbox), [`TopicSink`]
+//! (the opportunities topic, the outbox with `store = "kafka"`), [`ShadowLogged`] (shadow
+//! playbooks' opportunities kept aside for the admin API) and a pair of sinks, both fed.
+//! The source hands every opportunity on and decides nothing about where it goes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use radar_core::Opportunity;
 use radar_store::Store;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+use crate::config::SourceConfig;
+use crate::producer::send_waiting;
+use crate::progress::Progress;
 
 /// Where opportunities go, each with its JSON (serialised once, on the partition's
-/// thread). `flush` hands on everything accepted so far, and what it hands on must be
-/// durable by the time the next checkpoint is: [`OutboxSink`] writes to the store that
-/// holds the checkpoints, whose durable commit covers it; a sink writing anywhere else
-/// must make its writes durable in `flush` itself. The source flushes at the end of every
-/// round, under the partitions' lock that rebalance callbacks take, and before every
-/// checkpoint, so no offset is ever committed ahead of the opportunities it produced.
+/// thread). The source calls `flush` at the end of every round, to hand on everything
+/// accepted so far, and `sync` before every checkpoint ([`crate::commit`]): by the time
+/// it returns, everything handed on must be durable, so no offset is ever committed ahead
+/// of the opportunities it produced. [`OutboxSink`] writes to the store that holds the
+/// checkpoints, whose durable commit covers what it wrote, so its `sync` is a `flush`;
+/// [`TopicSink`] waits for the broker's acknowledgements only in `sync`.
 pub trait OpportunitySink: Send {
     fn accept(&mut self, opportunity: Opportunity, json: Vec<u8>) -> Result<(), SinkError>;
     fn flush(&mut self) -> Result<(), SinkError>;
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
 }
 
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -75,19 +88,146 @@ impl OpportunitySink for OutboxSink {
     }
 }
 
-/// The sink with `store = "kafka"`, where the opportunities topic is the outbox: the
-/// source's producer has already written every opportunity there, and a checkpoint waits
-/// for the broker's acknowledgements before it commits, so there is nothing left to hand
-/// on.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OnTopic;
+/// Opportunities produced to a topic as JSON, keyed by account id. The producer is
+/// idempotent, so a retried produce is never written twice nor out of order, and `flush`
+/// returns only once the broker has acknowledged everything accepted (an error if it
+/// refused any): with `store = "kafka"` this topic is the outbox that delivery reads.
+pub struct TopicSink {
+    producer: BaseProducer<Refusals>,
+    topic: String,
+}
 
-impl OpportunitySink for OnTopic {
-    fn accept(&mut self, _: Opportunity, _: Vec<u8>) -> Result<(), SinkError> {
+/// Counts the opportunities the broker refused, for `flush` to report.
+#[derive(Default)]
+struct Refusals(AtomicU64);
+
+impl rdkafka::ClientContext for Refusals {}
+
+impl ProducerContext for Refusals {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        if let Err((error, _)) = result {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tracing::error!(%error, "the broker refused an opportunity");
+        }
+    }
+}
+
+impl std::fmt::Debug for TopicSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicSink")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TopicSink {
+    /// A sink producing to `topic` on the source's brokers, with its client settings.
+    pub fn new(source: &SourceConfig, topic: &str) -> Result<TopicSink, SinkError> {
+        let mut client: ClientConfig = source.client_config();
+        client.set("enable.idempotence", "true");
+        Ok(TopicSink {
+            producer: client.create_with_context(Refusals::default())?,
+            topic: topic.to_owned(),
+        })
+    }
+}
+
+impl OpportunitySink for TopicSink {
+    fn accept(&mut self, opportunity: Opportunity, json: Vec<u8>) -> Result<(), SinkError> {
+        let record = BaseRecord::to(&self.topic)
+            .key(opportunity.account_id.as_bytes())
+            .payload(&json[..]);
+        send_waiting(&self.producer, record).map_err(|refused| Box::new(refused.0) as SinkError)?;
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Serves the delivery reports that have come in; the records are on their way.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.producer.flush(Duration::from_secs(30))?;
+        match self.producer.context().0.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            refused => Err(format!(
+                "{refused} opportunities were refused by the broker; not committing past them"
+            )
+            .into()),
+        }
+    }
+}
+
+/// Keeps the opportunities of shadow-mode playbooks aside, in the progress's shadow log
+/// (the admin API shows them), and hands the live ones to `live`.
+#[derive(Debug)]
+pub struct ShadowLogged<S> {
+    progress: Arc<Progress>,
+    live: S,
+}
+
+impl<S: OpportunitySink> ShadowLogged<S> {
+    pub fn new(progress: Arc<Progress>, live: S) -> ShadowLogged<S> {
+        ShadowLogged { progress, live }
+    }
+}
+
+impl<S: OpportunitySink> OpportunitySink for ShadowLogged<S> {
+    fn accept(&mut self, opportunity: Opportunity, json: Vec<u8>) -> Result<(), SinkError> {
+        if !opportunity.shadow {
+            return self.live.accept(opportunity, json);
+        }
+        if let Ok(mut log) = self.progress.shadow.lock() {
+            log.record(&opportunity.playbook, json);
+        }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        Ok(())
+        self.live.flush()
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.live.sync()
+    }
+}
+
+/// Both sinks get every opportunity; a flush flushes both.
+impl<A: OpportunitySink, B: OpportunitySink> OpportunitySink for (A, B) {
+    fn accept(&mut self, opportunity: Opportunity, json: Vec<u8>) -> Result<(), SinkError> {
+        self.0.accept(opportunity.clone(), json.clone())?;
+        self.1.accept(opportunity, json)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.0.sync()?;
+        self.1.sync()
+    }
+}
+
+/// An optional sink: `None` hands nothing on.
+impl<S: OpportunitySink> OpportunitySink for Option<S> {
+    fn accept(&mut self, opportunity: Opportunity, json: Vec<u8>) -> Result<(), SinkError> {
+        match self {
+            Some(sink) => sink.accept(opportunity, json),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.as_mut().map_or(Ok(()), OpportunitySink::flush)
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.as_mut().map_or(Ok(()), OpportunitySink::sync)
     }
 }

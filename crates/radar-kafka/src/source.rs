@@ -1,31 +1,41 @@
-//! The Kafka source: a consumer group over the event topics, one [`PartitionWorker`] per
-//! assigned partition, rejected records to the dead-letter topic, offsets committed only
-//! after the checkpoint that covers them (the rule is stated once, in [`crate::shared`]).
+//! The Kafka source: a consumer group over the event topics, one
+//! [`PartitionWorker`](crate::PartitionWorker) per assigned partition, rejected records to
+//! the dead-letter topic, opportunities to a sink, offsets committed only after the
+//! checkpoint that covers them (the rule is stated once, in [`crate::commit`]).
 //!
-//! Round N of records is processed on rayon's pool while this thread polls round N+1
-//! (see [`Source::consume`]); the rebalance callbacks ([`crate::rebalance`]) run inside
-//! that poll.
+//! One loop owns the partitions and does everything to them, in this order, round after
+//! round ([`Source::consume`]):
+//! 1. act on the rebalances librdkafka announced during the last poll
+//!    ([`crate::rebalance`]): restore assigned partitions (in parallel) and assign them at
+//!    their checkpoints, checkpoint revoked ones and unassign them;
+//! 2. process round N on rayon's pool while this thread polls round N+1, so librdkafka's
+//!    queue is drained while the partitions compute;
+//! 3. checkpoint the partitions whose policy says so, and publish progress.
+//!
+//! Nothing else touches a partition between rounds, so a checkpoint always covers exactly
+//! what was handed on, by the order of the code rather than by locks and flags.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use radar_core::{Opportunity, Settings, Stats};
-use radar_store::{Content, Store};
-use rdkafka::config::ClientConfig;
+use radar_store::Store;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::changelog::Changelog;
+use crate::commit::{Committer, Retire};
 use crate::config::SourceConfig;
 use crate::error::SourceError;
 use crate::inspector::Inspector;
-use crate::partition::{KafkaRecord, PartitionWorker};
+use crate::partition::KafkaRecord;
+use crate::partitions::{Key, Partitions};
 use crate::producer::Producer;
 use crate::progress::{Progress, Stop};
-use crate::rebalance::Context;
-use crate::shared::{Key, Retire, Shared};
+use crate::rebalance::{self, Context, Lag, Rebalance};
 use crate::sink::OpportunitySink;
 use crate::throttle::Throttle;
 
@@ -36,7 +46,18 @@ const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The running source.
 pub struct Source {
     consumer: BaseConsumer<Context>,
-    shared: Arc<Shared>,
+    /// The rebalances librdkafka announced, for the loop to carry out (behind a lock only
+    /// because the loop's processing half runs on another thread).
+    rebalances: Mutex<Receiver<Rebalance>>,
+    /// Owned by the loop; shared only with the admin API's [`Inspector`].
+    partitions: Arc<Mutex<Partitions>>,
+    switch: SettingsSwitch,
+    store: Arc<Store>,
+    /// Produces dead letters.
+    producer: Producer,
+    /// Where partition state lives when `store = "kafka"`.
+    changelog: Option<Changelog>,
+    lag: Lag,
     config: SourceConfig,
     /// The consumer's client id when it advertises an admin address ([`crate::peers`]).
     client_id: Option<String>,
@@ -59,36 +80,17 @@ impl Source {
         settings: Arc<Settings>,
         store: Arc<Store>,
     ) -> Result<Source, SourceError> {
-        let mut client = ClientConfig::new();
-        for (key, value) in &config.client {
-            client.set(key, value);
-        }
-        client.set("bootstrap.servers", &config.bootstrap_servers);
-        let shared = Arc::new(Shared {
-            settings: Mutex::new(settings),
-            pending: Mutex::new(None),
-            store,
-            producer: Producer::new(
-                &client,
-                &config.dead_letter_topic,
-                config.changelog.is_some(),
-            )?,
-            changelog: match (&config.changelog, config.topics.as_slice()) {
-                (None, _) => None,
-                (Some(changelog), [source]) => Some(Changelog::open(&client, changelog, source)?),
-                (Some(_), _) => {
-                    return Err(SourceError::Changelog(
-                        "a changelog serves exactly one source topic".into(),
-                    ));
-                }
-            },
-            workers: Mutex::new(HashMap::new()),
-            lag: Mutex::new(BTreeMap::new()),
-            retired: Mutex::new(Stats::default()),
-            written: Mutex::new(Vec::new()),
-            failure: Mutex::new(None),
-            abandoned: AtomicBool::new(false),
-        });
+        let client = config.client_config();
+        let changelog = match (&config.changelog, config.topics.as_slice()) {
+            (None, _) => None,
+            (Some(changelog), [source]) => Some(Changelog::open(&client, changelog, source)?),
+            (Some(_), _) => {
+                return Err(SourceError::Changelog(
+                    "a changelog serves exactly one source topic".into(),
+                ));
+            }
+        };
+        let producer = Producer::new(&client, &config.dead_letter_topic)?;
         let mut consumer_config = client.clone();
         let client_id = config.advertise.as_deref().map(crate::peers::client_id);
         if let Some(id) = &client_id {
@@ -120,14 +122,28 @@ impl Source {
                 consumer_config.set(key, value);
             }
         }
+        let (announce, rebalances) = mpsc::channel();
+        let lag = Lag::default();
         let consumer: BaseConsumer<Context> = consumer_config.create_with_context(Context {
-            shared: shared.clone(),
+            rebalances: announce,
+            lag: lag.clone(),
         })?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Source {
             consumer,
-            shared,
+            rebalances: Mutex::new(rebalances),
+            partitions: Arc::new(Mutex::new(Partitions::new(settings.clone()))),
+            switch: SettingsSwitch {
+                switched: Arc::new(Mutex::new(Switched {
+                    latest: settings,
+                    pending: None,
+                })),
+            },
+            store,
+            producer,
+            changelog,
+            lag,
             config,
             client_id,
             errors: AtomicU64::new(0),
@@ -136,30 +152,31 @@ impl Source {
     }
 
     /// Consumes until `stop` says so; opportunities go to `sink` in each partition's order.
-    /// Returns the counts of every partition this source processed. On an error nothing
-    /// more is checkpointed or committed (not even by the revocation that dropping the
-    /// consumer triggers): the restart redoes the work from the last checkpoint.
+    /// Returns the counts of every partition this source processed. On an error, or an
+    /// abrupt stop, nothing more is checkpointed or committed: the restart redoes the work
+    /// from the last checkpoint.
     pub fn run(
-        &self,
+        self,
         stop: &Stop,
         progress: &Progress,
         sink: &mut impl OpportunitySink,
     ) -> Result<Stats, SourceError> {
-        let result = self.consume(stop, progress, sink);
-        if result.is_err() || stop.is_abrupt() {
-            self.shared.abandoned.store(true, Ordering::SeqCst);
-        }
-        result?;
-        self.stats()
+        let consumed = self.consume(stop, progress, sink);
+        let stats = self.partitions()?.stats();
+        // The loop stops listening before the consumer closes: closing revokes every
+        // partition, and the callback then gives them up itself, unwritten
+        // ([`crate::rebalance`]).
+        let Source {
+            consumer,
+            rebalances,
+            ..
+        } = self;
+        drop(rebalances);
+        drop(consumer);
+        consumed.map(|()| stats)
     }
 
-    /// Round N is processed on rayon's pool while this thread polls round N+1, so
-    /// librdkafka's queue is drained while the partitions compute. Rebalance callbacks
-    /// run inside that poll, on this thread; they take the partitions' lock, which the
-    /// processing side holds until its round's dead letters are produced and its
-    /// opportunities are in the sink, so a revocation checkpoints a partition with all it
-    /// has processed handed on. A round that fails half-way marks the source abandoned
-    /// before it lets go of the lock, and a revocation then checkpoints nothing.
+    /// The loop (see the module's documentation). Returns at a stop, or at the first error.
     fn consume(
         &self,
         stop: &Stop,
@@ -171,6 +188,7 @@ impl Source {
             if stop.is_abrupt() {
                 return Ok(());
             }
+            self.rebalance(sink)?;
             if stop.is_graceful() {
                 self.process_round(&batch, sink, progress)?;
                 break;
@@ -185,8 +203,61 @@ impl Source {
             self.checkpoint_due(sink, progress)?;
             self.publish(progress)?;
         }
-        self.checkpoint_all(sink, progress)?;
+        let all: Vec<Key> = self.partitions()?.workers.keys().cloned().collect();
+        self.checkpoint(&all, sink, progress, CommitMode::Sync)?;
         self.publish(progress)
+    }
+
+    /// Carries out the rebalances announced since the last call, in order.
+    fn rebalance(&self, sink: &mut impl OpportunitySink) -> Result<(), SourceError> {
+        let announced: Vec<Rebalance> = self
+            .rebalances
+            .lock()
+            .map_err(|_| SourceError::Poisoned)?
+            .try_iter()
+            .collect();
+        for rebalance in announced {
+            let mut partitions = self.partitions()?;
+            match rebalance {
+                Rebalance::Assign(keys) => {
+                    let resume = partitions.restore(&keys, &self.store, self.changelog.as_ref())?;
+                    let mut positioned = TopicPartitionList::with_capacity(resume.len());
+                    for ((topic, partition), at) in resume {
+                        // Without a checkpoint there is no state: rebuild it from the
+                        // start of the partition, not from the group's committed offset.
+                        let offset = at.map_or(Offset::Beginning, Offset::Offset);
+                        positioned.add_partition_offset(&topic, partition, offset)?;
+                    }
+                    rebalance::assign(&self.consumer, &positioned)?;
+                }
+                // Lost, not handed over: another member owns them now. Nothing more is
+                // written or committed for them, records already fetched for them find no
+                // worker, and their state, which may be behind the new owner's, goes.
+                Rebalance::Revoke {
+                    partitions: keys,
+                    lost: true,
+                } => {
+                    for key in &keys {
+                        partitions.retire(key);
+                    }
+                    rebalance::unassign(&self.consumer, &rebalance::list(&keys))?;
+                }
+                Rebalance::Revoke {
+                    partitions: keys,
+                    lost: false,
+                } => {
+                    self.committer().checkpoint(
+                        &mut partitions,
+                        &keys,
+                        sink,
+                        CommitMode::Sync,
+                        Retire::Yes,
+                    )?;
+                    rebalance::unassign(&self.consumer, &rebalance::list(&keys))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A round of records: waits up to `timeout` for one, then takes what is already
@@ -196,9 +267,7 @@ impl Source {
         let mut batch = Vec::with_capacity(max_batch);
         let mut timeout = timeout;
         while batch.len() < max_batch {
-            let polled = self.consumer.poll(timeout);
-            self.take_failure()?;
-            match polled {
+            match self.consumer.poll(timeout) {
                 Some(Ok(message)) => batch.push(message),
                 // Consumer errors (a topic not created yet, a broker away) are reported
                 // and retried by librdkafka; stopping on them would only restart into
@@ -227,31 +296,22 @@ impl Source {
 
     /// Copies the counts watchers read into `progress`.
     fn publish(&self, progress: &Progress) -> Result<(), SourceError> {
-        let stats = self.stats()?;
-        let workers = self.shared.workers()?;
+        let mut partitions = self.partitions()?;
         progress
             .partitions
-            .store(workers.len() as u64, Ordering::Relaxed);
-        let tracked: usize = workers
-            .values()
-            .map(|w| w.engine().tracked_accounts())
-            .sum();
-        drop(workers);
+            .store(partitions.workers.len() as u64, Ordering::Relaxed);
         progress
             .tracked_accounts
-            .store(tracked as u64, Ordering::Relaxed);
-        *progress.stats.lock().map_err(|_| SourceError::Poisoned)? = stats;
-        let lag = self
-            .shared
-            .lag
-            .lock()
-            .map_err(|_| SourceError::Poisoned)?
-            .clone();
+            .store(partitions.tracked_accounts() as u64, Ordering::Relaxed);
+        *progress.stats.lock().map_err(|_| SourceError::Poisoned)? = partitions.stats();
+        let written = partitions.take_written();
+        drop(partitions);
+        let lag = self.lag.lock().map_err(|_| SourceError::Poisoned)?.clone();
         *progress.lag.lock().map_err(|_| SourceError::Poisoned)? = lag;
         progress
             .consumer_errors
             .store(self.errors.load(Ordering::Relaxed), Ordering::Relaxed);
-        let letters = self.shared.producer.letters();
+        let letters = self.producer.letters();
         for (from, to) in [
             (&letters.truncated, &progress.dead_letters.truncated),
             (
@@ -262,16 +322,9 @@ impl Source {
         ] {
             to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        if let Some(changelog) = &self.shared.changelog {
+        if let Some(changelog) = &self.changelog {
             progress.quarantined.copy_from(changelog.quarantined());
         }
-        let written: Vec<(Content, usize)> = self
-            .shared
-            .written
-            .lock()
-            .map_err(|_| SourceError::Poisoned)?
-            .drain(..)
-            .collect();
         let mut checkpoints = progress
             .checkpoints
             .lock()
@@ -281,33 +334,20 @@ impl Source {
         Ok(())
     }
 
-    /// A failure a rebalance callback left for the poll loop.
-    fn take_failure(&self) -> Result<(), SourceError> {
-        match self
-            .shared
-            .failure
-            .lock()
-            .map_err(|_| SourceError::Poisoned)?
-            .take()
-        {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
-    }
-
     /// Runs a round through the partition workers: each partition's records in offset
     /// order, different partitions in parallel (rayon's pool, one thread per core), since
-    /// each owns its state; opportunities are serialised there too. Dead letters and
-    /// opportunities are then handed on partition by partition, and the sink flushed,
-    /// all under the partitions' lock (see [`Source::consume`]).
+    /// each owns its state; opportunities are serialised there too. Dead letters are then
+    /// produced and opportunities handed to the sink partition by partition, and the sink
+    /// flushed.
     fn process_round(
         &self,
         batch: &[BorrowedMessage<'_>],
         sink: &mut impl OpportunitySink,
         progress: &Progress,
     ) -> Result<(), SourceError> {
-        if self.shared.has_pending() {
-            self.shared.switch_pending(&mut *self.shared.workers()?);
+        let mut partitions = self.partitions()?;
+        if let Some(settings) = self.switch.take_pending() {
+            partitions.switch(settings);
         }
         if batch.is_empty() {
             return Ok(());
@@ -325,11 +365,10 @@ impl Source {
                 message.partition(),
             )
         });
-        let mut workers = self.shared.workers()?;
         // A partition revoked since its records were fetched belongs to its new owner: its
         // records find no worker and are left alone.
         let mut jobs = Vec::with_capacity(by_partition.len());
-        for ((topic, partition), worker) in workers.iter_mut() {
+        for ((topic, partition), worker) in partitions.workers.iter_mut() {
             let group = by_partition
                 .iter_mut()
                 .find(|(key, _)| *key == (topic.as_str(), *partition));
@@ -347,56 +386,38 @@ impl Source {
                 jobs.push((worker, records, messages));
             }
         }
-        let run = |(worker, records, _): &mut (&mut PartitionWorker, Vec<KafkaRecord<'_>>, _)| {
-            let (mut opportunities, mut dead) = (Vec::new(), Vec::new());
-            worker.process(records, &mut opportunities, &mut dead);
-            let serialised: Vec<(Opportunity, Vec<u8>)> = opportunities
-                .into_iter()
-                .map(|o| {
-                    let json = o.to_json();
-                    (o, json)
-                })
-                .collect();
-            (serialised, dead)
-        };
+        let run =
+            |(worker, records, _): &mut (&mut crate::PartitionWorker, Vec<KafkaRecord<'_>>, _)| {
+                let (mut opportunities, mut dead) = (Vec::new(), Vec::new());
+                worker.process(records, &mut opportunities, &mut dead);
+                let serialised: Vec<(Opportunity, Vec<u8>)> = opportunities
+                    .into_iter()
+                    .map(|o| {
+                        let json = o.to_json();
+                        (o, json)
+                    })
+                    .collect();
+                (serialised, dead)
+            };
         let outputs: Vec<_> = if jobs.len() > 1 {
             use rayon::prelude::*;
             jobs.par_iter_mut().map(run).collect()
         } else {
             jobs.iter_mut().map(run).collect()
         };
-        let handed_on = (|| {
-            for ((_, _, messages), (opportunities, dead)) in jobs.iter().zip(outputs) {
-                for letter in &dead {
-                    if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
-                        self.shared.producer.dead_letter(*message, letter)?;
-                    }
-                }
-                for (opportunity, json) in opportunities {
-                    if opportunity.shadow {
-                        if let Ok(mut log) = progress.shadow.lock() {
-                            log.record(&opportunity.playbook, json);
-                        }
-                        continue;
-                    }
-                    if let Some(topic) = &self.config.opportunities_topic {
-                        self.shared
-                            .producer
-                            .opportunity(topic, &opportunity.account_id, &json)?;
-                    }
-                    sink.accept(opportunity, json).map_err(SourceError::Sink)?;
+        for ((_, _, messages), (opportunities, dead)) in jobs.iter().zip(outputs) {
+            for letter in &dead {
+                if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
+                    self.producer.dead_letter(*message, letter)?;
                 }
             }
-            sink.flush().map_err(SourceError::Sink)
-        })();
-        if handed_on.is_err() {
-            // The state has moved past what was handed on: no revocation waiting for the
-            // lock may checkpoint it (see `revoke`).
-            self.shared.abandoned.store(true, Ordering::SeqCst);
+            for (opportunity, json) in opportunities {
+                sink.accept(opportunity, json).map_err(SourceError::Sink)?;
+            }
         }
-        handed_on?;
+        sink.flush().map_err(SourceError::Sink)?;
         drop(jobs);
-        drop(workers);
+        drop(partitions);
         Progress::note(&progress.rounds, started.elapsed());
         progress
             .consumed
@@ -404,8 +425,7 @@ impl Source {
         Ok(())
     }
 
-    /// Checkpoints the partitions whose policy says so, then commits their offsets. Dead
-    /// letters are flushed first: an offset is committed only once all it caused is safe.
+    /// Checkpoints the partitions whose policy says so, then commits their offsets.
     fn checkpoint_due(
         &self,
         sink: &mut impl OpportunitySink,
@@ -413,8 +433,8 @@ impl Source {
     ) -> Result<(), SourceError> {
         let now = Instant::now();
         let due: Vec<Key> = self
-            .shared
-            .workers()?
+            .partitions()?
+            .workers
             .iter()
             .filter(|(_, w)| w.checkpoint_due(now, &self.config.checkpoint))
             .map(|(k, _)| k.clone())
@@ -422,15 +442,7 @@ impl Source {
         self.checkpoint(&due, sink, progress, CommitMode::Async)
     }
 
-    fn checkpoint_all(
-        &self,
-        sink: &mut impl OpportunitySink,
-        progress: &Progress,
-    ) -> Result<(), SourceError> {
-        let all: Vec<Key> = self.shared.workers()?.keys().cloned().collect();
-        self.checkpoint(&all, sink, progress, CommitMode::Sync)
-    }
-
+    /// Checkpoints the partitions `keys`, which stay, and notes how long it took.
     fn checkpoint(
         &self,
         keys: &[Key],
@@ -442,11 +454,8 @@ impl Source {
             return Ok(());
         }
         let started = Instant::now();
-        sink.flush().map_err(SourceError::Sink)?;
-        let mut workers = self.shared.workers()?;
-        self.shared
-            .checkpoint(&self.consumer, &mut workers, keys, commit, Retire::No)?;
-        drop(workers);
+        self.committer()
+            .checkpoint(&mut *self.partitions()?, keys, sink, commit, Retire::No)?;
         let mut times = progress
             .checkpoints
             .lock()
@@ -456,17 +465,28 @@ impl Source {
         Ok(())
     }
 
+    fn committer(&self) -> Committer<'_> {
+        Committer {
+            consumer: &self.consumer,
+            producer: &self.producer,
+            store: &self.store,
+            changelog: self.changelog.as_ref(),
+        }
+    }
+
+    fn partitions(&self) -> Result<MutexGuard<'_, Partitions>, SourceError> {
+        self.partitions.lock().map_err(|_| SourceError::Poisoned)
+    }
+
     /// The handle that switches the engine settings of the running source.
     pub fn settings_switch(&self) -> SettingsSwitch {
-        SettingsSwitch {
-            shared: self.shared.clone(),
-        }
+        self.switch.clone()
     }
 
     /// A handle for looking at account state from other threads (the admin API).
     pub fn inspector(&self) -> Inspector {
         Inspector {
-            shared: self.shared.clone(),
+            partitions: self.partitions.clone(),
         }
     }
 
@@ -476,35 +496,12 @@ impl Source {
         let Some(this) = &self.client_id else {
             return Ok(None);
         };
-        let mut client = ClientConfig::new();
-        for (key, value) in &self.config.client {
-            client.set(key, value);
-        }
-        client.set("bootstrap.servers", &self.config.bootstrap_servers);
-        crate::Peers::new(&client, &self.config.group_id, this).map(Some)
+        crate::Peers::new(&self.config.client_config(), &self.config.group_id, this).map(Some)
     }
 
     /// Accounts tracked by the partitions this source holds now.
     pub fn tracked_accounts(&self) -> Result<usize, SourceError> {
-        Ok(self
-            .shared
-            .workers()?
-            .values()
-            .map(|w| w.engine().tracked_accounts())
-            .sum())
-    }
-
-    fn stats(&self) -> Result<Stats, SourceError> {
-        let mut stats = self
-            .shared
-            .retired
-            .lock()
-            .map_err(|_| SourceError::Poisoned)?
-            .clone();
-        for worker in self.shared.workers()?.values() {
-            stats.merge(worker.stats());
-        }
-        Ok(stats)
+        Ok(self.partitions()?.tracked_accounts())
     }
 }
 
@@ -513,7 +510,14 @@ impl Source {
 /// ([`radar_core::settings::live_change`]).
 #[derive(Clone)]
 pub struct SettingsSwitch {
-    shared: Arc<Shared>,
+    switched: Arc<Mutex<Switched>>,
+}
+
+struct Switched {
+    /// The last settings switched to (or started with).
+    latest: Arc<Settings>,
+    /// Settings the loop has not put in force yet.
+    pending: Option<Arc<Settings>>,
 }
 
 impl std::fmt::Debug for SettingsSwitch {
@@ -523,23 +527,26 @@ impl std::fmt::Debug for SettingsSwitch {
 }
 
 impl SettingsSwitch {
-    /// The settings in force, or about to be: the last ones switched to.
-    pub fn current(&self) -> Arc<Settings> {
-        let pending = self
-            .shared
-            .pending
+    fn lock(&self) -> MutexGuard<'_, Switched> {
+        self.switched
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        pending.unwrap_or_else(|| self.shared.settings())
+    }
+
+    /// The settings in force, or about to be: the last ones switched to.
+    pub fn current(&self) -> Arc<Settings> {
+        self.lock().latest.clone()
     }
 
     /// Puts `settings` in force from the next round on.
     pub fn switch(&self, settings: Arc<Settings>) {
-        *self
-            .shared
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(settings);
+        let mut switched = self.lock();
+        switched.latest = settings.clone();
+        switched.pending = Some(settings);
+    }
+
+    /// The settings to put in force now, if they changed.
+    fn take_pending(&self) -> Option<Arc<Settings>> {
+        self.lock().pending.take()
     }
 }

@@ -329,7 +329,7 @@ fn rebalance_mid_stream(strategy: &str) {
     let expected = replayed(&lines);
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
-    let settings = Arc::new(radar::config::load(None).unwrap());
+    let settings = support::settings();
     let new_source = || {
         let mut config = config(&servers, "events", "radar");
         config

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use radar_core::Stats;
 use radar_delivery::{DeliveryService, KafkaDelivery};
-use radar_kafka::{OnTopic, OutboxSink, Progress, Source, Stop};
+use radar_kafka::{OutboxSink, Progress, ShadowLogged, Source, Stop, TopicSink};
 use radar_store::Store;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -112,6 +112,14 @@ pub fn run(
     let types = &config.engine.types;
     let type_names = types.ids().map(|id| types.name(id).to_owned()).collect();
     let advertise = config.source.advertise.clone();
+    let on_topic = match &config.source.opportunities_topic {
+        Some(topic) => Some(
+            TopicSink::new(&config.source, topic)
+                .map_err(|e| anyhow::anyhow!(e))
+                .context("starting the opportunities topic's producer")?,
+        ),
+        None => None,
+    };
     let source = Source::new(config.source, Arc::new(config.engine), store.clone())
         .context("starting the Kafka consumer")?;
     let metrics = Metrics::new(type_names);
@@ -188,12 +196,19 @@ pub fn run(
         })
     };
     started(bound);
-    let consumed = match kafka_delivery {
-        Some(_) => source.run(&stop, &progress, &mut OnTopic),
-        None => {
-            let mut sink = OutboxSink::new(store.clone()).on_written(move || waker.notify_one());
-            source.run(&stop, &progress, &mut sink)
-        }
+    // Shadow playbooks' opportunities go to the admin API's log; live ones to the
+    // opportunities topic when there is one, and to the local outbox unless delivery
+    // reads from that topic (`store = "kafka"`).
+    let consumed = if kafka_delivery.is_some() {
+        source.run(
+            &stop,
+            &progress,
+            &mut ShadowLogged::new(progress.clone(), on_topic),
+        )
+    } else {
+        let outbox = OutboxSink::new(store.clone()).on_written(move || waker.notify_one());
+        let mut sink = ShadowLogged::new(progress.clone(), (on_topic, outbox));
+        source.run(&stop, &progress, &mut sink)
     };
 
     // Delivery gets a moment to send what the last rounds wrote and is due now, then

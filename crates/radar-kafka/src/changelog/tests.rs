@@ -13,7 +13,7 @@ use super::*;
 use crate::partition::{KafkaRecord, PartitionWorker, Restored};
 
 fn settings() -> Arc<radar_core::Settings> {
-    Arc::new(radar::config::load(None).expect("the default config is valid"))
+    crate::default_settings::default_settings()
 }
 
 fn lines() -> Vec<String> {

@@ -6,15 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, SourceConfig, Stop};
+use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, SourceConfig, Stop, TopicSink};
 use radar_store::Store;
 
 mod produce;
 
 pub use produce::produce;
 
-fn settings() -> Arc<radar_core::Settings> {
-    Arc::new(radar::config::load(None).unwrap())
+/// The engine settings of the default configuration (`config/radar.toml`).
+pub fn settings() -> Arc<radar_core::Settings> {
+    let mut table: toml::Table =
+        toml::from_str(include_str!("../../../../config/radar.toml")).unwrap();
+    table.retain(|key, _| radar_core::settings::ENGINE_SECTIONS.contains(&key));
+    let raw = toml::Value::Table(table).try_into().unwrap();
+    Arc::new(radar_core::settings::build(raw).unwrap())
 }
 
 pub fn events(events: u64, seed: u64, invalid_ratio: f64) -> Vec<String> {
@@ -33,13 +38,20 @@ fn opportunity_id(json: &[u8]) -> String {
     value["opportunity_id"].as_str().unwrap().to_owned()
 }
 
-/// The opportunity ids `radar replay` gives over the same lines.
+/// The opportunity ids one engine gives over the same lines in order, as `radar replay`
+/// does.
 pub fn replayed(lines: &[String]) -> BTreeSet<String> {
-    let mut out = Vec::new();
-    radar::replay::run(settings(), lines.join("\n").as_bytes(), &mut out).unwrap();
-    out.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(opportunity_id)
+    let mut engine = radar_core::Engine::new(settings());
+    let (mut opportunities, mut outcomes) = (Vec::new(), Vec::new());
+    let records = lines.iter().map(|line| radar_core::Record {
+        bytes: line.as_bytes(),
+        time: None,
+        key: None,
+    });
+    engine.process_batch(records, &mut opportunities, &mut outcomes);
+    opportunities
+        .iter()
+        .map(|o| o.opportunity_id.to_string())
         .collect()
 }
 
@@ -91,16 +103,21 @@ pub fn run_source(config: SourceConfig, store: &Arc<Store>, until: Until, abrupt
         .load(Ordering::Relaxed)
 }
 
-/// [`run_source`], returning all the source reported.
+/// [`run_source`], returning all the source reported. With an opportunities topic in the
+/// config, opportunities also go there, as in the pipeline.
 pub fn run_source_progress(
     config: SourceConfig,
     store: &Arc<Store>,
     until: Until,
     abrupt: bool,
 ) -> Progress {
+    let on_topic = config
+        .opportunities_topic
+        .as_ref()
+        .map(|topic| TopicSink::new(&config, topic).unwrap());
     let source = Source::new(config, settings(), store.clone()).unwrap();
     let (stop, progress) = (Stop::default(), Progress::default());
-    let mut sink = OutboxSink::new(store.clone());
+    let mut sink = (on_topic, OutboxSink::new(store.clone()));
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let started = Instant::now();
