@@ -46,7 +46,7 @@ pub use config::{SourceConfig, is_secret};
 pub use dead_letter::LetterCounts;
 pub use error::SourceError;
 pub use inspector::Inspector;
-pub use partition::{CheckpointPolicy, DeadLetter, KafkaRecord, PartitionWorker, Restored};
+pub use partition::{CheckpointPolicy, KafkaRecord, PartitionWorker, RejectedRecord, Restored};
 pub use peers::Peers;
 pub use progress::{CheckpointTimes, Progress, ShadowLog, Stop};
 pub use sink::{OpportunitySink, OutboxSink, ShadowLogged, SinkError, TopicSink};

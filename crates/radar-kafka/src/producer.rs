@@ -16,7 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::dead_letter::{self, LetterCounts, Origin};
 use crate::error::SourceError;
-use crate::partition::DeadLetter;
+use crate::partition::RejectedRecord;
 
 /// What a produced record was, for its delivery report.
 enum Produced {
@@ -189,7 +189,7 @@ impl Producer {
     pub(crate) fn dead_letter(
         &self,
         message: &impl Message,
-        letter: &DeadLetter,
+        letter: &RejectedRecord,
     ) -> Result<(), SourceError> {
         let key = message.key();
         let origin = Origin {
