@@ -8,6 +8,8 @@
 //!   in headless Chromium;
 //! - `deploy`: deploy/ against the binary: a live scrape has every metric the dashboard
 //!   and alerts query; every config under deploy/ passes `radar validate`;
+//! - `docs`: every relative link and `#anchor` in README.md, docs/, benches/RESULTS.md
+//!   and deploy/*.md resolves;
 //! - `reload`: hot reload: what applies live, and a reload under load against `radar run`;
 //! - `ops`: operating `radar run`: JSON logs only, on every line; series at 0 from the
 //!   first scrape;
@@ -25,6 +27,7 @@
 mod backtest;
 mod cli;
 mod deploy;
+mod docs;
 mod golden;
 mod hardening;
 mod model;
