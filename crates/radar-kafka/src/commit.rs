@@ -18,6 +18,7 @@
 //!
 //! [`PartitionWorker::checkpoint`]: crate::partition::PartitionWorker::checkpoint
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use radar_store::Store;
@@ -28,6 +29,7 @@ use crate::changelog::Changelog;
 use crate::error::SourceError;
 use crate::partitions::{Key, Partitions};
 use crate::producer::Producer;
+use crate::progress::Progress;
 use crate::rebalance::Context;
 use crate::sink::OpportunitySink;
 
@@ -44,6 +46,8 @@ pub(crate) struct Committer<'a> {
     pub(crate) producer: &'a Producer,
     pub(crate) store: &'a Store,
     pub(crate) changelog: Option<&'a Changelog>,
+    /// Where refused commits and fenced partitions are counted.
+    pub(crate) progress: &'a Progress,
 }
 
 impl Committer<'_> {
@@ -84,10 +88,11 @@ impl Committer<'_> {
                 // the rebalance librdkafka starts once it notices restores it if it
                 // comes back.
                 Err(SourceError::Fenced(partition)) => {
+                    self.progress.fenced.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         topic = %key.0,
                         partition,
-                        "another instance has written this partition's changelog since: it holds the partition now; dropping it unwritten"
+                        "partition fenced: another instance wrote its changelog since; dropped unwritten"
                     );
                     partitions.retire(key);
                     continue;
@@ -113,7 +118,10 @@ impl Committer<'_> {
             return;
         }
         if let Err(e) = self.consumer.commit(offsets, mode) {
-            tracing::warn!(error = %e, "committing offsets failed (the checkpoints stand)");
+            self.progress
+                .commits_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "commit refused; the checkpoints stand");
         }
     }
 }

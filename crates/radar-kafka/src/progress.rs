@@ -20,6 +20,12 @@ pub struct Progress {
     /// Errors the consumer reported (a broker away, a topic missing): logged at most
     /// every few seconds, all counted here.
     pub consumer_errors: AtomicU64,
+    /// Offset commits refused (a rebalance in progress, a lost assignment): each is
+    /// logged, and harmless, since the checkpoint is the truth.
+    pub commits_refused: AtomicU64,
+    /// Partitions dropped unwritten at a checkpoint because another instance had written
+    /// their changelog since (this one had lost them without being told yet).
+    pub fenced: AtomicU64,
     /// Partitions assigned and restored, ready to process.
     pub partitions: AtomicU64,
     pub tracked_accounts: AtomicU64,

@@ -97,9 +97,13 @@ pub struct TopicSink {
     topic: String,
 }
 
-/// Counts the opportunities the broker refused, for `flush` to report.
+/// Counts the opportunities the broker refused, and keeps the last reason, for `sync` to
+/// report once.
 #[derive(Default)]
-struct Refusals(AtomicU64);
+struct Refusals {
+    count: AtomicU64,
+    last: std::sync::Mutex<Option<String>>,
+}
 
 impl rdkafka::ClientContext for Refusals {}
 
@@ -108,8 +112,10 @@ impl ProducerContext for Refusals {
 
     fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
         if let Err((error, _)) = result {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            tracing::error!(%error, "the broker refused an opportunity");
+            self.count.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut last) = self.last.lock() {
+                *last = Some(error.to_string());
+            }
         }
     }
 }
@@ -152,12 +158,17 @@ impl OpportunitySink for TopicSink {
 
     fn sync(&mut self) -> Result<(), SinkError> {
         self.producer.flush(Duration::from_secs(30))?;
-        match self.producer.context().0.load(Ordering::SeqCst) {
+        let refusals = self.producer.context();
+        match refusals.count.load(Ordering::SeqCst) {
             0 => Ok(()),
-            refused => Err(format!(
-                "{refused} opportunities were refused by the broker; not committing past them"
-            )
-            .into()),
+            refused => {
+                let last = refusals.last.lock().ok().and_then(|last| last.clone());
+                Err(format!(
+                    "{refused} opportunities refused by the broker (last: {}); not committing past them",
+                    last.as_deref().unwrap_or("-")
+                )
+                .into())
+            }
         }
     }
 }

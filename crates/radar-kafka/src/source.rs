@@ -188,7 +188,7 @@ impl Source {
             if stop.is_abrupt() {
                 return Ok(());
             }
-            self.rebalance(sink)?;
+            self.rebalance(sink, progress)?;
             if stop.is_graceful() {
                 self.process_round(&batch, sink, progress)?;
                 break;
@@ -209,7 +209,11 @@ impl Source {
     }
 
     /// Carries out the rebalances announced since the last call, in order.
-    fn rebalance(&self, sink: &mut impl OpportunitySink) -> Result<(), SourceError> {
+    fn rebalance(
+        &self,
+        sink: &mut impl OpportunitySink,
+        progress: &Progress,
+    ) -> Result<(), SourceError> {
         let announced: Vec<Rebalance> = self
             .rebalances
             .lock()
@@ -246,7 +250,7 @@ impl Source {
                     partitions: keys,
                     lost: false,
                 } => {
-                    self.committer().checkpoint(
+                    self.committer(progress).checkpoint(
                         &mut partitions,
                         &keys,
                         sink,
@@ -454,8 +458,13 @@ impl Source {
             return Ok(());
         }
         let started = Instant::now();
-        self.committer()
-            .checkpoint(&mut *self.partitions()?, keys, sink, commit, Retire::No)?;
+        self.committer(progress).checkpoint(
+            &mut *self.partitions()?,
+            keys,
+            sink,
+            commit,
+            Retire::No,
+        )?;
         let mut times = progress
             .checkpoints
             .lock()
@@ -465,8 +474,9 @@ impl Source {
         Ok(())
     }
 
-    fn committer(&self) -> Committer<'_> {
+    fn committer<'a>(&'a self, progress: &'a Progress) -> Committer<'a> {
         Committer {
+            progress,
             consumer: &self.consumer,
             producer: &self.producer,
             store: &self.store,

@@ -26,6 +26,8 @@ pub struct Metrics {
     registry: Registry,
     consumed: IntCounter,
     consumer_errors: IntCounter,
+    commits_refused: IntCounter,
+    fenced: IntCounter,
     /// Event type names, by type id.
     types: Vec<String>,
     by_type: IntCounterVec,
@@ -125,6 +127,16 @@ impl Metrics {
                 r,
                 "radar_kafka_consumer_errors_total",
                 "Errors the Kafka consumer reported (a broker away, a topic missing); logged at most every 10 s.",
+            ),
+            commits_refused: counter(
+                r,
+                "radar_kafka_commits_refused_total",
+                "Offset commits the group refused (a rebalance in progress, a lost assignment); harmless, the checkpoints stand.",
+            ),
+            fenced: counter(
+                r,
+                "radar_changelog_fenced_total",
+                "Partitions dropped unwritten at a checkpoint: another instance had written their changelog since.",
             ),
             types,
             by_type: vec(
@@ -363,6 +375,11 @@ impl Metrics {
             &self.consumer_errors,
             progress.consumer_errors.load(Ordering::Relaxed),
         );
+        catch_up(
+            &self.commits_refused,
+            progress.commits_refused.load(Ordering::Relaxed),
+        );
+        catch_up(&self.fenced, progress.fenced.load(Ordering::Relaxed));
         self.tracked
             .set(progress.tracked_accounts.load(Ordering::Relaxed) as i64);
         self.partitions
