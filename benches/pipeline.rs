@@ -180,6 +180,10 @@ impl OpportunitySink for TimingSink {
         }
         Ok(())
     }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.inner.sync()
+    }
 }
 
 /// Produces generated events at `rate` per second for `span` while a Radar source

@@ -131,6 +131,10 @@ pub struct Changelog {
     /// The producer's `message.max.bytes`, which every quarantined record's letter fits.
     letter_limit: usize,
     quarantined: QuarantineCounts,
+    /// Held by each write and each quarantine from its first send to its last
+    /// acknowledgement: they share the producer's failure count, so two restores in
+    /// parallel must not read each other's failures.
+    writing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Changelog {
@@ -224,6 +228,7 @@ impl Changelog {
             source_topic: source_topic.to_owned(),
             letter_limit,
             quarantined: QuarantineCounts::default(),
+            writing: Mutex::new(()),
         })
     }
 
@@ -263,6 +268,7 @@ impl Changelog {
         offset: i64,
         seen: i64,
     ) -> Result<i64, SourceError> {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         if self.end(partition)? > seen {
             return Err(SourceError::Fenced(partition));
         }
@@ -352,6 +358,7 @@ impl Changelog {
     /// its coordinates and reason only, and one refused even so is counted as lost and
     /// logged, and the restore goes on. Each is counted and logged.
     pub(crate) fn quarantine(&self, partition: i32, records: &[Quarantined]) {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let topic = self.quarantine_topic();
         for record in records {
             let origin = record.origin(&self.topic, partition);

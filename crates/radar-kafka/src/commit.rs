@@ -46,7 +46,7 @@ pub(crate) struct Committer<'a> {
     pub(crate) producer: &'a Producer,
     pub(crate) store: &'a Store,
     pub(crate) changelog: Option<&'a Changelog>,
-    /// Where refused commits and fenced partitions are counted.
+    /// Where fenced partitions are counted.
     pub(crate) progress: &'a Progress,
 }
 
@@ -109,10 +109,9 @@ impl Committer<'_> {
     }
 
     /// Commits offsets whose checkpoints are durable. A refused commit (a rebalance in
-    /// progress, a lost assignment) is not fatal: the checkpoint is the truth, and the next
-    /// commit, or the next owner restoring it, moves on from there. For the same reason
-    /// the periodic commits need not wait for the broker (`CommitMode::Async`); those on
-    /// revocation and at stop do.
+    /// progress, a lost assignment) is not fatal: the checkpoint is the truth. For the
+    /// same reason the periodic commits need not wait for the broker
+    /// (`CommitMode::Async`); those on revocation and at stop do.
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) {
         if offsets.count() == 0 || self.consumer.assignment_lost() {
             return;

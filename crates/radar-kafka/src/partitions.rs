@@ -16,6 +16,9 @@ use crate::error::SourceError;
 use crate::partition::{PartitionWorker, Restored};
 use crate::progress::Progress;
 
+/// Partitions restored at once, at most.
+const RESTORES_AT_ONCE: usize = 4;
+
 /// A partition: (topic, partition).
 pub(crate) type Key = (String, i32);
 
@@ -40,51 +43,54 @@ impl Partitions {
         }
     }
 
-    /// Restores the partitions of `keys` this member does not hold yet, in parallel (each
-    /// reads its own checkpoints, and its changelog partition through a consumer of its
-    /// own); returns every one of `keys` with the offset to resume it from: `None` means
-    /// from the start, since without a checkpoint there is no state to resume.
+    /// Restores the partitions of `keys`, several at a time (each reads its own
+    /// checkpoints, and its changelog partition through a consumer of its own), and
+    /// returns each with the offset to resume it from: `None` means from the start, since
+    /// without a checkpoint there is no state to resume. A worker still held for one of
+    /// them can only be stale (every revocation retires its partitions), so it is
+    /// replaced.
     pub(crate) fn restore(
         &mut self,
         keys: &[Key],
         store: &Store,
         changelog: Option<&Changelog>,
     ) -> Result<Vec<(Key, Option<i64>)>, SourceError> {
-        let missing: Vec<&Key> = keys
-            .iter()
-            .filter(|key| !self.workers.contains_key(*key))
-            .collect();
+        for key in keys {
+            self.retire(key);
+        }
         let settings = &self.settings;
-        let restored: Vec<(PartitionWorker, Restored)> = missing
-            .par_iter()
-            .map(|(topic, partition)| {
-                let _restoring =
-                    tracing::info_span!("restore", %topic, partition = *partition).entered();
-                let restored = PartitionWorker::restore(
-                    settings.clone(),
-                    store,
-                    changelog,
-                    topic,
-                    *partition,
-                    Instant::now(),
-                )?;
-                report_restore(&restored.1);
-                Ok(restored)
-            })
-            .collect::<Result<_, SourceError>>()?;
-        for ((worker, _), key) in restored.into_iter().zip(missing) {
+        let restore = |(topic, partition): &Key| {
+            let _restoring =
+                tracing::info_span!("restore", %topic, partition = *partition).entered();
+            let (worker, restored) = PartitionWorker::restore(
+                settings.clone(),
+                store,
+                changelog,
+                topic,
+                *partition,
+                Instant::now(),
+            )?;
+            report_restore(&restored);
+            Ok::<_, SourceError>(worker)
+        };
+        let workers: Vec<PartitionWorker> = if keys.len() > 1 {
+            // A pool of its own bounds the restores at once: each holds a consumer's
+            // prefetch (up to 256 MiB) and the engine it builds.
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(RESTORES_AT_ONCE.min(keys.len()))
+                .thread_name(|i| format!("restore-{i}"))
+                .build()
+                .map_err(|e| SourceError::Changelog(format!("starting the restore threads: {e}")))?
+                .install(|| keys.par_iter().map(restore).collect::<Result<_, _>>())?
+        } else {
+            keys.iter().map(restore).collect::<Result<_, _>>()?
+        };
+        let mut resume = Vec::with_capacity(keys.len());
+        for (key, worker) in keys.iter().zip(workers) {
+            resume.push((key.clone(), worker.resume_offset()));
             self.workers.insert(key.clone(), worker);
         }
-        Ok(keys
-            .iter()
-            .map(|key| {
-                let at = self
-                    .workers
-                    .get(key)
-                    .and_then(PartitionWorker::resume_offset);
-                (key.clone(), at)
-            })
-            .collect())
+        Ok(resume)
     }
 
     /// Lets a partition go, its counts kept.

@@ -98,10 +98,17 @@ pub(crate) struct Producer {
 }
 
 impl Producer {
+    /// `idempotent` with `store = "kafka"`: a retried produce is then never written twice,
+    /// nor out of order.
     pub(crate) fn new(
         client: &ClientConfig,
         dead_letter_topic: &str,
+        idempotent: bool,
     ) -> Result<Producer, SourceError> {
+        let mut client = client.clone();
+        if idempotent {
+            client.set("enable.idempotence", "true");
+        }
         let letter_limit = client
             .get("message.max.bytes")
             .and_then(|limit| limit.parse().ok())

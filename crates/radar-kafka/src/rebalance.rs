@@ -13,10 +13,12 @@
 //! whatever it was going to (see [`crate::commit`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SendError, Sender};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -39,6 +41,8 @@ pub(crate) type Lag = Arc<Mutex<BTreeMap<Key, i64>>>;
 pub(crate) struct Context {
     pub(crate) rebalances: Sender<Rebalance>,
     pub(crate) lag: Lag,
+    /// Offset commits the group refused, periodic (asynchronous) ones included.
+    pub(crate) commits_refused: Arc<AtomicU64>,
 }
 
 impl ClientContext for Context {
@@ -58,6 +62,20 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    /// Counts and logs a refused commit. Harmless: the checkpoint is the truth, and the
+    /// next commit, or the next owner restoring it, moves on from there.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let refused = match result {
+            Err(e) if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) => Some(e),
+            Err(_) => None,
+            Ok(()) => offsets.elements().iter().find_map(|p| p.error().err()),
+        };
+        if let Some(error) = refused {
+            let refused = self.commits_refused.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(%error, refused, "commit refused; the checkpoints stand");
+        }
+    }
+
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,

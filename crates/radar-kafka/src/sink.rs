@@ -23,13 +23,12 @@ use crate::progress::Progress;
 /// it returns, everything handed on must be durable, so no offset is ever committed ahead
 /// of the opportunities it produced. [`OutboxSink`] writes to the store that holds the
 /// checkpoints, whose durable commit covers what it wrote, so its `sync` is a `flush`;
-/// [`TopicSink`] waits for the broker's acknowledgements only in `sync`.
+/// [`TopicSink`] waits for the broker's acknowledgements only in `sync`. `sync` has no
+/// default, so that a wrapper cannot forget to pass it on.
 pub trait OpportunitySink: Send {
     fn accept(&mut self, opportunity: Opportunity, json: Vec<u8>) -> Result<(), SinkError>;
     fn flush(&mut self) -> Result<(), SinkError>;
-    fn sync(&mut self) -> Result<(), SinkError> {
-        self.flush()
-    }
+    fn sync(&mut self) -> Result<(), SinkError>;
 }
 
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,10 +85,15 @@ impl OpportunitySink for OutboxSink {
         }
         Ok(())
     }
+
+    /// What `flush` wrote is made durable by the checkpoint's commit of the same store.
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
 }
 
 /// Opportunities produced to a topic as JSON, keyed by account id. The producer is
-/// idempotent, so a retried produce is never written twice nor out of order, and `flush`
+/// idempotent, so a retried produce is never written twice nor out of order, and `sync`
 /// returns only once the broker has acknowledged everything accepted (an error if it
 /// refused any): with `store = "kafka"` this topic is the outbox that delivery reads.
 pub struct TopicSink {

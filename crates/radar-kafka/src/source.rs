@@ -45,10 +45,13 @@ const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The running source.
 pub struct Source {
-    consumer: BaseConsumer<Context>,
     /// The rebalances librdkafka announced, for the loop to carry out (behind a lock only
-    /// because the loop's processing half runs on another thread).
+    /// because the loop's processing half runs on another thread). Declared before the
+    /// consumer so that it goes first however the source is dropped (a panic unwinding
+    /// included): the consumer's close then finds no one listening, and the callback
+    /// gives the partitions up itself.
     rebalances: Mutex<Receiver<Rebalance>>,
+    consumer: BaseConsumer<Context>,
     /// Owned by the loop; shared only with the admin API's [`Inspector`].
     partitions: Arc<Mutex<Partitions>>,
     switch: SettingsSwitch,
@@ -58,6 +61,7 @@ pub struct Source {
     /// Where partition state lives when `store = "kafka"`.
     changelog: Option<Changelog>,
     lag: Lag,
+    commits_refused: Arc<AtomicU64>,
     config: SourceConfig,
     /// The consumer's client id when it advertises an admin address ([`crate::peers`]).
     client_id: Option<String>,
@@ -90,7 +94,7 @@ impl Source {
                 ));
             }
         };
-        let producer = Producer::new(&client, &config.dead_letter_topic)?;
+        let producer = Producer::new(&client, &config.dead_letter_topic, changelog.is_some())?;
         let mut consumer_config = client.clone();
         let client_id = config.advertise.as_deref().map(crate::peers::client_id);
         if let Some(id) = &client_id {
@@ -123,10 +127,11 @@ impl Source {
             }
         }
         let (announce, rebalances) = mpsc::channel();
-        let lag = Lag::default();
+        let (lag, commits_refused) = (Lag::default(), Arc::new(AtomicU64::new(0)));
         let consumer: BaseConsumer<Context> = consumer_config.create_with_context(Context {
             rebalances: announce,
             lag: lag.clone(),
+            commits_refused: commits_refused.clone(),
         })?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -144,6 +149,7 @@ impl Source {
             producer,
             changelog,
             lag,
+            commits_refused,
             config,
             client_id,
             errors: AtomicU64::new(0),
@@ -163,6 +169,21 @@ impl Source {
     ) -> Result<Stats, SourceError> {
         let consumed = self.consume(stop, progress, sink);
         let stats = self.partitions()?.stats();
+        // Revocations the loop did not carry out (it stopped, or failed, first) are given
+        // up unwritten: librdkafka cannot close until they are.
+        let pending: Vec<Rebalance> = self
+            .rebalances
+            .lock()
+            .map_err(|_| SourceError::Poisoned)?
+            .try_iter()
+            .collect();
+        for rebalance in pending {
+            if let Rebalance::Revoke { partitions, .. } = rebalance
+                && let Err(e) = rebalance::unassign(&self.consumer, &rebalance::list(&partitions))
+            {
+                tracing::warn!(error = %e, "giving up partitions after the source stopped");
+            }
+        }
         // The loop stops listening before the consumer closes: closing revokes every
         // partition, and the callback then gives them up itself, unwritten
         // ([`crate::rebalance`]).
@@ -188,7 +209,7 @@ impl Source {
             if stop.is_abrupt() {
                 return Ok(());
             }
-            self.rebalance(sink, progress)?;
+            self.rebalance(sink, progress, stop)?;
             if stop.is_graceful() {
                 self.process_round(&batch, sink, progress)?;
                 break;
@@ -208,21 +229,28 @@ impl Source {
         self.publish(progress)
     }
 
-    /// Carries out the rebalances announced since the last call, in order.
+    /// Carries out the rebalances announced since the last call, in order, one at a time
+    /// (one that fails leaves the others announced, for [`Source::run`] to give up). When
+    /// stopping, assignments are left to the consumer's close, which undoes them: no use
+    /// restoring partitions to let them go.
     fn rebalance(
         &self,
         sink: &mut impl OpportunitySink,
         progress: &Progress,
+        stop: &Stop,
     ) -> Result<(), SourceError> {
-        let announced: Vec<Rebalance> = self
-            .rebalances
-            .lock()
-            .map_err(|_| SourceError::Poisoned)?
-            .try_iter()
-            .collect();
-        for rebalance in announced {
+        loop {
+            let next = self
+                .rebalances
+                .lock()
+                .map_err(|_| SourceError::Poisoned)?
+                .try_recv();
+            let Ok(rebalance) = next else {
+                return Ok(());
+            };
             let mut partitions = self.partitions()?;
             match rebalance {
+                Rebalance::Assign(_) if stop.is_graceful() || stop.is_abrupt() => {}
                 Rebalance::Assign(keys) => {
                     let resume = partitions.restore(&keys, &self.store, self.changelog.as_ref())?;
                     let mut positioned = TopicPartitionList::with_capacity(resume.len());
@@ -234,34 +262,35 @@ impl Source {
                     }
                     rebalance::assign(&self.consumer, &positioned)?;
                 }
-                // Lost, not handed over: another member owns them now. Nothing more is
-                // written or committed for them, records already fetched for them find no
-                // worker, and their state, which may be behind the new owner's, goes.
                 Rebalance::Revoke {
                     partitions: keys,
-                    lost: true,
+                    lost,
                 } => {
+                    // Lost, not handed over: another member owns them now. Nothing more
+                    // is written or committed for them; records already fetched for them
+                    // find no worker, and their state, which may be behind the new
+                    // owner's, goes.
+                    let checkpointed = if lost {
+                        Ok(())
+                    } else {
+                        self.committer(progress).checkpoint(
+                            &mut partitions,
+                            &keys,
+                            sink,
+                            CommitMode::Sync,
+                            Retire::Yes,
+                        )
+                    };
+                    // Whatever the checkpoint did, the partitions go: librdkafka cannot
+                    // move on (nor close) until they do.
                     for key in &keys {
                         partitions.retire(key);
                     }
                     rebalance::unassign(&self.consumer, &rebalance::list(&keys))?;
-                }
-                Rebalance::Revoke {
-                    partitions: keys,
-                    lost: false,
-                } => {
-                    self.committer(progress).checkpoint(
-                        &mut partitions,
-                        &keys,
-                        sink,
-                        CommitMode::Sync,
-                        Retire::Yes,
-                    )?;
-                    rebalance::unassign(&self.consumer, &rebalance::list(&keys))?;
+                    checkpointed?;
                 }
             }
         }
-        Ok(())
     }
 
     /// A round of records: waits up to `timeout` for one, then takes what is already
@@ -315,6 +344,10 @@ impl Source {
         progress
             .consumer_errors
             .store(self.errors.load(Ordering::Relaxed), Ordering::Relaxed);
+        progress.commits_refused.store(
+            self.commits_refused.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         let letters = self.producer.letters();
         for (from, to) in [
             (&letters.truncated, &progress.dead_letters.truncated),
