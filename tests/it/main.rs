@@ -19,6 +19,13 @@
 //!   changelog records and an account busy enough to outgrow a Kafka record;
 //! - `scale_out`: several `radar run` instances with `state.store = "kafka"` against tansu:
 //!   instances killed, added, removed and frozen, a receiver down, compared with replay.
+//!
+//! What any test binary needs (waiting with [`radar_testkit::eventually`], the tansu
+//! broker, producing and reading topics, child processes, admin-server requests) is in
+//! the `radar-testkit` crate; what only these tests need (generated events and replay's
+//! answer in `run`, `radar run` on tansu in `tansu`) stays here. No test sleeps to wait:
+//! it waits on the thing itself, and asserts an absence only once a positive signal shows
+//! the thing would have happened by then.
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
 
