@@ -14,8 +14,7 @@ use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::run::{field, receiver, replayed, unique};
-use crate::tansu::{start_radar, write_config};
+use crate::support::{field, receiver, replayed, start_radar, unique, write_config};
 
 /// Produces `lines` keyed by account (taken as the generator writes it: quicker than
 /// parsing 200,000 lines).

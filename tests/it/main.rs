@@ -22,8 +22,8 @@
 //!
 //! What any test binary needs (waiting with [`radar_testkit::eventually`], the tansu
 //! broker, producing and reading topics, child processes, admin-server requests) is in
-//! the `radar-testkit` crate; what only these tests need (generated events and replay's
-//! answer in `run`, `radar run` on tansu in `tansu`) stays here. No test sleeps to wait:
+//! the `radar-testkit` crate; what only these tests share (generated events and replay's
+//! answer, a webhook receiver, `radar run` on a broker's topic) is in `support`. No test sleeps to wait:
 //! it waits on the thing itself, and asserts an absence only once a positive signal shows
 //! the thing would have happened by then.
 
@@ -40,6 +40,7 @@ mod peers;
 mod reload;
 mod run;
 mod scale_out;
+mod support;
 mod tansu;
 
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::mocking::MockCluster;
 
 use crate::root;
-use crate::run::{events, receiver};
+use crate::support::{events, receiver};
 
 /// `radar args…` with `env` added: its output.
 fn radar(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -133,7 +133,7 @@ fn json_logs_series_from_the_start_and_a_read_token_as_an_operator_sees_them() {
             }
         },
     );
-    let (opportunities, _) = crate::run::replayed(&lines);
+    let (opportunities, _) = crate::support::replayed(&lines);
     let account = opportunities[0]["account_id"].as_str().unwrap().to_owned();
     for path in [
         format!("/v1/accounts/{account}"),

@@ -15,8 +15,7 @@ use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::run::events;
-use crate::tansu::radar_run;
+use crate::support::{events, radar_run};
 
 const PEER_TOKEN: &str = "peer-token-of-the-test-group";
 

@@ -17,7 +17,7 @@ use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
-use crate::run::events;
+use crate::support::events;
 
 const TOKEN: &str = "reload-token-0123456789";
 
@@ -312,7 +312,7 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
     assert!(output.status.success(), "{stderr}");
     // Every event read exactly once, and none taken for a duplicate that replay does not
     // take for one (its too_far_in_future lines pass here: the record time is now).
-    let (_, engine) = crate::run::replayed(&lines);
+    let (_, engine) = crate::support::replayed(&lines);
     let stats = engine.stats();
     let summary = stderr
         .lines()

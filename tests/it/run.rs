@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use radar_store::Store;
@@ -17,65 +16,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::mocking::MockCluster;
 
-use crate::default_settings;
-
-/// Generated events over `accounts` accounts, 2% of them malformed.
-pub(crate) fn events(accounts: u64, events: u64, seed: u64) -> Vec<String> {
-    let opts = radar_gen::Options {
-        accounts,
-        events,
-        seed,
-        invalid_ratio: 0.02,
-        ..Default::default()
-    };
-    radar_gen::Generator::new(opts).unwrap().collect()
-}
-
-/// What `radar replay` makes of the same lines: its opportunities, and the engine.
-pub(crate) fn replayed(lines: &[String]) -> (Vec<serde_json::Value>, radar_core::Engine) {
-    let mut out = Vec::new();
-    let engine =
-        radar::replay::run(default_settings(), lines.join("\n").as_bytes(), &mut out).unwrap();
-    let opportunities = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (opportunities, engine)
-}
-
-/// The values of `field` across `opportunities`.
-pub(crate) fn field(opportunities: &[serde_json::Value], field: &str) -> BTreeSet<String> {
-    opportunities
-        .iter()
-        .map(|o| o[field].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// A webhook receiver on 127.0.0.1 that records each delivery's `webhook-id`.
-pub(crate) fn receiver(runtime: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<String>>>) {
-    let ids = Arc::new(Mutex::new(Vec::new()));
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen = ids.clone();
-    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
-        let seen = seen.clone();
-        async move {
-            let id = headers["webhook-id"].to_str().unwrap().to_owned();
-            seen.lock().unwrap().push(id);
-            axum::http::StatusCode::NO_CONTENT
-        }
-    });
-    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, ids)
-}
-
-/// The distinct webhook ids a [`receiver`] has recorded.
-pub(crate) fn unique(ids: &Mutex<Vec<String>>) -> BTreeSet<String> {
-    ids.lock().unwrap().iter().cloned().collect()
-}
+use crate::support::{events, field, receiver, replayed, unique};
 
 #[test]
 fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigterm() {

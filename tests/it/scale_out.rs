@@ -20,8 +20,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tempfile::TempDir;
 
-use crate::run::{field, replayed, unique};
-use crate::tansu::{HOOK_SECRET, radar_run};
+use crate::support::{HOOK_SECRET, field, radar_run, replayed, unique};
 
 /// The token the instances prove to each other they know (`admin.peer_token_env`).
 const PEER_TOKEN: &str = "scale-out-peer-token";

@@ -4,90 +4,19 @@
 //! offset committed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-use rdkafka::TopicPartitionList;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use radar_testkit::broker::start_broker;
 use radar_testkit::http::{get, listening, metric};
 use radar_testkit::kafka::{committed, produce, read_all};
-use radar_testkit::process::{KillOnDrop, free_port};
+use radar_testkit::process::free_port;
 use radar_testkit::{Eventually, eventually};
+use rdkafka::TopicPartitionList;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::run::{events, field, receiver, replayed, unique};
-
-/// The webhook secret the configs of these tests name (`secret_env = "TEST_HOOK_SECRET"`).
-pub(crate) const HOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// `radar run` with `config`, the admin server on `admin`, the hook secret set; stdout
-/// discarded, stderr left to the caller.
-pub(crate) fn radar_run(config: &Path, admin: u16, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_radar"));
-    command
-        .args(["run", "--config"])
-        .arg(config)
-        .envs(env.iter().copied())
-        .env("TEST_HOOK_SECRET", HOOK_SECRET)
-        .env("RADAR__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-        .stdout(Stdio::null());
-    command
-}
-
-pub(crate) fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
-    let child: Child = radar_run(config, admin, env)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    KillOnDrop(Some(child))
-}
-
-/// A `radar run` config in `dir`: `topic` as `group`, dead letters to
-/// `<topic>.dead-letter`, checkpoints every 100 records or 200 ms, webhooks to `url`.
-pub(crate) fn write_config(
-    dir: &Path,
-    servers: &str,
-    group: &str,
-    topic: &str,
-    url: &str,
-) -> PathBuf {
-    let config = dir.join("radar.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[kafka]
-bootstrap_servers = "{servers}"
-group_id = "{group}"
-topics = ["{topic}"]
-dead_letter_topic = "{topic}.dead-letter"
-max_batch = 100
-
-[kafka.client]
-session_timeout_ms = "6000"
-
-[checkpoint]
-path = "{state}"
-every_events = 100
-every = "200ms"
-
-[delivery]
-allow_networks = ["127.0.0.0/8"]
-
-[[delivery.destinations]]
-name = "hook"
-kind = "webhook"
-url = "{url}"
-secret_env = "TEST_HOOK_SECRET"
-"#,
-            state = dir.join("state.redb").display()
-        ),
-    )
-    .unwrap();
-    config
-}
+use crate::support::{events, field, receiver, replayed, start_radar, unique, write_config};
 
 #[test]
 fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_events() {
