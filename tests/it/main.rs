@@ -23,9 +23,9 @@
 //! What any test binary needs (waiting with [`radar_testkit::eventually`], the tansu
 //! broker, producing and reading topics, child processes, admin-server requests) is in
 //! the `radar-testkit` crate; what only these tests share (generated events and replay's
-//! answer, a webhook receiver, `radar run` on a broker's topic) is in `support`. No test sleeps to wait:
-//! it waits on the thing itself, and asserts an absence only once a positive signal shows
-//! the thing would have happened by then.
+//! answer, a webhook receiver, `radar run` on a broker's topic) is in `support`. No test
+//! sleeps to wait: it waits on the thing itself, and asserts an absence only once a
+//! positive signal shows the thing would have happened by then.
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
 
