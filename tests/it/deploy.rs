@@ -5,10 +5,13 @@
 
 use std::fs::File;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use radar_testkit::Eventually;
+use radar_testkit::http::{get, listening};
+use radar_testkit::process::{KillOnDrop, free_port};
 
 use crate::root;
-use crate::run::{KillOnDrop, free_port, get};
 
 /// A demo signing secret (it decodes to "compose-demo-secret-not-for-prod"), the one
 /// `deploy/compose.yaml` defaults to.
@@ -115,29 +118,27 @@ fn every_metric_the_dashboard_and_alerts_query_is_in_a_live_scrape() {
             .unwrap(),
     ));
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let scrape = loop {
-        let listening = std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok();
-        if listening {
-            let (status, body) = get(admin, "/metrics");
-            if status == 200 && complete(&body) {
-                break body;
-            }
-        }
-        let exited = demo.0.as_mut().unwrap().try_wait().unwrap();
-        if exited.is_some() || Instant::now() > deadline {
-            panic!(
-                "radar demo {} before /metrics had deliveries, a dead letter, a CRM record, lag and a checkpoint; its stderr:\n{}",
-                if exited.is_some() {
-                    "exited"
-                } else {
-                    "ran 60 s"
-                },
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let scrape = Eventually::within(Duration::from_secs(60))
+        .every(Duration::from_millis(200))
+        .until(
+            "radar demo's /metrics has deliveries, a dead letter, a CRM record, lag and a checkpoint",
+            || {
+                if listening(admin) {
+                    let (status, body) = get(admin, "/metrics");
+                    if status == 200 && complete(&body) {
+                        return Ok(body);
+                    }
+                }
+                if let Some(status) = demo.child().try_wait().unwrap() {
+                    panic!(
+                        "radar demo exited ({status}) before /metrics had deliveries, a dead letter, a CRM record, lag and a checkpoint; its stderr:\n{}",
+                        stderr()
+                    );
+                }
+                Err(format!("an incomplete scrape; its stderr:\n{}", stderr()))
+            },
+        );
     drop(demo);
 
     let scrape_path = dir.path().join("radar.metrics");

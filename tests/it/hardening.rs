@@ -4,36 +4,24 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use radar_testkit::broker::start_broker;
+use radar_testkit::eventually;
+use radar_testkit::http::{get, metric};
+use radar_testkit::kafka::produce_keyed;
+use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::run::{KillOnDrop, field, free_port, get, metric, receiver, replayed, unique};
-use crate::tansu::{broker, start_radar, write_config};
+use crate::support::{field, receiver, replayed, start_radar, unique, write_config};
 
-/// Produces `lines` keyed by account, waiting for room when the producer's queue is full.
+/// Produces `lines` keyed by account (taken as the generator writes it: quicker than
+/// parsing 200,000 lines).
 fn produce_all(servers: &str, topic: &str, lines: &[String]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("linger.ms", "20")
-        .create()
-        .unwrap();
-    for line in lines {
-        let key = radar_gen::account_key(line);
-        let mut record = BaseRecord::to(topic).key(key).payload(line.as_bytes());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(50));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    produce_keyed(servers, topic, lines, |line| {
+        radar_gen::account_key(line).to_vec()
+    });
 }
 
 /// Runs `radar run` with `config` until it holds `partitions` partitions, restored, and
@@ -42,27 +30,27 @@ fn produce_all(servers: &str, topic: &str, lines: &[String]) {
 fn run_until(config: &Path, partitions: u64, records: u64) -> (String, String) {
     let admin = free_port();
     let mut radar: KillOnDrop = start_radar(config, admin, &[]);
-    let started = Instant::now();
-    while metric(admin, "radar_kafka_partitions_assigned") < Some(partitions)
-        || metric(admin, "radar_events_consumed_total") < Some(records)
-    {
-        if let Some(child) = radar.0.as_mut()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            let output = radar.take().wait_with_output().unwrap();
-            panic!(
-                "radar exited with {status}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{:?} partitions of {partitions}, consumed {:?} of {records}",
-            metric(admin, "radar_kafka_partitions_assigned"),
-            metric(admin, "radar_events_consumed_total")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(120),
+        "radar holds every partition, restored, and consumed the records",
+        || {
+            if let Ok(Some(status)) = radar.child().try_wait() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(radar.child().stderr.as_mut().unwrap(), &mut stderr)
+                    .unwrap();
+                panic!("radar exited with {status}: {stderr}");
+            }
+            let held = metric(admin, "radar_kafka_partitions_assigned");
+            let consumed = metric(admin, "radar_events_consumed_total");
+            if held >= Some(partitions) && consumed >= Some(records) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{held:?} partitions of {partitions}, consumed {consumed:?} of {records}"
+                ))
+            }
+        },
+    );
     let metrics = get(admin, "/metrics").1;
     let child = radar.take();
     Command::new("kill")
@@ -80,20 +68,21 @@ fn wait_for_exactly(
     received: &std::sync::Mutex<Vec<String>>,
     expected: &std::collections::BTreeSet<String>,
 ) {
-    let started = Instant::now();
-    while unique(received) != *expected && started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let got = unique(received);
-    assert_eq!(
-        (
-            expected.difference(&got).count(),
-            got.difference(expected).count()
-        ),
-        (0, 0),
-        "missing {:?}, extra {:?}",
-        expected.difference(&got).collect::<Vec<_>>(),
-        got.difference(expected).collect::<Vec<_>>()
+    eventually(
+        Duration::from_secs(20),
+        "the receiver holds exactly replay's opportunities",
+        || {
+            let got = unique(received);
+            if got == *expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "missing {:?}, extra {:?}",
+                    expected.difference(&got).collect::<Vec<_>>(),
+                    got.difference(expected).collect::<Vec<_>>()
+                ))
+            }
+        },
     );
 }
 
@@ -120,7 +109,7 @@ fn config_with_store(
 /// delivers exactly what `radar replay` gives; the one after finds them superseded.
 #[test]
 fn unusable_changelog_records_are_set_aside_and_the_group_carries_on() {
-    let broker = broker::start_broker();
+    let broker = start_broker();
     let servers = broker.address.clone();
     let topic = format!("quarantine-{}", std::process::id());
     let group = format!("radar-quarantine-{}", std::process::id());
@@ -218,7 +207,7 @@ fn unusable_changelog_records_are_set_aside_and_the_group_carries_on() {
 /// takes the day, stops cleanly and delivers exactly what `radar replay` gives.
 #[test]
 fn a_busy_account_is_checkpointed_in_both_store_modes() {
-    let broker = broker::start_broker();
+    let broker = start_broker();
     let servers = broker.address.clone();
     let topic = format!("busy-{}", std::process::id());
     let lines: Vec<String> = radar_gen::Generator::new(radar_gen::Options {

@@ -21,6 +21,13 @@
 //!   changelog records and an account busy enough to outgrow a Kafka record;
 //! - `scale_out`: several `radar run` instances with `state.store = "kafka"` against tansu:
 //!   instances killed, added, removed and frozen, a receiver down, compared with replay.
+//!
+//! What any test binary needs (waiting with [`radar_testkit::eventually`], the tansu
+//! broker, producing and reading topics, child processes, admin-server requests) is in
+//! the `radar-testkit` crate; what only these tests share (generated events and replay's
+//! answer, a webhook receiver, `radar run` on a broker's topic) is in `support`. No test
+//! sleeps to wait: it waits on the thing itself, and asserts an absence only once a
+//! positive signal shows the thing would have happened by then.
 
 #![allow(clippy::unwrap_used)] // test helpers, like tests, fail loudly
 
@@ -36,6 +43,7 @@ mod peers;
 mod reload;
 mod run;
 mod scale_out;
+mod support;
 mod tansu;
 
 use std::path::{Path, PathBuf};

@@ -8,10 +8,14 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use radar_testkit::Eventually;
+use radar_testkit::http::{get, listening, metric};
+use radar_testkit::kafka::produce;
+use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::mocking::MockCluster;
 
 use crate::root;
-use crate::run::{KillOnDrop, events, free_port, get, produce, receiver};
+use crate::support::{events, receiver};
 
 /// `radar args…` with `env` added: its output.
 fn radar(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -104,16 +108,11 @@ fn json_logs_series_from_the_start_and_a_read_token_as_an_operator_sees_them() {
     // The first scrape that answers: the dashboards' series are there before anything
     // was reloaded or dead-lettered.
     let started = Instant::now();
-    let scrape = loop {
-        if std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() {
-            break get(admin, "/metrics").1;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "admin never up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let scrape = Eventually::within(Duration::from_secs(30))
+        .every(Duration::from_millis(20))
+        .until("the admin server is up", || {
+            listening(admin).then(|| get(admin, "/metrics").1)
+        });
     for series in [
         "radar_config_reloads_total{result=\"applied\"} 0",
         "radar_config_reloads_total{result=\"refused\"} 0",
@@ -122,11 +121,19 @@ fn json_logs_series_from_the_start_and_a_read_token_as_an_operator_sees_them() {
     ] {
         assert!(scrape.contains(series), "{series} not in:\n{scrape}");
     }
-    while crate::run::metric(admin, "radar_events_consumed_total").unwrap_or(0) < 300 {
-        assert!(started.elapsed() < Duration::from_secs(60), "not consumed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (opportunities, _) = crate::run::replayed(&lines);
+    // One minute from the start for both waits.
+    Eventually::within(Duration::from_secs(60).saturating_sub(started.elapsed())).until(
+        "radar consumed the 300 events",
+        || {
+            let consumed = metric(admin, "radar_events_consumed_total").unwrap_or(0);
+            if consumed >= 300 {
+                Ok(())
+            } else {
+                Err(format!("{consumed} consumed"))
+            }
+        },
+    );
+    let (opportunities, _) = crate::support::replayed(&lines);
     let account = opportunities[0]["account_id"].as_str().unwrap().to_owned();
     for path in [
         format!("/v1/accounts/{account}"),

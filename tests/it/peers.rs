@@ -5,13 +5,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use radar_testkit::Eventually;
+use radar_testkit::broker::start_broker;
+use radar_testkit::http::{get, listening};
+use radar_testkit::kafka::produce;
+use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::run::{KillOnDrop, events, free_port, get, produce};
-use crate::tansu::{broker, radar_run};
+use crate::support::{events, radar_run};
 
 const PEER_TOKEN: &str = "peer-token-of-the-test-group";
 
@@ -37,7 +41,7 @@ fn impostor(runtime: &tokio::runtime::Runtime) -> (u16, Arc<Mutex<Vec<String>>>)
 
 #[test]
 fn a_crafted_group_member_is_neither_reached_off_the_allow_list_nor_believed() {
-    let broker = broker::start_broker();
+    let broker = start_broker();
     let topic = format!("peers-{}", std::process::id());
     let group = format!("radar-peers-{}", std::process::id());
     let client = ClientConfig::new()
@@ -107,21 +111,22 @@ fn a_crafted_group_member_is_neither_reached_off_the_allow_list_nor_believed() {
     // On the allow-list: once the group lists the crafted member, the open instance
     // asks it with a signed request that does not carry the token, and refuses its
     // unproven answer, every time.
-    let started = Instant::now();
-    while asked.lock().unwrap().is_empty() {
-        if std::net::TcpStream::connect(("127.0.0.1", open)).is_err() {
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        }
-        let (status, body) = get(open, "/v1/accounts/acct_nobody");
-        assert_eq!(status, 404, "the impostor's answer was relayed: {body}");
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the open instance never asked the impostor; its log:\n{}",
-            std::fs::read_to_string(dir.path().join("open.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Eventually::within(Duration::from_secs(60))
+        .every(Duration::from_millis(200))
+        .until("the open instance asked the impostor", || {
+            if !listening(open) {
+                return Err("the open instance's admin server is not up".to_owned());
+            }
+            if !asked.lock().unwrap().is_empty() {
+                return Ok(());
+            }
+            let (status, body) = get(open, "/v1/accounts/acct_nobody");
+            assert_eq!(status, 404, "the impostor's answer was relayed: {body}");
+            Err(format!(
+                "not asked; its log:\n{}",
+                std::fs::read_to_string(dir.path().join("open.log")).unwrap_or_default()
+            ))
+        });
     let (status, body) = get(open, "/v1/accounts/acct_nobody");
     assert_eq!(status, 404, "the impostor's answer was relayed: {body}");
     let requests = asked.lock().unwrap().clone();

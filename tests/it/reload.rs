@@ -7,13 +7,17 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use radar_core::settings::live_change;
+use radar_testkit::eventually;
+use radar_testkit::http::{get, listening, metric};
+use radar_testkit::kafka::produce;
+use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
-use crate::run::{KillOnDrop, events, free_port, get, metric, produce};
+use crate::support::events;
 
 const TOKEN: &str = "reload-token-0123456789";
 
@@ -147,17 +151,6 @@ fn post_reload(port: u16, token: Option<&str>) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < deadline,
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_version() {
     let cluster = MockCluster::new(1).unwrap();
@@ -209,12 +202,16 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
         .spawn()
         .unwrap();
     let child = KillOnDrop(Some(child));
-    until(
-        "radar consumed some of the first half",
+    eventually(
         Duration::from_secs(60),
+        "radar consumed some of the first half",
         || {
-            std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
-                && metric(admin, "radar_events_consumed_total").is_some_and(|n| n >= 500)
+            let consumed = metric(admin, "radar_events_consumed_total");
+            if listening(admin) && consumed.is_some_and(|n| n >= 500) {
+                Ok(())
+            } else {
+                Err(format!("consumed {consumed:?} of 500"))
+            }
         },
     );
     assert!(get(admin, "/v1/playbooks").1.contains(&version_a));
@@ -262,8 +259,13 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
     );
     write(&config, &b);
 
-    until("every event is consumed", Duration::from_secs(60), || {
-        metric(admin, "radar_events_consumed_total") == Some(6_000)
+    eventually(Duration::from_secs(60), "every event is consumed", || {
+        let consumed = metric(admin, "radar_events_consumed_total");
+        if consumed == Some(6_000) {
+            Ok(())
+        } else {
+            Err(format!("consumed {consumed:?} of 6000"))
+        }
     });
     let (_, playbooks) = get(admin, "/v1/playbooks");
     assert!(playbooks.contains(&version_b), "{playbooks}");
@@ -293,7 +295,7 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
             .unwrap()
             .success()
     );
-    until("SIGHUP put C in force", Duration::from_secs(20), || {
+    eventually(Duration::from_secs(20), "SIGHUP put C in force", || {
         get(admin, "/v1/playbooks").1.contains(&version_c)
     });
 
@@ -310,7 +312,7 @@ fn a_reload_under_load_loses_nothing_and_stamps_each_opportunity_with_its_versio
     assert!(output.status.success(), "{stderr}");
     // Every event read exactly once, and none taken for a duplicate that replay does not
     // take for one (its too_far_in_future lines pass here: the record time is now).
-    let (_, engine) = crate::run::replayed(&lines);
+    let (_, engine) = crate::support::replayed(&lines);
     let stats = engine.stats();
     let summary = stderr
         .lines()

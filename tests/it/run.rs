@@ -4,149 +4,19 @@
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use radar_store::Store;
+use radar_testkit::Eventually;
+use radar_testkit::http::{get, listening};
+use radar_testkit::kafka::{committed, produce};
+use radar_testkit::process::{KillOnDrop, free_port};
+use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::mocking::MockCluster;
-use rdkafka::{Offset, TopicPartitionList};
 
-use crate::default_settings;
-
-#[path = "../../crates/radar-kafka/tests/support/produce.rs"]
-mod produce;
-
-pub(crate) use produce::produce;
-
-/// Generated events over `accounts` accounts, 2% of them malformed.
-pub(crate) fn events(accounts: u64, events: u64, seed: u64) -> Vec<String> {
-    let opts = radar_gen::Options {
-        accounts,
-        events,
-        seed,
-        invalid_ratio: 0.02,
-        ..Default::default()
-    };
-    radar_gen::Generator::new(opts).unwrap().collect()
-}
-
-/// What `radar replay` makes of the same lines: its opportunities, and the engine.
-pub(crate) fn replayed(lines: &[String]) -> (Vec<serde_json::Value>, radar_core::Engine) {
-    let mut out = Vec::new();
-    let engine =
-        radar::replay::run(default_settings(), lines.join("\n").as_bytes(), &mut out).unwrap();
-    let opportunities = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (opportunities, engine)
-}
-
-/// The values of `field` across `opportunities`.
-pub(crate) fn field(opportunities: &[serde_json::Value], field: &str) -> BTreeSet<String> {
-    opportunities
-        .iter()
-        .map(|o| o[field].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Kills the child if the test fails before it is stopped on purpose.
-pub(crate) struct KillOnDrop(pub(crate) Option<std::process::Child>);
-
-impl KillOnDrop {
-    pub(crate) fn take(mut self) -> std::process::Child {
-        self.0.take().unwrap()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-        }
-    }
-}
-
-/// A webhook receiver on 127.0.0.1 that records each delivery's `webhook-id`.
-pub(crate) fn receiver(runtime: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<String>>>) {
-    let ids = Arc::new(Mutex::new(Vec::new()));
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen = ids.clone();
-    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
-        let seen = seen.clone();
-        async move {
-            let id = headers["webhook-id"].to_str().unwrap().to_owned();
-            seen.lock().unwrap().push(id);
-            axum::http::StatusCode::NO_CONTENT
-        }
-    });
-    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, ids)
-}
-
-/// The distinct webhook ids a [`receiver`] has recorded.
-pub(crate) fn unique(ids: &Mutex<Vec<String>>) -> BTreeSet<String> {
-    ids.lock().unwrap().iter().cloned().collect()
-}
-
-/// A counter or gauge from the admin server's `/metrics`; `None` while nothing listens.
-pub(crate) fn metric(port: u16, name: &str) -> Option<u64> {
-    std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    get(port, "/metrics")
-        .1
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// A free loopback port (free when asked: the child binds it right after).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET path` on the admin server: (status, body).
-pub(crate) fn get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: radar\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The sum of the group's committed offsets over `partitions`.
-pub(crate) fn committed(reader: &BaseConsumer, partitions: &TopicPartitionList) -> i64 {
-    reader
-        .committed_offsets(partitions.clone(), Duration::from_secs(5))
-        .map(|list| {
-            list.elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
+use crate::support::{events, field, receiver, replayed, unique};
 
 #[test]
 fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigterm() {
@@ -197,18 +67,37 @@ fn radar_run_delivers_every_opportunity_to_a_webhook_and_stops_cleanly_on_sigter
     let mut partitions = TopicPartitionList::new();
     partitions.add_partition("product-events", 0);
     partitions.add_partition("product-events", 1);
+    // One minute for both waits.
     let waited = Instant::now();
-    while committed(&reader, &partitions) < 1_500 && waited.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let budget = || Duration::from_secs(60).saturating_sub(waited.elapsed());
+    Eventually::within(budget())
+        .every(Duration::from_millis(100))
+        .until("the group committed every offset", || {
+            let offsets = committed(&reader, &partitions);
+            if offsets >= 1_500 {
+                Ok(())
+            } else {
+                Err(format!("{offsets} of 1500 committed"))
+            }
+        });
     // The replay's opportunities over the same events: what the receiver must get.
     let (opportunities, _) = replayed(&lines);
     let expected = field(&opportunities, "opportunity_id");
     let expected_accounts = field(&opportunities, "account_id");
     assert!(!expected.is_empty());
-    while unique(&received).len() < expected.len() && waited.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Eventually::within(budget())
+        .every(Duration::from_millis(100))
+        .until(
+            "the receiver got as many opportunities as replay gives",
+            || {
+                let got = unique(&received).len();
+                if got >= expected.len() {
+                    Ok(())
+                } else {
+                    Err(format!("{got} of {}", expected.len()))
+                }
+            },
+        );
     // The admin server explains accounts and counts what happened.
     let account = expected_accounts.iter().next().unwrap();
     let (status, body) = get(admin, &format!("/v1/accounts/{account}"));
@@ -343,16 +232,23 @@ fn a_shadow_playbook_is_counted_and_listed_but_never_delivered() {
         "radar_opportunities_shadow_total{{playbook=\"invites_watch\"}} {}",
         shadow.len()
     );
-    let waited = Instant::now();
-    loop {
-        let done = unique(&received).len() >= expected.len()
-            && std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
-            && get(admin, "/metrics").1.contains(&metric);
-        if done || waited.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Eventually::within(Duration::from_secs(60))
+        .every(Duration::from_millis(100))
+        .until(
+            "the receiver got the live opportunities and /metrics counts the shadow ones",
+            || {
+                let got = unique(&received).len();
+                if got < expected.len() {
+                    Err(format!("{got} of {} delivered", expected.len()))
+                } else if !listening(admin) {
+                    Err("the admin server is not up".to_owned())
+                } else if !get(admin, "/metrics").1.contains(&metric) {
+                    Err(format!("no `{metric}` in /metrics"))
+                } else {
+                    Ok(())
+                }
+            },
+        );
     assert_eq!(
         unique(&received),
         expected,
@@ -408,14 +304,9 @@ fn the_admin_server_outlasts_clients_that_never_finish_a_request() {
         .unwrap();
     let child = KillOnDrop(Some(child));
     let pid = child.0.as_ref().unwrap().id();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", admin)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "admin never up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    Eventually::within(Duration::from_secs(30))
+        .every(Duration::from_millis(20))
+        .until("the admin server is up", || listening(admin));
     // Radar's open sockets (librdkafka's among them).
     let sockets = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -457,26 +348,27 @@ fn the_admin_server_outlasts_clients_that_never_finish_a_request() {
 
     // Every stalled client is closed by radar: each read ends (EOF) rather than timing
     // out, the oldest at once, the rest after the header-read timeout.
-    let deadline = limit.header_read * 3;
-    let started = Instant::now();
-    while !stalled.is_empty() {
-        assert!(
-            started.elapsed() < deadline,
-            "{} clients still held after {deadline:?}",
-            stalled.len()
-        );
-        stalled.retain_mut(|client| {
-            let mut byte = [0u8; 256];
-            match client.read(&mut byte) {
-                Ok(0) => false,
-                Ok(_) => true,
-                Err(e) => matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ),
+    // Each poll waits up to 20 ms on every client's read: no pause between polls.
+    Eventually::within(limit.header_read * 3)
+        .every(Duration::ZERO)
+        .until("radar closed every stalled client", || {
+            stalled.retain_mut(|client| {
+                let mut byte = [0u8; 256];
+                match client.read(&mut byte) {
+                    Ok(0) => false,
+                    Ok(_) => true,
+                    Err(e) => matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                }
+            });
+            let held = sockets().saturating_sub(before);
+            assert!(held <= limit.connections + slack, "{held} sockets held");
+            if stalled.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} clients still held", stalled.len()))
             }
         });
-        let held = sockets().saturating_sub(before);
-        assert!(held <= limit.connections + slack, "{held} sockets held");
-    }
 }

@@ -9,16 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use radar_testkit::broker::{Broker, start_broker};
+use radar_testkit::http::{get, metric};
+use radar_testkit::kafka::produce;
+use radar_testkit::process::{KillOnDrop, free_port};
+use radar_testkit::{Eventually, eventually};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tempfile::TempDir;
 
-use crate::run::{KillOnDrop, field, free_port, get, metric, replayed, unique};
-
-use crate::run::produce;
-use crate::tansu::{HOOK_SECRET, broker, radar_run};
+use crate::support::{HOOK_SECRET, field, radar_run, replayed, unique};
 
 /// The token the instances prove to each other they know (`admin.peer_token_env`).
 const PEER_TOKEN: &str = "scale-out-peer-token";
@@ -55,7 +57,7 @@ fn receiver(
 
 /// One scenario: a broker, an event topic, a consumer group, a receiver.
 struct Scenario {
-    broker: broker::Broker,
+    broker: Broker,
     topic: String,
     group: String,
     url: String,
@@ -67,7 +69,7 @@ struct Scenario {
 
 impl Scenario {
     fn new(name: &str) -> Scenario {
-        let broker = broker::start_broker();
+        let broker = start_broker();
         let topic = format!("{name}-{}", std::process::id());
         let client = ClientConfig::new()
             .set("bootstrap.servers", &broker.address)
@@ -104,20 +106,18 @@ impl Scenario {
         within: Duration,
         what: &str,
     ) -> BTreeSet<String> {
-        let started = Instant::now();
-        loop {
+        eventually(within, &format!("{what} is delivered"), || {
             let delivered = self.delivered();
             if delivered.is_superset(expected) {
-                return delivered;
+                Ok(delivered)
+            } else {
+                Err(format!(
+                    "{} of {} delivered",
+                    delivered.intersection(expected).count(),
+                    expected.len()
+                ))
             }
-            assert!(
-                started.elapsed() < within,
-                "{what}: {} of {} delivered after {within:?}",
-                delivered.intersection(expected).count(),
-                expected.len()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Starts an instance on a new machine: an empty state directory.
@@ -275,20 +275,21 @@ fn assert_states_equal(lines: &[String], asked: &Instance) {
             Some(serde_json::Value::Object(map))
         }
     };
-    let started = Instant::now();
     let mut pending: Vec<String> = accounts.into_iter().collect();
-    while !pending.is_empty() && started.elapsed() < Duration::from_secs(30) {
-        pending.retain(|account| shown(account) != engine.explain(account));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if let Some(account) = pending.first() {
-        assert_eq!(
-            shown(account),
-            engine.explain(account),
-            "account {account}, one of {} that differ",
-            pending.len()
-        );
-    }
+    Eventually::within(Duration::from_secs(30))
+        .every(Duration::from_millis(100))
+        .until("every account's state shown equals replay's", || {
+            pending.retain(|account| shown(account) != engine.explain(account));
+            match pending.first() {
+                None => Ok(()),
+                Some(account) => Err(format!(
+                    "account {account}, one of {} that differ, shown as {:?}, replay's {:?}",
+                    pending.len(),
+                    shown(account),
+                    engine.explain(account)
+                )),
+            }
+        });
 }
 
 /// Three `kill -9`s of one of two instances, each once it has made progress on its share
@@ -307,18 +308,23 @@ fn two_instances_lose_nothing_when_one_is_killed_three_times() {
         let expected_so_far = expected(so_far);
         if i < 3 {
             // Both members hold partitions, and part of the new fifth is through.
-            let started = Instant::now();
-            while a.partitions() == 0
-                || b.partitions() == 0
-                || scenario.delivered().len()
-                    < delivered_before + (expected_so_far.len() - delivered_before) / 5
-            {
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "no progress on fifth {i}"
+            let progress = delivered_before + (expected_so_far.len() - delivered_before) / 5;
+            Eventually::within(Duration::from_secs(60))
+                .every(Duration::from_millis(20))
+                .until(
+                    &format!("both hold partitions and fifth {i} is under way"),
+                    || {
+                        let (held_a, held_b) = (a.partitions(), b.partitions());
+                        let delivered = scenario.delivered().len();
+                        if held_a > 0 && held_b > 0 && delivered >= progress {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "partitions {held_a} and {held_b}, delivered {delivered} of {progress}"
+                            ))
+                        }
+                    },
                 );
-                std::thread::sleep(Duration::from_millis(20));
-            }
             b.kill_9();
             b = scenario.start();
         }
@@ -354,16 +360,22 @@ fn retries_survive_the_instance_that_held_them() {
     let b = scenario.start();
     produce(&scenario.broker.address, &scenario.topic, &lines);
     // Both instances attempted and parked retries.
-    let started = Instant::now();
-    while a.partitions() == 0 || b.partitions() == 0 || scenario.retries_parked() < all.len() as i64
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} retries parked",
-            scenario.retries_parked()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(60),
+        "both hold partitions and every opportunity's retry is parked",
+        || {
+            let (held_a, held_b) = (a.partitions(), b.partitions());
+            let parked = scenario.retries_parked();
+            if held_a > 0 && held_b > 0 && parked >= all.len() as i64 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "partitions {held_a} and {held_b}, {parked} of {} retries parked",
+                    all.len()
+                ))
+            }
+        },
+    );
     b.kill_9();
     // The killed one's replacement, on a new machine, runs until the end.
     let _replacement = scenario.start();
@@ -392,36 +404,38 @@ fn an_instance_frozen_past_its_session_timeout_loses_its_partitions_cleanly() {
     let a = scenario.start();
     let b = scenario.start();
     produce(&scenario.broker.address, &scenario.topic, first);
-    let started = Instant::now();
-    while a.partitions() == 0 || b.partitions() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "both members assigned"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(60), "both members are assigned", || {
+        a.partitions() > 0 && b.partitions() > 0
+    });
     scenario.wait_for(&expected(first), Duration::from_secs(60), "the first half");
     let frozen = b.radar.0.as_ref().unwrap().id().to_string();
     produce(&scenario.broker.address, &scenario.topic, second);
     signal("-STOP", &frozen);
     // The survivor holds every partition once the frozen member's session expires.
-    let started = Instant::now();
-    while a.partitions() < PARTITIONS as u64 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "A took the partitions over"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(60),
+        "A took the partitions over",
+        || {
+            let held = a.partitions();
+            if held >= PARTITIONS as u64 {
+                Ok(())
+            } else {
+                Err(format!("A holds {held}"))
+            }
+        },
+    );
     let all = expected(&lines);
     scenario.wait_for(&all, Duration::from_secs(60), "everything, by the survivor");
     signal("-CONT", &frozen);
     // The thawed member rejoins and gets partitions back, restored from the changelog.
-    let started = Instant::now();
-    while b.partitions() == 0 || a.partitions() == PARTITIONS as u64 {
-        assert!(started.elapsed() < Duration::from_secs(60), "B rejoined");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(60), "B rejoined", || {
+        let (held_a, held_b) = (a.partitions(), b.partitions());
+        if held_b > 0 && held_a < PARTITIONS as u64 {
+            Ok(())
+        } else {
+            Err(format!("partitions {held_a} and {held_b}"))
+        }
+    });
     let delivered = scenario.wait_for(&all, Duration::from_secs(10), "everything");
     assert_eq!(
         delivered.difference(&all).collect::<Vec<_>>(),
@@ -447,18 +461,15 @@ fn instances_added_and_removed_while_events_flow() {
             12 => c = Some(scenario.start()),
             _ => {}
         }
+        // Part of the scenario, not a wait: events keep arriving, a twentieth every
+        // 300 ms, while members join (and rebalances run) in between.
         std::thread::sleep(Duration::from_millis(300));
     }
     // A leaves once the others hold partitions, while the last events are processed.
     let (b, c) = (b.unwrap(), c.unwrap());
-    let started = Instant::now();
-    while b.partitions() == 0 || c.partitions() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "B and C assigned"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(60), "B and C are assigned", || {
+        b.partitions() > 0 && c.partitions() > 0
+    });
     let leaving = a.radar.take();
     signal("-TERM", &leaving.id().to_string());
     let left = leaving.wait_with_output().unwrap();
@@ -522,18 +533,17 @@ fn dead_letters_on_the_topic_are_listed_and_replayed_while_radar_runs() {
             })
             .collect()
     };
-    let started = Instant::now();
-    let mut letters = listed(&dlq("list"));
-    while letters != all {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} of {} dead-lettered",
-            letters.len(),
-            all.len()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        letters = listed(&dlq("list"));
-    }
+    // Each poll runs `radar dlq list`: five a second at most.
+    Eventually::within(Duration::from_secs(60))
+        .every(Duration::from_millis(200))
+        .until("every opportunity is dead-lettered", || {
+            let letters = listed(&dlq("list"));
+            if letters == all {
+                Ok(())
+            } else {
+                Err(format!("{} of {} dead-lettered", letters.len(), all.len()))
+            }
+        });
     assert!(scenario.delivered().is_empty());
     scenario.status.store(204, Ordering::SeqCst);
     dlq("replay");

@@ -4,98 +4,23 @@
 //! offset committed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use radar_testkit::broker::start_broker;
+use radar_testkit::http::{get, listening, metric};
+use radar_testkit::kafka::{committed, produce, read_all};
+use radar_testkit::process::free_port;
+use radar_testkit::{Eventually, eventually};
 use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::run::{
-    KillOnDrop, committed, events, field, free_port, get, metric, produce, receiver, replayed,
-    unique,
-};
-
-#[path = "../../crates/radar-kafka/tests/support/broker.rs"]
-pub(crate) mod broker;
-#[path = "../../crates/radar-kafka/tests/support/read.rs"]
-mod read;
-
-use read::read_all;
-
-/// The webhook secret the configs of these tests name (`secret_env = "TEST_HOOK_SECRET"`).
-pub(crate) const HOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// `radar run` with `config`, the admin server on `admin`, the hook secret set; stdout
-/// discarded, stderr left to the caller.
-pub(crate) fn radar_run(config: &Path, admin: u16, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_radar"));
-    command
-        .args(["run", "--config"])
-        .arg(config)
-        .envs(env.iter().copied())
-        .env("TEST_HOOK_SECRET", HOOK_SECRET)
-        .env("RADAR__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-        .stdout(Stdio::null());
-    command
-}
-
-pub(crate) fn start_radar(config: &Path, admin: u16, env: &[(&str, &str)]) -> KillOnDrop {
-    let child: Child = radar_run(config, admin, env)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    KillOnDrop(Some(child))
-}
-
-/// A `radar run` config in `dir`: `topic` as `group`, dead letters to
-/// `<topic>.dead-letter`, checkpoints every 100 records or 200 ms, webhooks to `url`.
-pub(crate) fn write_config(
-    dir: &Path,
-    servers: &str,
-    group: &str,
-    topic: &str,
-    url: &str,
-) -> PathBuf {
-    let config = dir.join("radar.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[kafka]
-bootstrap_servers = "{servers}"
-group_id = "{group}"
-topics = ["{topic}"]
-dead_letter_topic = "{topic}.dead-letter"
-max_batch = 100
-
-[kafka.client]
-session_timeout_ms = "6000"
-
-[checkpoint]
-path = "{state}"
-every_events = 100
-every = "200ms"
-
-[delivery]
-allow_networks = ["127.0.0.0/8"]
-
-[[delivery.destinations]]
-name = "hook"
-kind = "webhook"
-url = "{url}"
-secret_env = "TEST_HOOK_SECRET"
-"#,
-            state = dir.join("state.redb").display()
-        ),
-    )
-    .unwrap();
-    config
-}
+use crate::support::{events, field, receiver, replayed, start_radar, unique, write_config};
 
 #[test]
 fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_events() {
-    let broker = broker::start_broker();
+    let broker = start_broker();
     let servers = broker.address.clone();
     let topic = format!("events-it-{}", std::process::id());
     let dead_letter_topic = format!("{topic}.dead-letter");
@@ -120,14 +45,19 @@ fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_eve
     // First run: killed with SIGKILL once part of the stream is through.
     let admin = free_port();
     let mut first = start_radar(&config, admin, &[]);
-    let started = Instant::now();
-    while unique().len() < expected.len() / 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no progress before the kill"
+    Eventually::within(Duration::from_secs(60))
+        .every(Duration::from_millis(20))
+        .until(
+            "a third of the opportunities are delivered, to kill radar",
+            || {
+                let got = unique().len();
+                if got >= expected.len() / 3 {
+                    Ok(())
+                } else {
+                    Err(format!("{got} of {}", expected.len()))
+                }
+            },
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     first.0.as_mut().unwrap().kill().unwrap();
     first.0.as_mut().unwrap().wait().unwrap();
     let before_restart = unique();
@@ -159,33 +89,37 @@ fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_eve
             ("RADAR__CHECKPOINT__EVERY_EVENTS", "1000000"),
         ],
     );
-    let started = Instant::now();
-    while unique().len() < expected.len() && started.elapsed() < Duration::from_secs(90) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(90),
+        "the restarted radar delivered as many opportunities as replay gives",
+        || {
+            let got = unique().len();
+            if got >= expected.len() {
+                Ok(())
+            } else {
+                Err(format!("{got} of {}", expected.len()))
+            }
+        },
+    );
     assert_eq!(
         unique(),
         expected,
         "exactly replay's opportunities, none lost, after kill -9"
     );
-    // Exactly the records after the checkpoints are consumed again.
-    let consumed =
-        || -> i64 { metric(admin, "radar_events_consumed_total").map_or(0, |n| n as i64) };
-    let started = Instant::now();
-    while consumed() < 3_000 - resume_at {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "consumed {} of {}",
-            consumed(),
-            3_000 - resume_at
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        consumed(),
-        3_000 - resume_at,
-        "resumed from the checkpoints, not from the start"
+    // The records after the checkpoints are consumed again (whether only those is told
+    // below, once radar has stopped at the end of every partition).
+    let again = 3_000 - resume_at;
+    eventually(
+        Duration::from_secs(30),
+        "the records after the checkpoints are consumed",
+        || {
+            let consumed = metric(admin, "radar_events_consumed_total").map_or(0, |n| n as i64);
+            if consumed >= again {
+                Ok(())
+            } else {
+                Err(format!("consumed {consumed} of {again}"))
+            }
+        },
     );
 
     // SIGTERM: a clean exit, and every offset committed.
@@ -216,11 +150,17 @@ fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_eve
     let per_partition = reader
         .committed_offsets(partitions.clone(), Duration::from_secs(5))
         .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         committed(&reader, &partitions),
         3_000,
-        "every offset committed on SIGTERM: {per_partition:?}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "every offset committed on SIGTERM: {per_partition:?}\n{stderr}"
+    );
+    // Committed to the end of every partition, so it consumed all it would ever have:
+    // exactly the records after the checkpoints, none from before them again.
+    assert!(
+        stderr.contains(&format!("events: read={again} ")),
+        "resumed from the checkpoints ({again} records to read), not from the start: {stderr}"
     );
 
     // One dead letter per rejected event, each with its reason and source. "Too far in
@@ -262,7 +202,7 @@ fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_eve
 fn radar_run_shrugs_off_a_hostile_producer() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-    let broker = broker::start_broker();
+    let broker = start_broker();
     let servers = broker.address.clone();
     let topic = format!("hostile-{}", std::process::id());
     let lines = events(60, 2_000, 13);
@@ -331,24 +271,30 @@ fn radar_run_shrugs_off_a_hostile_producer() {
     let radar = start_radar(&config, admin, &[]);
     let consumed =
         || -> usize { metric(admin, "radar_events_consumed_total").map_or(0, |n| n as usize) };
-    let started = Instant::now();
     let mut radar = radar;
-    let listening = || std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok();
-    while !listening() || consumed() < records || delivered().len() < expected.len() {
-        if started.elapsed() > Duration::from_secs(90) {
-            break;
-        }
-        if let Some(status) = radar.0.as_mut().unwrap().try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(
-                radar.0.as_mut().unwrap().stderr.as_mut().unwrap(),
-                &mut stderr,
-            )
-            .unwrap();
-            panic!("radar stopped ({status}):\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(90),
+        "radar consumed every record and delivered as many opportunities as replay gives",
+        || {
+            if let Some(status) = radar.child().try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(radar.child().stderr.as_mut().unwrap(), &mut stderr)
+                    .unwrap();
+                panic!("radar stopped ({status}):\n{stderr}");
+            }
+            let (read, got) = (consumed(), delivered().len());
+            if !listening(admin) {
+                Err("the admin server is not up".to_owned())
+            } else if read < records || got < expected.len() {
+                Err(format!(
+                    "consumed {read} of {records}, delivered {got} of {}",
+                    expected.len()
+                ))
+            } else {
+                Ok(())
+            }
+        },
+    );
     assert_eq!(consumed(), records, "radar consumed every record");
     assert_eq!(
         delivered(),
@@ -406,7 +352,7 @@ fn radar_run_shrugs_off_a_hostile_producer() {
 /// for all of them.
 #[test]
 fn radar_run_with_a_changelog_resumes_on_a_new_machine() {
-    let broker = broker::start_broker();
+    let broker = start_broker();
     let servers = broker.address.clone();
     let topic = format!("changelog-{}", std::process::id());
     let group = format!("radar-changelog-{}", std::process::id());
@@ -436,15 +382,18 @@ fn radar_run_with_a_changelog_resumes_on_a_new_machine() {
         std::fs::write(&config, text).unwrap();
         let admin = free_port();
         let radar = start_radar(&config, admin, &[]);
-        let started = Instant::now();
-        while metric(admin, "radar_events_consumed_total") < Some(records) {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "consumed {:?} of {records}",
-                metric(admin, "radar_events_consumed_total")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(
+            Duration::from_secs(60),
+            "radar consumed the new records",
+            || {
+                let consumed = metric(admin, "radar_events_consumed_total");
+                if consumed >= Some(records) {
+                    Ok(())
+                } else {
+                    Err(format!("consumed {consumed:?} of {records}"))
+                }
+            },
+        );
         let child = radar.take();
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -464,20 +413,21 @@ fn radar_run_with_a_changelog_resumes_on_a_new_machine() {
     let second = run_on_a_new_machine(1_500);
     assert!(second.contains("changelog records read"), "{second}");
     assert!(second.contains("events: read=1500 "), "{second}");
-    let started = Instant::now();
-    while delivered() != expected && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let got = delivered();
-    assert_eq!(
-        (
-            expected.difference(&got).count(),
-            got.difference(&expected).count()
-        ),
-        (0, 0),
-        "missing {:?}, extra {:?}\n{first}\n{second}",
-        expected.difference(&got).collect::<Vec<_>>(),
-        got.difference(&expected).collect::<Vec<_>>()
+    eventually(
+        Duration::from_secs(10),
+        "exactly replay's opportunities are delivered",
+        || {
+            let got = delivered();
+            if got == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "missing {:?}, extra {:?}\n{first}\n{second}",
+                    expected.difference(&got).collect::<Vec<_>>(),
+                    got.difference(&expected).collect::<Vec<_>>()
+                ))
+            }
+        },
     );
 }
 
@@ -488,7 +438,7 @@ fn radar_run_refuses_a_changelog_topic_that_is_not_compacted() {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
 
-    let broker = broker::start_broker();
+    let broker = start_broker();
     let servers = broker.address.clone();
     let topic = format!("uncompacted-{}", std::process::id());
     let group = format!("radar-uncompacted-{}", std::process::id());
