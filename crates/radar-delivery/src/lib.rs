@@ -12,6 +12,8 @@
 //! - [`redact`]: secrets taken out of the reasons delivery stores and logs;
 //! - [`signing`]: Standard Webhooks signatures and `whsec_` secrets;
 //! - [`payload`]: the HTTP request each kind of destination gets;
+//! - [`queue`]: delivery's domain types (a delivery, its settlement, a failed delivery)
+//!   and how they are kept in the store;
 //! - [`crm`]: HubSpot and Salesforce: deals and opportunities on the right company,
 //!   owned by the right team;
 //! - [`settings`]: the `[delivery]` config section, parsed with every error keyed;
@@ -22,13 +24,16 @@
 //!   in the store (queue, retry, dead-letter store).
 
 pub mod breaker;
+pub mod clock;
 pub mod crm;
+pub mod error;
 pub mod guard;
 pub mod http;
 pub mod kafka;
 pub mod observe;
 pub mod outcome;
 pub mod payload;
+pub mod queue;
 pub mod rate;
 pub mod redact;
 pub mod retry;
@@ -36,7 +41,9 @@ pub mod settings;
 pub mod signing;
 pub mod worker;
 
+pub use clock::Clock;
 pub use kafka::{KafkaDelivery, KafkaDeliveryConfig};
 pub use observe::{Observer, Unobserved};
+pub use queue::{DeliveryStore, FailedDelivery};
 pub use settings::{DeliverySettings, Destination, RawDelivery, SettingError, Target};
-pub use worker::DeliveryService;
+pub use worker::{DeliveryError, DeliveryService};

@@ -10,6 +10,7 @@ use reqwest::{Method, Url};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use crate::error::RequestError;
 use crate::settings::{Destination, Target};
 use crate::signing::sign;
 
@@ -52,18 +53,18 @@ pub fn build(
     opportunity: &Opportunity,
     json: &[u8],
     now: DateTime<Utc>,
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     let content_type = ("content-type", "application/json".to_owned());
     match &destination.target {
         Target::Webhook { secrets } => {
-            let data: &serde_json::value::RawValue = serde_json::from_slice(json)
-                .map_err(|e| format!("the stored opportunity is not JSON: {e}"))?;
+            let data: &serde_json::value::RawValue =
+                serde_json::from_slice(json).map_err(RequestError::NotJson)?;
             let body = serde_json::to_vec(&json!({
                 "type": "opportunity.created",
                 "timestamp": opportunity.occurred_at.as_str(),
                 "data": data,
             }))
-            .map_err(|e| e.to_string())?;
+            .map_err(RequestError::Body)?;
             let timestamp = now.timestamp();
             let id = opportunity.opportunity_id.as_str();
             Ok(HttpRequest {
@@ -84,9 +85,7 @@ pub fn build(
             headers: vec![content_type],
             body: slack_message(opportunity).to_string().into_bytes(),
         }),
-        Target::HubSpot { .. } | Target::Salesforce { .. } => {
-            Err("a CRM destination's requests are built by the crm module".to_owned())
-        }
+        Target::HubSpot { .. } | Target::Salesforce { .. } => Err(RequestError::CrmDestination),
     }
 }
 

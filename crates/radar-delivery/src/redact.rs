@@ -9,12 +9,12 @@
 //! credential (`access_token`, `refresh_token`, `client_secret`, `password`, `api_key`…).
 //! The scan is by bytes and cuts only at ASCII bytes, so any text is safe to give it.
 
+use crate::queue::Settlement;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use radar_store::Settlement;
 use secrecy::ExposeSecret;
 
-use crate::outcome::Outcome;
+use crate::outcome::DeliveryDecision;
 use crate::settings::{Destination, Target};
 
 /// What replaces a secret.
@@ -110,7 +110,7 @@ impl Redactor {
 
     /// Redacts every reason `outcome` carries: the retry's last error, the dead letter's
     /// reason, the reason to disable the destination.
-    pub fn outcome(&self, outcome: &mut Outcome) {
+    pub fn outcome(&self, outcome: &mut DeliveryDecision) {
         match &mut outcome.settlement {
             Settlement::Delivered(_) => {}
             Settlement::Retry { next, .. } => {

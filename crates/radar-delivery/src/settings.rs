@@ -242,7 +242,7 @@ pub fn build(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<Se
             .enumerate()
             .filter_map(|(i, text)| {
                 duration(text)
-                    .map_err(|m| error(format!("delivery.schedule[{i}]"), m))
+                    .map_err(|m| error(format!("delivery.schedule[{i}]"), m.to_string()))
                     .ok()
             })
             .collect();
@@ -250,7 +250,7 @@ pub fn build(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<Se
     if let Some(text) = &raw.retry_after_cap {
         match duration(text) {
             Ok(cap) => policy.retry_after_cap = cap,
-            Err(m) => error("delivery.retry_after_cap".into(), m),
+            Err(m) => error("delivery.retry_after_cap".into(), m.to_string()),
         }
     }
     let mut settings = DeliverySettings {
@@ -280,7 +280,7 @@ pub fn build(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<Se
             match duration(text) {
                 Ok(d) if !d.is_zero() => *field = d,
                 Ok(_) => error(key.into(), "must be more than zero".into()),
-                Err(m) => error(key.into(), m),
+                Err(m) => error(key.into(), m.to_string()),
             }
         }
     }
@@ -443,7 +443,7 @@ fn destination(
             Duration::ZERO
         }
         Some(Err(m)) => {
-            fail("timeout", m);
+            fail("timeout", m.to_string());
             Duration::ZERO
         }
     };
@@ -528,9 +528,19 @@ fn crm_token(
     Some(token.into())
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like 5s or 10m: {e}"))
+/// A setting that is not a duration.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not a duration like 5s or 10m: {source}")]
+struct NotADuration {
+    text: String,
+    source: humantime::DurationError,
+}
+
+fn duration(text: &str) -> Result<Duration, NotADuration> {
+    humantime::parse_duration(text).map_err(|source| NotADuration {
+        text: text.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

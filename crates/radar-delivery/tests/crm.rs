@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use radar_delivery::DeliveryStore;
 use radar_delivery::Observer;
 use radar_delivery::breaker::BreakerState;
 use radar_delivery::settings::RawDestination;

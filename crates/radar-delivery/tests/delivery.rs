@@ -13,6 +13,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use radar_delivery::DeliveryStore;
 use radar_delivery::breaker::BreakerState;
 use radar_delivery::settings::RawDestination;
 use radar_delivery::{Observer, RawDelivery};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use radar_core::Opportunity;
-use radar_store::{Delivery, Recent, Store};
+use radar_store::Store;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -16,8 +16,9 @@ use tokio::sync::{Notify, watch};
 
 use super::in_hand::{QueueKey, TopicPartition};
 use super::{KafkaDelivery, parked};
-use crate::http::now_ms;
+use crate::error::TopicError;
 use crate::observe::Observer;
+use crate::queue::{Delivery, DeliveryStore, Recent};
 use crate::settings::DeliverySettings;
 use radar_kafka::throttle::Throttle;
 
@@ -120,9 +121,11 @@ pub(crate) fn feed(
     observer: Arc<dyn Observer>,
     stop: watch::Receiver<bool>,
     workers: Arc<AtomicUsize>,
-) -> Result<(), String> {
-    let consumer = subscribe(&kafka, &store)
-        .map_err(|e| format!("consuming {}: {e}", kafka.config.opportunities_topic))?;
+) -> Result<(), TopicError> {
+    let consumer = subscribe(&kafka, &store).map_err(|source| TopicError::Consume {
+        topic: kafka.config.opportunities_topic.clone(),
+        source,
+    })?;
     let index: HashMap<&str, usize> = settings
         .destinations
         .iter()
@@ -261,7 +264,7 @@ fn read(
         account_id: None,
         wanted: Vec::new(),
     };
-    let now = now_ms();
+    let now = kafka.clock.now_ms();
     if message.topic() == kafka.config.retry_topic {
         match parked::read(message) {
             Ok(retry) => {
@@ -330,7 +333,7 @@ fn queue(
     if batch.is_empty() {
         return;
     }
-    let now = now_ms();
+    let now = kafka.clock.now_ms();
     let (mut deliveries, mut recent, mut orphans) = (Vec::new(), Vec::new(), Vec::new());
     let mut woken = vec![false; wakers.len()];
     {
@@ -399,8 +402,8 @@ fn park_orphans(
     observer: &dyn Observer,
     stop: &watch::Receiver<bool>,
 ) {
-    let now = now_ms();
-    let settlements: Vec<radar_store::Settlement> = orphans
+    let now = kafka.clock.now_ms();
+    let settlements: Vec<crate::queue::Settlement> = orphans
         .into_iter()
         .map(|delivery| {
             crate::outcome::dead(
