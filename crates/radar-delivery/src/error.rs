@@ -10,12 +10,8 @@ use std::time::Duration;
 pub enum RequestError {
     #[error("the {0} URL cannot take a path")]
     UrlCannotTakePath(&'static str),
-    #[error("the stored opportunity is not JSON: {0}")]
-    NotJson(serde_json::Error),
     #[error("the stored opportunity does not decode: {0}")]
     Opportunity(serde_json::Error),
-    #[error("encoding the request body: {0}")]
-    Body(serde_json::Error),
     #[error("no company to put the task on")]
     NoCompany,
     #[error("a CRM destination's requests are built by the crm module")]
