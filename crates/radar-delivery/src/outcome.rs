@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
-use crate::queue::{Delivery, FailedDelivery, Settlement};
-
 use crate::breaker::Breaker;
+use crate::queue::{Delivery, FailedDelivery, Settlement};
 use crate::retry::{Action, AttemptResult, RetryPolicy};
 
 /// What a destination's attempts change besides their deliveries.

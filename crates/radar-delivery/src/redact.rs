@@ -9,12 +9,12 @@
 //! credential (`access_token`, `refresh_token`, `client_secret`, `password`, `api_key`…).
 //! The scan is by bytes and cuts only at ASCII bytes, so any text is safe to give it.
 
-use crate::queue::Settlement;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::ExposeSecret;
 
 use crate::outcome::DeliveryDecision;
+use crate::queue::Settlement;
 use crate::settings::{Destination, Target};
 
 /// What replaces a secret.

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::queue::Delivery;
 use radar_core::Opportunity;
 use reqwest::{Client, Url};
 use secrecy::SecretString;
@@ -23,6 +22,7 @@ use crate::guard::Guard;
 use crate::http::{self, Answer};
 use crate::observe::Observer;
 use crate::payload::HttpRequest;
+use crate::queue::Delivery;
 use crate::retry::AttemptResult;
 use crate::settings::{Destination, Target};
 

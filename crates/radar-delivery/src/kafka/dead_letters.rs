@@ -13,11 +13,10 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::error::TopicError;
-use crate::queue::Delivery;
-
 use super::KafkaDeliveryConfig;
 use super::parked::{self, Parked};
+use crate::error::TopicError;
+use crate::queue::Delivery;
 
 /// How long reading or writing the topic may go without progress.
 const TIMEOUT: Duration = Duration::from_secs(30);

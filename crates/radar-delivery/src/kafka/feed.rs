@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use radar_core::Opportunity;
 use radar_store::Store;
@@ -132,7 +132,7 @@ pub(crate) fn feed(
         .enumerate()
         .map(|(i, d)| (d.name.as_str(), i))
         .collect();
-    let mut committed = Instant::now();
+    let mut committed = kafka.clock.instant();
     let mut paused = Paused::default();
     let mut throttle = Throttle::new(Duration::from_secs(10));
     let mut reparks = Throttle::new(Duration::from_secs(10));
@@ -146,7 +146,7 @@ pub(crate) fn feed(
             match result {
                 Ok(message) => batch.extend(read(&kafka, &settings, &message)),
                 Err(e) => {
-                    if let Some(held_back) = throttle.admit(Instant::now()) {
+                    if let Some(held_back) = throttle.admit(kafka.clock.instant()) {
                         tracing::warn!(error = %e, held_back, "delivery: consuming");
                     }
                 }
@@ -167,13 +167,13 @@ pub(crate) fn feed(
             &stop,
         );
         if committed.elapsed() >= COMMIT_EVERY {
-            committed = Instant::now();
+            committed = kafka.clock.instant();
             super::repark::repark(&kafka, &store, &settings, observer.as_ref(), &mut reparks);
             commit(&kafka, &consumer, CommitMode::Async);
         }
     }
     // Polled (for the group's sake) but not read: nothing new is held any more.
-    let stopping = Instant::now();
+    let stopping = kafka.clock.instant();
     while workers.load(Ordering::SeqCst) > 0 && stopping.elapsed() < DRAIN {
         consumer.poll(POLL);
     }
@@ -419,7 +419,7 @@ fn park_orphans(
         match runtime.block_on(kafka.park(&settlements)) {
             Ok(landings) => break landings,
             Err(e) => {
-                if let Some(held_back) = throttle.admit(Instant::now()) {
+                if let Some(held_back) = throttle.admit(kafka.clock.instant()) {
                     tracing::warn!(error = %e, held_back, "delivery: parking orphaned retries (will try again)");
                 }
                 if *stop.borrow() {

@@ -40,13 +40,14 @@ mod repark;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::clock::Clock;
-use crate::error::TopicError;
-use crate::queue::Settlement;
 use radar_kafka::dead_letter::DEFAULT_MESSAGE_MAX_BYTES;
 use radar_kafka::topics::{self, Cleanup};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
+
+use crate::clock::Clock;
+use crate::error::TopicError;
+use crate::queue::Settlement;
 
 pub(crate) use feed::feed;
 use in_hand::InHand;

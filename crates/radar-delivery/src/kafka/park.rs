@@ -12,7 +12,6 @@
 
 use std::time::Duration;
 
-use crate::queue::{FailedDelivery, Settlement};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
@@ -20,6 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::KafkaDelivery;
 use super::parked::{self, FRAMING, Outgoing};
 use crate::observe::Observer;
+use crate::queue::{FailedDelivery, Settlement};
 
 /// What became of one settlement on Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,10 +60,7 @@ impl Landing {
 /// could not be kept whole.
 pub(crate) fn observe(observer: &dyn Observer, settlements: &[Settlement], landings: &[Landing]) {
     for (settlement, landing) in settlements.iter().zip(landings) {
-        let destination = match settlement {
-            Settlement::Delivered(d) | Settlement::Retry { next: d, .. } => &d.destination,
-            Settlement::DeadLettered { dead, .. } => &dead.destination,
-        };
+        let (destination, _) = settlement.delivery();
         if let Landing::DeadLetter(_) = landing {
             observer.dead_lettered(destination);
         }

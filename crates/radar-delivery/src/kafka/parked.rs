@@ -9,9 +9,10 @@
 //! cut to the room its headers leave, and `radar.source` names the record it came from,
 //! where Kafka still holds it whole.
 
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+
 use crate::error::ParkedError;
 use crate::queue::{Delivery, FailedDelivery};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 
 const DESTINATION: &str = "radar.destination";
 const ATTEMPTS: &str = "radar.attempts";

@@ -7,7 +7,7 @@
 //! (the same due time and attempts, acknowledged) and its old record counts as settled:
 //! the commit moves past it, and the new record waits at the end of the partition.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use radar_kafka::throttle::Throttle;
 use radar_store::Store;
@@ -61,7 +61,7 @@ pub(super) fn repark(
                     observer.park_failed(&next.destination);
                 }
             }
-            if let Some(held_back) = warnings.admit(Instant::now()) {
+            if let Some(held_back) = warnings.admit(kafka.clock.instant()) {
                 let error = match failed {
                     Ok(Err(e)) => e.to_string(),
                     _ => "no acknowledgement within 30 s".to_owned(),

@@ -131,7 +131,7 @@ impl DeliveryQueue for TopicQueue {
                         .unwrap_or_else(PoisonError::into_inner)
                         .entry(destination.to_owned())
                         .or_insert_with(|| Throttle::new(WARN_EVERY))
-                        .admit(std::time::Instant::now());
+                        .admit(self.kafka.clock.instant());
                     if let Some(held_back) = admitted {
                         tracing::warn!(destination, error = %e, held_back, "delivery: parking outcomes on Kafka (will try again)");
                     }
