@@ -555,11 +555,12 @@ fn demo_with_a_crm_fills_its_pipeline_with_a_deal_per_opportunity() {
 
 #[test]
 fn dlq_lists_and_replays_dead_letters_by_destination_and_id() {
+    use radar_delivery::DeliveryStore;
     let dir = temp_dir("dlq");
     let state = dir.join("state.redb");
     {
         let store = radar_store::Store::open(&state).unwrap();
-        let letter = |destination: &str, seq: u64, id: &str| radar_store::DeadLetter {
+        let letter = |destination: &str, seq: u64, id: &str| radar_delivery::FailedDelivery {
             destination: destination.into(),
             seq,
             attempts: 8,
@@ -570,15 +571,15 @@ fn dlq_lists_and_replays_dead_letters_by_destination_and_id() {
         };
         store
             .settle(&[
-                radar_store::Settlement::DeadLettered {
+                radar_delivery::queue::Settlement::DeadLettered {
                     previous_due_ms: 0,
                     dead: letter("crm", 0, "aaa"),
                 },
-                radar_store::Settlement::DeadLettered {
+                radar_delivery::queue::Settlement::DeadLettered {
                     previous_due_ms: 0,
                     dead: letter("crm", 1, "bbb"),
                 },
-                radar_store::Settlement::DeadLettered {
+                radar_delivery::queue::Settlement::DeadLettered {
                     previous_due_ms: 0,
                     dead: letter("slack", 0, "aaa"),
                 },

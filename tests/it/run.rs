@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use radar_delivery::DeliveryStore;
 use radar_store::Store;
 use radar_testkit::Eventually;
 use radar_testkit::http::{get, listening};

@@ -3,12 +3,12 @@
 //! apart (timeout, refused by the guard, connection) without ever printing the URL. Shared
 //! by single-request destinations and the CRM clients, which read the answer's body.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use reqwest::Client;
 use reqwest::header::{HeaderName, HeaderValue};
 
+use crate::clock::Clock;
 use crate::guard::{Guard, Refused};
 use crate::payload::HttpRequest;
 use crate::retry::{AttemptResult, parse_retry_after};
@@ -44,6 +44,7 @@ pub async fn send(
     timeout: Duration,
     request: HttpRequest,
     read_body: bool,
+    clock: Clock,
 ) -> Result<Answer, AttemptResult> {
     // Literal addresses never reach the resolver: check them here.
     let literal = match request.url.host() {
@@ -88,7 +89,7 @@ pub async fn send(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, wall_clock()));
+        .and_then(|v| parse_retry_after(v, clock.wall()));
     let mut body = Vec::new();
     if read_body {
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
@@ -104,19 +105,6 @@ pub async fn send(
         retry_after,
         body,
     })
-}
-
-/// Milliseconds since the Unix epoch, from the wall clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Now, for signing timestamps and `Retry-After` dates. Delivery reads the wall clock
-/// itself (the core never does) without turning on chrono's clock for the workspace.
-pub fn wall_clock() -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(i64::try_from(now_ms()).unwrap_or(i64::MAX)).unwrap_or_default()
 }
 
 fn refused<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {

@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
-use radar_store::{DeadLetter, Delivery, Settlement};
-
 use crate::breaker::Breaker;
+use crate::queue::{Delivery, FailedDelivery, Settlement};
 use crate::retry::{Action, AttemptResult, RetryPolicy};
 
 /// What a destination's attempts change besides their deliveries.
@@ -22,7 +21,7 @@ pub struct DestinationState {
 
 /// The decision about one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct DeliveryDecision {
     pub settlement: Settlement,
     /// Set by a 410 or refused credentials: the destination is to be disabled, with this
     /// reason.
@@ -70,7 +69,7 @@ pub fn after_call(
     results: Vec<(Delivery, AttemptResult)>,
     now_ms: u64,
     jitter: &mut dyn FnMut() -> f64,
-) -> Vec<Outcome> {
+) -> Vec<DeliveryDecision> {
     match results.iter().map(|(_, r)| health(r)).max() {
         Some(Health::Down) => destination.breaker.record_down(now_ms),
         Some(Health::Up) => destination.breaker.record_up(),
@@ -86,7 +85,7 @@ pub fn after_call(
             destination.paused_until_ms = destination.paused_until_ms.max(until);
         }
     }
-    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(results.len());
+    let mut outcomes: Vec<Option<DeliveryDecision>> = Vec::with_capacity(results.len());
     let mut deferred = Vec::new();
     // The earliest the deferred may go: when the pause ends, or when the delivery whose
     // answer stopped the call is tried again.
@@ -109,7 +108,7 @@ pub fn after_call(
         let previous_due_ms = delivery.due_ms;
         delivery.due_ms = resume_ms;
         delivery.last_error = Some(reason);
-        outcomes[i] = Some(Outcome {
+        outcomes[i] = Some(DeliveryDecision {
             settlement: Settlement::Retry {
                 previous_due_ms,
                 next: delivery,
@@ -127,10 +126,10 @@ fn decide(
     result: &AttemptResult,
     now_ms: u64,
     jitter: f64,
-) -> Outcome {
+) -> DeliveryDecision {
     delivery.attempts += 1;
     match policy.decide(delivery.attempts, result, jitter) {
-        Action::Delivered => Outcome {
+        Action::Delivered => DeliveryDecision {
             settlement: Settlement::Delivered(delivery),
             disable: None,
         },
@@ -138,7 +137,7 @@ fn decide(
             let previous_due_ms = delivery.due_ms;
             delivery.due_ms = now_ms.saturating_add(millis(after));
             delivery.last_error = Some(reason);
-            Outcome {
+            DeliveryDecision {
                 settlement: Settlement::Retry {
                     previous_due_ms,
                     next: delivery,
@@ -146,11 +145,11 @@ fn decide(
                 disable: None,
             }
         }
-        Action::GiveUp { reason } => Outcome {
+        Action::GiveUp { reason } => DeliveryDecision {
             settlement: dead(delivery, now_ms, reason),
             disable: None,
         },
-        Action::Disable { reason } => Outcome {
+        Action::Disable { reason } => DeliveryDecision {
             settlement: dead(delivery, now_ms, reason.clone()),
             disable: Some(reason),
         },
@@ -166,8 +165,8 @@ pub fn dead(delivery: Delivery, now_ms: u64, reason: String) -> Settlement {
 }
 
 /// The dead letter of a delivery given up on at `now_ms`.
-pub fn dead_letter(delivery: Delivery, now_ms: u64, reason: String) -> DeadLetter {
-    DeadLetter {
+pub fn dead_letter(delivery: Delivery, now_ms: u64, reason: String) -> FailedDelivery {
+    FailedDelivery {
         destination: delivery.destination,
         seq: delivery.seq,
         attempts: delivery.attempts,
@@ -217,7 +216,7 @@ mod tests {
 
     /// A first attempt of a fresh delivery at `NOW` that got `result`, with the default
     /// policy and a jitter of one half.
-    fn attempt(destination: &mut DestinationState, result: AttemptResult) -> Outcome {
+    fn attempt(destination: &mut DestinationState, result: AttemptResult) -> DeliveryDecision {
         let policy = RetryPolicy::default();
         one(&policy, destination, delivery(), result)
     }
@@ -228,7 +227,7 @@ mod tests {
         destination: &mut DestinationState,
         delivery: Delivery,
         result: AttemptResult,
-    ) -> Outcome {
+    ) -> DeliveryDecision {
         let mut outcomes = after_call(
             policy,
             destination,

@@ -10,6 +10,7 @@ use reqwest::{Method, Url};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use crate::error::RequestError;
 use crate::settings::{Destination, Target};
 use crate::signing::sign;
 
@@ -45,25 +46,34 @@ impl std::fmt::Debug for HttpRequest {
     }
 }
 
-/// The request that delivers `opportunity` (whose JSON is `json`) to `destination` at
-/// `now`.
+/// A webhook's Standard Webhooks body, `{"data":…,"timestamp":…,"type":…}`, with the
+/// opportunity's JSON copied in as the engine wrote it: the caller decoded it already,
+/// so it is not parsed (and written) a second and third time.
+fn webhook_body(occurred_at: &str, json: &[u8]) -> Vec<u8> {
+    // As a raw value, without the whitespace around it.
+    let json = json.trim_ascii();
+    let timestamp = Value::String(occurred_at.to_owned()).to_string();
+    let mut body = Vec::with_capacity(json.len() + timestamp.len() + 64);
+    body.extend_from_slice(b"{\"data\":");
+    body.extend_from_slice(json);
+    body.extend_from_slice(b",\"timestamp\":");
+    body.extend_from_slice(timestamp.as_bytes());
+    body.extend_from_slice(b",\"type\":\"opportunity.created\"}");
+    body
+}
+
+/// The request that delivers `opportunity` (decoded from `json`, which is so known to be
+/// JSON) to `destination` at `now`.
 pub fn build(
     destination: &Destination,
     opportunity: &Opportunity,
     json: &[u8],
     now: DateTime<Utc>,
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     let content_type = ("content-type", "application/json".to_owned());
     match &destination.target {
         Target::Webhook { secrets } => {
-            let data: &serde_json::value::RawValue = serde_json::from_slice(json)
-                .map_err(|e| format!("the stored opportunity is not JSON: {e}"))?;
-            let body = serde_json::to_vec(&json!({
-                "type": "opportunity.created",
-                "timestamp": opportunity.occurred_at.as_str(),
-                "data": data,
-            }))
-            .map_err(|e| e.to_string())?;
+            let body = webhook_body(&opportunity.occurred_at, json);
             let timestamp = now.timestamp();
             let id = opportunity.opportunity_id.as_str();
             Ok(HttpRequest {
@@ -84,9 +94,7 @@ pub fn build(
             headers: vec![content_type],
             body: slack_message(opportunity).to_string().into_bytes(),
         }),
-        Target::HubSpot { .. } | Target::Salesforce { .. } => {
-            Err("a CRM destination's requests are built by the crm module".to_owned())
-        }
+        Target::HubSpot { .. } | Target::Salesforce { .. } => Err(RequestError::CrmDestination),
     }
 }
 
@@ -286,6 +294,25 @@ pub(crate) mod tests {
         assert_eq!(
             body["data"],
             serde_json::from_slice::<Value>(&json).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_webhook_body_carries_the_opportunity_json_as_it_is() {
+        let json = b" {\"b\": [1, 2],  \"a\":\"x\\u00e9\"}\n";
+        let body = webhook_body("2026-03-02T10:00:00.000Z\"", json);
+        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            parsed,
+            json!({
+                "type": "opportunity.created",
+                "timestamp": "2026-03-02T10:00:00.000Z\"",
+                "data": {"a": "x\u{e9}", "b": [1, 2]},
+            })
+        );
+        assert!(
+            body.starts_with(br#"{"data":{"b": [1, 2],  "a":"x\u00e9"},"#),
+            "copied, not parsed and written again"
         );
     }
 

@@ -11,10 +11,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use radar_store::Settlement;
 use secrecy::ExposeSecret;
 
-use crate::outcome::Outcome;
+use crate::outcome::DeliveryDecision;
+use crate::queue::Settlement;
 use crate::settings::{Destination, Target};
 
 /// What replaces a secret.
@@ -110,7 +110,7 @@ impl Redactor {
 
     /// Redacts every reason `outcome` carries: the retry's last error, the dead letter's
     /// reason, the reason to disable the destination.
-    pub fn outcome(&self, outcome: &mut Outcome) {
+    pub fn outcome(&self, outcome: &mut DeliveryDecision) {
         match &mut outcome.settlement {
             Settlement::Delivered(_) => {}
             Settlement::Retry { next, .. } => {

@@ -10,8 +10,11 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use radar_delivery::DeliveryStore;
 use radar_delivery::Observer;
 use radar_delivery::breaker::BreakerState;
 use radar_delivery::settings::RawDestination;
@@ -108,7 +111,7 @@ fn paths(requests: &[radar_standin::Request], method: &str, prefix: &str) -> usi
         .count()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hubspot_deal_lands_on_the_company_with_amount_close_date_and_owner_and_a_repeat_updates_it()
  {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
@@ -176,7 +179,7 @@ async fn a_hubspot_deal_lands_on_the_company_with_amount_close_date_and_owner_an
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_missing_company_is_a_company_not_found_dead_letter_unless_radar_may_create_it() {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
     let (running, seen) = start(
@@ -216,7 +219,7 @@ async fn a_missing_company_is_a_company_not_found_dead_letter_unless_radar_may_c
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn owners_follow_each_teams_routing() {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
     for owner in ["11", "21", "22", "90"] {
@@ -273,7 +276,7 @@ sales = ["21", "22"]"#,
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_deep_queue_goes_in_batches_of_at_most_100_and_a_refused_deal_fails_alone() {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
     hubspot.add_company("radar_account_id", "acme", None);
@@ -318,7 +321,7 @@ async fn a_deep_queue_goes_in_batches_of_at_most_100_and_a_refused_deal_fails_al
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hubspot_rate_limits_pause_the_destination_with_and_without_retry_after() {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
     for account in ["a1", "a2", "a3"] {
@@ -372,7 +375,7 @@ async fn hubspot_rate_limits_pause_the_destination_with_and_without_retry_after(
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rate_limited_crm_does_not_hold_up_a_webhook() {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
     hubspot.add_company("radar_account_id", "acme", None);
@@ -411,7 +414,7 @@ async fn a_rate_limited_crm_does_not_hold_up_a_webhook() {
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_expired_hubspot_token_disables_the_destination_with_the_reason() {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
     hubspot.add_company("radar_account_id", "acme", None);
@@ -438,7 +441,7 @@ async fn an_expired_hubspot_token_disables_the_destination_with_the_reason() {
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hubspot_task_goes_on_the_company_and_a_repeat_is_delivered_once() {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
     let company = hubspot.add_company("radar_account_id", "acme", None);
@@ -458,7 +461,7 @@ async fn a_hubspot_task_goes_on_the_company_and_a_repeat_is_delivered_once() {
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_salesforce_opportunity_is_upserted_on_the_account_and_owned_by_its_owner() {
     let salesforce = Salesforce::start(TOKEN).await.unwrap();
     salesforce.add_user("005000000000077AAA");
@@ -504,7 +507,7 @@ async fn a_salesforce_opportunity_is_upserted_on_the_account_and_owned_by_its_ow
     running.finish().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn salesforce_errors_get_the_outcomes_a_user_expects() {
     let salesforce = Salesforce::start(TOKEN).await.unwrap();
     salesforce.add_account("Radar_Account_Id__c", "acme", None);
@@ -589,7 +592,7 @@ async fn loopback_salesforce(
 /// Salesforce documents 403 `REQUEST_LIMIT_EXCEEDED` for its API limit, but what sits in
 /// front of an org (a gateway, a proxy) answers 429 with `Retry-After`: a pause, like
 /// HubSpot's 429, never a dead letter.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_salesforce_429_with_retry_after_pauses_and_retries() {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
@@ -628,7 +631,7 @@ async fn a_salesforce_429_with_retry_after_pauses_and_retries() {
 
 /// A vendor (or a proxy) that echoes the request in its error: the dead letter keeps
 /// the message and loses the credentials.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_refusal_that_echoes_the_token_is_dead_lettered_without_it() {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;

@@ -7,12 +7,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use radar_delivery::DeliveryStore;
 use radar_delivery::breaker::BreakerState;
 use radar_delivery::settings::RawDestination;
 use radar_delivery::{Observer, RawDelivery};
@@ -29,7 +30,8 @@ struct Received {
     id: String,
     headers: HeaderMap,
     body: Bytes,
-    at: Instant,
+    /// On tokio's clock, which paused time advances.
+    at: tokio::time::Instant,
 }
 
 /// What the receiver answers to the n-th request (0-based) for a webhook id.
@@ -74,7 +76,7 @@ impl Receiver {
                             id,
                             headers,
                             body,
-                            at: Instant::now(),
+                            at: tokio::time::Instant::now(),
                         });
                         n
                     };
@@ -120,13 +122,18 @@ fn always(code: u16) -> Script {
 }
 
 fn opportunity(i: usize) -> Vec<u8> {
+    opportunity_in(i, "hot")
+}
+
+/// Opportunity `i`, in `tier`.
+fn opportunity_in(i: usize, tier: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "opportunity_id": format!("{i:032x}"),
         "account_id": format!("acct-{i}"),
         "kind": "seat_expansion",
         "playbook": "seat_expansion",
         "score": 70.0,
-        "tier": "hot",
+        "tier": tier,
         "breakdown": [{"component": "seats_used_pct", "value": 0.95, "points": 25.0}],
         "triggered_by": [format!("evt-{i}")],
         "owner": "sales",
@@ -159,7 +166,7 @@ fn verify_signature(received: &Received) {
         .expect("the independent Standard Webhooks library accepts the signature");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_500_then_200_is_delivered_on_the_second_attempt_under_the_same_id() {
     let receiver =
         Receiver::start(Arc::new(|n| Reply::Status(if n == 0 { 500 } else { 200 }))).await;
@@ -185,7 +192,7 @@ async fn a_500_then_200_is_delivered_on_the_second_attempt_under_the_same_id() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_429_retry_after_is_honoured() {
     let receiver = Receiver::start(Arc::new(|n| {
         if n == 0 {
@@ -208,7 +215,7 @@ async fn a_429_retry_after_is_honoured() {
     assert_eq!(store.queue_summary("hook").unwrap().depth, 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_receiver_that_hangs_times_out_and_is_retried() {
     let receiver = Receiver::start(Arc::new(|n| {
         if n == 0 {
@@ -224,14 +231,19 @@ async fn a_receiver_that_hangs_times_out_and_is_retried() {
         counts.len() == 2 && counts.values().all(|&n| n == 2)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once both are settled nothing is left to send: a third attempt would have come
+    // before.
+    until("both are settled", || {
+        running.store.queue_summary("hook").unwrap().depth == 0
+    })
+    .await;
     let store = running.finish().await;
     assert_eq!(receiver.received().len(), 4);
     assert_eq!(store.queue_summary("hook").unwrap().depth, 0);
     assert!(store.dead_letters().unwrap().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_410_disables_the_destination_across_restarts_until_a_replay() {
     let receiver = Receiver::start(always(410)).await;
     let mut raw = webhook("gone", receiver.url());
@@ -286,7 +298,7 @@ async fn a_410_disables_the_destination_across_restarts_until_a_replay() {
     assert_eq!(store.disabled_reason("gone").unwrap(), None);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_redirect_to_an_internal_address_is_not_followed() {
     let internal = Receiver::start(always(200)).await;
     let location = format!(
@@ -317,7 +329,7 @@ async fn a_redirect_to_an_internal_address_is_not_followed() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn loopback_is_refused_unless_allow_listed() {
     let receiver = Receiver::start(always(200)).await;
     let by_name = webhook(
@@ -337,7 +349,7 @@ async fn loopback_is_refused_unless_allow_listed() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_receiver_down_for_a_while_gets_everything_when_it_comes_back() {
     // Take a port, and keep it closed for a while: connections are refused.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -351,8 +363,12 @@ async fn a_receiver_down_for_a_while_gets_everything_when_it_comes_back() {
         .map(String::from)
         .to_vec(),
     );
-    let running = run(raw, 20).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let tally = Arc::new(Tally::default());
+    let running = run_observed(raw, (0..20).map(opportunity).collect(), tally.clone()).await;
+    until("the receiver refused 20 connections", || {
+        tally.count("connection") >= 20
+    })
+    .await;
     let listener = TcpListener::bind(addr).await.unwrap();
     let receiver = Receiver::serve(listener, always(200), Arc::new(Mutex::new(Vec::new())));
     until("all 20 delivered", || receiver.attempts_by_id().len() == 20).await;
@@ -369,7 +385,7 @@ async fn a_receiver_down_for_a_while_gets_everything_when_it_comes_back() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_destination_does_not_delay_the_others() {
     let slow = Receiver::start(Arc::new(|_| Reply::Hang)).await;
     let fast = Receiver::start(always(200)).await;
@@ -405,30 +421,39 @@ async fn a_slow_destination_does_not_delay_the_others() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn filters_route_opportunities_to_the_destinations_that_want_them() {
     let hot = Receiver::start(always(200)).await;
     let critical = Receiver::start(always(200)).await;
     let mut only_critical = webhook("critical", critical.url());
     only_critical.min_tier = Some("critical".into());
-    let running = run(
+    only_critical.max_in_flight = Some(1);
+    // Three hot ones, then a critical one: the critical destination sends its queue in
+    // order, so once it has the critical one, it would have had any hot one before.
+    let mut entries: Vec<Vec<u8>> = (0..3).map(opportunity).collect();
+    entries.push(opportunity_in(3, "critical"));
+    let running = run_entries(
         settings(vec![webhook("hot", hot.url()), only_critical], true),
-        3,
+        entries,
     )
     .await;
-    until("the unfiltered destination has all 3", || {
-        hot.attempts_by_id().len() == 3
+    until("the unfiltered destination has all 4", || {
+        hot.attempts_by_id().len() == 4
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("the critical destination has the critical one", || {
+        !critical.received().is_empty()
+    })
+    .await;
     running.finish().await;
-    assert!(
-        critical.received().is_empty(),
+    assert_eq!(
+        critical.received().len(),
+        1,
         "hot opportunities are below its min_tier"
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_receiver_that_always_fails_gets_the_whole_schedule_then_the_dead_letter_store() {
     let receiver = Receiver::start(always(503)).await;
     let mut raw = settings(vec![webhook("down", receiver.url())], true);
@@ -456,7 +481,7 @@ async fn a_receiver_that_always_fails_gets_the_whole_schedule_then_the_dead_lett
     assert_eq!(store.queue_summary("down").unwrap().depth, 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn slack_gets_a_block_kit_message_without_credentials() {
     let slack = Receiver::start(always(200)).await;
     let running = run(
@@ -479,6 +504,34 @@ async fn slack_gets_a_block_kit_message_without_credentials() {
     let message: serde_json::Value = serde_json::from_slice(&slack.received()[0].body).unwrap();
     assert_eq!(message["blocks"][0]["type"], "header");
     assert!(slack.received()[0].headers.get("authorization").is_none());
+}
+
+/// How many attempts delivery reported, by outcome.
+#[derive(Default)]
+struct Tally {
+    attempts: Mutex<HashMap<&'static str, usize>>,
+}
+
+impl Observer for Tally {
+    fn attempt(&self, _: &str, result: &'static str) {
+        *self.attempts.lock().unwrap().entry(result).or_default() += 1;
+    }
+    fn delivered(&self, _: &str, _: Duration) {}
+    fn dead_lettered(&self, _: &str) {}
+    fn queue(&self, _: &str, _: u64, _: Duration) {}
+    fn breaker(&self, _: &str, _: BreakerState) {}
+    fn routed(&self, _: &str, _: &'static str, _: &'static str) {}
+}
+
+impl Tally {
+    fn count(&self, result: &str) -> usize {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(result)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// What delivery reported of its queues, by destination.
@@ -511,7 +564,7 @@ impl Observer for Queues {
 
 /// A delivery that is due and not settled shows in how long the destination has left it
 /// so, reported beside its worker, whatever that worker is waiting on.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_delivery_that_hangs_shows_its_destination_overdue() {
     let receiver = Receiver::start(Arc::new(|_| Reply::Hang)).await;
     let mut slow = webhook("slow", receiver.url());

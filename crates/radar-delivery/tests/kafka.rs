@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use radar_delivery::breaker::BreakerState;
 use radar_delivery::kafka::dead_letters::{self, Letter};
 use radar_delivery::kafka::parked;
+use radar_delivery::queue::{Delivery, FailedDelivery};
 use radar_delivery::settings::{RawDestination, build};
 use radar_delivery::{DeliveryService, KafkaDelivery, KafkaDeliveryConfig, Observer};
-use radar_store::{DeadLetter, Delivery, Store};
+use radar_store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -450,7 +451,7 @@ fn dead_letters_with_binary_keys_are_listed_apart_and_replayed_exactly() {
         let topic = topics.config.dead_letter_topic.clone();
         let keys: [&[u8]; 2] = [b"\xff\x01", b"\xfe\x01"];
         for (i, key) in keys.iter().enumerate() {
-            let dead = DeadLetter {
+            let dead = FailedDelivery {
                 destination: "hook".into(),
                 seq: i as u64,
                 attempts: 1,

@@ -8,12 +8,13 @@
 //!   written intact;
 //! - [`outbox`]: opportunities made durable before the offsets that produced them are
 //!   committed, for delivery to read;
-//! - [`delivery`]: per-destination delivery queues (retries wait there, on disk), the
-//!   dead-letter store, and each account's latest opportunities.
+//! - [`delivery`]: the tables of the per-destination delivery queues (retries wait
+//!   there, on disk), of the failed deliveries, and of each account's latest
+//!   opportunities; their values are opaque here, `radar-delivery` defines them.
 
 pub mod delivery;
 pub mod outbox;
 pub mod store;
 
-pub use delivery::{DeadLetter, Delivery, QueueSummary, Recent, Settlement};
+pub use delivery::{FailedKey, QueueKey, QueueWrite};
 pub use store::{Checkpoint, Content, Loaded, LoadedState, Store, StoreError};

@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use radar_delivery::kafka::dead_letters::{self, Letter};
-use radar_store::{DeadLetter, Store};
+use radar_delivery::{DeliveryStore, FailedDelivery};
+use radar_store::Store;
 use serde_json::json;
 
 use crate::config::DeadLetters;
@@ -86,8 +87,8 @@ impl Shown<'_> {
     }
 }
 
-impl<'a> From<&'a DeadLetter> for Shown<'a> {
-    fn from(letter: &'a DeadLetter) -> Shown<'a> {
+impl<'a> From<&'a FailedDelivery> for Shown<'a> {
+    fn from(letter: &'a FailedDelivery) -> Shown<'a> {
         Shown {
             destination: &letter.destination,
             attempts: letter.attempts,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use radar_core::Stats;
-use radar_delivery::{DeliveryService, KafkaDelivery};
+use radar_delivery::{DeliveryService, DeliveryStore, KafkaDelivery};
 use radar_kafka::{OutboxSink, Progress, ShadowLogged, Source, Stop, TopicSink};
 use radar_store::Store;
 use tokio::runtime::Runtime;

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use radar_core::Opportunity;
-use radar_store::Delivery;
 use reqwest::{Client, Url};
 use secrecy::SecretString;
 
@@ -17,10 +16,13 @@ use super::cache::TtlCache;
 use super::config::{CrmObject, CrmSettings, Routing, Vendor};
 use super::routing::{Routed, route, routing_for};
 use super::{Company, hubspot, salesforce};
+use crate::clock::Clock;
+use crate::error::RequestError;
 use crate::guard::Guard;
-use crate::http::{self, Answer, now_ms};
+use crate::http::{self, Answer};
 use crate::observe::Observer;
 use crate::payload::HttpRequest;
+use crate::queue::Delivery;
 use crate::retry::AttemptResult;
 use crate::settings::{Destination, Target};
 
@@ -36,6 +38,7 @@ pub struct CrmClient {
     guard: Guard,
     companies: Mutex<TtlCache<Company>>,
     observer: Arc<dyn Observer>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for CrmClient {
@@ -125,6 +128,7 @@ impl CrmClient {
         client: Client,
         guard: Guard,
         observer: Arc<dyn Observer>,
+        clock: Clock,
     ) -> Option<CrmClient> {
         let (vendor, token, settings) = match &destination.target {
             Target::HubSpot { token, crm } => (Vendor::HubSpot, token, crm),
@@ -142,6 +146,7 @@ impl CrmClient {
             guard,
             companies: Mutex::new(TtlCache::default()),
             observer,
+            clock,
         })
     }
 
@@ -163,9 +168,9 @@ impl CrmClient {
                 Ok(o) => batch.opportunities.push(Some(o)),
                 Err(e) => {
                     batch.opportunities.push(None);
-                    batch.results[i] = Some(AttemptResult::Unsendable(format!(
-                        "the stored opportunity does not decode: {e}"
-                    )));
+                    batch.results[i] = Some(AttemptResult::Unsendable(
+                        crate::error::RequestError::Opportunity(e).to_string(),
+                    ));
                 }
             }
         }
@@ -234,7 +239,15 @@ impl CrmClient {
     }
 
     async fn send(&self, request: HttpRequest) -> Result<Answer, AttemptResult> {
-        http::send(&self.client, &self.guard, self.timeout, request, true).await
+        http::send(
+            &self.client,
+            &self.guard,
+            self.timeout,
+            request,
+            true,
+            self.clock,
+        )
+        .await
     }
 
     /// What an answer that is not a success means, by vendor.
@@ -252,7 +265,7 @@ impl CrmClient {
             .companies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(account, now_ms());
+            .get(account, self.clock.now_ms());
         if let Some(company) = cached {
             return Ok(company);
         }
@@ -264,7 +277,7 @@ impl CrmClient {
                 salesforce::find_account(&self.base, &self.token, &self.settings, account)
             }
         }
-        .map_err(AttemptResult::Unsendable)?;
+        .map_err(|e| AttemptResult::Unsendable(e.to_string()))?;
         let answer = self.send(request).await?;
         let company = match answer.status {
             200 => self.parse_company(&answer.body)?,
@@ -288,7 +301,7 @@ impl CrmClient {
         self.companies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(account, company.clone(), now_ms(), ttl);
+            .insert(account, company.clone(), self.clock.now_ms(), ttl);
         Ok(company)
     }
 
@@ -297,12 +310,12 @@ impl CrmClient {
             Vendor::HubSpot => hubspot::parse_company(body),
             Vendor::Salesforce => salesforce::parse_account(body),
         }
-        .map_err(bad_answer)
+        .map_err(|e| bad_answer(e.to_string()))
     }
 
     async fn create_company(&self, account: &str) -> Result<Company, AttemptResult> {
         let request = hubspot::create_company(&self.base, &self.token, &self.settings, account)
-            .map_err(AttemptResult::Unsendable)?;
+            .map_err(|e| AttemptResult::Unsendable(e.to_string()))?;
         let answer = self.send(request).await?;
         match answer.status {
             200 | 201 => {
@@ -376,7 +389,7 @@ impl CrmClient {
                     inputs.push(input);
                     sent.push(i);
                 }
-                Err(e) => batch.settle(i, AttemptResult::Unsendable(e)),
+                Err(e) => batch.settle(i, AttemptResult::Unsendable(e.to_string())),
             }
         }
         if sent.is_empty() {
@@ -384,7 +397,7 @@ impl CrmClient {
         }
         let answer = match hubspot::upsert_deals(&self.base, &self.token, inputs) {
             Ok(request) => self.send(request).await,
-            Err(e) => Err(AttemptResult::Unsendable(e)),
+            Err(e) => Err(AttemptResult::Unsendable(e.to_string())),
         };
         let answer = match answer {
             Ok(answer) if matches!(answer.status, 200 | 201 | 207) => answer,
@@ -407,7 +420,7 @@ impl CrmClient {
         let upserted = match hubspot::parse_upsert(&self.settings, &id_refs, &answer.body) {
             Ok(upserted) => upserted,
             Err(e) => {
-                self.settle_all(batch, &sent, bad_answer(e));
+                self.settle_all(batch, &sent, bad_answer(e.to_string()));
                 return true;
             }
         };
@@ -446,7 +459,7 @@ impl CrmClient {
         }
         let answer = match hubspot::associate_deals(&self.base, &self.token, &pairs) {
             Ok(request) => self.send(request).await,
-            Err(e) => Err(AttemptResult::Unsendable(e)),
+            Err(e) => Err(AttemptResult::Unsendable(e.to_string())),
         };
         // The deals exist already: a failed association is retried whole, and upserting
         // them again on the retry changes nothing.
@@ -487,7 +500,7 @@ impl CrmClient {
                     company,
                     owner,
                 ),
-                (Vendor::HubSpot, None) => Err("no company to put the task on".to_owned()),
+                (Vendor::HubSpot, None) => Err(RequestError::NoCompany),
                 (Vendor::Salesforce, _) => {
                     salesforce::upsert(&self.base, &self.token, &self.settings, opportunity, owner)
                 }
@@ -502,7 +515,7 @@ impl CrmClient {
                     Ok(answer) => self.failure(&answer),
                     Err(result) => result,
                 },
-                Err(e) => AttemptResult::Unsendable(e),
+                Err(e) => AttemptResult::Unsendable(e.to_string()),
             };
             batch.settle(i, result);
         }

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::CrmSettings;
 use super::{Company, close_date};
+use crate::error::{AnswerError, RequestError};
 use crate::http::Answer;
 use crate::payload::{HttpRequest, bearer, number, priority, summary, title};
 use crate::retry::AttemptResult;
@@ -25,10 +26,10 @@ use crate::retry::AttemptResult;
 /// HubSpot's association type id for task → company.
 pub const TASK_TO_COMPANY: u32 = 192;
 
-fn url(base: &Url, segments: &[&str]) -> Result<Url, String> {
+fn url(base: &Url, segments: &[&str]) -> Result<Url, RequestError> {
     let mut url = base.clone();
     url.path_segments_mut()
-        .map_err(|()| "the HubSpot URL cannot take a path".to_owned())?
+        .map_err(|()| RequestError::UrlCannotTakePath("HubSpot"))?
         .pop_if_empty()
         .extend(segments);
     Ok(url)
@@ -52,7 +53,7 @@ pub fn find_company(
     token: &SecretString,
     settings: &CrmSettings,
     account_id: &str,
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     let mut url = url(base, &["crm", "v3", "objects", "companies", account_id])?;
     url.query_pairs_mut()
         .append_pair("idProperty", &settings.company_field)
@@ -72,7 +73,7 @@ pub fn create_company(
     token: &SecretString,
     settings: &CrmSettings,
     account_id: &str,
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     let body = json!({"properties": {
         "name": account_id,
         (settings.company_field.as_str()): account_id,
@@ -96,9 +97,11 @@ struct Object {
 }
 
 /// The company in a found or created company's answer.
-pub fn parse_company(body: &[u8]) -> Result<Company, String> {
-    let object: Object = serde_json::from_slice(body)
-        .map_err(|e| format!("HubSpot's company answer is not a company: {e}"))?;
+pub fn parse_company(body: &[u8]) -> Result<Company, AnswerError> {
+    let object: Object = serde_json::from_slice(body).map_err(|source| AnswerError {
+        what: "HubSpot's company answer is not a company",
+        source,
+    })?;
     let owner = object
         .properties
         .get("hubspot_owner_id")
@@ -116,7 +119,7 @@ pub fn deal_input(
     settings: &CrmSettings,
     opportunity: &Opportunity,
     owner: Option<&str>,
-) -> Result<Value, String> {
+) -> Result<Value, RequestError> {
     let id = opportunity.opportunity_id.as_str();
     let mut properties = Map::new();
     let mut put = |name: &str, value: String| {
@@ -153,7 +156,7 @@ pub fn upsert_deals(
     base: &Url,
     token: &SecretString,
     inputs: Vec<Value>,
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     Ok(json_request(
         Method::POST,
         url(base, &["crm", "v3", "objects", "deals", "batch", "upsert"])?,
@@ -168,7 +171,7 @@ pub fn associate_deals(
     base: &Url,
     token: &SecretString,
     pairs: &[(String, String)],
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     let inputs: Vec<Value> = pairs
         .iter()
         .map(|(deal, company)| json!({"from": {"id": deal}, "to": {"id": company}}))
@@ -201,7 +204,7 @@ pub fn create_task(
     opportunity: &Opportunity,
     company: &Company,
     owner: Option<&str>,
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     let mut properties = json!({
         "hs_timestamp": opportunity.occurred_at.as_str(),
         "hs_task_subject": title(opportunity),
@@ -311,9 +314,11 @@ pub fn parse_upsert(
     settings: &CrmSettings,
     sent: &[&str],
     body: &[u8],
-) -> Result<Upserted, String> {
-    let answer: BatchAnswer = serde_json::from_slice(body)
-        .map_err(|e| format!("HubSpot's batch answer does not decode: {e}"))?;
+) -> Result<Upserted, AnswerError> {
+    let answer: BatchAnswer = serde_json::from_slice(body).map_err(|source| AnswerError {
+        what: "HubSpot's batch answer does not decode",
+        source,
+    })?;
     let mut upserted = Upserted::default();
     for result in answer.results {
         let named = result

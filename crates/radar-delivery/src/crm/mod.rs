@@ -22,6 +22,8 @@ pub mod salesforce;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use crate::error::CloseDateError;
 use radar_core::Opportunity;
 
 pub use client::CrmClient;
@@ -37,18 +39,18 @@ pub struct Company {
 
 /// The expected close date: the opportunity's time plus the expected cycle, as a date.
 /// From the opportunity's time, not the clock, so a repeat writes the same date.
-pub fn close_date(opportunity: &Opportunity, close_in: Duration) -> Result<String, String> {
-    let at = DateTime::parse_from_rfc3339(&opportunity.occurred_at).map_err(|e| {
-        format!(
-            "occurred_at {:?} is not an RFC 3339 time: {e}",
-            opportunity.occurred_at
-        )
+pub fn close_date(opportunity: &Opportunity, close_in: Duration) -> Result<String, CloseDateError> {
+    let at = DateTime::parse_from_rfc3339(&opportunity.occurred_at).map_err(|source| {
+        CloseDateError::OccurredAt {
+            occurred_at: opportunity.occurred_at.to_string(),
+            source,
+        }
     })?;
     let close_in =
-        chrono::Duration::from_std(close_in).map_err(|_| "close_in is too long".to_owned())?;
+        chrono::Duration::from_std(close_in).map_err(|_| CloseDateError::TooLong(close_in))?;
     let close = at
         .with_timezone(&Utc)
         .checked_add_signed(close_in)
-        .ok_or_else(|| "the close date is out of range".to_owned())?;
+        .ok_or(CloseDateError::OutOfRange)?;
     Ok(close.format("%Y-%m-%d").to_string())
 }

@@ -15,16 +15,17 @@ use serde_json::{Value, json};
 
 use super::config::{CrmObject, CrmSettings};
 use super::{Company, close_date};
+use crate::error::{AnswerError, RequestError};
 use crate::http::Answer;
 use crate::payload::{HttpRequest, bearer, priority, summary, title};
 use crate::retry::AttemptResult;
 
 pub const API: &str = "v62.0";
 
-fn sobject_url(base: &Url, segments: &[&str]) -> Result<Url, String> {
+fn sobject_url(base: &Url, segments: &[&str]) -> Result<Url, RequestError> {
     let mut url = base.clone();
     url.path_segments_mut()
-        .map_err(|()| "the Salesforce URL cannot take a path".to_owned())?
+        .map_err(|()| RequestError::UrlCannotTakePath("Salesforce"))?
         .pop_if_empty()
         .extend(["services", "data", API, "sobjects"])
         .extend(segments);
@@ -37,7 +38,7 @@ pub fn find_account(
     token: &SecretString,
     settings: &CrmSettings,
     account_id: &str,
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     let mut url = sobject_url(base, &["Account", &settings.company_field, account_id])?;
     url.query_pairs_mut().append_pair("fields", "Id,OwnerId");
     Ok(HttpRequest {
@@ -56,9 +57,11 @@ struct Account {
     owner_id: Option<String>,
 }
 
-pub fn parse_account(body: &[u8]) -> Result<Company, String> {
-    let account: Account = serde_json::from_slice(body)
-        .map_err(|e| format!("Salesforce's Account answer is not an Account: {e}"))?;
+pub fn parse_account(body: &[u8]) -> Result<Company, AnswerError> {
+    let account: Account = serde_json::from_slice(body).map_err(|source| AnswerError {
+        what: "Salesforce's Account answer is not an Account",
+        source,
+    })?;
     Ok(Company {
         id: account.id,
         owner: account.owner_id.filter(|id| !id.is_empty()),
@@ -72,7 +75,7 @@ pub fn upsert(
     settings: &CrmSettings,
     opportunity: &Opportunity,
     owner: Option<&str>,
-) -> Result<HttpRequest, String> {
+) -> Result<HttpRequest, RequestError> {
     let account = json!({
         "attributes": {"type": "Account"},
         (settings.company_field.as_str()): opportunity.account_id.as_str(),

@@ -5,9 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use radar_kafka::SourceError;
 use radar_kafka::topics::{self, block_on};
-use radar_store::Delivery;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -17,6 +15,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaDeliveryConfig;
 use super::parked::{self, Parked};
+use crate::error::TopicError;
+use crate::queue::Delivery;
 
 /// How long reading or writing the topic may go without progress.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,7 +45,7 @@ pub fn escape_key(key: &[u8]) -> String {
 }
 
 /// Every dead letter, by key.
-pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError> {
+pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, TopicError> {
     let topic = &config.dead_letter_topic;
     let client = config.client();
     let partitions = topics::partitions(&client, topic)?;
@@ -76,10 +76,10 @@ pub fn read_all(config: &KafkaDeliveryConfig) -> Result<Vec<Letter>, SourceError
     // batch's last record, so reaching the watermark is not the end).
     while ends.values().any(|(_, done)| !done) {
         if progressed.elapsed() > TIMEOUT {
-            return Err(SourceError::Topic(format!(
-                "reading {topic}: no progress within {} s",
-                TIMEOUT.as_secs()
-            )));
+            return Err(TopicError::Stalled {
+                topic: topic.clone(),
+                seconds: TIMEOUT.as_secs(),
+            });
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
@@ -142,7 +142,7 @@ pub fn replay(
     config: &KafkaDeliveryConfig,
     letters: &[Letter],
     now_ms: u64,
-) -> Result<usize, SourceError> {
+) -> Result<usize, TopicError> {
     let (cut, letters): (Vec<&Letter>, Vec<&Letter>) = letters
         .iter()
         .partition(|letter| letter.letter.cut.is_some());
@@ -190,7 +190,7 @@ pub fn replay(
 fn enqueue<'a>(
     producer: &FutureProducer,
     mut record: FutureRecord<'a, [u8], [u8]>,
-) -> Result<DeliveryFuture, SourceError> {
+) -> Result<DeliveryFuture, TopicError> {
     loop {
         match producer.send_result(record) {
             Ok(ack) => return Ok(ack),
@@ -204,15 +204,13 @@ fn enqueue<'a>(
 }
 
 /// Waits for every acknowledgement; the first refusal is the error.
-fn acknowledged(acks: Vec<DeliveryFuture>) -> Result<(), SourceError> {
+fn acknowledged(acks: Vec<DeliveryFuture>) -> Result<(), TopicError> {
     for ack in acks {
         match block_on(ack) {
             Ok(Ok(_)) => {}
             Ok(Err((e, _))) => return Err(e.into()),
             Err(_) => {
-                return Err(SourceError::Topic(
-                    "the producer went away before acknowledging".into(),
-                ));
+                return Err(TopicError::ProducerGone);
             }
         }
     }

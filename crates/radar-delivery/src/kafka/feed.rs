@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use radar_core::Opportunity;
-use radar_store::{Delivery, Recent, Store};
+use radar_store::Store;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -16,8 +16,9 @@ use tokio::sync::{Notify, watch};
 
 use super::in_hand::{QueueKey, TopicPartition};
 use super::{KafkaDelivery, parked};
-use crate::http::now_ms;
+use crate::error::TopicError;
 use crate::observe::Observer;
+use crate::queue::{Delivery, DeliveryStore, Recent};
 use crate::settings::DeliverySettings;
 use radar_kafka::throttle::Throttle;
 
@@ -120,16 +121,18 @@ pub(crate) fn feed(
     observer: Arc<dyn Observer>,
     stop: watch::Receiver<bool>,
     workers: Arc<AtomicUsize>,
-) -> Result<(), String> {
-    let consumer = subscribe(&kafka, &store)
-        .map_err(|e| format!("consuming {}: {e}", kafka.config.opportunities_topic))?;
+) -> Result<(), TopicError> {
+    let consumer = subscribe(&kafka, &store).map_err(|source| TopicError::Consume {
+        topic: kafka.config.opportunities_topic.clone(),
+        source,
+    })?;
     let index: HashMap<&str, usize> = settings
         .destinations
         .iter()
         .enumerate()
         .map(|(i, d)| (d.name.as_str(), i))
         .collect();
-    let mut committed = Instant::now();
+    let mut committed = kafka.clock.instant();
     let mut paused = Paused::default();
     let mut throttle = Throttle::new(Duration::from_secs(10));
     let mut reparks = Throttle::new(Duration::from_secs(10));
@@ -143,7 +146,7 @@ pub(crate) fn feed(
             match result {
                 Ok(message) => batch.extend(read(&kafka, &settings, &message)),
                 Err(e) => {
-                    if let Some(held_back) = throttle.admit(Instant::now()) {
+                    if let Some(held_back) = throttle.admit(kafka.clock.instant()) {
                         tracing::warn!(error = %e, held_back, "delivery: consuming");
                     }
                 }
@@ -164,13 +167,13 @@ pub(crate) fn feed(
             &stop,
         );
         if committed.elapsed() >= COMMIT_EVERY {
-            committed = Instant::now();
+            committed = kafka.clock.instant();
             super::repark::repark(&kafka, &store, &settings, observer.as_ref(), &mut reparks);
             commit(&kafka, &consumer, CommitMode::Async);
         }
     }
     // Polled (for the group's sake) but not read: nothing new is held any more.
-    let stopping = Instant::now();
+    let stopping = kafka.clock.instant();
     while workers.load(Ordering::SeqCst) > 0 && stopping.elapsed() < DRAIN {
         consumer.poll(POLL);
     }
@@ -261,7 +264,7 @@ fn read(
         account_id: None,
         wanted: Vec::new(),
     };
-    let now = now_ms();
+    let now = kafka.clock.now_ms();
     if message.topic() == kafka.config.retry_topic {
         match parked::read(message) {
             Ok(retry) => {
@@ -330,7 +333,7 @@ fn queue(
     if batch.is_empty() {
         return;
     }
-    let now = now_ms();
+    let now = kafka.clock.now_ms();
     let (mut deliveries, mut recent, mut orphans) = (Vec::new(), Vec::new(), Vec::new());
     let mut woken = vec![false; wakers.len()];
     {
@@ -399,8 +402,8 @@ fn park_orphans(
     observer: &dyn Observer,
     stop: &watch::Receiver<bool>,
 ) {
-    let now = now_ms();
-    let settlements: Vec<radar_store::Settlement> = orphans
+    let now = kafka.clock.now_ms();
+    let settlements: Vec<crate::queue::Settlement> = orphans
         .into_iter()
         .map(|delivery| {
             crate::outcome::dead(
@@ -416,7 +419,7 @@ fn park_orphans(
         match runtime.block_on(kafka.park(&settlements)) {
             Ok(landings) => break landings,
             Err(e) => {
-                if let Some(held_back) = throttle.admit(Instant::now()) {
+                if let Some(held_back) = throttle.admit(kafka.clock.instant()) {
                     tracing::warn!(error = %e, held_back, "delivery: parking orphaned retries (will try again)");
                 }
                 if *stop.borrow() {

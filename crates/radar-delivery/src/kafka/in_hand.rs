@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 /// A topic and partition.
 pub type TopicPartition = (String, i32);
 
-/// A queued delivery's place in its destination's queue: (destination, due, sequence).
-pub type QueueKey = (String, u64, u64);
+pub use crate::queue::QueueKey;
 
+/// A record read from the opportunities or retry topic, held until its deliveries settle.
 #[derive(Debug)]
-struct Record {
+struct HeldRecord {
     at: TopicPartition,
     offset: i64,
     /// When it was read (Unix ms).
@@ -54,7 +54,7 @@ pub struct InHand {
     next_seq: u64,
     /// The last epoch handed out.
     epochs: u64,
-    records: HashMap<u64, Record>,
+    records: HashMap<u64, HeldRecord>,
     partitions: HashMap<TopicPartition, Partition>,
 }
 
@@ -120,7 +120,7 @@ impl InHand {
         partition.open.insert(offset, seq);
         self.records.insert(
             seq,
-            Record {
+            HeldRecord {
                 at: at.clone(),
                 offset,
                 read_ms,

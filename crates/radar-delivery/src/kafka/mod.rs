@@ -40,12 +40,14 @@ mod repark;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use radar_kafka::SourceError;
 use radar_kafka::dead_letter::DEFAULT_MESSAGE_MAX_BYTES;
 use radar_kafka::topics::{self, Cleanup};
-use radar_store::Settlement;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
+
+use crate::clock::Clock;
+use crate::error::TopicError;
+use crate::queue::Settlement;
 
 pub(crate) use feed::feed;
 use in_hand::InHand;
@@ -112,6 +114,8 @@ pub struct KafkaDelivery {
     /// The producer's `message.max.bytes`, which every dead letter fits.
     letter_limit: usize,
     in_hand: Mutex<InHand>,
+    /// The clock delivery's Kafka side reads (the system's).
+    pub(crate) clock: Clock,
 }
 
 impl std::fmt::Debug for KafkaDelivery {
@@ -129,13 +133,11 @@ impl KafkaDelivery {
         config: KafkaDeliveryConfig,
         source_topic: &str,
         first_seq: u64,
-    ) -> Result<Arc<KafkaDelivery>, SourceError> {
+    ) -> Result<Arc<KafkaDelivery>, TopicError> {
         let client = config.client();
         let partitions = topics::partitions(&client, source_topic)?;
         if partitions == 0 {
-            return Err(SourceError::Topic(format!(
-                "the source topic {source_topic} does not exist yet: create it before radar runs with state.store = \"kafka\" (delivery's topics take its partition count)"
-            )));
+            return Err(TopicError::NoSourceTopic(source_topic.to_owned()));
         }
         for (topic, cleanup) in [
             (&config.opportunities_topic, Cleanup::Delete),
@@ -154,6 +156,7 @@ impl KafkaDelivery {
             producer,
             letter_limit,
             in_hand: Mutex::new(InHand::new(first_seq)),
+            clock: Clock::system(),
         }))
     }
 
@@ -166,28 +169,8 @@ impl KafkaDelivery {
     pub(crate) fn settled(&self, settlements: &[Settlement]) {
         let mut hand = self.in_hand();
         for settlement in settlements {
-            let (seq, destination) = match settlement {
-                Settlement::Delivered(d) | Settlement::Retry { next: d, .. } => {
-                    (d.seq, &d.destination)
-                }
-                Settlement::DeadLettered { dead, .. } => (dead.seq, &dead.destination),
-            };
+            let (destination, seq) = settlement.delivery();
             hand.settled(seq, destination);
         }
-    }
-}
-
-/// Where a settled delivery sat in the local queue.
-pub(crate) fn queue_key(settlement: &Settlement) -> in_hand::QueueKey {
-    match settlement {
-        Settlement::Delivered(d) => (d.destination.clone(), d.due_ms, d.seq),
-        Settlement::Retry {
-            previous_due_ms,
-            next,
-        } => (next.destination.clone(), *previous_due_ms, next.seq),
-        Settlement::DeadLettered {
-            previous_due_ms,
-            dead,
-        } => (dead.destination.clone(), *previous_due_ms, dead.seq),
     }
 }

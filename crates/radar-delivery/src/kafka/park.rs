@@ -12,15 +12,14 @@
 
 use std::time::Duration;
 
-use radar_store::{DeadLetter, Settlement};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::KafkaDelivery;
 use super::parked::{self, FRAMING, Outgoing};
-use crate::http::now_ms;
 use crate::observe::Observer;
+use crate::queue::{FailedDelivery, Settlement};
 
 /// What became of one settlement on Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +60,7 @@ impl Landing {
 /// could not be kept whole.
 pub(crate) fn observe(observer: &dyn Observer, settlements: &[Settlement], landings: &[Landing]) {
     for (settlement, landing) in settlements.iter().zip(landings) {
-        let destination = match settlement {
-            Settlement::Delivered(d) | Settlement::Retry { next: d, .. } => &d.destination,
-            Settlement::DeadLettered { dead, .. } => &dead.destination,
-        };
+        let (destination, _) = settlement.delivery();
         if let Landing::DeadLetter(_) = landing {
             observer.dead_lettered(destination);
         }
@@ -104,14 +100,14 @@ struct Attempt {
     record: Outgoing,
     landing: Landing,
     /// The dead letter it is, or becomes if it steps down.
-    letter: DeadLetter,
+    letter: FailedDelivery,
 }
 
 impl KafkaDelivery {
     /// Produces the retries and dead letters among `settlements` to their topics and
     /// waits for every acknowledgement; says what each settlement landed as.
     pub(crate) async fn park(&self, settlements: &[Settlement]) -> Result<Vec<Landing>, ParkError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut landings = vec![Landing::Delivered; settlements.len()];
         let mut pending = Vec::new();
         for (index, settlement) in settlements.iter().enumerate() {
@@ -176,7 +172,7 @@ impl KafkaDelivery {
     }
 
     /// The dead letter `letter` as a record, sized to fit.
-    fn letter(&self, index: usize, letter: DeadLetter) -> Attempt {
+    fn letter(&self, index: usize, letter: FailedDelivery) -> Attempt {
         let source = self.source(letter.seq);
         let record = parked::dead_letter(&letter, source.as_deref(), self.letter_limit);
         let form = if record.value.len() < letter.opportunity.len() {

@@ -9,8 +9,10 @@
 //! cut to the room its headers leave, and `radar.source` names the record it came from,
 //! where Kafka still holds it whole.
 
-use radar_store::{DeadLetter, Delivery};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+
+use crate::error::ParkedError;
+use crate::queue::{Delivery, FailedDelivery};
 
 const DESTINATION: &str = "radar.destination";
 const ATTEMPTS: &str = "radar.attempts";
@@ -110,7 +112,7 @@ pub fn key(destination: &str, opportunity: &[u8], seq: u64) -> String {
 /// A dead letter's record key: its retry key and when it failed, so each letter is its
 /// own key of the compacted dead-letter topic: replaying it writes the tombstone of that
 /// letter only, never of a newer one for the same opportunity.
-pub fn dead_letter_key(dead: &DeadLetter) -> String {
+pub fn dead_letter_key(dead: &FailedDelivery) -> String {
     format!(
         "{}/{}",
         key(&dead.destination, &dead.opportunity, dead.seq),
@@ -142,7 +144,7 @@ pub fn retry_headers(next: &Delivery) -> OwnedHeaders {
 /// `message.max.bytes`) with room to spare for framing: the opportunity is cut to what
 /// room is left, said in `radar.truncated` and `radar.original_sizes`, and `source` (the
 /// record it came from, which Kafka still holds) says where the whole one is.
-pub fn dead_letter(dead: &DeadLetter, source: Option<&str>, limit: usize) -> Outgoing {
+pub fn dead_letter(dead: &FailedDelivery, source: Option<&str>, limit: usize) -> Outgoing {
     let mut letter = Outgoing {
         key: dead_letter_key(dead),
         headers: headers(
@@ -175,7 +177,7 @@ pub fn dead_letter(dead: &DeadLetter, source: Option<&str>, limit: usize) -> Out
 /// A dead letter without the opportunity, for when the broker refused it with (the
 /// topic's `max.message.bytes` below the producer's): the reason, where the record is,
 /// and why the opportunity is missing.
-pub fn coordinates_only(dead: &DeadLetter, source: Option<&str>, refused: &str) -> Outgoing {
+pub fn coordinates_only(dead: &FailedDelivery, source: Option<&str>, refused: &str) -> Outgoing {
     let mut letter = dead_letter(dead, source, 0);
     letter
         .headers
@@ -223,7 +225,7 @@ pub fn is_parked(message: &impl Message) -> bool {
 }
 
 /// Reads a parked delivery back; the error says what is missing or malformed.
-pub fn read(message: &impl Message) -> Result<Parked, String> {
+pub fn read(message: &impl Message) -> Result<Parked, ParkedError> {
     let header = |name: &str| -> Option<String> {
         message.headers().and_then(|headers| {
             headers
@@ -233,15 +235,18 @@ pub fn read(message: &impl Message) -> Result<Parked, String> {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         })
     };
-    let number = |name: &str| -> Result<u64, String> {
+    let number = |name: &'static str| -> Result<u64, ParkedError> {
         header(name)
-            .ok_or_else(|| format!("no {name} header"))?
+            .ok_or(ParkedError::Missing(name))?
             .parse()
-            .map_err(|e| format!("header {name}: {e}"))
+            .map_err(|source| ParkedError::Number { name, source })
     };
     Ok(Parked {
-        destination: header(DESTINATION).ok_or_else(|| format!("no {DESTINATION} header"))?,
-        attempts: u32::try_from(number(ATTEMPTS)?).map_err(|e| format!("{ATTEMPTS}: {e}"))?,
+        destination: header(DESTINATION).ok_or(ParkedError::Missing(DESTINATION))?,
+        attempts: u32::try_from(number(ATTEMPTS)?).map_err(|source| ParkedError::OutOfRange {
+            name: ATTEMPTS,
+            source,
+        })?,
         due_ms: number(DUE_MS)?,
         created_ms: number(CREATED_MS)?,
         reason: header(REASON),
@@ -304,8 +309,8 @@ mod tests {
         assert_eq!(key("crm", b"not json", 9), "crm/seq-9");
     }
 
-    fn dead(opportunity: Vec<u8>, reason: &str) -> DeadLetter {
-        DeadLetter {
+    fn dead(opportunity: Vec<u8>, reason: &str) -> FailedDelivery {
+        FailedDelivery {
             destination: "crm".into(),
             seq: 4,
             attempts: 1,
@@ -396,7 +401,7 @@ mod tests {
             value: Some("crm"),
         });
         assert_eq!(
-            read(&message(headers)).unwrap_err(),
+            read(&message(headers)).unwrap_err().to_string(),
             "no radar.attempts header"
         );
         let headers = retry_headers(&Delivery {

@@ -7,14 +7,14 @@
 //! (the same due time and attempts, acknowledged) and its old record counts as settled:
 //! the commit moves past it, and the new record waits at the end of the partition.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use radar_kafka::throttle::Throttle;
-use radar_store::{Settlement, Store};
+use radar_store::Store;
 
 use super::KafkaDelivery;
-use crate::http::now_ms;
 use crate::observe::Observer;
+use crate::queue::{DeliveryStore, Settlement};
 use crate::settings::DeliverySettings;
 
 /// Re-parks the retries that hold the retry topic's commit back (see the module
@@ -28,9 +28,10 @@ pub(super) fn repark(
     warnings: &mut Throttle,
 ) {
     let held = u64::try_from(settings.repark_after.as_millis()).unwrap_or(u64::MAX);
-    let keys = kafka
-        .in_hand()
-        .blocking(&kafka.config.retry_topic, now_ms(), held, held);
+    let keys =
+        kafka
+            .in_hand()
+            .blocking(&kafka.config.retry_topic, kafka.clock.now_ms(), held, held);
     if keys.is_empty() {
         return;
     }
@@ -60,7 +61,7 @@ pub(super) fn repark(
                     observer.park_failed(&next.destination);
                 }
             }
-            if let Some(held_back) = warnings.admit(Instant::now()) {
+            if let Some(held_back) = warnings.admit(kafka.clock.instant()) {
                 let error = match failed {
                     Ok(Err(e)) => e.to_string(),
                     _ => "no acknowledgement within 30 s".to_owned(),
@@ -75,7 +76,7 @@ pub(super) fn repark(
         retries = settlements.len(),
         "delivery: parked long retries again"
     );
-    let keys: Vec<_> = settlements.iter().map(super::queue_key).collect();
+    let keys: Vec<_> = settlements.iter().map(Settlement::queue_key).collect();
     if let Err(e) = store.remove_queued(&keys) {
         tracing::warn!(error = %e, "delivery: taking re-parked retries out of the local queue");
     }

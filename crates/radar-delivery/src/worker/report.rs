@@ -8,9 +8,9 @@ use std::time::Duration;
 use radar_store::Store;
 use tokio::sync::watch;
 
-use super::blocking;
-use crate::http::now_ms;
+use crate::clock::Clock;
 use crate::observe::Observer;
+use crate::queue::{DeliveryStore, blocking};
 
 /// How often queue depth, the oldest delivery's age and how long the earliest due one
 /// has waited are reported.
@@ -21,6 +21,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 pub(super) async fn report_queues(
     store: Arc<Store>,
     observer: Arc<dyn Observer>,
+    clock: Clock,
     destinations: Vec<String>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -34,7 +35,7 @@ pub(super) async fn report_queues(
             let Ok(summary) = summary else {
                 continue;
             };
-            let now = now_ms();
+            let now = clock.now_ms();
             let since =
                 |ms: Option<u64>| Duration::from_millis(ms.map_or(0, |ms| now.saturating_sub(ms)));
             observer.queue(name, summary.depth, since(summary.oldest_created_ms));

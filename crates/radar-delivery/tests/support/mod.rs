@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use radar_delivery::settings::{RawDestination, build};
-use radar_delivery::{DeliveryService, Observer, RawDelivery, Unobserved};
+use radar_delivery::{Clock, DeliveryService, Observer, RawDelivery, Unobserved};
 use radar_store::Store;
 use tokio::sync::watch;
 
@@ -73,7 +73,11 @@ pub async fn serve_observed(
         _ => None,
     };
     let settings = build(&raw, &env).unwrap();
-    let service = DeliveryService::new(store.clone(), settings, observer).unwrap();
+    // The tests' clock follows tokio's, so a test on paused time never waits out a
+    // backoff, a cooldown or a `Retry-After`.
+    let service = DeliveryService::new(store.clone(), settings, observer)
+        .unwrap()
+        .with_clock(Clock::tokio());
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(async move { service.run(stopped).await.unwrap() });
     Running {
@@ -92,6 +96,8 @@ impl Running {
     }
 }
 
+/// Waits until `done`, polling every 10 ms of tokio's time (which a paused runtime skips
+/// through); fails with `what` after 20 s of real time.
 pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {

@@ -1,233 +1,20 @@
-//! Delivery settings: the raw `[delivery]` section as written, and the one function that
-//! turns it into typed settings, reporting every problem with its key. Secrets are read
-//! here, from the environment or from files (never from the config file itself), and
-//! stay wrapped from then on.
+//! [`build`]: the raw `[delivery]` section turned into typed settings, every problem
+//! reported with its key; secrets read from the environment or from files.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use radar_core::Kind;
 use radar_core::opportunity::Owner;
 use radar_core::scoring::Tier;
-use radar_core::{Kind, Opportunity};
 use reqwest::Url;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
-use crate::crm::config::{CrmSettings, RawCrm, RawOwners, Vendor};
-use crate::guard::Guard;
-use crate::retry::RetryPolicy;
+use super::{
+    DeliverySettings, Destination, Env, Filter, RawDelivery, RawDestination, SettingError, Target,
+};
+use crate::crm::config::Vendor;
 use crate::signing::SigningSecret;
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDelivery {
-    /// Delay ceilings before each retry, e.g. ["5s", "5m", "30m"]: one attempt plus one
-    /// per entry.
-    pub schedule: Option<Vec<String>>,
-    pub retry_after_cap: Option<String>,
-    pub breaker_failures: Option<u32>,
-    pub breaker_cooldown: Option<String>,
-    /// How often a destination looks for deliveries whose retry is due.
-    pub poll_interval: Option<String>,
-    /// Internal networks destinations may reach anyway (CIDR), e.g. "127.0.0.0/8".
-    #[serde(default)]
-    pub allow_networks: Vec<String>,
-    #[serde(default)]
-    pub destinations: Vec<RawDestination>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDestination {
-    pub name: String,
-    /// webhook, slack, hubspot or salesforce.
-    pub kind: String,
-    pub url: Option<String>,
-    /// Name of an environment variable holding the URL (a Slack URL is itself a secret).
-    pub url_env: Option<String>,
-    /// Name of an environment variable holding the secret or token.
-    pub secret_env: Option<String>,
-    /// A file holding the secret or token.
-    pub secret_file: Option<PathBuf>,
-    pub timeout: Option<String>,
-    pub max_in_flight: Option<u32>,
-    /// Requests per second at most.
-    pub rate_limit: Option<f64>,
-    /// Filter: opportunity kinds (all when empty).
-    #[serde(default)]
-    pub kinds: Vec<String>,
-    /// Filter: lowest tier delivered.
-    pub min_tier: Option<String>,
-    /// Filter: playbooks (all when empty).
-    #[serde(default)]
-    pub playbooks: Vec<String>,
-    /// Filter: `cs` or `sales` (both when absent).
-    pub owner: Option<String>,
-    /// CRM: `deal` or `task` (HubSpot), `opportunity` or `task` (Salesforce).
-    pub object: Option<String>,
-    /// HubSpot: the deal pipeline's internal id.
-    pub pipeline: Option<String>,
-    /// The deal stage's internal id (HubSpot) or `StageName` (Salesforce).
-    pub stage: Option<String>,
-    /// The expected expansion cycle: close date = the opportunity's time + this.
-    pub close_in: Option<String>,
-    /// The unique deal property / external id field holding the opportunity id.
-    pub id_field: Option<String>,
-    /// The unique company property / Account external id field holding the account id.
-    pub company_field: Option<String>,
-    /// HubSpot: create a company that is not found.
-    pub create_missing_company: Option<bool>,
-    pub company_cache_ttl: Option<String>,
-    /// Salesforce: the Opportunity `Type`.
-    pub opportunity_type: Option<String>,
-    /// Records per request at most (HubSpot: up to 100).
-    pub batch_size: Option<u32>,
-    /// CRM owners of each team's records: an owner id, `"company_owner"`, or a list.
-    pub owners: Option<RawOwners>,
-}
-
-impl RawDestination {
-    fn crm(&self) -> RawCrm<'_> {
-        RawCrm {
-            object: self.object.as_deref(),
-            pipeline: self.pipeline.as_deref(),
-            stage: self.stage.as_deref(),
-            close_in: self.close_in.as_deref(),
-            id_field: self.id_field.as_deref(),
-            company_field: self.company_field.as_deref(),
-            create_missing_company: self.create_missing_company,
-            company_cache_ttl: self.company_cache_ttl.as_deref(),
-            opportunity_type: self.opportunity_type.as_deref(),
-            batch_size: self.batch_size,
-            owners: self.owners.as_ref(),
-        }
-    }
-}
-
-/// One problem in the settings, with the key it is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingError {
-    pub key: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct DeliverySettings {
-    pub policy: RetryPolicy,
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
-    pub poll_interval: Duration,
-    /// With `store = "kafka"`: a retry held this long, and not due for as long again,
-    /// is parked anew at the end of the retry topic once records behind it are settled,
-    /// so the commit passes them (see `kafka::repark`). Not configurable: tests shorten it.
-    pub repark_after: Duration,
-    pub guard: Guard,
-    pub destinations: Vec<Destination>,
-}
-
-impl Default for DeliverySettings {
-    fn default() -> DeliverySettings {
-        DeliverySettings {
-            policy: RetryPolicy::default(),
-            breaker_failures: 5,
-            breaker_cooldown: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(100),
-            repark_after: Duration::from_secs(60),
-            guard: Guard::default(),
-            destinations: Vec::new(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Destination {
-    pub name: String,
-    pub target: Target,
-    pub url: Url,
-    /// The URL came from a secret source and must not be printed.
-    pub url_is_secret: bool,
-    pub timeout: Duration,
-    pub max_in_flight: usize,
-    pub rate_limit: Option<f64>,
-    pub filter: Filter,
-}
-
-impl std::fmt::Debug for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url: &dyn std::fmt::Debug = if self.url_is_secret {
-            &"<redacted>"
-        } else {
-            &self.url.as_str()
-        };
-        f.debug_struct("Destination")
-            .field("name", &self.name)
-            .field("target", &self.target)
-            .field("url", url)
-            .field("timeout", &self.timeout)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("rate_limit", &self.rate_limit)
-            .field("filter", &self.filter)
-            .finish()
-    }
-}
-
-/// What kind of receiver a destination is, with what it needs to sign or authenticate.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// Generic JSON signed per Standard Webhooks.
-    Webhook { secrets: Vec<SigningSecret> },
-    /// A Slack incoming webhook (Block Kit message).
-    Slack,
-    /// HubSpot CRM: a deal (or task) upserted by the opportunity id, on the company
-    /// found by the account id.
-    HubSpot {
-        token: SecretString,
-        crm: CrmSettings,
-    },
-    /// Salesforce REST: an Opportunity (or Task) upserted by the opportunity id as
-    /// external id, on the Account whose external id is the account id.
-    Salesforce {
-        token: SecretString,
-        crm: CrmSettings,
-    },
-}
-
-impl Target {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Target::Webhook { .. } => "webhook",
-            Target::Slack => "slack",
-            Target::HubSpot { .. } => "hubspot",
-            Target::Salesforce { .. } => "salesforce",
-        }
-    }
-}
-
-/// Which opportunities a destination wants.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Filter {
-    pub kinds: Vec<Kind>,
-    pub min_tier: Option<Tier>,
-    pub playbooks: Vec<String>,
-    pub owner: Option<Owner>,
-}
-
-impl Filter {
-    pub fn wants(&self, opportunity: &Opportunity) -> bool {
-        (self.kinds.is_empty() || self.kinds.contains(&opportunity.kind))
-            && self.min_tier.is_none_or(|min| opportunity.tier >= min)
-            && (self.playbooks.is_empty()
-                || self
-                    .playbooks
-                    .iter()
-                    .any(|p| p == opportunity.playbook.as_str()))
-            && self.owner.is_none_or(|owner| opportunity.owner == owner)
-    }
-}
-
-/// Where secrets come from: the process environment in production, a map in tests.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Builds typed settings from `raw`, or every problem found, each with its key.
 pub fn build(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<SettingError>> {
@@ -242,7 +29,7 @@ pub fn build(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<Se
             .enumerate()
             .filter_map(|(i, text)| {
                 duration(text)
-                    .map_err(|m| error(format!("delivery.schedule[{i}]"), m))
+                    .map_err(|m| error(format!("delivery.schedule[{i}]"), m.to_string()))
                     .ok()
             })
             .collect();
@@ -250,7 +37,7 @@ pub fn build(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<Se
     if let Some(text) = &raw.retry_after_cap {
         match duration(text) {
             Ok(cap) => policy.retry_after_cap = cap,
-            Err(m) => error("delivery.retry_after_cap".into(), m),
+            Err(m) => error("delivery.retry_after_cap".into(), m.to_string()),
         }
     }
     let mut settings = DeliverySettings {
@@ -280,7 +67,7 @@ pub fn build(raw: &RawDelivery, env: Env<'_>) -> Result<DeliverySettings, Vec<Se
             match duration(text) {
                 Ok(d) if !d.is_zero() => *field = d,
                 Ok(_) => error(key.into(), "must be more than zero".into()),
-                Err(m) => error(key.into(), m),
+                Err(m) => error(key.into(), m.to_string()),
             }
         }
     }
@@ -443,7 +230,7 @@ fn destination(
             Duration::ZERO
         }
         Some(Err(m)) => {
-            fail("timeout", m);
+            fail("timeout", m.to_string());
             Duration::ZERO
         }
     };
@@ -528,14 +315,25 @@ fn crm_token(
     Some(token.into())
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like 5s or 10m: {e}"))
+/// A setting that is not a duration.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not a duration like 5s or 10m: {source}")]
+struct NotADuration {
+    text: String,
+    source: humantime::DurationError,
+}
+
+fn duration(text: &str) -> Result<Duration, NotADuration> {
+    humantime::parse_duration(text).map_err(|source| NotADuration {
+        text: text.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crm::config::RawOwners;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

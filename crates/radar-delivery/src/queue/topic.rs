@@ -1,0 +1,153 @@
+//! The topic queue (`store = "kafka"`): deliveries come from the opportunities and retry
+//! topics ([`crate::kafka::feed`]) into the local store, which is only a cache of what
+//! this instance holds; retries and dead letters are parked on their topics, and a
+//! delivery counts as settled once the broker has its outcome. A 410 disables its
+//! destination for this process only: another instance does not share the cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use radar_kafka::throttle::Throttle;
+use radar_store::Store;
+use tokio::task::JoinSet;
+
+use super::{
+    DeliveryQueue, DeliveryStore, Feeding, QueueFuture, RecordError, Settlement, StoredError,
+    blocking, report_store_error,
+};
+use crate::kafka::KafkaDelivery;
+use crate::observe::Observer;
+
+/// How often a failure to park outcomes that repeats is logged, per destination.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// See the module doc.
+pub struct TopicQueue {
+    store: Arc<Store>,
+    kafka: Arc<KafkaDelivery>,
+    observer: Arc<dyn Observer>,
+    /// Failures to park outcomes, logged at most every [`WARN_EVERY`] per destination.
+    park_warnings: Mutex<HashMap<String, Throttle>>,
+}
+
+impl std::fmt::Debug for TopicQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicQueue")
+            .field("kafka", &self.kafka)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TopicQueue {
+    pub fn new(
+        store: Arc<Store>,
+        kafka: Arc<KafkaDelivery>,
+        observer: Arc<dyn Observer>,
+    ) -> TopicQueue {
+        TopicQueue {
+            store,
+            kafka,
+            observer,
+            park_warnings: Mutex::default(),
+        }
+    }
+}
+
+impl DeliveryQueue for TopicQueue {
+    fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The local queues are a cache of what this instance holds of the topics, and it
+    /// holds nothing before its partitions are assigned. (Deliveries queued by a run with
+    /// `store = "local"` go too: the docs say to let them drain first.)
+    fn open(&self) -> QueueFuture<'_, Result<(), StoredError>> {
+        let store = self.store.clone();
+        Box::pin(async move { Ok(blocking(move || store.clear_queues()).await?) })
+    }
+
+    fn feed(self: Arc<Self>, feeding: Feeding, tasks: &mut JoinSet<()>) {
+        let (kafka, store) = (self.kafka.clone(), self.store.clone());
+        tasks.spawn_blocking(move || {
+            let Feeding {
+                settings,
+                observer,
+                wakers,
+                stop,
+                running,
+                halt,
+                failed,
+                ..
+            } = feeding;
+            if let Err(e) =
+                crate::kafka::feed(kafka, store, settings, wakers, observer, stop, running)
+            {
+                *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                if let Some(halt) = halt.upgrade() {
+                    let _ = halt.send(true);
+                }
+            }
+        });
+    }
+
+    fn disabled_before(&self, _: &str) -> QueueFuture<'_, Result<Option<String>, StoredError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn disable(
+        &self,
+        destination: &str,
+        reason: &str,
+        _again: bool,
+    ) -> QueueFuture<'_, Result<(), StoredError>> {
+        tracing::warn!(
+            destination,
+            reason,
+            "destination disabled until this instance restarts; then `radar dlq replay --destination <it>` sends its dead letters again"
+        );
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Parks the retries and dead letters on their topics (an outcome counts once the
+    /// broker has it), then takes the deliveries out of the local queue and lets their
+    /// records be committed. While a park is refused, the destination's unacknowledged
+    /// outcomes show in `radar_delivery_unacknowledged`.
+    fn record<'a>(
+        &'a self,
+        destination: &'a str,
+        settlements: &'a Arc<Vec<Settlement>>,
+    ) -> QueueFuture<'a, Result<(), RecordError>> {
+        Box::pin(async move {
+            self.observer
+                .unacknowledged(destination, settlements.len() as u64);
+            let landings = match self.kafka.park(settlements).await {
+                Ok(landings) => landings,
+                Err(e) => {
+                    self.observer.park_failed(destination);
+                    let admitted = self
+                        .park_warnings
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .entry(destination.to_owned())
+                        .or_insert_with(|| Throttle::new(WARN_EVERY))
+                        .admit(self.kafka.clock.instant());
+                    if let Some(held_back) = admitted {
+                        tracing::warn!(destination, error = %e, held_back, "delivery: parking outcomes on Kafka (will try again)");
+                    }
+                    return Err(e.into());
+                }
+            };
+            self.observer.unacknowledged(destination, 0);
+            crate::kafka::observe_landings(self.observer.as_ref(), settlements, &landings);
+            let keys: Vec<_> = settlements.iter().map(Settlement::queue_key).collect();
+            let store = self.store.clone();
+            if let Err(e) = blocking(move || store.remove_queued(&keys)).await {
+                // Parked already: were the entries to stay, they would be sent again.
+                report_store_error("taking settled deliveries out of the local queue", &e);
+            }
+            self.kafka.settled(settlements);
+            Ok(())
+        })
+    }
+}
