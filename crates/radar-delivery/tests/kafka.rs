@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
-#[path = "../../radar-kafka/tests/support/broker.rs"]
-mod broker;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
@@ -20,6 +18,7 @@ use radar_delivery::queue::{Delivery, FailedDelivery};
 use radar_delivery::settings::{RawDestination, build};
 use radar_delivery::{DeliveryService, KafkaDelivery, KafkaDeliveryConfig, Observer};
 use radar_store::Store;
+use radar_testkit::broker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};

@@ -2,23 +2,18 @@
 //! fast enough for every test run. (`tansu.rs` runs against a broker process.)
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/read.rs"]
-mod read;
 mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use radar_kafka::ChangelogConfig;
 use radar_store::Store;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use radar_testkit::kafka::read_all;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use read::read_all;
 use support::{
     Until, config, events, outbox_ids, produce, replayed, run_source, run_source_progress,
 };
@@ -45,12 +40,7 @@ fn live_output_over_partitions_equals_replay_and_survives_a_crash() {
     let crashed_after = run_source(source(), &store, Until::Consumed(2_000), true);
     let first = outbox_ids(&store);
     // Second run, same group and store: resumes from the checkpoints and finishes.
-    let resumed = run_source(
-        source(),
-        &store,
-        Until::Quiet(Duration::from_secs(2)),
-        false,
-    );
+    let resumed = run_source(source(), &store, Until::Committed(4_000), false);
 
     // The outbox holds every opportunity of the replay, and no other; those made after
     // the last checkpoint before the crash may be there twice, with the same id.
@@ -104,12 +94,7 @@ fn with_a_changelog_a_new_machine_carries_on_where_a_crashed_one_stopped() {
 
     let second_machine = tempfile::tempdir().unwrap();
     let second = Arc::new(Store::open(&second_machine.path().join("state.redb")).unwrap());
-    let resumed = run_source(
-        source(),
-        &second,
-        Until::Quiet(Duration::from_secs(2)),
-        false,
-    );
+    let resumed = run_source(source(), &second, Until::Committed(4_000), false);
 
     let mut all = outbox_ids(&first);
     all.extend(outbox_ids(&second));
@@ -141,14 +126,6 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
         false,
     );
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .set("group.id", "dlq-reader")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["events.dead-letter"]).unwrap();
     // Live, the record time is the produce time (now): nothing is ahead of it.
     let record_time = Some(i64::MAX / 2);
     let rejected = lines
@@ -161,30 +138,20 @@ fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
         .count();
     assert!(rejected > 0);
 
-    // Read until every expected dead letter is in (or 30 s pass), then a little longer to
-    // catch any extra one.
+    // Every record written to the topic by now: the source has stopped.
+    let letters = read_all(&servers, "events.dead-letter", rejected);
+    assert_eq!(
+        letters.len(),
+        rejected,
+        "one dead letter per rejected record"
+    );
     let mut reasons = BTreeSet::new();
-    let mut count = 0;
-    let started = Instant::now();
-    let mut complete_at = None;
-    while started.elapsed() < Duration::from_secs(30)
-        && complete_at.is_none_or(|at: Instant| at.elapsed() < Duration::from_secs(1))
-    {
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        count += 1;
-        if count == rejected {
-            complete_at = Some(Instant::now());
-        }
-        let headers = message.headers().unwrap();
-        let reason = headers.iter().find(|h| h.key == "radar.reason").unwrap();
-        reasons.insert(String::from_utf8(reason.value.unwrap().to_vec()).unwrap());
-        let payload = String::from_utf8_lossy(message.payload().unwrap()).into_owned();
+    for (headers, payload) in &letters {
+        reasons.insert(headers["radar.reason"].clone());
+        let payload = String::from_utf8_lossy(payload).into_owned();
         assert!(lines.contains(&payload), "the original bytes");
-        assert!(headers.iter().any(|h| h.key == "radar.source"));
+        assert!(headers.contains_key("radar.source"));
     }
-    assert_eq!(count, rejected, "one dead letter per rejected record");
     for reason in [
         "invalid_json",
         "missing_field",
@@ -218,7 +185,7 @@ fn a_dead_letter_the_broker_refuses_is_sent_as_its_coordinates_and_the_source_mo
     let progress = run_source_progress(
         config(&servers, "events", "radar"),
         &store,
-        Until::Quiet(Duration::from_secs(1)),
+        Until::Committed(1_000),
         false,
     );
     assert_eq!(progress.consumed.load(Ordering::Relaxed), 1_000);
@@ -274,28 +241,11 @@ fn opportunities_are_also_produced_to_the_opportunities_topic_keyed_by_account()
     let expected = outbox_ids(&store);
     assert!(!expected.is_empty());
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .set("group.id", "opportunities-reader")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["opportunities"]).unwrap();
     let mut produced = BTreeSet::new();
-    let started = Instant::now();
-    while produced.len() < expected.len() && started.elapsed() < Duration::from_secs(30) {
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let opportunity: serde_json::Value =
-            serde_json::from_slice(message.payload().unwrap()).unwrap();
-        assert_eq!(
-            message.key().unwrap(),
-            opportunity["account_id"].as_str().unwrap().as_bytes(),
-            "keyed by account"
-        );
-        produced.insert(opportunity["opportunity_id"].as_str().unwrap().to_owned());
+    for (_, payload) in read_all(&servers, "opportunities", expected.len()) {
+        let opportunity: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        let id = opportunity["opportunity_id"].as_str().unwrap().to_owned();
+        assert!(produced.insert(id), "each opportunity once");
     }
     assert_eq!(produced, expected, "the same opportunities as the outbox");
 }
@@ -359,24 +309,17 @@ fn rebalance_mid_stream(strategy: &str) {
                 .run(&stop, &first_progress, &mut OutboxSink::new(store.clone()))
                 .unwrap()
         });
-        let started = Instant::now();
-        while read(&first_progress) < 1_000 {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "first never ran"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        until_or_stop(&stop, 30, "the first instance read 1,000 events", || {
+            read(&first_progress) >= 1_000
+        });
         // Created only now: a consumer joins its group when it is created.
         let second = new_source();
         let (stop_ref, progress_ref) = (&stop, &second_progress);
         let mut sink = OutboxSink::new(store.clone());
         scope.spawn(move || second.run(stop_ref, progress_ref, &mut sink).unwrap());
-        while read(&first_progress) + read(&second_progress) < 8_000
-            && started.elapsed() < Duration::from_secs(60)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        until_or_stop(&stop, 60, "the two instances read all 8,000 events", || {
+            read(&first_progress) + read(&second_progress) >= 8_000
+        });
         stop.graceful();
     });
 
@@ -407,4 +350,16 @@ fn rebalance_mid_stream(strategy: &str) {
         unique, expected,
         "every opportunity of the replay, and no other"
     );
+}
+
+/// Waits up to `seconds` until `check`; on a timeout it stops the sources first, so that
+/// the scope they run in ends and the test fails with its message instead of hanging.
+fn until_or_stop(stop: &radar_kafka::Stop, seconds: u64, what: &str, check: impl FnMut() -> bool) {
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        radar_testkit::eventually(Duration::from_secs(seconds), what, check)
+    }));
+    if let Err(panic) = waited {
+        stop.graceful();
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -3,15 +3,12 @@
 //! its own broker on a free loopback port, with its own topics and consumer group.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/broker.rs"]
-mod broker;
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use broker::start_broker;
 use radar_store::Store;
+use radar_testkit::broker::start_broker;
 use support::{Until, config, events, outbox_ids, produce, replayed, run_source};
 
 #[test]
@@ -36,12 +33,7 @@ fn events_in_give_replays_opportunities_out_and_survive_a_crash() {
     );
 
     // The same group resumes from the checkpoints; the rest of the records come in.
-    let resumed = run_source(
-        source(),
-        &store,
-        Until::Quiet(Duration::from_secs(2)),
-        false,
-    );
+    let resumed = run_source(source(), &store, Until::Committed(2_000), false);
     assert!(
         (2_000 - crashed_after..2_000).contains(&resumed),
         "resumed from the checkpoints, not from the start: {resumed} records after a crash at {crashed_after}"

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use radar_kafka::{CheckpointPolicy, OutboxSink, Progress, Source, SourceConfig, Stop, TopicSink};
 use radar_store::Store;
-
-mod produce;
-
-pub use produce::produce;
+pub use radar_testkit::kafka::{self, produce};
+use rdkafka::TopicPartitionList;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// The engine settings of the default configuration (`config/radar.toml`).
 pub fn settings() -> Arc<radar_core::Settings> {
@@ -90,17 +90,39 @@ pub fn config(servers: &str, topic: &str, group: &str) -> SourceConfig {
 pub enum Until {
     /// Once this many records were consumed.
     Consumed(u64),
-    /// Once records came and then none for this long.
-    Quiet(Duration),
+    /// Once the group's committed offsets over the topic add up to this many records:
+    /// every record produced was processed and checkpointed.
+    Committed(i64),
 }
 
-/// Runs a source until told (or 60 s pass), then stops it gracefully or abruptly (as a
-/// crash would); returns how many records it consumed. Opportunities go to the store's
-/// outbox, as in the pipeline.
+/// How long a source may take to get there.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs a source until told, then stops it gracefully or abruptly (as a crash would);
+/// returns how many records it consumed. Opportunities go to the store's outbox, as in
+/// the pipeline. Fails if it does not get there within a minute.
 pub fn run_source(config: SourceConfig, store: &Arc<Store>, until: Until, abrupt: bool) -> u64 {
     run_source_progress(config, store, until, abrupt)
         .consumed
         .load(Ordering::Relaxed)
+}
+
+/// The group's committed offsets over every partition of `topic`, added up.
+fn committed_over(servers: &str, group: &str, topic: &str) -> impl Fn() -> i64 + use<> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = reader
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        partitions.add_partition(topic, partition.id());
+    }
+    move || kafka::committed(&reader, &partitions)
 }
 
 /// [`run_source`], returning all the source reported. With an opportunities topic in the
@@ -115,27 +137,31 @@ pub fn run_source_progress(
         .opportunities_topic
         .as_ref()
         .map(|topic| TopicSink::new(&config, topic).unwrap());
+    let committed = committed_over(
+        &config.bootstrap_servers,
+        &config.group_id,
+        &config.topics[0],
+    );
     let source = Source::new(config, settings(), store.clone()).unwrap();
     let (stop, progress) = (Stop::default(), Progress::default());
     let mut sink = (on_topic, OutboxSink::new(store.clone()));
+    let (mut seen, mut reached) = (String::new(), false);
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let started = Instant::now();
-            let (mut last, mut since) = (0, Instant::now());
-            while started.elapsed() < Duration::from_secs(60) {
+            while !reached && started.elapsed() < DEADLINE {
                 let consumed = progress.consumed.load(Ordering::Relaxed);
-                if consumed != last {
-                    (last, since) = (consumed, Instant::now());
-                }
-                let done = match until {
-                    Until::Consumed(n) => consumed >= n,
-                    Until::Quiet(quiet) => consumed > 0 && since.elapsed() >= quiet,
+                (reached, seen) = match until {
+                    Until::Consumed(n) => (consumed >= n, format!("{consumed} consumed")),
+                    Until::Committed(n) => {
+                        let at = committed();
+                        (at >= n, format!("{at} committed"))
+                    }
                 };
-                if done {
-                    break;
-                }
                 std::thread::sleep(Duration::from_millis(20));
             }
+            // Stopped whatever happened, so that the source returns and the test can fail
+            // with its message.
             if abrupt {
                 stop.abrupt()
             } else {
@@ -144,5 +170,13 @@ pub fn run_source_progress(
         });
         source.run(&stop, &progress, &mut sink).unwrap();
     });
+    let wanted = match until {
+        Until::Consumed(n) => format!("{n} consumed"),
+        Until::Committed(n) => format!("{n} committed"),
+    };
+    assert!(
+        reached,
+        "timed out after {DEADLINE:?} waiting for {wanted}; last seen: {seen}"
+    );
     progress
 }
