@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::access::Access;
-use crate::lookup::{Lookup, now_ms};
+use crate::lookup::{Lookup, PeerProblem, now_ms};
 use crate::metrics::Metrics;
 use crate::peer_auth::{self, PROOF_HEADER, REQUEST_HEADER};
 use crate::reload::{InForce, Reloaded, Reloader};
@@ -306,6 +306,7 @@ async fn account(
             Ok(mac) => Some(mac),
             Err(why) => {
                 tracing::warn!(error = %why, "admin: a peer request refused");
+                state.metrics.peer_problem(PeerProblem::RequestRefused);
                 return unauthorized(&why.to_string());
             }
         },
