@@ -5,15 +5,13 @@
 //! the deserialized values, so `radar validate`, `radar replay` and the pipeline all check
 //! a config the same way.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use crate::gates::Gates;
-use crate::metric::{self, Metric, MetricSet};
-use crate::opportunity::Kind;
-use crate::playbook::{Cmp, Condition, Playbook};
-use crate::priority::{Part, PriorityModel};
-use crate::scoring::{Component, ScoreModel, Tier};
+use crate::metric::MetricSet;
+use crate::playbook::Playbook;
+use crate::priority::PriorityModel;
+use crate::scoring::{ScoreModel, Tier};
 use crate::state::trigger_key;
 use crate::table::Table;
 use crate::time::{Millis, SECOND};
@@ -25,7 +23,7 @@ mod playbooks;
 mod raw;
 
 pub use live::live_change;
-use models::{WindowCheck, metric_spec, priority_model, score_model};
+use models::{WindowCheck, priority_model, score_model};
 use playbooks::playbooks;
 pub use raw::*;
 

@@ -1,7 +1,8 @@
 //! Which settings may change under a running engine (`radar run` reloads), and which
 //! would misread the state it holds.
 
-use super::*;
+use super::Settings;
+use crate::time::Millis;
 
 /// Why `new` cannot replace `old` under a running engine without losing or misreading
 /// state; empty when it can. Playbooks, the score model, tiers, gates, priority, the

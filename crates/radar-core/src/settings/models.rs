@@ -1,8 +1,16 @@
 //! The metrics, the score model and the priority model, as written, to their typed
 //! forms: every window checked against the bucket, every table and tier with its key.
 
-use super::*;
-use crate::types::KeyCollision;
+use std::collections::HashSet;
+
+use super::{Errors, MAX_CAP, RawPriority, RawScoring, RawTiers, shown};
+use crate::metric::{self, Metric, MetricSet};
+use crate::opportunity::Kind;
+use crate::priority::{Part, PriorityModel};
+use crate::scoring::{Component, ScoreModel};
+use crate::table::Table;
+use crate::time::Millis;
+use crate::types::{KeyCollision, TypeRegistry};
 
 /// Checks windows against the bucket size and remembers the longest.
 pub(super) struct WindowCheck {

@@ -1,7 +1,16 @@
 //! Playbooks and their conditions, as written, to [`Playbook`]s: every name, metric,
 //! window and cooldown checked, with its key.
 
-use super::*;
+use std::collections::HashSet;
+
+use super::models::{WindowCheck, metric_spec};
+use super::{Errors, RawCondition, RawPlaybook};
+use crate::opportunity::Kind;
+use crate::playbook::{Cmp, Condition, Playbook};
+use crate::scoring::Tier;
+use crate::state::trigger_key;
+use crate::time::Millis;
+use crate::types::TypeRegistry;
 
 pub(super) fn playbooks(
     errs: &mut Errors,
