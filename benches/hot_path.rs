@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use radar_core::{Engine, Record};
+use radar_core::{Engine, EventRecord};
 
 const ACCOUNTS: u64 = 100_000;
 const EVENTS: u64 = 1_000_000;
@@ -48,7 +48,7 @@ fn hot_path(c: &mut Criterion) {
                 let mut out = Vec::new();
                 let mut outcomes = Vec::with_capacity(BATCH);
                 for batch in events.chunks(BATCH) {
-                    let records = batch.iter().map(|line| Record {
+                    let records = batch.iter().map(|line| EventRecord {
                         bytes: line.as_bytes(),
                         time: None,
                         key: None,

@@ -22,8 +22,8 @@ use std::hint::black_box;
 use std::io::Write;
 use std::sync::Arc;
 
-use radar_core::engine::Outcome;
-use radar_core::{Engine, Record, Settings};
+use radar_core::engine::EventOutcome;
+use radar_core::{Engine, EventRecord, Settings};
 
 #[path = "../fuzz/settings.rs"]
 mod settings;
@@ -62,14 +62,14 @@ fn measured_decode(lines: &[String], settings: &Settings) -> usize {
 fn measured_engine(lines: &[String], settings: Arc<Settings>, serialise: bool) -> (usize, usize) {
     let mut engine = Engine::new(settings);
     let mut out = Vec::new();
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(BATCH);
+    let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(BATCH);
     // As `radar replay` writes them: through a 64 KiB `BufWriter` (a bare `io::sink()`
     // let the compiler drop most of the writing, and counted ~400 fewer per event).
     let mut sink = std::io::BufWriter::with_capacity(1 << 16, std::io::sink());
     let mut line = Vec::new();
     let mut opportunities = 0;
     for batch in lines.chunks(BATCH) {
-        let records = batch.iter().map(|line| Record {
+        let records = batch.iter().map(|line| EventRecord {
             bytes: line.as_bytes(),
             time: None,
             key: None,

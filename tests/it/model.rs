@@ -609,7 +609,7 @@ fn the_idle_ttl_must_outlast_what_an_account_remembers() {
 #[test]
 fn a_record_keyed_otherwise_than_by_its_account_is_rejected() {
     use radar_core::event::RejectReason;
-    use radar_core::{Outcome, Record};
+    use radar_core::{EventOutcome as Outcome, EventRecord as Record};
 
     let line = login(1, 7, START_MS).line();
     let mut engine = Engine::new(default_settings());

@@ -10,19 +10,20 @@ use std::sync::Arc;
 
 use compact_str::{CompactString, format_compact};
 use hashbrown::HashMap;
-use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::event::{Event, Properties, RejectReason, Rejection, decode};
-use crate::metric::{At, Metric};
+use crate::metric::At;
 use crate::opportunity::{Kind, Opportunity, Owner, opportunity_id};
 use crate::playbook::Facts;
 use crate::scoring::Tier;
 use crate::settings::Settings;
-use crate::snapshot::{self, SnapshotError};
 use crate::state::{AccountState, Changed, latest};
 use crate::stats::Stats;
 use crate::time::{Millis, format_rfc3339};
+
+mod accounts;
+mod explain;
 
 /// What fired on an event: a playbook (by index), or a tier rise.
 #[derive(Clone, Copy, Debug)]
@@ -33,7 +34,7 @@ enum Trigger {
 
 /// One input: the event's bytes, and for a Kafka record its timestamp and key.
 #[derive(Clone, Copy, Debug)]
-pub struct Record<'a> {
+pub struct EventRecord<'a> {
     pub bytes: &'a [u8],
     pub time: Option<Millis>,
     /// The record's key (empty when it has none), which must be the event's
@@ -45,7 +46,7 @@ pub struct Record<'a> {
 
 /// What became of one input.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum EventOutcome {
     /// Accepted: the account's state changed; this many opportunities were appended and
     /// this many were newly held back by a gate (counted once per trigger per cooldown).
     Processed { opportunities: u32, suppressed: u32 },
@@ -128,218 +129,6 @@ impl Engine {
         &self.stats
     }
 
-    /// How far event time moves between two sweeps for idle accounts: one day.
-    pub const SWEEP_STEP: Millis = 86_400_000;
-
-    /// How many accounts (and at least half of them) must have reached a time before a
-    /// sweep takes it as the partition's present.
-    pub const SWEEP_QUORUM: usize = 16;
-
-    /// Frees the memory of accounts idle for longer than the configured TTL; returns how
-    /// many went. The semantics are per account ([`Engine::process`]): an event more than
-    /// the TTL after its account's stream time finds the account reset, in the live
-    /// pipeline and in `radar replay` alike. A dropped account's next event finds it new,
-    /// which is the same, provided that event is more than the TTL after the account's
-    /// stream time.
-    ///
-    /// So which accounts may go is judged against the partition's present: the stream
-    /// time that half its accounts (and at least [`Engine::SWEEP_QUORUM`]) have reached,
-    /// their median. Not the newest time of all: one producer with a bad clock (event and
-    /// record time in 2099) would make every other account look idle, and accounts
-    /// dropped while their next events are still within the TTL would start afresh where
-    /// a replay carries on. With the median, bad clocks must hold half a partition's
-    /// accounts to move it, and only an account whose own events run more than the TTL
-    /// behind most of its partition's can differ from a replay. Churned accounts are
-    /// swept as long as fewer accounts churn within a TTL than stay active.
-    ///
-    /// Accounts an event reached since the changes were last taken (or forgotten) stay
-    /// for a later sweep: a changelog checkpoint then never writes an account's tombstone
-    /// ahead of the state its events left (a crash before the completion record would
-    /// otherwise restore it absent).
-    ///
-    /// The pipeline calls it at its checkpoints. A sweep visits every account, so it runs
-    /// only once the newest time less the TTL has moved [`Engine::SWEEP_STEP`] past the
-    /// last sweep's cutoff, and at most once per as many events as there are accounts: its
-    /// cost per event stays constant, and an idle account stays a little longer at most.
-    pub fn evict_idle(&mut self) -> usize {
-        let (Some(ttl), Some(newest)) = (self.settings.idle_ttl, self.newest) else {
-            return 0;
-        };
-        let moved_on = |cutoff: Millis, swept: Option<Millis>| {
-            swept.is_none_or(|swept| cutoff >= swept.saturating_add(Self::SWEEP_STEP))
-        };
-        let quorum = Self::SWEEP_QUORUM.max(self.accounts.len().div_ceil(2));
-        if !moved_on(newest.saturating_sub(ttl), self.swept_to)
-            || self.accounts.len() < quorum
-            || self.stats.read.saturating_sub(self.read_at_sweep) < self.accounts.len() as u64
-        {
-            return 0;
-        }
-        self.read_at_sweep = self.stats.read;
-        let mut times: Vec<Millis> = self.accounts.values().map(|s| s.stream_time).collect();
-        let present = *times.select_nth_unstable(self.accounts.len() - quorum).1;
-        let cutoff = present.saturating_sub(ttl);
-        if !moved_on(cutoff, self.swept_to) {
-            return 0;
-        }
-        self.swept_to = Some(cutoff);
-        let before = self.accounts.len();
-        let evicted = &mut self.evicted;
-        self.accounts.retain(|account_id, state| {
-            // An account changed since the last checkpoint waits for the next sweep: a
-            // changelog then never holds its tombstone ahead of the state it left.
-            let keep = state.stream_time >= cutoff || state.changed.0;
-            if !keep {
-                evicted.push(account_id.clone());
-            }
-            keep
-        });
-        let evicted = before - self.accounts.len();
-        self.stats.evicted += evicted as u64;
-        evicted
-    }
-
-    pub fn tracked_accounts(&self) -> usize {
-        self.accounts.len()
-    }
-
-    pub fn account(&self, account_id: &str) -> Option<&AccountState> {
-        self.accounts.get(account_id).map(|s| &**s)
-    }
-
-    pub fn accounts(&self) -> impl Iterator<Item = (&str, &AccountState)> {
-        self.accounts.iter().map(|(k, v)| (k.as_str(), &**v))
-    }
-
-    /// The account states as bytes, for a checkpoint (accounts in id order). Counters
-    /// ([`Stats`]) are not part of it.
-    pub fn snapshot(&self) -> Vec<u8> {
-        let mut accounts: Vec<snapshot::EntryRef<'_>> = self
-            .accounts()
-            .map(|(account_id, state)| snapshot::EntryRef { account_id, state })
-            .collect();
-        accounts.sort_unstable_by_key(|e| e.account_id);
-        snapshot::encode(accounts)
-    }
-
-    /// The accounts an event reached since the last call (or since the engine was made,
-    /// restored, or [`Engine::forget_changes`]), and the ids of those evicted, as bytes:
-    /// an incremental checkpoint, far smaller than a snapshot when most accounts are quiet.
-    /// [`Engine::apply_changes`] on the state they follow brings it to this engine's.
-    pub fn take_changes(&mut self) -> Vec<u8> {
-        let mut changed = std::mem::take(&mut self.changed);
-        changed.sort_unstable();
-        // An account evicted and then seen again is listed twice.
-        changed.dedup();
-        let accounts: Vec<snapshot::EntryRef<'_>> = changed
-            .iter()
-            .filter_map(|account_id| {
-                let state = self.accounts.get(account_id)?;
-                Some(snapshot::EntryRef { account_id, state })
-            })
-            .collect();
-        let bytes = snapshot::encode_changes(&snapshot::ChangesRef {
-            accounts,
-            evicted: &self.evicted,
-        });
-        self.changed = changed;
-        self.forget_changes();
-        bytes
-    }
-
-    /// The accounts an event reached since the changes were last taken, each with its
-    /// state as bytes ([`snapshot::encode_account`]), and the ids of those evicted since:
-    /// the records a changelog checkpoint writes (tombstones first, so an account evicted
-    /// and seen again ends with its new state). It takes nothing: the changes are still
-    /// there for [`Engine::take_changes`] or [`Engine::forget_changes`].
-    pub fn changed_account_records(&self) -> AccountRecords<'_> {
-        let mut updated: Vec<(&str, Vec<u8>)> = self
-            .changed
-            .iter()
-            .filter_map(|account_id| {
-                let state = self.accounts.get(account_id)?;
-                Some((account_id.as_str(), snapshot::encode_account(state)))
-            })
-            .collect();
-        updated.sort_unstable_by_key(|(account_id, _)| *account_id);
-        updated.dedup_by_key(|(account_id, _)| *account_id);
-        AccountRecords {
-            evicted: self.evicted.iter().map(CompactString::as_str).collect(),
-            updated,
-        }
-    }
-
-    /// Sets an account's state from a changelog record's bytes, replacing what it had;
-    /// restored accounts are not changes.
-    pub fn restore_account(&mut self, account_id: &str, bytes: &[u8]) -> Result<(), SnapshotError> {
-        let mut state = snapshot::decode_account(bytes)?;
-        state.windows.sync_edges();
-        latest(&mut self.newest, state.stream_time);
-        self.accounts.insert(account_id.into(), Box::new(state));
-        Ok(())
-    }
-
-    /// Drops an account, as a changelog tombstone says.
-    pub fn remove_account(&mut self, account_id: &str) {
-        self.accounts.remove(account_id);
-    }
-
-    /// Drops an account whose stored state could not be read, as evicted: the pipeline
-    /// rebuilds it from its events, and the next checkpoint writes its tombstone (then its
-    /// state, if an event brought it back), which supersedes the unreadable record.
-    pub fn discard_account(&mut self, account_id: &str) {
-        self.accounts.remove(account_id);
-        self.evicted.push(account_id.into());
-    }
-
-    /// How many accounts [`Engine::take_changes`] would write or remove now (at most).
-    pub fn changed_accounts(&self) -> usize {
-        self.changed.len() + self.evicted.len()
-    }
-
-    /// Marks every account unchanged, as after a full snapshot was saved.
-    pub fn forget_changes(&mut self) {
-        for account_id in self.changed.drain(..) {
-            if let Some(state) = self.accounts.get_mut(&account_id) {
-                state.changed = Changed(false);
-            }
-        }
-        self.evicted.clear();
-    }
-
-    /// Applies changes taken by [`Engine::take_changes`] from an engine whose state was
-    /// this one's: evicted accounts go, changed ones replace what was there.
-    pub fn apply_changes(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
-        let changes = snapshot::decode_changes(bytes)?;
-        for account_id in changes.evicted {
-            self.accounts.remove(account_id);
-        }
-        for entry in changes.accounts {
-            let mut state = entry.state;
-            state.windows.sync_edges();
-            latest(&mut self.newest, state.stream_time);
-            self.accounts
-                .insert(entry.account_id.into(), Box::new(state));
-        }
-        Ok(())
-    }
-
-    /// An engine with the account states of a [`Engine::snapshot`], ready to carry on.
-    pub fn restore(settings: Arc<Settings>, bytes: &[u8]) -> Result<Engine, SnapshotError> {
-        let decoded = snapshot::decode(bytes)?;
-        let mut engine = Engine::new(settings);
-        engine.accounts.reserve(decoded.accounts.len());
-        for entry in decoded.accounts {
-            let mut state = entry.state;
-            state.windows.sync_edges();
-            latest(&mut engine.newest, state.stream_time);
-            engine
-                .accounts
-                .insert(entry.account_id.into(), Box::new(state));
-        }
-        Ok(engine)
-    }
-
     /// Processes one event. `record_time` is the Kafka record timestamp, if any (see
     /// [`decode`]). Opportunities are appended to `out`.
     pub fn process(
@@ -347,7 +136,7 @@ impl Engine {
         bytes: &[u8],
         record_time: Option<Millis>,
         out: &mut Vec<Opportunity>,
-    ) -> Outcome {
+    ) -> EventOutcome {
         let decoded = decode(bytes, record_time, self.settings.max_future_skew);
         self.finish(&decoded, out)
     }
@@ -359,9 +148,9 @@ impl Engine {
     /// waiting for its state to come from memory.
     pub fn process_batch<'r>(
         &mut self,
-        records: impl IntoIterator<Item = Record<'r>>,
+        records: impl IntoIterator<Item = EventRecord<'r>>,
         out: &mut Vec<Opportunity>,
-        outcomes: &mut Vec<Outcome>,
+        outcomes: &mut Vec<EventOutcome>,
     ) {
         let mut records = records.into_iter();
         let Some(first) = records.next() else {
@@ -383,7 +172,7 @@ impl Engine {
     }
 
     /// Decodes a record and, when it is valid, prefetches its account's state.
-    fn decode_ahead<'r>(&self, record: Record<'r>) -> Result<Event<'r>, Rejection> {
+    fn decode_ahead<'r>(&self, record: EventRecord<'r>) -> Result<Event<'r>, Rejection> {
         let mut decoded = decode(record.bytes, record.time, self.settings.max_future_skew);
         if let (Ok(event), Some(key)) = (&decoded, record.key)
             && key != event.account_id.as_bytes()
@@ -402,38 +191,38 @@ impl Engine {
         &mut self,
         decoded: &Result<Event<'_>, Rejection>,
         out: &mut Vec<Opportunity>,
-    ) -> Outcome {
+    ) -> EventOutcome {
         self.stats.read += 1;
         let outcome = match decoded {
             Ok(event) => self.apply(event, out),
-            Err(rejection) => Outcome::Rejected(rejection.clone()),
+            Err(rejection) => EventOutcome::Rejected(rejection.clone()),
         };
         match &outcome {
-            Outcome::Processed { .. } => self.stats.processed += 1,
-            Outcome::Rejected(r) => self.stats.rejected[r.reason.index()] += 1,
-            Outcome::UnknownType => self.stats.unknown_type += 1,
-            Outcome::Late => self.stats.late += 1,
-            Outcome::Duplicate => self.stats.duplicate += 1,
+            EventOutcome::Processed { .. } => self.stats.processed += 1,
+            EventOutcome::Rejected(r) => self.stats.rejected[r.reason.index()] += 1,
+            EventOutcome::UnknownType => self.stats.unknown_type += 1,
+            EventOutcome::Late => self.stats.late += 1,
+            EventOutcome::Duplicate => self.stats.duplicate += 1,
         }
         outcome
     }
 
-    fn apply(&mut self, event: &Event<'_>, out: &mut Vec<Opportunity>) -> Outcome {
+    fn apply(&mut self, event: &Event<'_>, out: &mut Vec<Opportunity>) -> EventOutcome {
         let settings = &*self.settings;
         let Some(type_id) = settings.types.lookup(&event.event_type) else {
-            return Outcome::UnknownType;
+            return EventOutcome::UnknownType;
         };
         let builtin = settings.types.builtin(type_id);
         let props = match builtin {
             Some(kind) if kind.reads_properties() => match event.properties() {
                 Ok(props) => props,
-                Err(rejection) => return Outcome::Rejected(rejection),
+                Err(rejection) => return EventOutcome::Rejected(rejection),
             },
             _ => Properties::default(),
         };
         let time = event.timestamp;
         let Ok(bucket) = u32::try_from(time / settings.bucket) else {
-            return Outcome::Rejected(Rejection {
+            return EventOutcome::Rejected(Rejection {
                 reason: RejectReason::BadTimestamp,
                 detail: "timestamp beyond the window range".into(),
             });
@@ -461,7 +250,7 @@ impl Engine {
             self.stats.evicted += 1;
         }
         if time < state.stream_time.saturating_sub(settings.allowed_lateness) {
-            return Outcome::Late;
+            return EventOutcome::Late;
         }
         // Marked before the dedupe check: even a duplicate prunes the ids it remembers.
         if !state.changed.0 {
@@ -475,7 +264,7 @@ impl Engine {
             .seen
             .insert(xxh3_64(event.event_id.as_bytes()), time, horizon)
         {
-            return Outcome::Duplicate;
+            return EventOutcome::Duplicate;
         }
         latest(&mut self.newest, stream_time);
         state.stream_time = stream_time;
@@ -584,77 +373,10 @@ impl Engine {
         if let Some(tier) = new_tier {
             state.tier = tier;
         }
-        Outcome::Processed {
+        EventOutcome::Processed {
             opportunities: emitted,
             suppressed,
         }
-    }
-
-    /// An account's state, score and breakdown as of its latest event, for `--explain`
-    /// and the admin API.
-    pub fn explain(&self, account_id: &str) -> Option<serde_json::Value> {
-        let settings = &*self.settings;
-        let state = self.accounts.get(account_id)?;
-        let now = state.stream_time;
-        let bucket = u32::try_from(now / settings.bucket).unwrap_or(u32::MAX);
-        let at = At { state, now, bucket };
-        let mut values = Vec::new();
-        settings.metrics.eval(at, &mut values);
-        let score = settings.model.score(&values);
-        let date = |t: Option<Millis>| t.map(format_rfc3339);
-        let windows: Vec<serde_json::Value> = settings
-            .metrics
-            .iter()
-            .filter_map(|metric| match metric {
-                Metric::Count {
-                    event,
-                    key,
-                    buckets,
-                } => Some(json!({
-                    "event": settings.types.name(event),
-                    "window_hours": i64::from(buckets) * settings.bucket / crate::time::HOUR,
-                    "count": state.windows.count(key, bucket, buckets),
-                })),
-                _ => None,
-            })
-            .collect();
-        Some(json!({
-            "account_id": account_id,
-            "stream_time": format_rfc3339(now),
-            "first_seen": format_rfc3339(state.first_seen),
-            "score": score,
-            "tier": settings.model.tier(score),
-            "blocked_by": settings.gates.blocking(state, now).map(|g| g.as_str()),
-            "breakdown": settings.model.breakdown(&values),
-            "windows": windows,
-            "entitlement": {
-                "plan": state.entitlement.plan.get(),
-                "seat_limit": state.entitlement.seat_limit.value(),
-                "api_limit": state.entitlement.api_limit.value(),
-                "arr": state.entitlement.arr.value(),
-                "contract_end": date(state.entitlement.contract_end.value()),
-                "customer_since": date(state.entitlement.customer_since.value()),
-            },
-            "usage": {
-                "seats_used": state.usage.seats_used.value(),
-                "active_users_1d": state.usage.active_users_1d.value(),
-                "active_users_30d": state.usage.active_users_30d.value(),
-                "api_calls": state.usage.api_calls.value(),
-                "features_adopted": state.usage.features_adopted.value(),
-            },
-            "health": {
-                "health_score": state.health.score.value(),
-                "churn_risk": state.health.churn_risk.value(),
-                "nps": state.health.nps.value(),
-            },
-            "dates": {
-                "last_login": date(state.dates.last_login),
-                "last_qbr": date(state.dates.last_qbr),
-                "last_payment_failure": date(state.dates.last_payment_failure),
-                "last_payment_recovery": date(state.dates.last_payment_recovery),
-                "last_expansion": date(state.dates.last_expansion),
-            },
-        }))
     }
 }
 

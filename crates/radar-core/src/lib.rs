@@ -47,7 +47,7 @@ pub mod time;
 pub mod types;
 pub mod windows;
 
-pub use engine::{AccountRecords, Engine, Outcome, Record};
+pub use engine::{AccountRecords, Engine, EventOutcome, EventRecord};
 pub use event::{RejectReason, Rejection};
 pub use opportunity::{Kind, Opportunity};
 pub use settings::{RawSettings, Settings, SettingsError};

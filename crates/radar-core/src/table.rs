@@ -14,6 +14,17 @@ pub struct Table {
     last_y: f64,
 }
 
+/// Why points are not a table; the messages follow the points' key in a config error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("needs at least one [x, y] point")]
+    Empty,
+    #[error("points must be finite numbers")]
+    NotFinite,
+    #[error("x values must be strictly increasing")]
+    NotIncreasing,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Segment {
     x0: f64,
@@ -25,15 +36,15 @@ struct Segment {
 
 impl Table {
     /// A table from its points, or why they are not one.
-    pub fn new(points: Vec<(f64, f64)>) -> Result<Self, String> {
+    pub fn new(points: Vec<(f64, f64)>) -> Result<Self, TableError> {
         if points.is_empty() {
-            return Err("needs at least one [x, y] point".into());
+            return Err(TableError::Empty);
         }
         if points.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
-            return Err("points must be finite numbers".into());
+            return Err(TableError::NotFinite);
         }
         if points.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err("x values must be strictly increasing".into());
+            return Err(TableError::NotIncreasing);
         }
         let segments = points
             .windows(2)

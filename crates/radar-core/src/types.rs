@@ -5,6 +5,14 @@
 
 use crate::windows::SeriesKey;
 
+/// Two counted types whose names hash to the same series key (32-bit hashes of names: a
+/// chance in billions); `other` is the one counted first.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{other:?} has the same series key")]
+pub struct KeyCollision {
+    pub other: String,
+}
+
 /// Index of a known event type in a [`TypeRegistry`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TypeId(pub u16);
@@ -155,7 +163,7 @@ impl TypeRegistry {
 
     /// Counts `id` in windows (idempotent) and returns its series key, or the name of a
     /// counted type whose key collides (32-bit hashes of names: a chance in billions).
-    pub fn count(&mut self, id: TypeId) -> Result<SeriesKey, String> {
+    pub fn count(&mut self, id: TypeId) -> Result<SeriesKey, KeyCollision> {
         if let Some(key) = self.keys[usize::from(id.0)] {
             return Ok(key);
         }
@@ -165,7 +173,9 @@ impl TypeRegistry {
             .iter()
             .find(|t| self.keys[usize::from(t.0)] == Some(key))
         {
-            return Err(self.name(*other).to_owned());
+            return Err(KeyCollision {
+                other: self.name(*other).to_owned(),
+            });
         }
         self.keys[usize::from(id.0)] = Some(key);
         self.counted.push(id);

@@ -442,13 +442,13 @@ impl Generator {
     /// The real expansions of the accounts generated so far (call it after the last
     /// line): drawn from their signals by [`outcomes::draw`], the same for the same
     /// options.
-    pub fn outcomes(&self) -> Vec<outcomes::Outcome> {
+    pub fn outcomes(&self) -> Vec<outcomes::Expansion> {
         outcomes::draw(&self.account_signals(), self.opts.seed)
     }
 }
 
 /// An outcome as a row of the outcomes file (`account_id,expanded_at,arr_delta`).
-pub fn outcome_row(outcome: &outcomes::Outcome) -> String {
+pub fn outcome_row(outcome: &outcomes::Expansion) -> String {
     format!(
         "{},{},{}",
         outcome.account_id,

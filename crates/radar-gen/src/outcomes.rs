@@ -37,7 +37,7 @@ pub struct AccountSignals {
 
 /// One real expansion: a row of the outcomes file.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub struct Expansion {
     pub account_id: String,
     pub expanded_at_ms: i64,
     pub arr_delta: f64,
@@ -57,7 +57,7 @@ pub fn log_odds(account: &AccountSignals) -> f64 {
 }
 
 /// The outcomes of `accounts`, deterministic for `seed`.
-pub fn draw(accounts: &[AccountSignals], seed: u64) -> Vec<Outcome> {
+pub fn draw(accounts: &[AccountSignals], seed: u64) -> Vec<Expansion> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6f75_7463_6f6d_6573);
     let Ok(noise) = Normal::new(0.0, 0.8) else {
         return Vec::new();
@@ -68,7 +68,7 @@ pub fn draw(accounts: &[AccountSignals], seed: u64) -> Vec<Outcome> {
         let p = 1.0 / (1.0 + (-z).exp());
         if rng.random_bool(p.clamp(0.0, 1.0)) {
             let lag = rng.random_range(2 * DAY_MS..60 * DAY_MS);
-            outcomes.push(Outcome {
+            outcomes.push(Expansion {
                 account_id: account.account_id.clone(),
                 expanded_at_ms: account.last_signal_ms + lag,
                 arr_delta: (account.arr * rng.random_range(0.1..0.5)).round(),

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use radar_core::event::RejectReason;
 use radar_core::time::Millis;
-use radar_core::{Engine, Opportunity, Outcome, Record, Settings, Stats};
+use radar_core::{
+    Engine, EventOutcome as Outcome, EventRecord as Record, Opportunity, Settings, Stats,
+};
 use radar_store::{Checkpoint, Content, Store};
 
 use crate::changelog::Changelog;

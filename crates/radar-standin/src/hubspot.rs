@@ -30,7 +30,7 @@ use tokio::sync::broadcast;
 use self::schema::ObjectType;
 use crate::log::{self, RequestLog};
 use crate::server;
-pub use crate::{Record, Request};
+pub use crate::{CrmRecord, Request};
 
 /// Which of HubSpot's rate-limit policies a 429 reports as exhausted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,17 +44,19 @@ pub enum RateLimit {
 /// A running HubSpot stand-in. Clones share the server and its records.
 #[derive(Clone, Debug)]
 pub struct HubSpot {
-    shared: Arc<Shared>,
+    shared: Arc<HubSpotServer>,
 }
 
+/// The running server as its handlers and every [`HubSpot`] handle share it: the token
+/// it accepts, its address, the portal's records, the request log and the deal feed.
 #[derive(Debug)]
-struct Shared {
+struct HubSpotServer {
     token: String,
     url: String,
     /// std `Mutex`: sections are short and never cross an `.await`.
     state: Mutex<State>,
     log: Arc<RequestLog>,
-    deals: broadcast::Sender<Record>,
+    deals: broadcast::Sender<CrmRecord>,
     correlations: AtomicU64,
 }
 
@@ -99,8 +101,8 @@ struct Object {
 }
 
 impl Object {
-    fn record(&self) -> Record {
-        Record {
+    fn record(&self) -> CrmRecord {
+        CrmRecord {
             id: self.id.clone(),
             properties: self.properties.clone(),
             created: self.created,
@@ -214,7 +216,7 @@ enum Verdict {
 /// The ten-second window HubSpot reports in `X-HubSpot-RateLimit-*` headers.
 const WINDOW: Duration = Duration::from_secs(10);
 
-impl Shared {
+impl HubSpotServer {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -270,7 +272,7 @@ impl Shared {
         (verdict, limits)
     }
 
-    fn publish(&self, deals: Vec<Record>) {
+    fn publish(&self, deals: Vec<CrmRecord>) {
         for deal in deals {
             // No subscriber is fine: the channel is for whoever watches (the demo).
             let _ = self.deals.send(deal);
@@ -284,7 +286,7 @@ impl HubSpot {
     pub async fn start(token: &str) -> std::io::Result<HubSpot> {
         let (listener, addr) = server::bind().await?;
         let log = Arc::new(RequestLog::default());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(HubSpotServer {
             token: token.to_owned(),
             url: format!("http://{addr}"),
             state: Mutex::new(State::default()),
@@ -348,7 +350,7 @@ impl HubSpot {
         state.insert(ObjectType::Company, properties).id.clone()
     }
 
-    pub fn companies(&self) -> Vec<Record> {
+    pub fn companies(&self) -> Vec<CrmRecord> {
         self.shared
             .lock()
             .companies
@@ -358,7 +360,7 @@ impl HubSpot {
     }
 
     /// Deals in creation order.
-    pub fn deals(&self) -> Vec<Record> {
+    pub fn deals(&self) -> Vec<CrmRecord> {
         self.shared
             .lock()
             .deals
@@ -367,7 +369,7 @@ impl HubSpot {
             .collect()
     }
 
-    pub fn tasks(&self) -> Vec<Record> {
+    pub fn tasks(&self) -> Vec<CrmRecord> {
         self.shared
             .lock()
             .tasks
@@ -429,7 +431,7 @@ impl HubSpot {
 
     /// Deals as they are created or updated, for `radar demo` to print. A receiver that
     /// falls more than 1024 deals behind loses the oldest.
-    pub fn subscribe(&self) -> broadcast::Receiver<Record> {
+    pub fn subscribe(&self) -> broadcast::Receiver<CrmRecord> {
         self.shared.deals.subscribe()
     }
 }

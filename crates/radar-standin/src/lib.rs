@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 
 /// A record as a stand-in holds it: a HubSpot object or a Salesforce sObject.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Record {
+pub struct CrmRecord {
     /// The vendor's id: a numeric string for HubSpot, an 18-character id for Salesforce.
     pub id: String,
     /// HubSpot: the properties as stored (values are strings, as HubSpot keeps them);

@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 use self::fields::{SObjectType, id15, id18};
 use crate::log::{self, RequestLog};
 use crate::server;
-pub use crate::{Record, Request};
+pub use crate::{CrmRecord, Request};
 
 /// The user the token belongs to: it always exists, and owns what is created without an
 /// `OwnerId`.
@@ -38,17 +38,20 @@ const API_LIMIT: u64 = 15_000;
 /// A running Salesforce stand-in. Clones share the server and its records.
 #[derive(Clone, Debug)]
 pub struct Salesforce {
-    shared: Arc<Shared>,
+    shared: Arc<SalesforceServer>,
 }
 
+/// The running server as its handlers and every [`Salesforce`] handle share it: the
+/// token it accepts, its address, the org's records, the request log and the
+/// opportunity feed.
 #[derive(Debug)]
-struct Shared {
+struct SalesforceServer {
     token: String,
     url: String,
     /// std `Mutex`: sections are short and never cross an `.await`.
     state: Mutex<State>,
     log: Arc<RequestLog>,
-    opportunities: broadcast::Sender<Record>,
+    opportunities: broadcast::Sender<CrmRecord>,
 }
 
 #[derive(Debug, Default)]
@@ -79,8 +82,8 @@ struct SObject {
 }
 
 impl SObject {
-    fn record(&self) -> Record {
-        Record {
+    fn record(&self) -> CrmRecord {
+        CrmRecord {
             id: self.id.clone(),
             properties: self.fields.clone(),
             created: self.created,
@@ -158,7 +161,7 @@ impl State {
     }
 }
 
-impl Shared {
+impl SalesforceServer {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -179,7 +182,7 @@ impl Shared {
         (verdict, state.api_usage)
     }
 
-    fn publish(&self, opportunity: Record) {
+    fn publish(&self, opportunity: CrmRecord) {
         // No subscriber is fine: the channel is for whoever watches (the demo).
         let _ = self.opportunities.send(opportunity);
     }
@@ -195,7 +198,7 @@ impl Salesforce {
         if let Some(key) = id15(DEFAULT_USER) {
             state.users.insert(key.to_owned());
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SalesforceServer {
             token: token.to_owned(),
             url: format!("http://{addr}"),
             state: Mutex::new(state),
@@ -248,12 +251,12 @@ impl Salesforce {
     }
 
     /// Opportunities in creation order; `properties` are the fields, `Id` included.
-    pub fn opportunities(&self) -> Vec<Record> {
+    pub fn opportunities(&self) -> Vec<CrmRecord> {
         let state = self.shared.lock();
         state.opportunities.iter().map(SObject::record).collect()
     }
 
-    pub fn tasks(&self) -> Vec<Record> {
+    pub fn tasks(&self) -> Vec<CrmRecord> {
         self.shared
             .lock()
             .tasks
@@ -294,7 +297,7 @@ impl Salesforce {
 
     /// Opportunities as they are created or updated, for `radar demo` to print. A receiver
     /// that falls more than 1024 behind loses the oldest.
-    pub fn subscribe(&self) -> broadcast::Receiver<Record> {
+    pub fn subscribe(&self) -> broadcast::Receiver<CrmRecord> {
         self.shared.opportunities.subscribe()
     }
 }

@@ -15,6 +15,29 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::RawAdmin;
 
+/// A problem in `[admin]`'s tokens or peer networks; the message starts with its key.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessProblem {
+    #[error("admin.{what}_env: environment variable {var} is not set")]
+    TokenVariableUnset { what: &'static str, var: String },
+    #[error("admin.{what}_file: reading {file}: {source}")]
+    TokenFileUnreadable {
+        what: &'static str,
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("admin.{what}_env, admin.{what}_file: give one of them, not both")]
+    TokenGivenTwice { what: &'static str },
+    #[error("admin.{what}_env / admin.{what}_file: the token is shorter than 16 characters")]
+    TokenTooShort { what: &'static str },
+    #[error(
+        "admin.read_token_env: admin.listen {listen} is not loopback, so /v1/accounts, /v1/playbooks and /v1/shadow need a read token: set admin.read_token_env or admin.read_token_file (or admin.read_token_required = false to serve them to whoever reaches the port)"
+    )]
+    ReadTokenRequired { listen: SocketAddr },
+    #[error("admin.peer_networks[{index}]: {network:?} is not a network like 10.0.0.0/8")]
+    PeerNetwork { index: usize, network: String },
+}
+
 /// The tokens the admin server checks, and where peers may be.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
@@ -37,9 +60,9 @@ impl Access {
         admin: &RawAdmin,
         listen: Option<SocketAddr>,
         env: Env<'_>,
-    ) -> Result<Access, Vec<String>> {
+    ) -> Result<Access, Vec<AccessProblem>> {
         let mut problems = Vec::new();
-        let mut token = |what: &str, var: &str, file: &str| {
+        let mut token = |what: &'static str, var: &str, file: &str| {
             read_token(what, var, file, env)
                 .map_err(|p| problems.push(p))
                 .ok()
@@ -54,17 +77,16 @@ impl Access {
             && admin.read_token_required
             && !listen.ip().is_loopback()
         {
-            problems.push(format!(
-                "admin.read_token_env: admin.listen {listen} is not loopback, so /v1/accounts, /v1/playbooks and /v1/shadow need a read token: set admin.read_token_env or admin.read_token_file (or admin.read_token_required = false to serve them to whoever reaches the port)"
-            ));
+            problems.push(AccessProblem::ReadTokenRequired { listen });
         }
         let mut allow = Vec::new();
         for (i, network) in admin.peer_networks.iter().enumerate() {
             match network.trim().parse::<IpNet>() {
                 Ok(net) => allow.push(net),
-                Err(_) => problems.push(format!(
-                    "admin.peer_networks[{i}]: {network:?} is not a network like 10.0.0.0/8"
-                )),
+                Err(_) => problems.push(AccessProblem::PeerNetwork {
+                    index: i,
+                    network: network.clone(),
+                }),
             }
         }
         if problems.is_empty() {
@@ -135,28 +157,29 @@ fn same(given: &str, token: &SecretString) -> bool {
 /// The token of `admin.<what>_env` / `admin.<what>_file`, if one is configured: 16
 /// characters or more.
 fn read_token(
-    what: &str,
+    what: &'static str,
     var: &str,
     file: &str,
     env: Env<'_>,
-) -> Result<Option<SecretString>, String> {
+) -> Result<Option<SecretString>, AccessProblem> {
     let token = match (var.trim(), file.trim()) {
         ("", "") => return Ok(None),
-        (var, "") => env(var)
-            .ok_or_else(|| format!("admin.{what}_env: environment variable {var} is not set"))?,
-        ("", file) => std::fs::read_to_string(file)
-            .map_err(|e| format!("admin.{what}_file: reading {file}: {e}"))?,
-        _ => {
-            return Err(format!(
-                "admin.{what}_env, admin.{what}_file: give one of them, not both"
-            ));
+        (var, "") => env(var).ok_or_else(|| AccessProblem::TokenVariableUnset {
+            what,
+            var: var.to_owned(),
+        })?,
+        ("", file) => {
+            std::fs::read_to_string(file).map_err(|source| AccessProblem::TokenFileUnreadable {
+                what,
+                file: file.to_owned(),
+                source,
+            })?
         }
+        _ => return Err(AccessProblem::TokenGivenTwice { what }),
     };
     let token = token.trim();
     if token.chars().count() < 16 {
-        return Err(format!(
-            "admin.{what}_env / admin.{what}_file: the token is shorter than 16 characters"
-        ));
+        return Err(AccessProblem::TokenTooShort { what });
     }
     Ok(Some(SecretString::from(token.to_owned())))
 }
@@ -164,6 +187,15 @@ fn read_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The problems of a config refused, as the messages an operator reads.
+    fn problems(refused: Result<Access, Vec<AccessProblem>>) -> Vec<String> {
+        refused
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
 
     fn raw() -> RawAdmin {
         crate::config::load_raw(None).unwrap().admin
@@ -189,7 +221,7 @@ mod tests {
     #[test]
     fn off_loopback_the_read_token_is_required_unless_opted_out() {
         let anywhere = Some("0.0.0.0:9464".parse().unwrap());
-        let problems = Access::from_raw(&raw(), anywhere, &env).unwrap_err();
+        let problems = problems(Access::from_raw(&raw(), anywhere, &env));
         assert!(
             problems.len() == 1 && problems[0].starts_with("admin.read_token_env:"),
             "{problems:?}"
@@ -233,7 +265,7 @@ mod tests {
         bad.read_token_env = "SHORT".into();
         bad.peer_token_env = "MISSING".into();
         bad.peer_networks = vec!["10.0.0.0/8".into(), "pods".into()];
-        let problems = Access::from_raw(&bad, None, &env).unwrap_err();
+        let problems = problems(Access::from_raw(&bad, None, &env));
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("admin.read_token_env / admin.read_token_file"));
         assert!(problems[1].starts_with("admin.peer_token_env: environment variable MISSING"));

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::access::Access;
-use crate::lookup::{Lookup, now_ms};
+use crate::lookup::{Lookup, PeerProblem, now_ms};
 use crate::metrics::Metrics;
 use crate::peer_auth::{self, PROOF_HEADER, REQUEST_HEADER};
 use crate::reload::{InForce, Reloaded, Reloader};
@@ -306,7 +306,8 @@ async fn account(
             Ok(mac) => Some(mac),
             Err(why) => {
                 tracing::warn!(error = %why, "admin: a peer request refused");
-                return unauthorized(&why);
+                state.metrics.peer_problem(PeerProblem::RequestRefused);
+                return unauthorized(&why.to_string());
             }
         },
         None => None,
@@ -373,6 +374,17 @@ async fn account(
     response
 }
 
+/// Why a peer's signed request is refused.
+#[derive(Debug, thiserror::Error)]
+enum PeerRefusal {
+    #[error("this instance has no peer token (admin.peer_token_env, or the admin token)")]
+    NoPeerToken,
+    #[error("the request was signed for another address")]
+    OtherAddress,
+    #[error(transparent)]
+    Signature(#[from] peer_auth::Refused),
+}
+
 /// Checks a peer's signed request: this instance has a peer token, and the request was
 /// signed with it, lately, for the address it came in on (or the one advertised), and
 /// for this path. The request's HMAC, which the answer's proof is bound to.
@@ -382,12 +394,8 @@ fn peer_request(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     signed: &header::HeaderValue,
-) -> Result<Vec<u8>, String> {
-    let token = state
-        .access
-        .peer
-        .as_ref()
-        .ok_or("this instance has no peer token (admin.peer_token_env, or the admin token)")?;
+) -> Result<Vec<u8>, PeerRefusal> {
+    let token = state.access.peer.as_ref().ok_or(PeerRefusal::NoPeerToken)?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -395,7 +403,7 @@ fn peer_request(
     let here = came_in_on.is_some_and(|LocalAddr(local)| host.parse() == Ok(local))
         || state.advertise.as_deref() == Some(host);
     if !here {
-        return Err("the request was signed for another address".into());
+        return Err(PeerRefusal::OtherAddress);
     }
     let path = uri.path_and_query().map_or("", |p| p.as_str());
     peer_auth::verify(
@@ -405,7 +413,7 @@ fn peer_request(
         path,
         now_ms(),
     )
-    .map_err(|e| e.to_string())
+    .map_err(PeerRefusal::from)
 }
 
 /// `{version, playbooks}`: the configuration in force.

@@ -455,9 +455,14 @@ async fn start_receiver(
 
 /// `--speed`: a positive factor up to a million (a million seconds of event time, 11
 /// days, per second is already far more than a demo shows).
-fn positive_speed(text: &str) -> Result<f64, String> {
+fn positive_speed(text: &str) -> Result<f64, SpeedOutOfRange> {
     match text.parse::<f64>() {
         Ok(speed) if speed > 0.0 && speed <= 1e6 => Ok(speed),
-        _ => Err(format!("{text:?} is not a number between 0 and 1000000")),
+        _ => Err(SpeedOutOfRange(text.to_owned())),
     }
 }
+
+/// A `--speed` that is not a positive number up to a million.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a number between 0 and 1000000")]
+struct SpeedOutOfRange(String);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use radar_delivery::crm::config::{RawOwners, RawRouting};
 use radar_delivery::settings::RawDestination;
-use radar_standin::Record;
+use radar_standin::CrmRecord;
 use radar_standin::hubspot::HubSpot;
 use radar_standin::salesforce::Salesforce;
 use tokio::sync::broadcast;
@@ -113,7 +113,11 @@ fn account_id(index: u64) -> String {
     format!("acct_{index:06}")
 }
 
-async fn print_deals(crm: DemoCrm, mut deals: broadcast::Receiver<Record>, landed: Arc<AtomicU64>) {
+async fn print_deals(
+    crm: DemoCrm,
+    mut deals: broadcast::Receiver<CrmRecord>,
+    landed: Arc<AtomicU64>,
+) {
     loop {
         match deals.recv().await {
             Ok(deal) => {
@@ -133,7 +137,7 @@ async fn print_deals(crm: DemoCrm, mut deals: broadcast::Receiver<Record>, lande
 }
 
 /// One line per deal: what a rep sees in the pipeline view.
-fn describe(crm: DemoCrm, deal: &Record) -> String {
+fn describe(crm: DemoCrm, deal: &CrmRecord) -> String {
     let field = |name: &str| {
         deal.properties
             .get(name)

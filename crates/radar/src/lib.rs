@@ -13,8 +13,10 @@
 //!   how they prove to each other that they are radar;
 //! - [`metrics`]: the Prometheus metrics;
 //! - [`dlq`]: `radar dlq list` / `replay` over the delivery dead-letter store;
-//! - [`demo`]: `radar demo`, the whole loop in one process;
-//! - [`demo_crm`]: `radar demo --crm`, a local HubSpot or Salesforce filling up;
+//! - `demo`: `radar demo`, the whole loop in one process (cargo feature `demo`, on by
+//!   default);
+//! - `demo_crm`: `radar demo --crm`, a local HubSpot or Salesforce filling up (the same
+//!   feature, with the stand-ins of `radar-standin`);
 //! - [`summary`]: the human summary of an engine's outcome counters;
 //! - [`logging`]: `tracing` to stderr as text or JSON lines.
 
@@ -22,7 +24,9 @@ pub mod access;
 pub mod admin;
 pub mod backtest;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
 pub mod demo_crm;
 pub mod dlq;
 pub mod logging;

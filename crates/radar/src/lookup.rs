@@ -16,10 +16,48 @@ use radar_delivery::guard::{Guard, GuardedResolver};
 use radar_kafka::Peers;
 use secrecy::SecretString;
 
+use crate::metrics::Metrics;
 use crate::peer_auth::{self, PROOF_HEADER, REQUEST_HEADER};
 
 /// How long a peer may take to answer for an account.
 const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A warning of instances asking each other for an account: the label of
+/// `radar_peer_problems_total`, counted beside each log line, since every lookup can
+/// meet it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerProblem {
+    /// A peer's signed request refused (on the instance asked).
+    RequestRefused,
+    /// The consumer group's members could not be listed.
+    MembersUnlisted,
+    /// A member advertises an internal address outside `admin.peer_networks`.
+    InternalAddress,
+    /// A member's answer was cut off or longer than the cap.
+    AnswerTooLong,
+    /// A member answered without proof that it knows the peer token.
+    AnswerUnproven,
+}
+
+impl PeerProblem {
+    pub const ALL: [PeerProblem; 5] = [
+        PeerProblem::RequestRefused,
+        PeerProblem::MembersUnlisted,
+        PeerProblem::InternalAddress,
+        PeerProblem::AnswerTooLong,
+        PeerProblem::AnswerUnproven,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerProblem::RequestRefused => "request_refused",
+            PeerProblem::MembersUnlisted => "members_unlisted",
+            PeerProblem::InternalAddress => "internal_address",
+            PeerProblem::AnswerTooLong => "answer_too_long",
+            PeerProblem::AnswerUnproven => "answer_unproven",
+        }
+    }
+}
 
 /// The group's other members, and how to ask them.
 #[derive(Debug)]
@@ -28,6 +66,7 @@ pub struct Lookup {
     client: reqwest::Client,
     token: SecretString,
     guard: Arc<Guard>,
+    metrics: Metrics,
 }
 
 /// The time now, in milliseconds since the epoch, as peer requests are stamped.
@@ -39,8 +78,13 @@ pub fn now_ms() -> i64 {
 
 impl Lookup {
     /// Asks `peers` with requests signed by `token`, at addresses `guard` allows (names
-    /// resolved through it).
-    pub fn new(peers: Arc<Peers>, token: SecretString, guard: Guard) -> reqwest::Result<Lookup> {
+    /// resolved through it); its warnings are counted in `metrics`.
+    pub fn new(
+        peers: Arc<Peers>,
+        token: SecretString,
+        guard: Guard,
+        metrics: Metrics,
+    ) -> reqwest::Result<Lookup> {
         let guard = Arc::new(guard);
         let client = reqwest::Client::builder()
             .timeout(PEER_TIMEOUT)
@@ -53,6 +97,7 @@ impl Lookup {
             client,
             token,
             guard,
+            metrics,
         })
     }
 
@@ -65,6 +110,7 @@ impl Lookup {
             Ok(Ok(others)) => others,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "admin: listing the group's members");
+                self.metrics.peer_problem(PeerProblem::MembersUnlisted);
                 return None;
             }
             Err(_) => return None,
@@ -91,6 +137,7 @@ impl Lookup {
                     peer = %peer,
                     "admin: a group member advertises an internal address outside admin.peer_networks; not asked"
                 );
+                self.metrics.peer_problem(PeerProblem::InternalAddress);
                 continue;
             }
             let host = match url.port() {
@@ -100,6 +147,7 @@ impl Lookup {
             let path = format!("{}?local=true", url.path());
             let signed = peer_auth::sign(&self.token, &host, &path, now_ms());
             let (client, token) = (self.client.clone(), self.token.clone());
+            let metrics = self.metrics.clone();
             asked.spawn(async move {
                 let response = client
                     .get(url)
@@ -122,6 +170,7 @@ impl Lookup {
                         max_bytes = MAX_ANSWER,
                         "admin: a group member's answer was cut off or too long; refused"
                     );
+                    metrics.peer_problem(PeerProblem::AnswerTooLong);
                     None
                 })?;
                 if !proof.is_some_and(|proof| peer_auth::proven(&token, &signed, &body, &proof)) {
@@ -129,6 +178,7 @@ impl Lookup {
                         peer = %peer,
                         "admin: a group member answered without proof that it knows the peer token; refused"
                     );
+                    metrics.peer_problem(PeerProblem::AnswerUnproven);
                     return None;
                 }
                 let body: serde_json::Value = serde_json::from_slice(&body).ok()?;

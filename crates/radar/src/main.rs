@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+#[cfg(feature = "demo")]
+use radar::demo;
 use radar::logging::{self, LogFormat};
-use radar::{config, demo, dlq, pipeline, replay, summary};
+use radar::{config, dlq, pipeline, replay, summary};
 use radar_kafka::Stop;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -90,6 +92,7 @@ enum Command {
     /// The whole loop with nothing installed: an in-process Kafka, a live synthetic event
     /// stream, the engine, and delivery to a local webhook receiver that prints each
     /// opportunity. Ctrl-C stops it.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoOptions),
     /// The delivery dead-letter store: deliveries given up on (read while radar is stopped).
     Dlq {
@@ -224,6 +227,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => run_pipeline(config),
+        #[cfg(feature = "demo")]
         Command::Demo(options) => {
             let (stop, stopping) = stop_on_signals(None)?;
             demo::run(options, stop, stopping)?;

@@ -20,6 +20,8 @@ use radar_kafka::Progress;
 use radar_kafka::quarantine::Unusable;
 use radar_store::{Content, Store};
 
+use crate::lookup::PeerProblem;
+
 /// Every metric radar exports, in one registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -66,6 +68,7 @@ pub struct Metrics {
     shadow: IntCounterVec,
     config_info: IntGaugeVec,
     reloads: IntCounterVec,
+    peer_problems: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -350,12 +353,20 @@ impl Metrics {
                 "Records written to a CRM, by the team that owns them (cs, sales) and how the owner was chosen.",
                 &["destination", "team", "routing"],
             ),
+            peer_problems: vec(
+                "radar_peer_problems_total",
+                "Warnings of instances asking each other for an account, by problem (the log says more).",
+                &["problem"],
+            ),
             registry,
         };
         // Series a dashboard plots are there from the first scrape, at 0, rather than
         // "No data" until the first reload.
         for result in ["applied", "unchanged", "refused"] {
             metrics.reloads.with_label_values(&[result]);
+        }
+        for problem in PeerProblem::ALL {
+            metrics.peer_problems.with_label_values(&[problem.as_str()]);
         }
         metrics
     }
@@ -491,6 +502,13 @@ impl Metrics {
     pub fn config_version(&self, version: &str) {
         self.config_info.reset();
         self.config_info.with_label_values(&[version]).set(1);
+    }
+
+    /// Counts a warning about a peer lookup, beside its log line.
+    pub fn peer_problem(&self, problem: PeerProblem) {
+        self.peer_problems
+            .with_label_values(&[problem.as_str()])
+            .inc();
     }
 
     /// Counts a reload by its result.

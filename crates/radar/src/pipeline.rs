@@ -147,6 +147,7 @@ pub fn run(
                 Arc::new(peers),
                 token.clone(),
                 config.access.peer_guard.clone(),
+                metrics.clone(),
             )
             .context("the client that asks peers")?,
         )),

@@ -6,8 +6,8 @@
 use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 
-use radar_core::engine::Outcome;
-use radar_core::{Engine, Opportunity, Record, Settings};
+use radar_core::engine::EventOutcome;
+use radar_core::{Engine, EventRecord, Opportunity, Settings};
 
 /// Lines handed to the engine at once, about what one Kafka poll delivers.
 const BATCH: usize = 512;
@@ -17,7 +17,7 @@ const BATCH: usize = 512;
 #[derive(Debug)]
 pub struct Batch<'a> {
     pub lines: &'a [&'a [u8]],
-    pub outcomes: &'a [Outcome],
+    pub outcomes: &'a [EventOutcome],
     pub opportunities: &'a [Opportunity],
 }
 
@@ -53,7 +53,7 @@ pub fn stream(
             break;
         }
         let lines: Vec<&[u8]> = spans.iter().map(|&(s, e)| &buffer[s..e]).collect();
-        let records = lines.iter().map(|bytes| Record {
+        let records = lines.iter().map(|bytes| EventRecord {
             bytes,
             time: None,
             key: None,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::errors::{self, ApiError};
 use super::schema::{self, Invalid, ObjectType};
-use super::{Object, Shared, State as Portal, Verdict};
+use super::{HubSpotServer, Object, State as Portal, Verdict};
 use crate::server;
 
 /// The request's correlation id: in every error body and in `X-HubSpot-Correlation-Id`.
@@ -25,7 +25,7 @@ const MAX_BATCH: usize = 100;
 
 /// Authentication, faults and rate limits for every request, before any endpoint.
 pub(super) async fn gate(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<HubSpotServer>>,
     mut request: extract::Request,
     next: Next,
 ) -> Response {
@@ -129,7 +129,7 @@ fn render(object_type: ObjectType, object: &Object, only: Option<&[String]>) -> 
 /// refused. `properties` (comma-separated, repeatable) narrows the answer; HubSpot ignores
 /// names it does not know.
 pub(super) async fn get_object(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<HubSpotServer>>,
     Extension(correlation): Extension<Correlation>,
     Path((segment, id)): Path<(String, String)>,
     uri: Uri,
@@ -175,7 +175,7 @@ pub(super) async fn get_object(
 /// companies (task → company 192; deal → company 341, or 5 for the primary company, per
 /// the association type table); anything else is a 400 and nothing is created.
 pub(super) async fn create_object(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<HubSpotServer>>,
     Extension(correlation): Extension<Correlation>,
     Path(segment): Path<String>,
     body: Bytes,
@@ -301,7 +301,7 @@ struct UpsertInput {
 }
 
 /// What one input comes to: `(validated properties, existing record)` or why not.
-type Outcome = Result<(Map<String, Value>, Option<usize>), Vec<Invalid>>;
+type UpsertOutcome = Result<(Map<String, Value>, Option<usize>), Vec<Invalid>>;
 
 /// `POST /crm/v3/objects/{type}/batch/upsert`: creates or updates each input's record by
 /// its `idProperty` value (upsert reference,
@@ -317,7 +317,7 @@ type Outcome = Result<(Map<String, Value>, Option<usize>), Vec<Invalid>>;
 ///   nothing is written.
 /// - Updates merge properties; results carry `new` and echo `objectWriteTraceId`.
 pub(super) async fn batch_upsert(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<HubSpotServer>>,
     Extension(correlation): Extension<Correlation>,
     Path(segment): Path<String>,
     uri: Uri,
@@ -328,7 +328,7 @@ pub(super) async fn batch_upsert(
         let started = server::timestamp(server::now());
         let inputs = upsert_inputs(object_type, &json_object(&body)?, &uri)?;
         let mut state = shared.lock();
-        let outcomes: Vec<Outcome> = inputs
+        let outcomes: Vec<UpsertOutcome> = inputs
             .iter()
             .map(|input| upsert_outcome(&mut state, object_type, input))
             .collect();
@@ -439,7 +439,11 @@ fn upsert_inputs(
     Ok(inputs)
 }
 
-fn upsert_outcome(state: &mut Portal, object_type: ObjectType, input: &UpsertInput) -> Outcome {
+fn upsert_outcome(
+    state: &mut Portal,
+    object_type: ObjectType,
+    input: &UpsertInput,
+) -> UpsertOutcome {
     if let Some(at) = state.faults.fail_inputs.iter().position(|v| *v == input.id) {
         state.faults.fail_inputs.remove(at);
         return Err(vec![Invalid::new(
@@ -497,7 +501,7 @@ fn upsert_outcome(state: &mut Portal, object_type: ObjectType, input: &UpsertInp
 /// HubSpot's table: 341 deal → company, 192 task → company. Associating twice keeps one
 /// association. An input naming an unknown record gets an `errors` entry (207).
 pub(super) async fn associate_default(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<HubSpotServer>>,
     Extension(correlation): Extension<Correlation>,
     Path((from, to)): Path<(String, String)>,
     body: Bytes,

@@ -12,13 +12,13 @@ use serde_json::{Map, Value, json};
 
 use super::errors::{self, SfError};
 use super::fields::{self, Field, Kind, SObjectType, id15};
-use super::{API_LIMIT, DEFAULT_USER, Shared, State as Org};
+use super::{API_LIMIT, DEFAULT_USER, SalesforceServer, State as Org};
 use crate::server;
 
 /// Authentication and limits for every request, before any endpoint; every answer carries
 /// `Sforce-Limit-Info: api-usage=N/LIMIT`, as Salesforce's REST responses do.
 pub(super) async fn gate(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SalesforceServer>>,
     request: extract::Request,
     next: Next,
 ) -> Response {
@@ -57,7 +57,7 @@ fn api_version(segment: &str) -> Option<u32> {
 /// 400 `INVALID_FIELD`; no record, or a field that is not an external ID field, is 404
 /// `NOT_FOUND`.
 pub(super) async fn get_by_external_id(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SalesforceServer>>,
     Path((version, sobject, field, value)): Path<(String, String, String, String)>,
     uri: Uri,
 ) -> Response {
@@ -135,7 +135,7 @@ pub(super) async fn get_by_external_id(
 ///   a Task's polymorphic `What` with `"attributes": {"type": "Account"}`) resolves to the
 ///   id field, or is 400 `INVALID_FIELD` "Foreign key external ID: … not found …".
 pub(super) async fn upsert(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SalesforceServer>>,
     Path((version, sobject, field, value)): Path<(String, String, String, String)>,
     body: Bytes,
 ) -> Response {
@@ -212,7 +212,7 @@ fn create(
     field: &str,
     value: &str,
     changes: Map<String, Value>,
-) -> Result<crate::Record, SfError> {
+) -> Result<crate::CrmRecord, SfError> {
     let mut fields: Map<String, Value> =
         changes.into_iter().filter(|(_, v)| !v.is_null()).collect();
     let missing: Vec<&str> = sobject
@@ -244,7 +244,7 @@ fn update(
     sobject: SObjectType,
     index: usize,
     changes: Map<String, Value>,
-) -> Result<crate::Record, SfError> {
+) -> Result<crate::CrmRecord, SfError> {
     let cleared: Vec<&str> = sobject
         .required()
         .iter()

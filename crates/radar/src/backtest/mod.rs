@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use radar_core::engine::Outcome;
+use radar_core::engine::EventOutcome;
 use radar_core::opportunity::Kind;
 use radar_core::time::parse_rfc3339;
 
@@ -250,7 +250,7 @@ impl Run {
         let (mut from_ms, mut to_ms) = (i64::MAX, i64::MIN);
         let engine = replay::stream(Arc::new(settings), reader, |batch| {
             for (line, outcome) in batch.lines.iter().zip(batch.outcomes) {
-                if matches!(outcome, Outcome::Processed { .. })
+                if matches!(outcome, EventOutcome::Processed { .. })
                     && let Some((account, at)) = account_and_time(line)
                 {
                     accounts.id(&account);

@@ -83,7 +83,7 @@ pub fn read(input: impl Read, mut each: impl FnMut(Row<'_>)) -> anyhow::Result<O
                         outcomes.rows += 1;
                         each(row);
                     }
-                    Err(reason) => outcomes.skip(line, reason),
+                    Err(reason) => outcomes.skip(line, reason.to_string()),
                 }
             }
             Err(e) if e.is_io_error() => return Err(e.into()),
@@ -96,38 +96,48 @@ pub fn read(input: impl Read, mut each: impl FnMut(Row<'_>)) -> anyhow::Result<O
     Ok(outcomes)
 }
 
+/// Why a row of the outcomes file is skipped (shown with its line).
+#[derive(Debug, thiserror::Error)]
+enum BadRowReason {
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    #[error("expanded_at {0:?} is not a date (2026-03-01) or an RFC 3339 time")]
+    NotADate(String),
+    #[error("arr_delta {0:?} is not a number")]
+    NotANumber(String),
+    #[error("arr_delta {0} is negative: an expansion adds ARR")]
+    Negative(String),
+    #[error("arr_delta {0} is more than 1,000,000,000,000")]
+    TooLarge(String),
+}
+
 fn row(
     record: &csv::StringRecord,
     account: usize,
     at: usize,
     arr: usize,
-) -> Result<Row<'_>, String> {
-    let field = |i: usize, name: &str| {
+) -> Result<Row<'_>, BadRowReason> {
+    let field = |i: usize, name: &'static str| {
         record
             .get(i)
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("{name} is missing"))
+            .ok_or(BadRowReason::Missing(name))
     };
     let account_id = field(account, "account_id")?;
     let at_text = field(at, "expanded_at")?;
-    let expanded_at_ms = parse_date_or_rfc3339(at_text).ok_or_else(|| {
-        format!("expanded_at {at_text:?} is not a date (2026-03-01) or an RFC 3339 time")
-    })?;
+    let expanded_at_ms =
+        parse_date_or_rfc3339(at_text).ok_or_else(|| BadRowReason::NotADate(at_text.to_owned()))?;
     let arr_text = field(arr, "arr_delta")?;
     let arr_delta = arr_text
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite())
-        .ok_or_else(|| format!("arr_delta {arr_text:?} is not a number"))?;
+        .ok_or_else(|| BadRowReason::NotANumber(arr_text.to_owned()))?;
     if arr_delta < 0.0 {
-        return Err(format!(
-            "arr_delta {arr_text} is negative: an expansion adds ARR"
-        ));
+        return Err(BadRowReason::Negative(arr_text.to_owned()));
     }
     if arr_delta > MAX_ARR_DELTA {
-        return Err(format!(
-            "arr_delta {arr_text} is more than 1,000,000,000,000"
-        ));
+        return Err(BadRowReason::TooLarge(arr_text.to_owned()));
     }
     Ok(Row {
         account_id,
