@@ -3,7 +3,7 @@
 //! Generates `RADAR_BENCH_EVENTS` events (default 8M) over 1M Zipf-skewed accounts,
 //! holds them in memory, then counts the bytes the engine keeps live after processing
 //! them all with the default config (30-day windows, default signals). Budget
-//! (DESIGN.md): ≤ 1 KiB per tracked account.
+//! (docs/design.md#budgets): ≤ 1 KiB per tracked account.
 //!
 //! It also times an engine snapshot (what a checkpoint writes) and its restore, and
 //! measures one hot account (200,000 events in a day): the bytes it keeps live and its

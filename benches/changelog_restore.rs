@@ -1,5 +1,5 @@
 //! Restoring a partition's state from its changelog (`state.store = "kafka"`), as an
-//! instance on a new machine does: 1M accounts in ≤ 5 s (DESIGN.md's budget).
+//! instance on a new machine does: 1M accounts in ≤ 5 s (docs/design.md#budgets).
 //!
 //! Runs `RADAR_BENCH_EVENTS` generated events (default 3M) over `RADAR_BENCH_ACCOUNTS`
 //! Zipf-skewed accounts (default 1M; 8M accounts and 6M events track 1.28M) through one

@@ -2,7 +2,7 @@
 //!
 //! 1M generated events over 100k Zipf-skewed accounts (`radar generate --accounts 100000
 //! --events 1000000 --seed 1`), processed by a fresh engine with the default config.
-//! Budget (DESIGN.md): ≥ 1,000,000 events/s on one core.
+//! Budget (docs/design.md#budgets): ≥ 1,000,000 events/s on one core.
 //!
 //! `decode_only` runs the decoder alone (envelope and properties) over the same events, to
 //! show how the time splits.

@@ -5,7 +5,7 @@
 //! `RADAR_BENCH_ACCOUNTS` accounts, default 10k) to a
 //! 3-partition topic, then in the same run measures (a) a bare `BaseConsumer` reading
 //! them all and (b) Radar consuming, processing, checkpointing and writing the outbox, and
-//! prints both rates and their ratio. Budget (DESIGN.md): Radar ≥ 0.8× the bare consumer.
+//! prints both rates and their ratio. Budget (docs/design.md#budgets): Radar ≥ 0.8× the bare consumer.
 //! Then each consumer runs again in a process of its own (this binary, re-run with
 //! `RADAR_BENCH_ROLE=bare|radar`), reading the same messages, and reports the CPU its whole
 //! process spent, from `/proc/self/stat` (user + system, all threads): CPU per event for

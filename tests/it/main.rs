@@ -2,7 +2,7 @@
 //!
 //! - `golden`: hand-written event files under `tests/golden/` with their exact expected
 //!   opportunities and counters, run through `radar replay`'s code path;
-//! - `model`: property tests of the engine against the semantics of DESIGN.md;
+//! - `model`: property tests of the engine against the semantics of docs/design.md#engine-semantics;
 //! - `cli`: the `radar` binary's commands, exit codes and messages;
 //! - `backtest`: `radar backtest` on generated events and outcomes, and its HTML report
 //!   in headless Chromium;

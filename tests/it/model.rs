@@ -1,4 +1,4 @@
-//! Property tests of the engine against DESIGN.md's semantics: reordering within the
+//! Property tests of the engine against the semantics of docs/design.md#engine-semantics: reordering within the
 //! lateness bound, duplicates, determinism, and splitting the stream (by partition, or
 //! into arbitrary read chunks) never change the result.
 
@@ -609,12 +609,12 @@ fn the_idle_ttl_must_outlast_what_an_account_remembers() {
 #[test]
 fn a_record_keyed_otherwise_than_by_its_account_is_rejected() {
     use radar_core::event::RejectReason;
-    use radar_core::{EventOutcome as Outcome, EventRecord as Record};
+    use radar_core::{EventOutcome, EventRecord};
 
     let line = login(1, 7, START_MS).line();
     let mut engine = Engine::new(default_settings());
     let mut outcomes = Vec::new();
-    let records = [Some(&b"acct_7"[..]), Some(b"acct_8"), Some(b""), None].map(|key| Record {
+    let records = [Some(&b"acct_7"[..]), Some(b"acct_8"), Some(b""), None].map(|key| EventRecord {
         bytes: &line,
         time: None,
         key,
@@ -623,18 +623,18 @@ fn a_record_keyed_otherwise_than_by_its_account_is_rejected() {
     let rejected: Vec<Option<String>> = outcomes
         .iter()
         .map(|outcome| match outcome {
-            Outcome::Rejected(r) if r.reason == RejectReason::KeyMismatch => {
+            EventOutcome::Rejected(r) if r.reason == RejectReason::KeyMismatch => {
                 Some(r.detail.to_string())
             }
             _ => None,
         })
         .collect();
-    assert!(matches!(outcomes[0], Outcome::Processed { .. }));
+    assert!(matches!(outcomes[0], EventOutcome::Processed { .. }));
     assert!(rejected[1].as_deref().unwrap().contains("\"acct_8\""));
     assert!(rejected[2].as_deref().unwrap().contains("no key"));
     assert_eq!(
         outcomes[3],
-        Outcome::Duplicate,
+        EventOutcome::Duplicate,
         "unchecked, and seen before"
     );
     assert_eq!(engine.stats().rejected(RejectReason::KeyMismatch), 2);

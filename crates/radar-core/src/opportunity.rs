@@ -65,7 +65,7 @@ impl Owner {
     }
 }
 
-/// The payload, with the field names of DESIGN.md. Short strings are stored inline
+/// The payload, with the field names of docs/design.md#opportunities. Short strings are stored inline
 /// (`CompactString`), so building one allocates only its lists and its id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Opportunity {

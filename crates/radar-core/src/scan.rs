@@ -33,7 +33,7 @@ pub(crate) fn scan(text: &str) -> Option<Envelope<'_>> {
     documented_order(text).or_else(|| any_order(text))
 }
 
-/// The envelope as DESIGN.md lists its fields and as a producer serialising a struct
+/// The envelope as docs/design.md#event-model lists its fields and as a producer serialising a struct
 /// declared that way writes it: compact, `event_id`, `type`, `account_id` and `timestamp`
 /// in that order, then `user_id`, `received_at` and `properties` in that order when
 /// present. Each key is then compared as a constant where [`any_order`] scans it and

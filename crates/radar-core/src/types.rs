@@ -1,4 +1,4 @@
-//! Event types: the built-in ones from DESIGN.md and those an operator declares.
+//! Event types: the built-in ones of docs/design.md#event-model and those an operator declares.
 //!
 //! Each known type gets a small [`TypeId`]; the types that some window counts get a
 //! [`SeriesKey`]. Unknown types are counted and skipped by the engine, never rejected.

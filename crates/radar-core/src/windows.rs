@@ -2,7 +2,7 @@
 //!
 //! Per (account, counted type), a sparse series of cumulative counts by bucket. A window
 //! of `len` buckets evaluated at bucket `b` counts the events in buckets `[b - len + 1, b]`
-//! (DESIGN.md, Windows): `total_through(b) - total_through(b - len)`, two short searches
+//! (docs/design.md#windows): `total_through(b) - total_through(b - len)`, two short searches
 //! whatever the window length or the account's volume. Recording an event late by at most
 //! the lateness bound touches only the points after it, so the cost stays bounded.
 //! Totals wrap: a difference is exact while one window holds fewer than 2³² events.

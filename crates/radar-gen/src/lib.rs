@@ -4,7 +4,7 @@
 //! Accounts are drawn Zipf-skewed (a few big accounts send most events, as in real B2B
 //! products). Each account has a profile (plan, seat and API limits, ARR, contract dates,
 //! health) and announces it with an `entitlement_updated` as its first event; after that it
-//! sends every event type of DESIGN.md, plus an unknown `page_viewed`. Timestamps increase
+//! sends every event type of docs/design.md#event-model, plus an unknown `page_viewed`. Timestamps increase
 //! over the configured span with some events jittered back by up to two hours (well within
 //! the default 24 h lateness), a few are sent twice (as at-least-once producers do), and a
 //! requested share of lines is malformed, cycling through every rejection kind.

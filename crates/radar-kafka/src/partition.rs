@@ -1,7 +1,7 @@
 //! One Kafka partition's worth of Radar: the engine holding the state of the accounts
 //! keyed to it, the next offset to consume, and when to checkpoint.
 //!
-//! State is owned per partition (DESIGN.md, Durability): on assignment a worker is
+//! State is owned per partition (docs/design.md#durability): on assignment a worker is
 //! restored from the partition's newest good checkpoint and tells the consumer where to
 //! resume; on revocation or shutdown it checkpoints. [`PartitionWorker::checkpoint`]
 //! returns the offset that may then be committed, and only once the checkpoint is
@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use radar_core::event::RejectReason;
 use radar_core::time::Millis;
-use radar_core::{
-    Engine, EventOutcome as Outcome, EventRecord as Record, Opportunity, Settings, Stats,
-};
+use radar_core::{Engine, EventOutcome, EventRecord, Opportunity, Settings, Stats};
 use radar_store::{Checkpoint, Content, Store};
 
 use crate::changelog::Changelog;
@@ -136,7 +134,7 @@ pub struct PartitionWorker {
     /// what it restored ([`Changelog::write`] refuses to write past another's).
     changelog_seen: i64,
     catch_up: Option<CatchUp>,
-    outcomes: Vec<Outcome>,
+    outcomes: Vec<EventOutcome>,
 }
 
 impl PartitionWorker {
@@ -237,14 +235,14 @@ impl PartitionWorker {
             _ => records,
         };
         self.outcomes.clear();
-        let batch = records.iter().map(|r| Record {
+        let batch = records.iter().map(|r| EventRecord {
             bytes: r.payload,
             time: r.timestamp,
             key: Some(r.key),
         });
         self.engine.process_batch(batch, out, &mut self.outcomes);
         for (record, outcome) in records.iter().zip(&self.outcomes) {
-            if let Outcome::Rejected(rejection) = outcome {
+            if let EventOutcome::Rejected(rejection) = outcome {
                 dead.push(RejectedRecord {
                     offset: record.offset,
                     reason: rejection.reason,

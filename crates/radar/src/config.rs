@@ -295,7 +295,7 @@ mod tests {
         assert!(!format!("{pipeline:?}").contains("hunter2"));
     }
 
-    /// DESIGN.md's anchors for the default priority tables: $5,000 of estimated expansion
+    /// The anchors for the default priority tables (docs/design.md#expansion-score): $5,000 of estimated expansion
     /// ARR scores 80 on potential, 60 days to renewal scores 90 on timing.
     #[test]
     fn the_default_priority_tables_hit_the_design_anchors() {

@@ -200,8 +200,8 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
 }
 
 /// Times each opportunity from the produce call of its triggering event to the local
-/// receiver having the request: the end-to-end latency DESIGN.md budgets (event →
-/// webhook request, p99 < 50 ms at 10k events/s).
+/// receiver having the request: the end-to-end latency that docs/design.md#budgets
+/// budgets (event → webhook request, p99 < 50 ms at 10k events/s).
 #[derive(Debug)]
 struct EndToEnd {
     started: Instant,

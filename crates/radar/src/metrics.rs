@@ -4,7 +4,6 @@
 //! the [`Observer`] trait as it goes.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -14,8 +13,6 @@ use radar_core::Kind;
 use radar_core::event::RejectReason;
 use radar_core::gates::Gate;
 use radar_core::scoring::Tier;
-use radar_delivery::Observer;
-use radar_delivery::breaker::BreakerState;
 use radar_kafka::Progress;
 use radar_kafka::quarantine::Unusable;
 use radar_store::{Content, Store};
@@ -525,78 +522,12 @@ impl Metrics {
     }
 }
 
-impl Observer for Metrics {
-    fn attempt(&self, destination: &str, result: &'static str) {
-        self.attempts
-            .with_label_values(&[destination, result])
-            .inc();
-    }
-
-    fn delivered(&self, destination: &str, latency: Duration) {
-        self.delivery_latency
-            .with_label_values(&[destination])
-            .observe(latency.as_secs_f64());
-    }
-
-    fn dead_lettered(&self, destination: &str) {
-        self.dead_lettered.with_label_values(&[destination]).inc();
-    }
-
-    fn queue(&self, destination: &str, depth: u64, oldest_age: Duration) {
-        self.queue_depth
-            .with_label_values(&[destination])
-            .set(depth as i64);
-        self.queue_age
-            .with_label_values(&[destination])
-            .set(oldest_age.as_secs_f64());
-    }
-
-    fn breaker(&self, destination: &str, state: BreakerState) {
-        self.breaker
-            .with_label_values(&[destination])
-            .set(state.gauge());
-    }
-
-    fn routed(&self, destination: &str, team: &'static str, routing: &'static str) {
-        self.crm_records
-            .with_label_values(&[destination, team, routing])
-            .inc();
-    }
-
-    fn known(&self, destination: &str) {
-        // Present at zero from the start, so a rate or an alert has a series to read.
-        self.dead_lettered.with_label_values(&[destination]);
-        self.park_failures.with_label_values(&[destination]);
-        self.unacknowledged.with_label_values(&[destination]);
-        self.overdue.with_label_values(&[destination]);
-    }
-
-    fn overdue(&self, destination: &str, waited: Duration) {
-        self.overdue
-            .with_label_values(&[destination])
-            .set(waited.as_secs_f64());
-    }
-
-    fn unacknowledged(&self, destination: &str, outcomes: u64) {
-        self.unacknowledged
-            .with_label_values(&[destination])
-            .set(outcomes as i64);
-    }
-
-    fn park_failed(&self, destination: &str) {
-        self.park_failures.with_label_values(&[destination]).inc();
-    }
-
-    fn dead_letter_degraded(&self, destination: &str, outcome: &'static str) {
-        self.delivery_letters_degraded
-            .with_label_values(&[destination, outcome])
-            .inc();
-    }
-}
+mod observer;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use radar_delivery::Observer;
 
     /// Each configured destination's delivery series are there at zero from the start.
     #[test]

@@ -43,7 +43,7 @@ fn opportunity_id(json: &[u8]) -> String {
 pub fn replayed(lines: &[String]) -> BTreeSet<String> {
     let mut engine = radar_core::Engine::new(settings());
     let (mut opportunities, mut outcomes) = (Vec::new(), Vec::new());
-    let records = lines.iter().map(|line| radar_core::Record {
+    let records = lines.iter().map(|line| radar_core::EventRecord {
         bytes: line.as_bytes(),
         time: None,
         key: None,

@@ -50,7 +50,8 @@ pub struct BacktestOptions {
     /// A second config to run on the same events and outcomes, side by side.
     #[arg(long, value_name = "CONFIG")]
     pub compare: Option<PathBuf>,
-    /// Print JSON (the fields README documents) instead of the table.
+    /// Print JSON (the fields docs/rules.md#1-backtest-against-real-expansions documents)
+    /// instead of the table.
     #[arg(long)]
     pub json: bool,
     /// Also write a self-contained HTML report with charts to this file.
