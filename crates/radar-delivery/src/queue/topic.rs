@@ -61,7 +61,8 @@ impl DeliveryQueue for TopicQueue {
 
     /// The local queues are a cache of what this instance holds of the topics, and it
     /// holds nothing before its partitions are assigned. (Deliveries queued by a run with
-    /// `store = "local"` go too: the docs say to let them drain first.)
+    /// `store = "local"` go too: docs/operations.md#scaling-out says to let them drain
+    /// first.)
     fn open(&self) -> QueueFuture<'_, Result<(), StoredError>> {
         let store = self.store.clone();
         Box::pin(async move { Ok(blocking(move || store.clear_queues()).await?) })
