@@ -31,7 +31,8 @@
 //!   dead letters on their topics, `radar dlq` over the dead-letter topic;
 //! - [`worker`]: the runtime: [`DeliveryService`] supervises one worker per destination
 //!   (`service`), which takes what is due and admits it (`dispatch`), attempts it
-//!   (`attempt`) and settles it through the queue (`destination`).
+//!   (`attempt`) and settles it through the queue (`destination`), and reports the
+//!   queues' metrics (`report`).
 
 pub mod breaker;
 pub mod clock;

@@ -10,6 +10,9 @@
 //! requested share of lines is malformed, cycling through every rejection kind.
 //! The same options always give the same bytes: the only randomness is a ChaCha8 stream
 //! seeded from `seed`.
+//!
+//! Modules: [`outcomes`]: which accounts expanded, when and by how much, for
+//! `radar backtest` (`radar generate --outcomes`).
 
 pub mod outcomes;
 

@@ -45,7 +45,9 @@ use crate::producer::{owned_headers, send_waiting};
 use crate::quarantine::{self, QuarantineCounts, Quarantined, Unusable};
 use crate::topics::{self, Cleanup, TIMEOUT, block_on};
 
+/// Accounts found ahead of the resume offset, and how far.
 mod ahead;
+/// Reading a changelog partition back.
 mod read;
 
 use ahead::Ahead;

@@ -7,8 +7,9 @@
 //! 1. their opportunities durable: the sink synced (the outbox written, or the
 //!    opportunities topic acknowledged; see [`crate::sink`]);
 //! 2. their dead letters acknowledged by the broker ([`Producer::flush`]);
-//! 3. with a changelog, the outbox synced to disk, since the changelog's completion
-//!    records move the partitions past what it holds;
+//! 3. with a changelog, the store synced to disk, since the changelog's completion
+//!    records move the partitions past what it holds (in `radar run` the local outbox
+//!    is then unused: the opportunities topic, synced in 1, is the outbox);
 //! 4. the partition's checkpoint covering them written ([`PartitionWorker::checkpoint`]:
 //!    to the changelog, then the local store);
 //! 5. the offsets committed.

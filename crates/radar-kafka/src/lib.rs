@@ -1,24 +1,25 @@
 //! Radar's Kafka side, around the pure core.
 //!
-//! Modules:
+//! Modules (the private ones in plain code font):
 //! - [`source`]: the consumer group's poll loop, which owns the partitions: it carries out
 //!   rebalances, processes rounds and checkpoints, in that order;
-//! - [`rebalance`]: librdkafka's callbacks, which only announce rebalances to the loop;
-//! - [`commit`]: the rule of what may be committed when, stated once;
-//! - [`partitions`]: the partitions held (restored in parallel on assignment);
+//! - `rebalance`: librdkafka's callbacks, which only announce rebalances to the loop;
+//! - `commit`: the rule of what may be committed when, stated once;
+//! - `partitions`: the partitions held (restored up to four at a time on assignment);
 //! - [`partition`]: one partition's engine, offsets and checkpoints;
-//! - [`producer`]: dead letters produced, acknowledged before commits;
+//! - `producer`: dead letters produced, acknowledged before commits;
 //! - [`changelog`]: partition state in a compacted topic (`store = "kafka"`);
 //! - [`quarantine`]: changelog records a restore cannot use, set aside instead of stopping;
 //! - [`dead_letter`]: what a rejected record's dead letter holds, sized to always fit;
 //! - [`sink`]: where opportunities are handed: the outbox, the opportunities topic, the
 //!   shadow log;
-//! - [`round`]: a poll round's records grouped by partition;
+//! - `round`: a poll round's records grouped by partition;
 //! - [`topics`]: the topics radar creates for itself;
 //! - [`peers`]: the group's other members and their admin addresses;
 //! - [`throttle`]: a repeated error logged once in a while, with a count;
 //! - [`config`], [`progress`], [`inspector`], [`error`]: the source's settings, what it
-//!   shows watchers and how it is stopped, account lookups for the admin API, its errors.
+//!   shows watchers and how it is stopped, account lookups for the admin API, its errors;
+//! - `default_settings` (tests only): the default configuration's engine settings.
 
 pub mod changelog;
 mod commit;

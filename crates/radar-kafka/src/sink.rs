@@ -19,7 +19,7 @@ use crate::progress::Progress;
 
 /// Where opportunities go, each with its JSON (serialised once, on the partition's
 /// thread). The source calls `flush` at the end of every round, to hand on everything
-/// accepted so far, and `sync` before every checkpoint ([`crate::commit`]): by the time
+/// accepted so far, and `sync` before every checkpoint (`commit`): by the time
 /// it returns, everything handed on must be durable, so no offset is ever committed ahead
 /// of the opportunities it produced. [`OutboxSink`] writes to the store that holds the
 /// checkpoints, whose durable commit covers what it wrote, so its `sync` is a `flush`;

@@ -1,12 +1,12 @@
 //! The Kafka source: a consumer group over the event topics, one
 //! [`PartitionWorker`](crate::PartitionWorker) per assigned partition, rejected records to
 //! the dead-letter topic, opportunities to a sink, offsets committed only after the
-//! checkpoint that covers them (the rule is stated once, in [`crate::commit`]).
+//! checkpoint that covers them (the rule is stated once, in `commit`).
 //!
 //! One loop owns the partitions and does everything to them, in this order, round after
-//! round ([`Source::consume`]):
+//! round (`Source::consume`):
 //! 1. act on the rebalances librdkafka announced during the last poll
-//!    ([`crate::rebalance`]): restore assigned partitions (in parallel) and assign them at
+//!    (`rebalance`): restore assigned partitions (in parallel) and assign them at
 //!    their checkpoints, checkpoint revoked ones and unassign them;
 //! 2. process round N on rayon's pool while this thread polls round N+1, so librdkafka's
 //!    queue is drained while the partitions compute;

@@ -245,7 +245,8 @@ impl Store {
         Ok(names)
     }
 
-    /// Makes every earlier commit durable (delivery calls it when it stops).
+    /// Makes every earlier commit durable: the source before it writes the changelog,
+    /// delivery periodically and when it stops.
     pub fn sync(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
         txn.commit().map_err(storage)

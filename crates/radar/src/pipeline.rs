@@ -1,6 +1,8 @@
-//! `radar run` (and `radar demo`): the Kafka source on this thread, delivery and the
-//! admin server on a small tokio runtime beside it. The source's hot loop never waits on
-//! either: it writes the outbox and nudges delivery, which reads it on its own time.
+//! `radar run` (and `radar demo`): the Kafka source on this (the calling) thread, delivery
+//! and the admin server on a small tokio runtime beside it. The source's hot loop never
+//! waits on either: it writes the outbox and nudges delivery, which reads it on its own
+//! time (with `state.store = "kafka"` it produces to the opportunities topic, which
+//! delivery reads as its own consumer group).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

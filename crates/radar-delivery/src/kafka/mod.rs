@@ -27,6 +27,11 @@
 //!   to the schedule's longest wait, and a retry waiting with settled records behind it
 //!   is parked anew at the end of the retry topic (`repark`).
 //!
+//! Files: `feed` (the delivery consumer: reads the topics, queues what it reads, commits
+//! what is settled), [`in_hand`] (what a partition may commit), [`parked`] (a retry or
+//! dead letter as it is parked), `park` and `repark` (parking them),
+//! [`dead_letters`] (`radar dlq` over the dead-letter topic).
+//!
 //! A crash sends again at most what was delivered but not yet committed, and a partition
 //! that moves while a delivery is in flight may see it sent by both owners: both under
 //! the same `webhook-id`, which receivers deduplicate on.
