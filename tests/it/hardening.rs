@@ -14,7 +14,7 @@ use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::support::{field, receiver, replayed, start_radar, unique, write_config};
+use crate::support::{field, receiver, replayed, start_radar, unique, well_formed, write_config};
 
 /// Produces `lines` keyed by account (taken as the generator writes it: quicker than
 /// parsing 200,000 lines).
@@ -113,14 +113,7 @@ fn unusable_changelog_records_are_set_aside_and_the_group_carries_on() {
     let servers = broker.address.clone();
     let topic = format!("quarantine-{}", std::process::id());
     let group = format!("radar-quarantine-{}", std::process::id());
-    let lines: Vec<String> = radar_gen::Generator::new(radar_gen::Options {
-        accounts: 40,
-        events: 2_000,
-        seed: 23,
-        ..Default::default()
-    })
-    .unwrap()
-    .collect();
+    let lines = well_formed(40, 2_000, 23);
     let (first_half, second_half) = lines.split_at(1_000);
     produce_all(&servers, &topic, first_half);
     let (opportunities, _) = replayed(&lines);

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use radar_testkit::Eventually;
-use radar_testkit::http::{get, listening, metric};
+use radar_testkit::http::{get, get_as, listening, metric};
 use radar_testkit::kafka::produce;
 use radar_testkit::process::{KillOnDrop, free_port};
 use rdkafka::mocking::MockCluster;
@@ -35,26 +35,6 @@ fn path(p: &std::path::Path) -> &str {
 }
 
 const READ_TOKEN: &str = "a-read-token-for-the-test";
-
-/// `GET path` with `Authorization: Bearer <token>` when given: (status, body).
-fn read(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: radar\r\n{authorization}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// Every line of `stderr` as JSON; panics naming the first that is not.
 fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
@@ -140,17 +120,17 @@ fn json_logs_series_from_the_start_and_a_read_token_as_an_operator_sees_them() {
         "/v1/playbooks".into(),
         "/v1/shadow".into(),
     ] {
-        assert_eq!(read(admin, &path, None).0, 401, "{path} without a token");
+        assert_eq!(get_as(admin, &path, None).0, 401, "{path} without a token");
         assert_eq!(
-            read(admin, &path, Some("not-the-read-token-at-all")).0,
+            get_as(admin, &path, Some("not-the-read-token-at-all")).0,
             401,
             "{path} with another token"
         );
-        let (status, body) = read(admin, &path, Some(READ_TOKEN));
+        let (status, body) = get_as(admin, &path, Some(READ_TOKEN));
         assert_eq!(status, 200, "{path}: {body}");
     }
     for path in ["/metrics", "/healthz", "/readyz"] {
-        assert_eq!(read(admin, path, None).0, 200, "{path} needs no token");
+        assert_eq!(get_as(admin, path, None).0, 200, "{path} needs no token");
     }
     let child = child.take();
     assert!(

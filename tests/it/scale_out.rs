@@ -20,7 +20,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tempfile::TempDir;
 
-use crate::support::{HOOK_SECRET, field, radar_run, replayed, unique};
+use crate::support::{HOOK_SECRET, field, radar_run, replayed, unique, well_formed};
 
 /// The token the instances prove to each other they know (`admin.peer_token_env`).
 const PEER_TOKEN: &str = "scale-out-peer-token";
@@ -233,19 +233,6 @@ impl Instance {
     }
 }
 
-/// Well-formed events only: a line meant to be too far in the future is judged against
-/// its `received_at` in a replay but against the record's time live.
-fn lines(accounts: u64, events: u64, seed: u64) -> Vec<String> {
-    radar_gen::Generator::new(radar_gen::Options {
-        accounts,
-        events,
-        seed,
-        ..Default::default()
-    })
-    .unwrap()
-    .collect()
-}
-
 /// The opportunity ids `radar replay` gives for `lines`.
 fn expected(lines: &[String]) -> BTreeSet<String> {
     field(&replayed(lines).0, "opportunity_id")
@@ -297,7 +284,7 @@ fn assert_states_equal(lines: &[String], asked: &Instance) {
 #[test]
 fn two_instances_lose_nothing_when_one_is_killed_three_times() {
     let scenario = Scenario::new("scale-kill");
-    let lines = lines(80, 5_000, 23);
+    let lines = well_formed(80, 5_000, 23);
     let fifths: Vec<&[String]> = lines.chunks(lines.len() / 5).collect();
     let a = scenario.start();
     let mut b = scenario.start();
@@ -352,7 +339,7 @@ fn two_instances_lose_nothing_when_one_is_killed_three_times() {
 #[test]
 fn retries_survive_the_instance_that_held_them() {
     let scenario = Scenario::new("scale-retry");
-    let lines = lines(40, 2_000, 29);
+    let lines = well_formed(40, 2_000, 29);
     let all = expected(&lines);
     assert!(all.len() > 20);
     scenario.status.store(503, Ordering::SeqCst);
@@ -399,7 +386,7 @@ fn retries_survive_the_instance_that_held_them() {
 #[test]
 fn an_instance_frozen_past_its_session_timeout_loses_its_partitions_cleanly() {
     let scenario = Scenario::new("scale-freeze");
-    let lines = lines(60, 4_000, 31);
+    let lines = well_formed(60, 4_000, 31);
     let (first, second) = lines.split_at(lines.len() / 2);
     let a = scenario.start();
     let b = scenario.start();
@@ -449,7 +436,7 @@ fn an_instance_frozen_past_its_session_timeout_loses_its_partitions_cleanly() {
 #[test]
 fn instances_added_and_removed_while_events_flow() {
     let scenario = Scenario::new("scale-churn");
-    let lines = lines(60, 4_000, 37);
+    let lines = well_formed(60, 4_000, 37);
     let twentieths: Vec<&[String]> = lines.chunks(lines.len() / 20).collect();
     let a = scenario.start();
     let mut b = None;
@@ -499,7 +486,7 @@ fn signal(signal: &str, pid: &str) {
 #[test]
 fn dead_letters_on_the_topic_are_listed_and_replayed_while_radar_runs() {
     let scenario = Scenario::new("scale-dlq");
-    let lines = lines(30, 1_000, 41);
+    let lines = well_formed(30, 1_000, 41);
     let all = expected(&lines);
     assert!(all.len() > 10);
     scenario.status.store(400, Ordering::SeqCst);

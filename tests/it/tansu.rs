@@ -16,7 +16,9 @@ use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::support::{events, field, receiver, replayed, start_radar, unique, write_config};
+use crate::support::{
+    events, field, receiver, replayed, start_radar, unique, well_formed, write_config,
+};
 
 #[test]
 fn radar_run_survives_kill_9_delivers_every_opportunity_and_dead_letters_bad_events() {
@@ -356,16 +358,7 @@ fn radar_run_with_a_changelog_resumes_on_a_new_machine() {
     let servers = broker.address.clone();
     let topic = format!("changelog-{}", std::process::id());
     let group = format!("radar-changelog-{}", std::process::id());
-    // Well-formed events only: a line meant to be too far in the future is judged
-    // against its `received_at` in a replay but against the record's time live.
-    let lines: Vec<String> = radar_gen::Generator::new(radar_gen::Options {
-        accounts: 60,
-        events: 3_000,
-        seed: 17,
-        ..Default::default()
-    })
-    .unwrap()
-    .collect();
+    let lines = well_formed(60, 3_000, 17);
     let (first_half, second_half) = lines.split_at(1_500);
     produce(&servers, &topic, first_half);
     let (opportunities, _) = replayed(&lines);

@@ -21,8 +21,6 @@ pub enum SourceError {
     Fenced(i32),
     #[error("partition state lock poisoned by an earlier panic")]
     Poisoned,
-    #[error(
-        "{0} records (dead letters or opportunities) were refused by the broker; not committing past them"
-    )]
+    #[error("{0} dead letters were refused by the broker; not committing past them")]
     Refused(u64),
 }

@@ -12,10 +12,16 @@ pub fn listening(port: u16) -> bool {
 
 /// `GET path` on loopback `port`: (status, body). Panics if nothing listens.
 pub fn get(port: u16, path: &str) -> (u16, String) {
+    get_as(port, path, None)
+}
+
+/// [`get`] with `Authorization: Bearer <token>` when a token is given.
+pub fn get_as(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: radar\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: radar\r\n{authorization}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
