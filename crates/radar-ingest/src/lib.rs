@@ -1,0 +1,39 @@
+//! Radar's ingest: the events teams already have, mapped onto Radar's events.
+//!
+//! Pure, like radar-core: bytes (and headers) in, a checked [`radar_core::event::Event`]
+//! or a reason out; no I/O, no clock. Where a writer schema is needed and not known, the
+//! decoder says which one ([`Decoded::NeedSchema`]) and the caller fetches it.
+//!
+//! Modules:
+//! - [`spec`]: a `[[sources]]` entry as written in the config;
+//! - [`path`]: dotted paths compiled into a trie, and the values captured at them;
+//! - [`json`]: one pass over a JSON value capturing the mapped paths, skipping the rest;
+//! - [`avro`] and [`protobuf`]: writer schemas compiled into plans over the same paths;
+//! - [`framing`]: the Confluent schema-registry wire format;
+//! - [`mapping`]: captured values → Radar's fields, converters, types;
+//! - [`schemas`]: the writer schemas known so far, by id;
+//! - [`source`]: one compiled source: record → event.
+
+pub mod avro;
+pub mod framing;
+pub mod path;
+pub mod protobuf;
+
+use std::borrow::Cow;
+
+/// A record that is not what its source's format says: the dead-letter reason
+/// `bad_format`, with a short detail.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub Cow<'static, str>);
+
+impl Malformed {
+    pub fn new(detail: impl Into<Cow<'static, str>>) -> Self {
+        Malformed(detail.into())
+    }
+}
+
+/// A writer schema that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SchemaError(pub String);
