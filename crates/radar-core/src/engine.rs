@@ -152,33 +152,46 @@ impl Engine {
         out: &mut Vec<Opportunity>,
         outcomes: &mut Vec<EventOutcome>,
     ) {
-        let mut records = records.into_iter();
-        let Some(first) = records.next() else {
+        let max_future_skew = self.settings.max_future_skew;
+        let decoded = records
+            .into_iter()
+            .map(move |record| decode_keyed(record, max_future_skew));
+        self.process_decoded(decoded, out, outcomes);
+    }
+
+    /// [`Engine::process_batch`] for events decoded elsewhere (a source's mapping,
+    /// radar-ingest), each taken from `events` one step ahead of its processing.
+    pub fn process_decoded<'r>(
+        &mut self,
+        events: impl IntoIterator<Item = Result<Event<'r>, Rejection>>,
+        out: &mut Vec<Opportunity>,
+        outcomes: &mut Vec<EventOutcome>,
+    ) {
+        let mut events = events.into_iter();
+        let Some(first) = events.next() else {
             return;
         };
-        // Two slots used in turn: the record decoded ahead is written in place and the
+        // Two slots used in turn: the event decoded ahead is written in place and the
         // current one is processed by reference, so no decoded event is moved around.
         let mut slots = [
-            self.decode_ahead(first),
+            self.prefetched(first),
             Err(Rejection::new(RejectReason::InvalidJson, "")),
         ];
         let mut current = 0;
-        for record in records {
-            slots[1 - current] = self.decode_ahead(record);
+        for event in events {
+            slots[1 - current] = self.prefetched(event);
             outcomes.push(self.finish(&slots[current], out));
             current = 1 - current;
         }
         outcomes.push(self.finish(&slots[current], out));
     }
 
-    /// Decodes a record and, when it is valid, prefetches its account's state.
-    fn decode_ahead<'r>(&self, record: EventRecord<'r>) -> Result<Event<'r>, Rejection> {
-        let mut decoded = decode(record.bytes, record.time, self.settings.max_future_skew);
-        if let (Ok(event), Some(key)) = (&decoded, record.key)
-            && key != event.account_id.as_bytes()
-        {
-            decoded = Err(key_mismatch(key));
-        }
+    /// Prefetches a valid event's account state.
+    #[inline]
+    fn prefetched<'r>(
+        &self,
+        decoded: Result<Event<'r>, Rejection>,
+    ) -> Result<Event<'r>, Rejection> {
         if let Ok(event) = &decoded
             && let Some(state) = self.accounts.get(&*event.account_id)
         {
@@ -377,6 +390,30 @@ impl Engine {
             opportunities: emitted,
             suppressed,
         }
+    }
+}
+
+/// Decodes a record of Radar's envelope, and checks its key is its account.
+#[inline]
+fn decode_keyed(record: EventRecord<'_>, max_future_skew: Millis) -> Result<Event<'_>, Rejection> {
+    let decoded = decode(record.bytes, record.time, max_future_skew);
+    match record.key {
+        Some(key) => keyed_by_account(decoded, key),
+        None => decoded,
+    }
+}
+
+/// `key_mismatch` unless the record's key is the event's account id: Kafka keeps one
+/// key's records in order on one partition, and the per-account determinism rests on
+/// it.
+#[inline]
+pub fn keyed_by_account<'r>(
+    decoded: Result<Event<'r>, Rejection>,
+    key: &[u8],
+) -> Result<Event<'r>, Rejection> {
+    match decoded {
+        Ok(event) if key != event.account_id.as_bytes() => Err(key_mismatch(key)),
+        decoded => decoded,
     }
 }
 

@@ -39,10 +39,17 @@ pub enum RejectReason {
     /// The Kafka record's key is not the event's `account_id` (or it has none): the
     /// account's events could be spread over partitions, out of order.
     KeyMismatch,
+    /// Not what its source's format says (radar-ingest): not JSON, a bad schema-registry
+    /// header, a datum its writer schema does not read.
+    BadFormat,
+    /// A schema id the registry says does not exist.
+    UnknownSchema,
+    /// None of the source's account paths gave an account id.
+    NoAccount,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::InvalidJson,
         RejectReason::MissingField,
         RejectReason::WrongType,
@@ -51,6 +58,9 @@ impl RejectReason {
         RejectReason::TooFarInFuture,
         RejectReason::OutOfRange,
         RejectReason::KeyMismatch,
+        RejectReason::BadFormat,
+        RejectReason::UnknownSchema,
+        RejectReason::NoAccount,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +73,9 @@ impl RejectReason {
             RejectReason::TooFarInFuture => "too_far_in_future",
             RejectReason::OutOfRange => "out_of_range",
             RejectReason::KeyMismatch => "key_mismatch",
+            RejectReason::BadFormat => "bad_format",
+            RejectReason::UnknownSchema => "unknown_schema",
+            RejectReason::NoAccount => "no_account",
         }
     }
 
@@ -80,7 +93,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    pub(crate) fn new(reason: RejectReason, detail: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(reason: RejectReason, detail: impl Into<Cow<'static, str>>) -> Self {
         Rejection {
             reason,
             detail: detail.into(),
@@ -95,11 +108,34 @@ pub struct Event<'a> {
     pub event_type: Cow<'a, str>,
     pub account_id: Cow<'a, str>,
     pub timestamp: Millis,
-    /// The properties object's JSON text, parsed only by [`Event::properties`].
-    properties: Option<&'a str>,
-    /// Where the known properties are in `properties`, when the envelope scanner found
-    /// them while checking the line.
-    known: Option<Known>,
+    properties: PropertiesFrom<'a>,
+}
+
+/// Where an event's properties come from.
+#[derive(Debug, Clone)]
+enum PropertiesFrom<'a> {
+    /// The properties object's JSON text, parsed only by [`Event::properties`], and where
+    /// the known properties are in it when the envelope scanner found them while
+    /// checking the line.
+    Json(&'a str, Option<Known>),
+    /// Read by a source's mapping ([`assemble`]); boxed, so that the usual event stays
+    /// small.
+    Mapped(Box<Properties>),
+    None,
+}
+
+/// An event's fields as a source's mapping found them (radar-ingest), for [`assemble`]
+/// to check as [`decode`] checks the envelope's.
+#[derive(Debug, Clone)]
+pub struct Parts<'a> {
+    pub event_id: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
+    pub account_id: Cow<'a, str>,
+    pub timestamp: Millis,
+    pub user_id: Option<Cow<'a, str>>,
+    pub received_at: Option<Millis>,
+    /// `None` when the mapping found no property at all.
+    pub properties: Option<Properties>,
 }
 
 /// The known properties of every built-in type, flattened; unknown properties are ignored.
@@ -264,15 +300,13 @@ pub fn decode(
     };
     let event_id = required_id(raw.event_id, "event_id")?;
     let event_type = required(raw.event_type, "type")?;
-    if event_type.len() > MAX_TEXT_LEN {
-        return Err(Rejection::new(RejectReason::FieldTooLong, "type"));
-    }
+    within(event_type.len(), MAX_TEXT_LEN, "type")?;
     let account_id = required_id(raw.account_id, "account_id")?;
     let timestamp = required(raw.timestamp, "timestamp")?;
     let timestamp = parse_rfc3339(&timestamp)
         .ok_or_else(|| Rejection::new(RejectReason::BadTimestamp, "timestamp"))?;
-    if raw.user_id.as_ref().is_some_and(|u| u.len() > MAX_TEXT_LEN) {
-        return Err(Rejection::new(RejectReason::FieldTooLong, "user_id"));
+    if let Some(user_id) = &raw.user_id {
+        within(user_id.len(), MAX_TEXT_LEN, "user_id")?;
     }
     // `received_at` stands in for the record time only where there is none (replay).
     let reference = match (record_time, raw.received_at) {
@@ -283,35 +317,104 @@ pub fn decode(
         ),
         (None, None) => None,
     };
-    if let Some(reference) = reference
-        && timestamp > reference.saturating_add(max_future_skew)
-    {
-        return Err(Rejection::new(RejectReason::TooFarInFuture, "timestamp"));
-    }
-    let properties = raw.properties.map(|p| p.0);
-    if properties.is_some_and(|p| !p.starts_with('{')) {
-        return Err(Rejection::new(
-            RejectReason::WrongType,
-            "properties must be an object",
-        ));
-    }
+    not_too_far(timestamp, reference, max_future_skew)?;
+    let properties = match raw.properties.map(|p| p.0) {
+        Some(json) if !json.starts_with('{') => {
+            return Err(Rejection::new(
+                RejectReason::WrongType,
+                "properties must be an object",
+            ));
+        }
+        Some(json) => PropertiesFrom::Json(json, known),
+        None => PropertiesFrom::None,
+    };
     Ok(Event {
         event_id,
         event_type,
         account_id,
         timestamp,
         properties,
-        known,
     })
+}
+
+/// Checks the fields a source's mapping found as [`decode`] checks the envelope's, in
+/// the same order, and gives the event; its properties are checked when read
+/// ([`Event::properties`]), as the envelope's are.
+pub fn assemble(
+    parts: Parts<'_>,
+    record_time: Option<Millis>,
+    max_future_skew: Millis,
+) -> Result<Event<'_>, Rejection> {
+    let event_id = present(parts.event_id, "event_id")?;
+    within(event_id.len(), MAX_ID_LEN, "event_id")?;
+    let event_type = present(parts.event_type, "type")?;
+    within(event_type.len(), MAX_TEXT_LEN, "type")?;
+    let account_id = present(parts.account_id, "account_id")?;
+    within(account_id.len(), MAX_ID_LEN, "account_id")?;
+    // Before the epoch: what `parse_rfc3339` refuses in the envelope.
+    if parts.timestamp < 0 {
+        return Err(Rejection::new(RejectReason::BadTimestamp, "timestamp"));
+    }
+    if let Some(user_id) = &parts.user_id {
+        within(user_id.len(), MAX_TEXT_LEN, "user_id")?;
+    }
+    not_too_far(
+        parts.timestamp,
+        record_time.or(parts.received_at),
+        max_future_skew,
+    )?;
+    Ok(Event {
+        event_id,
+        event_type,
+        account_id,
+        timestamp: parts.timestamp,
+        properties: match parts.properties {
+            Some(properties) => PropertiesFrom::Mapped(Box::new(properties)),
+            None => PropertiesFrom::None,
+        },
+    })
+}
+
+/// `missing_field` when empty.
+fn present<'a>(value: Cow<'a, str>, field: &'static str) -> Result<Cow<'a, str>, Rejection> {
+    if value.is_empty() {
+        return Err(Rejection::new(RejectReason::MissingField, field));
+    }
+    Ok(value)
+}
+
+/// `field_too_long` past `max` bytes.
+fn within(len: usize, max: usize, field: &'static str) -> Result<(), Rejection> {
+    if len > max {
+        return Err(Rejection::new(RejectReason::FieldTooLong, field));
+    }
+    Ok(())
+}
+
+/// `too_far_in_future`: an event time more than `max_future_skew` after `reference`
+/// (the record's time, else the event's `received_at`; without both, no check).
+fn not_too_far(
+    timestamp: Millis,
+    reference: Option<Millis>,
+    max_future_skew: Millis,
+) -> Result<(), Rejection> {
+    match reference {
+        Some(reference) if timestamp > reference.saturating_add(max_future_skew) => {
+            Err(Rejection::new(RejectReason::TooFarInFuture, "timestamp"))
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Event<'_> {
     /// The known properties, checked: types, lengths, ranges and dates.
     pub fn properties(&self) -> Result<Properties, Rejection> {
-        let Some(json) = self.properties else {
-            return properties(&RawProperties::default());
+        let (json, known) = match &self.properties {
+            PropertiesFrom::Json(json, known) => (*json, known),
+            PropertiesFrom::Mapped(properties) => return in_bounds((**properties).clone()),
+            PropertiesFrom::None => return properties(&RawProperties::default()),
         };
-        let fast = match &self.known {
+        let fast = match known {
             Some(known) => read_known(json, known),
             None => scan_properties(json),
         };
@@ -348,39 +451,54 @@ fn required_id<'a>(
     field: &'static str,
 ) -> Result<Cow<'a, str>, Rejection> {
     let value = required(value, field)?;
-    if value.len() > MAX_ID_LEN {
-        return Err(Rejection::new(RejectReason::FieldTooLong, field));
-    }
+    within(value.len(), MAX_ID_LEN, field)?;
     Ok(value)
 }
 
 fn properties(raw: &RawProperties<'_>) -> Result<Properties, Rejection> {
-    if raw.plan.as_ref().is_some_and(|t| t.len() > MAX_TEXT_LEN) {
-        return Err(Rejection::new(
-            RejectReason::FieldTooLong,
-            "properties.plan",
-        ));
-    }
-    let health_score = in_range(raw.health_score, 0.0, 100.0, "properties.health_score")?;
-    let score = in_range(raw.score, 0.0, 10.0, "properties.score")?;
-    let arr = in_range(raw.arr, 0.0, f64::MAX, "properties.arr")?;
-    Ok(Properties {
+    let mut properties = in_bounds(Properties {
         seats_used: raw.seats_used,
         seat_limit: raw.seat_limit,
         api_calls: raw.api_calls,
         api_limit: raw.api_limit,
-        plan: raw.plan.as_ref().map(|p| p.0.as_ref().into()),
-        arr,
-        contract_end: date(raw.contract_end.as_ref(), "properties.contract_end")?,
-        customer_since: date(raw.customer_since.as_ref(), "properties.customer_since")?,
+        plan: match &raw.plan {
+            Some(plan) => {
+                within(plan.len(), MAX_TEXT_LEN, "properties.plan")?;
+                Some(plan.0.as_ref().into())
+            }
+            None => None,
+        },
+        arr: raw.arr,
+        contract_end: None,
+        customer_since: None,
         active_users_1d: raw.active_users_1d,
         active_users_30d: raw.active_users_30d,
         api_calls_period: raw.api_calls_period,
         features_adopted: raw.features_adopted,
-        health_score,
+        health_score: raw.health_score,
         churn_risk: raw.churn_risk,
-        score,
-    })
+        score: raw.score,
+    })?;
+    properties.contract_end = date(raw.contract_end.as_ref(), "properties.contract_end")?;
+    properties.customer_since = date(raw.customer_since.as_ref(), "properties.customer_since")?;
+    Ok(properties)
+}
+
+/// The bounds every reader of properties holds them to: the length of `plan`, the
+/// ranges of scores and ARR.
+fn in_bounds(properties: Properties) -> Result<Properties, Rejection> {
+    if let Some(plan) = &properties.plan {
+        within(plan.len(), MAX_TEXT_LEN, "properties.plan")?;
+    }
+    in_range(
+        properties.health_score,
+        0.0,
+        100.0,
+        "properties.health_score",
+    )?;
+    in_range(properties.score, 0.0, 10.0, "properties.score")?;
+    in_range(properties.arr, 0.0, f64::MAX, "properties.arr")?;
+    Ok(properties)
 }
 
 fn in_range(

@@ -8,7 +8,8 @@
 //!
 //! Modules:
 //! - [`event`]: the event envelope and its decoding, with a reason for every rejection;
-//! - `scan`: the decoder's fast path, a one-pass scanner for the usual envelope;
+//! - [`scan`]: the decoder's fast path, a one-pass scanner for the usual envelope, whose
+//!   checking JSON scanner radar-ingest also walks records with;
 //! - [`types`]: built-in and declared event types, and which of them windows count;
 //! - [`time`]: event time (milliseconds) and RFC 3339;
 //! - [`state`]: per-account entitlements, usage, health, dates, cooldowns;
@@ -36,7 +37,7 @@ pub mod opportunity;
 mod opportunity_json;
 pub mod playbook;
 pub mod priority;
-mod scan;
+pub mod scan;
 pub mod scoring;
 pub mod settings;
 pub mod snapshot;

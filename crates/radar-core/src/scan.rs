@@ -116,7 +116,7 @@ fn any_order(text: &str) -> Option<Envelope<'_>> {
 /// An object starting at `at` (its `{`): `member` is given each key (with no escape)
 /// and where its value starts, and answers where the value ends, or `None` to give up.
 /// The index after the closing `}`.
-pub(crate) fn object<'a>(
+pub fn object<'a>(
     text: &'a str,
     at: usize,
     mut member: impl FnMut(&'a str, usize) -> Option<usize>,
@@ -199,7 +199,7 @@ fn after(b: &[u8], at: usize, byte: u8) -> Option<usize> {
 
 /// A string with no escape at `at`, borrowed from `text`, and the index after it.
 #[inline(always)]
-pub(crate) fn text_at(text: &str, at: usize) -> Option<(&str, usize)> {
+pub fn text_at(text: &str, at: usize) -> Option<(&str, usize)> {
     let (contents, end) = string(text.as_bytes(), at)?;
     Some((text.get(at + 1..at + 1 + contents.len())?, end))
 }
@@ -207,7 +207,7 @@ pub(crate) fn text_at(text: &str, at: usize) -> Option<(&str, usize)> {
 /// A non-negative integer at `at` written as JSON writes one (no sign, no fraction, no
 /// exponent, no leading zero), and the index after it; `None` for anything else,
 /// including a value past `u64`.
-pub(crate) fn unsigned(b: &[u8], at: usize) -> Option<(u64, usize)> {
+pub fn unsigned(b: &[u8], at: usize) -> Option<(u64, usize)> {
     let mut value = 0u64;
     let mut end = at;
     while let Some(d) = b.get(end).map(|c| c.wrapping_sub(b'0')).filter(|d| *d < 10) {
@@ -231,7 +231,7 @@ const POWERS_OF_TEN: [f64; 16] = [
 /// A number at `at` whose value serde_json computes exactly as this does — at most 15
 /// digits, no exponent: the digits as an integer, divided once by an exactly
 /// representable power of ten — and the index after it; `None` for any other.
-pub(crate) fn decimal(b: &[u8], at: usize) -> Option<(f64, usize)> {
+pub fn decimal(b: &[u8], at: usize) -> Option<(f64, usize)> {
     let negative = b.get(at) == Some(&b'-');
     let start = at + usize::from(negative);
     let (whole_value, whole_end) = digits_onto(0, b, start);
@@ -280,7 +280,7 @@ fn digits_end(b: &[u8], mut at: usize) -> usize {
 }
 
 #[inline(always)]
-pub(crate) fn skip_ws(b: &[u8], mut at: usize) -> usize {
+pub fn skip_ws(b: &[u8], mut at: usize) -> usize {
     // Compact JSON has no whitespace: one comparison settles the usual case.
     while let Some(&c) = b.get(at) {
         if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
@@ -363,7 +363,7 @@ fn special16(block: &[u8; 16]) -> Option<usize> {
 /// [`value`], with strings and numbers, the usual values, checked in line rather than
 /// through a call.
 #[inline(always)]
-pub(crate) fn value_inline(b: &[u8], at: usize) -> Option<usize> {
+pub fn value_inline(b: &[u8], at: usize) -> Option<usize> {
     match *b.get(at)? {
         b'"' => string(b, at).map(|(_, end)| end),
         b'-' | b'0'..=b'9' => number(b, at),
@@ -372,7 +372,7 @@ pub(crate) fn value_inline(b: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Any JSON value starting at `at`, checked: the index after it.
-pub(crate) fn value(b: &[u8], at: usize, depth: u32) -> Option<usize> {
+pub fn value(b: &[u8], at: usize, depth: u32) -> Option<usize> {
     match *b.get(at)? {
         b'"' => string(b, at).map(|(_, end)| end),
         b'{' => container(b, at, depth, b'}', true),
@@ -385,7 +385,7 @@ pub(crate) fn value(b: &[u8], at: usize, depth: u32) -> Option<usize> {
     }
 }
 
-pub(crate) fn literal(b: &[u8], at: usize, word: &[u8]) -> Option<usize> {
+pub fn literal(b: &[u8], at: usize, word: &[u8]) -> Option<usize> {
     (b.get(at..at + word.len())? == word).then_some(at + word.len())
 }
 
