@@ -12,8 +12,10 @@
 //! seeded from `seed`.
 //!
 //! Modules: [`outcomes`]: which accounts expanded, when and by how much, for
-//! `radar backtest` (`radar generate --outcomes`).
+//! `radar backtest` (`radar generate --outcomes`); [`formats`]: the events as Segment
+//! calls, CloudEvents and Avro records, for `radar demo --source` and the ingest benchmarks.
 
+pub mod formats;
 pub mod outcomes;
 
 use chrono::{DateTime, SecondsFormat};

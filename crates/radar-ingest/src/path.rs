@@ -131,38 +131,53 @@ impl PathTrie {
     }
 }
 
-/// One record's captured values, by slot; on the stack for the usual mapping.
+/// One record's captured values, by slot. Sparse: a mapping has many paths (a preset
+/// names each property under two objects) of which a record holds a few, so only those
+/// are written and dropped; on the stack for the usual mapping.
 #[derive(Debug)]
 pub struct Captures<'a> {
-    values: SmallVec<[Option<Captured<'a>>; 24]>,
+    /// Per slot, one more than the index of its value in `values`; 0 when none.
+    index: SmallVec<[u16; 64]>,
+    values: SmallVec<[Captured<'a>; 16]>,
 }
 
 impl<'a> Captures<'a> {
     pub fn new(slots: usize) -> Self {
-        let mut values = SmallVec::new();
-        values.resize(slots, None);
-        Captures { values }
+        let mut index = SmallVec::new();
+        index.resize(slots, 0);
+        Captures {
+            index,
+            values: SmallVec::new(),
+        }
     }
 
     /// Records `value` at `slot`; a later value at the same path replaces an earlier one
     /// (a repeated JSON member: the last wins, as in serde_json's `Value`).
     #[inline]
     pub fn set(&mut self, slot: Slot, value: Captured<'a>) {
-        if let Some(entry) = self.values.get_mut(usize::from(slot)) {
-            *entry = Some(value);
+        let Some(entry) = self.index.get_mut(usize::from(slot)) else {
+            return;
+        };
+        match usize::from(*entry).checked_sub(1) {
+            Some(at) => self.values[at] = value,
+            None => {
+                self.values.push(value);
+                // At most one value per slot, and slots fit a `u16`.
+                *entry = self.values.len() as u16;
+            }
         }
     }
 
     #[inline]
     pub fn get(&self, slot: Slot) -> Option<&Captured<'a>> {
-        self.values.get(usize::from(slot))?.as_ref()
+        let at = usize::from(*self.index.get(usize::from(slot))?).checked_sub(1)?;
+        self.values.get(at)
     }
 
     /// Forgets every value (a decoder that gives up part way, before another try).
     pub fn clear(&mut self) {
-        for value in &mut self.values {
-            *value = None;
-        }
+        self.index.iter_mut().for_each(|entry| *entry = 0);
+        self.values.clear();
     }
 }
 
