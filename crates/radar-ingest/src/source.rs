@@ -248,3 +248,24 @@ fn binary_mode(headers: &[(&str, &[u8])]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+impl Source {
+    /// Whether records are read with their headers (CloudEvents in binary mode).
+    pub fn reads_headers(&self) -> bool {
+        self.spec.envelope == Envelope::Cloudevents
+    }
+
+    /// The paths a record gave a value at, for `radar map`'s report of the paths that
+    /// never matched; none when the record is not in the source's format.
+    pub fn filled<'a>(&'a self, schemas: &'a Schemas, record: &RawRecord<'a>) -> Vec<&'a str> {
+        let mut captures = Captures::new(self.trie.len());
+        if self.capture(schemas, record, &mut captures).is_err() {
+            return Vec::new();
+        }
+        (0..self.trie.len())
+            .filter_map(|slot| u16::try_from(slot).ok())
+            .filter(|slot| captures.get(*slot).is_some())
+            .map(|slot| self.trie.path(slot))
+            .collect()
+    }
+}

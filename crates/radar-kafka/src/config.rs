@@ -32,6 +32,9 @@ pub struct SourceConfig {
     /// Records taken per poll round: enough to spread the per-round costs (one outbox
     /// transaction, one parallel step), small enough to keep each round short.
     pub max_batch: usize,
+    /// Topics read through a source's mapping (radar-ingest), by topic; any other topic
+    /// is Radar's envelope.
+    pub mapped: Vec<(String, std::sync::Arc<crate::MappedSource>)>,
 }
 
 impl SourceConfig {
@@ -81,6 +84,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("poll_timeout", &self.poll_timeout)
             .field("max_batch", &self.max_batch)
             .field("advertise", &self.advertise)
+            .field("mapped", &self.mapped)
             .finish()
     }
 }
@@ -111,6 +115,7 @@ mod tests {
             max_batch: 1,
             changelog: None,
             advertise: None,
+            mapped: Vec::new(),
         };
         let shown = format!("{config:?}");
         for secret in ["hunter2", "BEGIN PRIVATE KEY", "s3cr3t"] {

@@ -23,4 +23,6 @@ pub enum SourceError {
     Poisoned,
     #[error("{0} dead letters were refused by the broker; not committing past them")]
     Refused(u64),
+    #[error("{0} re-keyed records were refused by the broker; not committing past them")]
+    RekeyRefused(u64),
 }

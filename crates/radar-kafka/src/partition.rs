@@ -32,6 +32,9 @@ pub struct KafkaRecord<'a> {
     /// The record's key, empty when it has none: it must be the event's account id
     /// (`key_mismatch` otherwise).
     pub key: &'a [u8],
+    /// The record's headers, collected only for a mapped source that reads them
+    /// (CloudEvents in binary mode); empty otherwise.
+    pub headers: &'a [(&'a str, &'a [u8])],
 }
 
 /// A rejected record, to produce to the dead-letter topic with its original bytes.
@@ -213,6 +216,19 @@ impl PartitionWorker {
         out: &mut Vec<Opportunity>,
         dead: &mut Vec<RejectedRecord>,
     ) {
+        self.process_mapped(records, None, out, dead);
+    }
+
+    /// [`PartitionWorker::process`] for a topic whose records a source maps onto
+    /// Radar's events (`mapped`: the source and the schemas it knows), or Radar's
+    /// envelope (`None`).
+    pub fn process_mapped(
+        &mut self,
+        records: &[KafkaRecord<'_>],
+        mapped: Option<(&radar_ingest::Source, &radar_ingest::Schemas)>,
+        out: &mut Vec<Opportunity>,
+        dead: &mut Vec<RejectedRecord>,
+    ) {
         let fresh = match self.next_offset {
             Some(next) => records.partition_point(|r| r.offset < next),
             None => 0,
@@ -235,12 +251,30 @@ impl PartitionWorker {
             _ => records,
         };
         self.outcomes.clear();
-        let batch = records.iter().map(|r| EventRecord {
-            bytes: r.payload,
-            time: r.timestamp,
-            key: Some(r.key),
-        });
-        self.engine.process_batch(batch, out, &mut self.outcomes);
+        match mapped {
+            None => {
+                let batch = records.iter().map(|r| EventRecord {
+                    bytes: r.payload,
+                    time: r.timestamp,
+                    key: Some(r.key),
+                });
+                self.engine.process_batch(batch, out, &mut self.outcomes);
+            }
+            Some((source, schemas)) => {
+                let skew = self.engine.settings().max_future_skew;
+                let decoded = records.iter().map(|r| {
+                    let record = radar_ingest::RawRecord {
+                        value: r.payload,
+                        key: Some(r.key),
+                        headers: r.headers,
+                        time: r.timestamp,
+                    };
+                    source.decode(schemas, &record, skew)
+                });
+                self.engine
+                    .process_decoded(decoded, out, &mut self.outcomes);
+            }
+        }
         for (record, outcome) in records.iter().zip(&self.outcomes) {
             if let EventOutcome::Rejected(rejection) = outcome {
                 dead.push(RejectedRecord {

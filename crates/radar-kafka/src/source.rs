@@ -39,6 +39,26 @@ use crate::rebalance::{self, Context, Lag, Rebalance};
 use crate::sink::OpportunitySink;
 use crate::throttle::Throttle;
 
+/// One partition's share of a round: its worker, its records, and the source mapping
+/// them with a snapshot of its schemas (none: Radar's envelope).
+type Job<'w, 'm> = (
+    &'w mut crate::PartitionWorker,
+    Vec<&'m BorrowedMessage<'m>>,
+    Option<(&'w Arc<crate::MappedSource>, Arc<radar_ingest::Schemas>)>,
+);
+
+/// A record's headers, as a mapped source reads them (a header without a value reads
+/// as empty).
+fn headers<'m>(message: &'m BorrowedMessage<'_>) -> Vec<(&'m str, &'m [u8])> {
+    use rdkafka::message::Headers;
+    message.headers().map_or_else(Vec::new, |headers| {
+        headers
+            .iter()
+            .map(|header| (header.key, header.value.unwrap_or_default()))
+            .collect()
+    })
+}
+
 /// How often a consumer error that repeats (on every poll while a broker is away) is
 /// logged; each one is counted.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -210,8 +230,13 @@ impl Source {
                 return Ok(());
             }
             self.rebalance(sink, progress, stop)?;
-            if stop.is_graceful() {
-                self.process_round(&batch, sink, progress)?;
+            // A stop while the registry does not answer leaves the round unprocessed:
+            // its records are read again after the restart.
+            let settled = self.settle_schemas(&batch, stop);
+            if stop.is_graceful() || !settled {
+                if settled {
+                    self.process_round(&batch, sink, progress)?;
+                }
                 break;
             }
             let mut processed = Ok(());
@@ -327,6 +352,30 @@ impl Source {
         Ok(batch)
     }
 
+    /// The source mapping `topic`'s records, if one does.
+    fn mapped(&self, topic: &str) -> Option<&Arc<crate::MappedSource>> {
+        self.config
+            .mapped
+            .iter()
+            .find(|(mapped, _)| mapped == topic)
+            .map(|(_, source)| source)
+    }
+
+    /// Settles the writer schemas the round's mapped records need (see
+    /// [`crate::mapped`]); `false` when a stop came first.
+    fn settle_schemas(&self, batch: &[BorrowedMessage<'_>], stop: &Stop) -> bool {
+        for (topic, source) in &self.config.mapped {
+            let values = batch
+                .iter()
+                .filter(|m| m.topic() == topic)
+                .map(|m| m.payload().unwrap_or_default());
+            if !source.settle(values, stop) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Copies the counts watchers read into `progress`.
     fn publish(&self, progress: &Progress) -> Result<(), SourceError> {
         let mut partitions = self.partitions()?;
@@ -411,38 +460,56 @@ impl Source {
                 .find(|(key, _)| *key == (topic.as_str(), *partition));
             if let Some((_, messages)) = group {
                 let messages = std::mem::take(messages);
-                let records: Vec<KafkaRecord<'_>> = messages
-                    .iter()
-                    .map(|m| KafkaRecord {
-                        offset: m.offset(),
-                        payload: m.payload().unwrap_or_default(),
-                        timestamp: m.timestamp().to_millis(),
-                        key: m.key().unwrap_or_default(),
-                    })
-                    .collect();
-                jobs.push((worker, records, messages));
+                let mapped = self.mapped(topic).map(|source| (source, source.schemas()));
+                jobs.push((worker, messages, mapped));
             }
         }
-        let run =
-            |(worker, records, _): &mut (&mut crate::PartitionWorker, Vec<KafkaRecord<'_>>, _)| {
-                let (mut opportunities, mut dead) = (Vec::new(), Vec::new());
-                worker.process(records, &mut opportunities, &mut dead);
-                let serialised: Vec<(Opportunity, Vec<u8>)> = opportunities
-                    .into_iter()
-                    .map(|o| {
-                        let json = o.to_json();
-                        (o, json)
-                    })
-                    .collect();
-                (serialised, dead)
-            };
+        let run = |(worker, messages, mapped): &mut Job<'_, '_>| {
+            let reads_headers = mapped
+                .as_ref()
+                .is_some_and(|(source, _)| source.source.reads_headers());
+            let headers: Vec<Vec<(&str, &[u8])>> = messages
+                .iter()
+                .map(|m| {
+                    if reads_headers {
+                        headers(m)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            let records: Vec<KafkaRecord<'_>> = messages
+                .iter()
+                .zip(&headers)
+                .map(|(m, headers)| KafkaRecord {
+                    offset: m.offset(),
+                    payload: m.payload().unwrap_or_default(),
+                    timestamp: m.timestamp().to_millis(),
+                    key: m.key().unwrap_or_default(),
+                    headers,
+                })
+                .collect();
+            let (mut opportunities, mut dead) = (Vec::new(), Vec::new());
+            let mapped = mapped
+                .as_ref()
+                .map(|(source, schemas)| (&source.source, &**schemas));
+            worker.process_mapped(&records, mapped, &mut opportunities, &mut dead);
+            let serialised: Vec<(Opportunity, Vec<u8>)> = opportunities
+                .into_iter()
+                .map(|o| {
+                    let json = o.to_json();
+                    (o, json)
+                })
+                .collect();
+            (serialised, dead)
+        };
         let outputs: Vec<_> = if jobs.len() > 1 {
             use rayon::prelude::*;
             jobs.par_iter_mut().map(run).collect()
         } else {
             jobs.iter_mut().map(run).collect()
         };
-        for ((_, _, messages), (opportunities, dead)) in jobs.iter().zip(outputs) {
+        for ((_, messages, _), (opportunities, dead)) in jobs.iter().zip(outputs) {
             for letter in &dead {
                 if let Some(message) = messages.iter().find(|m| m.offset() == letter.offset) {
                     self.producer.dead_letter(*message, letter)?;

@@ -203,8 +203,27 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
 /// Loads and validates everything the pipeline needs, reporting every problem; secrets
 /// come from the process environment.
 pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError> {
-    let mut config = pipeline_from_raw(&load_raw(path)?, &|name| std::env::var(name).ok())?;
+    let raw = load_raw(path)?;
+    let mut config = pipeline_from_raw(&raw, &|name| std::env::var(name).ok())?;
     config.config_path = path.map(Path::to_path_buf);
+    if !raw.sources.is_empty() {
+        let base = path
+            .and_then(Path::parent)
+            .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+        let sources = crate::ingest::compile(&raw.sources, &config.engine, &base)
+            .map_err(|problems| ConfigError { problems })?;
+        config.source.topics = crate::ingest::engine_topics(&sources, &config.source.group_id);
+        if config.source.changelog.is_some() && config.source.topics.len() != 1 {
+            return Err(ConfigError {
+                problems: vec![format!(
+                    "state.store: \"kafka\" keeps one source topic's state, and the [[sources]] give the engine {} ({}): one source keyed by account with one topic, or sources keyed by user only (they share the repartition topic)",
+                    config.source.topics.len(),
+                    config.source.topics.join(", ")
+                )],
+            });
+        }
+        config.sources = sources;
+    }
     Ok(config)
 }
 

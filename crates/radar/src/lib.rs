@@ -4,6 +4,9 @@
 //! Modules:
 //! - [`config`]: layered config loading (defaults → `--config` file → `RADAR__…` env);
 //! - [`replay`]: `radar replay`, a file of events through the engine;
+//! - [`ingest`]: the `[[sources]]` compiled, their schema files and registry, and their
+//!   records read from files;
+//! - [`map`]: `radar map`, what each record of a source becomes;
 //! - [`backtest`]: `radar backtest`, replay's opportunities against real expansions;
 //! - [`pipeline`]: `radar run`: the Kafka source, delivery and the admin server together;
 //! - [`reload`]: hot reload of the engine's configuration (SIGHUP, `POST /v1/reload`);
@@ -29,8 +32,10 @@ pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_crm;
 pub mod dlq;
+pub mod ingest;
 pub mod logging;
 pub mod lookup;
+pub mod map;
 pub mod metrics;
 pub mod peer_auth;
 pub mod pipeline;

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -69,7 +69,32 @@ enum Command {
         /// Also print this account's final state and score breakdown (on stderr).
         #[arg(long, value_name = "ACCOUNT_ID")]
         explain: Option<String>,
+        /// Read the file as records of this `[[sources]]` entry (the config's only one
+        /// if it has one and this is `-`), mapped onto Radar's events as the pipeline
+        /// maps them; without it, the file is Radar's envelope.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// How the file writes a source's records (default: `json` for JSON sources,
+        /// else `base64`).
+        #[arg(long, value_enum)]
+        records: Option<radar::ingest::input::Form>,
         /// JSON-lines file of events, or `-` for stdin.
+        input: PathBuf,
+    },
+    /// What each record of a source becomes: one JSON line per record (the Radar event,
+    /// or why it is refused), then counts by type, by reason, the unmapped event names and
+    /// the mapped paths no record had.
+    Map {
+        #[arg(long)]
+        config: PathBuf,
+        /// The `[[sources]]` entry (needed when there are several).
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// How the file writes its records (default: `json` for JSON sources, else
+        /// `base64`).
+        #[arg(long, value_enum)]
+        records: Option<radar::ingest::input::Form>,
+        /// The file of records, or `-` for stdin.
         input: PathBuf,
     },
     /// Would these alerts have been right? Replay events and check the opportunities
@@ -186,22 +211,59 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Map {
+            config,
+            source,
+            records,
+            input,
+        } => {
+            let settings = config::load(Some(&config))?;
+            let ingest = radar::ingest::named(Some(&config), &settings, source.as_deref())?;
+            let form = records.unwrap_or_else(|| radar::ingest::input::Form::usual(&ingest));
+            let out = BufWriter::new(io::stdout().lock());
+            let report = radar::map::run(&ingest, &settings, form, open_input(&input)?, out)?;
+            match logging::format() {
+                LogFormat::Text => eprint!("{}", report.text()),
+                LogFormat::Json => tracing::info!(
+                    records = report.records,
+                    by_type = ?report.by_type,
+                    rejected = ?report.rejected,
+                    unmapped = ?report.unmapped,
+                    never_matched = ?report.never_matched,
+                    "mapped"
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay {
             config,
             explain,
+            source,
+            records,
             input,
         } => {
             let settings = config::load(config.as_deref())?;
-            let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
-                Box::new(io::stdin().lock())
-            } else {
-                let file =
-                    File::open(&input).with_context(|| format!("opening {}", input.display()))?;
-                Box::new(BufReader::with_capacity(1 << 16, file))
-            };
+            let reader = open_input(&input)?;
             let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-            let engine =
-                replay::run(Arc::new(settings), reader, out).context("replaying events")?;
+            let engine = match &source {
+                Some(name) => {
+                    let name = (name != "-").then_some(name.as_str());
+                    let ingest = radar::ingest::named(config.as_deref(), &settings, name)?;
+                    let form =
+                        records.unwrap_or_else(|| radar::ingest::input::Form::usual(&ingest));
+                    let mut mapped = radar::ingest::input::ToEnvelope::new(ingest, form, reader);
+                    let engine = replay::run(Arc::new(settings), &mut mapped, out)
+                        .context("replaying events")?;
+                    if !mapped.rejected.is_empty() {
+                        logging::say(format_args!(
+                            "records the source could not map: {:?}",
+                            mapped.rejected
+                        ));
+                    }
+                    engine
+                }
+                None => replay::run(Arc::new(settings), reader, out).context("replaying events")?,
+            };
             summary::print(engine.stats(), engine.tracked_accounts());
             if let Some(account) = explain {
                 match (engine.explain(&account), logging::format()) {
@@ -295,6 +357,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
     }
+}
+
+/// A file, or stdin for `-`.
+fn open_input(input: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+    if input.as_os_str() == "-" {
+        return Ok(Box::new(io::stdin().lock()));
+    }
+    let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
 }
 
 /// A stop that SIGTERM or SIGINT triggers gracefully, and a flag raised with it. With a

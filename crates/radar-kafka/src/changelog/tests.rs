@@ -34,6 +34,7 @@ fn records(lines: &[String], first: usize) -> Vec<KafkaRecord<'_>> {
         .iter()
         .enumerate()
         .map(|(i, line)| KafkaRecord {
+            headers: &[],
             offset: (first + i) as i64,
             payload: line.as_bytes(),
             timestamp: None,

@@ -29,6 +29,7 @@ fn records(lines: &[String], first_offset: i64) -> Vec<KafkaRecord<'_>> {
         .iter()
         .enumerate()
         .map(|(i, l)| KafkaRecord {
+            headers: &[],
             offset: first_offset + i as i64,
             payload: l.as_bytes(),
             timestamp: None,

@@ -43,6 +43,8 @@ pub struct PipelineConfig {
     /// With `state.store = "kafka"`: delivery from the opportunities topic, as its own
     /// consumer group, with retries and dead letters on topics.
     pub kafka_delivery: Option<KafkaDeliveryConfig>,
+    /// The `[[sources]]`, compiled; none: `kafka.topics` are Radar's envelope.
+    pub sources: Vec<std::sync::Arc<crate::ingest::Ingest>>,
 }
 
 /// Why the store file at `checkpoint.path` cannot be created: its directory is missing
@@ -274,6 +276,7 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
                 max_batch: kafka.max_batch,
                 changelog: changelog.clone(),
                 advertise,
+                mapped: Vec::new(),
             },
             store_path: PathBuf::from(&raw.checkpoint.path),
             delivery,
@@ -282,6 +285,7 @@ pub fn pipeline_from_raw(raw: &RawConfig, env: Env<'_>) -> Result<PipelineConfig
             raw: raw.clone(),
             access,
             config_path: None,
+            sources: Vec::new(),
             kafka_delivery: changelog.as_ref().zip(opportunities_topic.as_ref()).map(
                 |(changelog, topic)| {
                     let mut client = client.clone();

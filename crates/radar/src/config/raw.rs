@@ -27,6 +27,10 @@ pub struct RawConfig {
     pub shutdown: RawShutdown,
     #[serde(default)]
     pub delivery: RawDelivery,
+    /// Where events come from when they are not Radar's envelope on `kafka.topics`
+    /// (docs/events.md#sources).
+    #[serde(default)]
+    pub sources: Vec<radar_ingest::SourceSpec>,
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
