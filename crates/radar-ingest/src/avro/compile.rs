@@ -91,8 +91,8 @@ impl<'s> Compiler<'s> {
     fn ty(&mut self, schema: &'s Schema) -> Result<TyId, SchemaError> {
         let schema = self.resolve(schema)?;
         let ty = match schema {
-            Schema::Null => Ty::Null,
-            Schema::Boolean => Ty::Bool,
+            Schema::Null => Ty::Fixed(0),
+            Schema::Boolean => Ty::Fixed(1),
             Schema::Int
             | Schema::Long
             | Schema::Enum(_)
@@ -105,8 +105,8 @@ impl<'s> Compiler<'s> {
             | Schema::LocalTimestampMillis
             | Schema::LocalTimestampMicros
             | Schema::LocalTimestampNanos => Ty::Varint,
-            Schema::Float => Ty::Float,
-            Schema::Double => Ty::Double,
+            Schema::Float => Ty::Fixed(4),
+            Schema::Double => Ty::Fixed(8),
             Schema::Bytes
             | Schema::String
             | Schema::BigDecimal
@@ -155,6 +155,29 @@ impl<'s> Compiler<'s> {
         self.push(ty)
     }
 
+    /// The step that skips a value of `schema`: the fixed-size and length-prefixed ones are
+    /// steps of their own, skipped in the record's loop without a call.
+    /// An optional field's union becomes a union of such steps, so skipping it is no call
+    /// either.
+    fn skip(&mut self, schema: &'s Schema) -> Result<Step, SchemaError> {
+        if let Schema::Union(union) = self.resolve(schema)? {
+            return Ok(Step::Union {
+                branches: union
+                    .variants()
+                    .iter()
+                    .map(|variant| self.skip(variant))
+                    .collect::<Result<_, _>>()?,
+            });
+        }
+        let ty = self.ty(schema)?;
+        Ok(match self.types[ty as usize] {
+            Ty::Varint => Step::SkipVarint,
+            Ty::Len => Step::SkipLen,
+            Ty::Fixed(size) => Step::SkipFixed(size),
+            _ => Step::Skip(ty),
+        })
+    }
+
     /// What to do with a value of `schema` at `node`. Terminates on recursive schemas: a
     /// record or a map only recurses into deeper trie nodes, and a union's branches are not
     /// unions.
@@ -168,7 +191,7 @@ impl<'s> Compiler<'s> {
         let slot = paths.slot(node);
         let below = paths.has_children(node);
         if slot.is_none() && !below {
-            return Ok(Step::Skip(self.ty(schema)?));
+            return self.skip(schema);
         }
         match schema {
             Schema::Union(union) => Ok(Step::Union {
@@ -185,7 +208,7 @@ impl<'s> Compiler<'s> {
                     .iter()
                     .map(|field| match paths.child(node, &field.name) {
                         Some(child) => self.step(&field.schema, child, paths),
-                        None => Ok(Step::Skip(self.ty(&field.schema)?)),
+                        None => self.skip(&field.schema),
                     })
                     .collect::<Result<_, _>>()?,
             }),
@@ -203,7 +226,7 @@ impl<'s> Compiler<'s> {
                     slot,
                     ty: self.ty(schema)?,
                 }),
-                (None, _) => Ok(Step::Skip(self.ty(schema)?)),
+                (None, _) => self.skip(schema),
             },
         }
     }
@@ -243,7 +266,7 @@ fn read(schema: &Schema) -> Option<Read> {
 fn zero_sized(types: &[Ty]) -> Vec<bool> {
     let mut zero: Vec<bool> = types
         .iter()
-        .map(|ty| matches!(ty, Ty::Null | Ty::Fixed(0) | Ty::Record(_)))
+        .map(|ty| matches!(ty, Ty::Fixed(0) | Ty::Record(_)))
         .collect();
     let mut changed = true;
     while changed {

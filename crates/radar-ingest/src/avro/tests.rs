@@ -34,7 +34,7 @@ pub(super) fn owned(value: &Captured<'_>) -> Captured<'static> {
 }
 
 /// The captures of `datum` at `paths`, in the order of `paths`.
-fn read(
+pub(super) fn read(
     schema: &str,
     paths: &[&str],
     datum: &[u8],
@@ -48,7 +48,7 @@ fn read(
         .collect())
 }
 
-fn encode(schema: &str, value: Value) -> Vec<u8> {
+pub(super) fn encode(schema: &str, value: Value) -> Vec<u8> {
     let schema = Schema::parse_str(schema).unwrap();
     GenericDatumWriter::builder(&schema)
         .build()
@@ -57,7 +57,7 @@ fn encode(schema: &str, value: Value) -> Vec<u8> {
         .unwrap()
 }
 
-fn s(text: &str) -> Option<Captured<'static>> {
+pub(super) fn s(text: &str) -> Option<Captured<'static>> {
     Some(Captured::Str(Cow::Owned(text.into())))
 }
 
@@ -358,6 +358,12 @@ fn broken_data_is_malformed() {
     };
     assert!(one(r#""string""#, &[4, 0xc3, 0x28]).is_err(), "not UTF-8");
     assert!(one(r#""string""#, &[3, b'a']).is_err(), "negative length");
+    // Long strings take the other UTF-8 check: valid, then invalid at the end.
+    let mut long = vec![80];
+    long.extend("é".repeat(20).as_bytes());
+    assert_eq!(one(r#""string""#, &long).unwrap(), vec![s(&"é".repeat(20))]);
+    long[40] = 0xff;
+    assert!(one(r#""string""#, &long).is_err(), "not UTF-8, long");
     assert!(one(r#""boolean""#, &[2]).is_err());
     assert!(one(r#""long""#, &[0xff; 11]).is_err(), "varint too long");
     assert!(
@@ -448,150 +454,4 @@ fn unusable_schemas_are_schema_errors() {
     let mut captures = Captures::new(1);
     assert!(plan.read(&[2, b'a'], &mut captures).is_ok());
     assert_eq!(captures.get(0), None);
-}
-
-/// A typical event: 20 fields, 7 of them mapped.
-const TYPICAL: &str = r#"{"type": "record", "name": "Track", "fields": [
-    {"name": "messageId", "type": "string"},
-    {"name": "type", "type": {"type": "enum", "name": "Type", "symbols": ["track", "identify", "group"]}},
-    {"name": "event", "type": "string"},
-    {"name": "userId", "type": ["null", "string"]},
-    {"name": "anonymousId", "type": ["null", "string"]},
-    {"name": "timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "sentAt", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "receivedAt", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "context", "type": {"type": "map", "values": "string"}},
-    {"name": "properties", "type": {"type": "record", "name": "Props", "fields": [
-        {"name": "plan", "type": "string"},
-        {"name": "seats", "type": "long"},
-        {"name": "price", "type": "double"},
-        {"name": "trial", "type": "boolean"}
-    ]}},
-    {"name": "libraryName", "type": "string"},
-    {"name": "libraryVersion", "type": "string"},
-    {"name": "channel", "type": "string"},
-    {"name": "version", "type": "int"},
-    {"name": "writeKey", "type": "string"},
-    {"name": "ip", "type": "string"},
-    {"name": "userAgent", "type": "string"},
-    {"name": "locale", "type": "string"},
-    {"name": "referrer", "type": ["null", "string"]},
-    {"name": "sessionId", "type": "long"}
-]}"#;
-
-fn typical() -> Value {
-    let text = |s: &str| Value::String(s.into());
-    let some = |s: &str| Value::Union(1, Box::new(Value::String(s.into())));
-    Value::Record(vec![
-        ("messageId".into(), text("ajs-next-1767225600000-4b2a9c1e")),
-        ("type".into(), Value::Enum(0, "track".into())),
-        ("event".into(), text("Seat Added")),
-        ("userId".into(), some("user_83741")),
-        (
-            "anonymousId".into(),
-            some("5f2b8a7e-1c3d-4e5f-9a8b-7c6d5e4f3a2b"),
-        ),
-        (
-            "timestamp".into(),
-            Value::TimestampMillis(1_767_225_600_000),
-        ),
-        ("sentAt".into(), Value::TimestampMillis(1_767_225_600_120)),
-        (
-            "receivedAt".into(),
-            Value::TimestampMillis(1_767_225_600_250),
-        ),
-        (
-            "context".into(),
-            Value::Map(HashMap::from([
-                ("groupId".to_string(), text("acct_2291")),
-                ("ip".to_string(), text("203.0.113.7")),
-                ("timezone".to_string(), text("Europe/Paris")),
-            ])),
-        ),
-        (
-            "properties".into(),
-            Value::Record(vec![
-                ("plan".into(), text("business")),
-                ("seats".into(), Value::Long(25)),
-                ("price".into(), Value::Double(49.5)),
-                ("trial".into(), Value::Boolean(false)),
-            ]),
-        ),
-        ("libraryName".into(), text("analytics.js")),
-        ("libraryVersion".into(), text("4.1.0")),
-        ("channel".into(), text("client")),
-        ("version".into(), Value::Int(2)),
-        ("writeKey".into(), text("wk_9f8e7d6c5b4a")),
-        ("ip".into(), text("203.0.113.7")),
-        (
-            "userAgent".into(),
-            text("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"),
-        ),
-        ("locale".into(), text("fr-FR")),
-        ("referrer".into(), Value::Union(0, Box::new(Value::Null))),
-        ("sessionId".into(), Value::Long(1_767_225_000)),
-    ])
-}
-
-const TYPICAL_PATHS: [&str; 7] = [
-    "event",
-    "userId",
-    "timestamp",
-    "context.groupId",
-    "properties.plan",
-    "properties.seats",
-    "type",
-];
-
-#[test]
-fn a_typical_event() {
-    let datum = encode(TYPICAL, typical());
-    assert_eq!(
-        read(TYPICAL, &TYPICAL_PATHS, &datum).unwrap(),
-        vec![
-            s("Seat Added"),
-            s("user_83741"),
-            Some(Captured::Millis(1_767_225_600_000)),
-            s("acct_2291"),
-            s("business"),
-            Some(Captured::Int(25)),
-            s("track"),
-        ]
-    );
-}
-
-/// The loop callgrind counts (`--toggle-collect='*measured_avro*'`); `AVRO_READS` reads of
-/// the typical event, through the plan or, with `AVRO_APACHE` set, apache-avro's `Value`.
-#[inline(never)]
-fn measured_avro(plan: &AvroPlan, schema: &Schema, datum: &[u8], reads: u32, apache: bool) {
-    let slots = TYPICAL_PATHS.len();
-    for _ in 0..reads {
-        let datum = std::hint::black_box(datum);
-        if apache {
-            let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
-                .build()
-                .unwrap();
-            std::hint::black_box(reader.read_value(&mut &datum[..]).unwrap());
-        } else {
-            let mut captures = Captures::new(slots);
-            plan.read(datum, &mut captures).unwrap();
-            std::hint::black_box(&captures);
-        }
-    }
-}
-
-/// Not a check: what `valgrind --tool=callgrind` runs to count instructions per read.
-#[test]
-#[ignore = "run under callgrind, in release"]
-fn instructions_per_typical_event() {
-    let reads = std::env::var("AVRO_READS")
-        .ok()
-        .and_then(|reads| reads.parse().ok())
-        .unwrap_or(1);
-    let apache = std::env::var_os("AVRO_APACHE").is_some();
-    let datum = encode(TYPICAL, typical());
-    let trie = trie(&TYPICAL_PATHS);
-    let plan = AvroPlan::compile(TYPICAL, &trie).unwrap();
-    let schema = Schema::parse_str(TYPICAL).unwrap();
-    measured_avro(&plan, &schema, &datum, reads, apache);
 }
