@@ -300,6 +300,25 @@ fn named_types_are_shared_and_may_recurse() {
 }
 
 #[test]
+fn references_resolve_through_namespaces() {
+    let schema = r#"{"type": "record", "name": "Outer", "namespace": "acme", "fields": [
+        {"name": "a", "type": {"type": "record", "name": "Leaf", "fields": [
+            {"name": "k", "type": {"type": "enum", "name": "K", "namespace": "other", "symbols": ["X", "Y"]}}
+        ]}},
+        {"name": "b", "type": "Leaf"},
+        {"name": "c", "type": "acme.Leaf"},
+        {"name": "d", "type": "other.K"}
+    ]}"#;
+    // a.k = Y, b.k = X, c.k = Y, d = X.
+    let datum = [2, 0, 2, 0];
+    assert_eq!(
+        read(schema, &["a.k", "b.k", "c.k", "d", "b"], &datum).unwrap(),
+        vec![s("Y"), s("X"), s("Y"), s("X"), Some(Captured::Other)]
+    );
+    assert!(read(schema, &["a.k"], &datum[..3]).is_err());
+}
+
+#[test]
 fn logical_types() {
     let schema = r#"{"type": "record", "name": "L", "fields": [
         {"name": "ms", "type": {"type": "long", "logicalType": "timestamp-millis"}},
