@@ -11,7 +11,8 @@
 //! first: the message is decoded whole by `prost_reflect::DynamicMessage` (which bounds
 //! recursion and checks every length), then the mapped paths are looked up in it.
 //!
-//! Paths: fields by name; nested messages descend; `map<string, V>` keys are segments;
+//! Paths: fields by name; nested messages descend; `map<string, V>` keys are segments
+//! (integer and bool keys too, as their text);
 //! repeated fields and maps at a path end capture `Other`. `google.protobuf.Timestamp` is
 //! an instant ([`Captured::Millis`]) and the wrapper types are their value. Fields without
 //! presence (proto3 scalars) read as their default when absent, as protobuf defines them;
@@ -174,10 +175,12 @@ impl ProtobufSchema {
             let (Value::Map(entries), Kind::Message(entry)) = (value, field.kind()) else {
                 return Ok(());
             };
-            let value_field = entry.map_entry_value_field();
-            for (key, child) in self.paths.children(node) {
-                if let Some(value) = entries.get(&MapKey::String(key.to_string())) {
-                    self.capture_value(&value_field.kind(), value, child, captures)?;
+            let key_kind = entry.map_entry_key_field().kind();
+            let value_kind = entry.map_entry_value_field().kind();
+            for (segment, child) in self.paths.children(node) {
+                let value = map_key(&key_kind, segment).and_then(|key| entries.get(&key));
+                if let Some(value) = value {
+                    self.capture_value(&value_kind, value, child, captures)?;
                 }
             }
             return Ok(());
@@ -210,6 +213,20 @@ impl ProtobufSchema {
         }
         Ok(())
     }
+}
+
+/// A path segment as a key of a map with keys of `kind`: `map<string, V>` as written,
+/// integer and bool keys as their decimal or `true`/`false` text; `None` if it cannot be one.
+fn map_key(kind: &Kind, segment: &str) -> Option<MapKey> {
+    Some(match kind {
+        Kind::String => MapKey::String(segment.to_string()),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => MapKey::I32(segment.parse().ok()?),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => MapKey::I64(segment.parse().ok()?),
+        Kind::Uint32 | Kind::Fixed32 => MapKey::U32(segment.parse().ok()?),
+        Kind::Uint64 | Kind::Fixed64 => MapKey::U64(segment.parse().ok()?),
+        Kind::Bool => MapKey::Bool(segment.parse().ok()?),
+        _ => return None,
+    })
 }
 
 /// The registry's serialized form: base64 of a `FileDescriptorProto`. `.proto` source is

@@ -36,6 +36,7 @@ message Signup {
   bool trial = 13;
   sint32 delta = 14;
   map<string, Props> by_team = 15;
+  map<int32, string> by_code = 16;
 
   message Props {
     int32 level = 1;
@@ -145,6 +146,10 @@ fn signup(pool: &DescriptorPool) -> DynamicMessage {
                     Value::Message(team),
                 )])),
             ),
+            (
+                "by_code",
+                Value::Map(HashMap::from([(MapKey::I32(-4), text("minus four"))])),
+            ),
         ],
     )
 }
@@ -184,7 +189,7 @@ fn s(text: &str) -> Option<Captured<'static>> {
     Some(Captured::Str(Cow::Owned(text.into())))
 }
 
-const SIGNUP_PATHS: [&str; 19] = [
+const SIGNUP_PATHS: [&str; 21] = [
     "id",
     "seats",
     "plan",
@@ -204,6 +209,8 @@ const SIGNUP_PATHS: [&str; 19] = [
     "trial",
     "delta",
     "by_team.red.level",
+    "by_code.-4",
+    "by_code.x",
 ];
 
 fn signup_captures() -> Vec<Option<Captured<'static>>> {
@@ -227,6 +234,8 @@ fn signup_captures() -> Vec<Option<Captured<'static>>> {
         Some(Captured::Bool(true)),
         Some(Captured::Int(-5)),
         Some(Captured::Int(9)),
+        s("minus four"),
+        None,
     ]
 }
 
@@ -301,6 +310,8 @@ fn absent_fields_are_defaults_without_presence_and_nothing_with_it() {
             Some(Captured::Float(0.0)),
             Some(Captured::Bool(false)),
             Some(Captured::Int(0)),
+            None,
+            None,
             None,
         ]
     );
