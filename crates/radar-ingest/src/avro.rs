@@ -1,11 +1,14 @@
 //! Avro writer schemas compiled into plans over a mapping's paths.
 //!
 //! `apache-avro` parses the writer schema, once; reading a datum through its `Value` costs
-//! ~12,800 instructions for a typical event, most of it building values nobody maps. So the
-//! schema is compiled ([`compile`]) into a plan of our own: for each value the mapping
-//! reaches, a [`Step`] that reads it into a slot or descends into it with the trie node's
-//! sub-plan, and for everything else the [`Ty`] needed to skip it (a length read and a bounds
-//! check for a string). Reading a datum allocates nothing and looks nothing up by name.
+//! tens of thousands of instructions for a typical event, most of it building values nobody
+//! maps. So the schema is compiled ([`compile`]) into a plan of our own: for each value the
+//! mapping reaches, a [`Step`] that reads it into a slot or descends into it with the trie
+//! node's sub-plan, and for everything else a step or a [`Ty`] that skips it (a length read
+//! and a bounds check for a string). Reading a datum allocates nothing and looks nothing up
+//! by name. On the typical event of `avro/typical.rs` (20 fields, a 3-key map, a 4-field
+//! record; 7 paths) callgrind counts ~2,670 instructions per read, against ~34,000 for
+//! apache-avro's reader into a `Value`; ~440 of them check the 4 captured strings' UTF-8.
 //!
 //! Paths: record fields by name; a union is transparent (the path goes on into the branch
 //! actually written); a map's keys are path segments; arrays are never descended.
