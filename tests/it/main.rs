@@ -37,6 +37,7 @@ mod deploy;
 mod docs;
 mod golden;
 mod hardening;
+mod ingest;
 mod model;
 mod ops;
 mod peers;

@@ -41,6 +41,13 @@ impl Schemas {
         self.by_id.insert(id, Arc::new(schema));
     }
 
+    /// Adds `other`'s schemas of ids this set does not know.
+    pub fn add_unknown(&mut self, other: Schemas) {
+        for (id, schema) in other.by_id {
+            self.by_id.entry(id).or_insert(schema);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }

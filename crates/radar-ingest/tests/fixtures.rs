@@ -94,6 +94,10 @@ fn outcome(source: &Source, schemas: &Schemas, record: &OwnedRecord) -> Value {
 fn check(name: &str, schema_extension: Option<&str>) {
     let source = source(name);
     let schemas = schema_extension.map_or_else(Schemas::default, |ext| schemas(&source, ext));
+    check_with(name, &source, &schemas);
+}
+
+fn check_with(name: &str, source: &Source, schemas: &Schemas) {
     let records =
         std::fs::read_to_string(fixtures().join(format!("{name}.records.jsonl"))).unwrap();
     let expected =
@@ -112,7 +116,7 @@ fn check(name: &str, schema_extension: Option<&str>) {
     for (n, (line, expected)) in records.iter().zip(expected).enumerate() {
         let record = OwnedRecord::parse(line).unwrap();
         let expected: Value = serde_json::from_str(expected).unwrap();
-        let got = outcome(&source, &schemas, &record);
+        let got = outcome(source, schemas, &record);
         assert_eq!(got, expected, "{name} record {}", n + 1);
     }
 }
@@ -145,4 +149,15 @@ fn avro_records_of_two_schema_versions_from_confluent_kafkas_serializer() {
 #[test]
 fn protobuf_records_from_confluent_kafkas_serializer() {
     check("protobuf", Some("proto"));
+}
+
+#[test]
+fn protobuf_records_read_with_the_schema_as_the_registry_stored_it() {
+    // confluent-kafka-python registers a serialized FileDescriptorProto (base64), not
+    // .proto text: what a registry then serves.
+    let source = source("protobuf");
+    let stored = std::fs::read_to_string(fixtures().join("schemas/3.registry.txt")).unwrap();
+    let mut schemas = Schemas::default();
+    schemas.insert(3, source.compile_schema(stored.trim()).unwrap());
+    check_with("protobuf", &source, &schemas);
 }

@@ -30,7 +30,7 @@ pub type FetchSchema = dyn Fn(u32) -> Result<SchemaAnswer, String> + Send + Sync
 
 /// One source's topics as the engine reads them.
 pub struct MappedSource {
-    pub source: Source,
+    pub source: Arc<Source>,
     /// The schemas known so far; each round reads a snapshot.
     schemas: Mutex<Arc<Schemas>>,
     fetch: Option<Box<FetchSchema>>,
@@ -52,7 +52,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl MappedSource {
-    pub fn new(source: Source, schemas: Schemas, fetch: Option<Box<FetchSchema>>) -> Self {
+    pub fn new(source: Arc<Source>, schemas: Schemas, fetch: Option<Box<FetchSchema>>) -> Self {
         MappedSource {
             source,
             schemas: Mutex::new(Arc::new(schemas)),

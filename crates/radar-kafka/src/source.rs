@@ -492,7 +492,7 @@ impl Source {
             let (mut opportunities, mut dead) = (Vec::new(), Vec::new());
             let mapped = mapped
                 .as_ref()
-                .map(|(source, schemas)| (&source.source, &**schemas));
+                .map(|(source, schemas)| (&*source.source, &**schemas));
             worker.process_mapped(&records, mapped, &mut opportunities, &mut dead);
             let serialised: Vec<(Opportunity, Vec<u8>)> = opportunities
                 .into_iter()

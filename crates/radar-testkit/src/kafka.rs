@@ -24,7 +24,7 @@ pub type Record = (BTreeMap<String, String>, Vec<u8>);
 
 /// The `account_id` of a JSON event line, or "" when it has none (as product code keys
 /// a record it cannot attribute).
-fn account_id(line: &str) -> String {
+pub fn account_id(line: &str) -> String {
     serde_json::from_str::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v["account_id"].as_str().map(str::to_owned))
@@ -45,13 +45,24 @@ pub fn produce_keyed(
     lines: &[String],
     key_of: impl Fn(&str) -> Vec<u8>,
 ) {
+    let records = lines
+        .iter()
+        .map(|line| (key_of(line), line.as_bytes().to_vec()));
+    produce_records(servers, topic, records);
+}
+
+/// Produces (key, value) records, as [`produce_keyed`] does lines.
+pub fn produce_records(
+    servers: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .create()
         .unwrap();
-    for line in lines {
-        let key = key_of(line);
-        let mut record = BaseRecord::to(topic).key(&key).payload(line);
+    for (key, value) in records {
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

@@ -15,7 +15,7 @@ use radar_ingest::{Schemas, Source, SourceSpec};
 /// A source ready to read: its compiled mapping and the schemas known at start.
 #[derive(Debug)]
 pub struct Ingest {
-    pub source: Source,
+    pub source: Arc<Source>,
     pub schemas: Schemas,
     /// Where to ask for schemas not in `schema_dir`.
     pub registry: Option<registry::Registry>,
@@ -65,7 +65,7 @@ pub fn compile(
             None => None,
         };
         compiled.push(Arc::new(Ingest {
-            source,
+            source: Arc::new(source),
             schemas,
             registry,
         }));
@@ -169,4 +169,35 @@ pub fn named(
             names()
         ),
     }
+}
+
+/// The source as the Kafka side reads it: its schemas, those fetched before (cached in
+/// `cache/<source>/`), and its registry, whose answers are cached there too.
+pub fn mapped_source(ingest: &Ingest, cache: &Path) -> radar_kafka::MappedSource {
+    let dir = cache.join(ingest.source.name());
+    let mut schemas = ingest.schemas.clone();
+    if let Ok(cached) = read_schema_dir(&ingest.source, &dir) {
+        schemas.add_unknown(cached);
+    }
+    let fetch = ingest.registry.clone().map(|registry| {
+        let extension = extension(ingest.source.spec().format).unwrap_or("schema");
+        let fetch: Box<radar_kafka::mapped::FetchSchema> = Box::new(move |id| {
+            match registry.fetch(id) {
+                Ok(registry::Fetched::Found { schema, .. }) => {
+                    // The cache is a convenience: a schema not written is fetched again
+                    // after a restart.
+                    let written = std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(dir.join(format!("{id}.{extension}")), &schema));
+                    if let Err(e) = written {
+                        tracing::warn!(error = %e, schema_id = id, "caching a fetched schema");
+                    }
+                    Ok(radar_kafka::SchemaAnswer::Found(schema))
+                }
+                Ok(registry::Fetched::Missing) => Ok(radar_kafka::SchemaAnswer::Missing),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        fetch
+    });
+    radar_kafka::MappedSource::new(ingest.source.clone(), schemas, fetch)
 }

@@ -111,6 +111,8 @@ pub fn run(
         }
         _ => None,
     };
+    let mut config = config;
+    let rekeyers = start_sources(&mut config, &stop)?;
     let types = &config.engine.types;
     let type_names = types.ids().map(|id| types.name(id).to_owned()).collect();
     let advertise = config.source.advertise.clone();
@@ -226,11 +228,73 @@ pub fn run(
         .context("delivery task")?
         .context("delivery task")?
         .context("delivery")?;
+    for rekeyer in rekeyers {
+        match rekeyer.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "re-keying stopped"),
+            Err(_) => tracing::error!("re-keying panicked"),
+        }
+    }
     let stats = consumed.context("consuming events")?;
     Ok(Finished {
         stats,
         tracked_accounts: progress.tracked_accounts.load(Ordering::Relaxed) as usize,
     })
+}
+
+/// Hands the engine's source the topics its `[[sources]]` map (keyed by account), and
+/// starts a re-keying loop, on a thread of its own, for each source keyed by user
+/// (docs/design.md#re-keying). A loop that fails stops the pipeline.
+fn start_sources(
+    config: &mut PipelineConfig,
+    stop: &Arc<Stop>,
+) -> Result<Vec<std::thread::JoinHandle<Result<(), radar_kafka::SourceError>>>> {
+    let cache = config
+        .store_path
+        .parent()
+        .map(|dir| dir.join("schemas"))
+        .unwrap_or_else(|| "schemas".into());
+    let mut loops = Vec::new();
+    for ingest in &config.sources {
+        let mapped = Arc::new(crate::ingest::mapped_source(ingest, &cache));
+        match ingest.source.keyed_by() {
+            radar_ingest::spec::KeyedBy::Account => {
+                for topic in &ingest.source.spec().topics {
+                    config.source.mapped.push((topic.clone(), mapped.clone()));
+                }
+            }
+            radar_ingest::spec::KeyedBy::User => {
+                let rekey = radar_kafka::RekeyConfig {
+                    client: config.source.client_config(),
+                    group_id: config.source.group_id.clone(),
+                    repartition_topic: radar_kafka::RekeyConfig::repartition_topic(
+                        &config.source.group_id,
+                    ),
+                    dead_letter_topic: config.source.dead_letter_topic.clone(),
+                    replication: config.raw.state.changelog_replication,
+                    poll_timeout: config.source.poll_timeout,
+                    commit_every: config.source.checkpoint.every,
+                };
+                let rekeyer = radar_kafka::Rekeyer::new(rekey, mapped)
+                    .with_context(|| format!("re-keying source {}", ingest.source.name()))?;
+                let stop = stop.clone();
+                let counts = Arc::new(radar_kafka::RekeyCounts::default());
+                let handle = std::thread::Builder::new()
+                    .name(format!("rekey-{}", ingest.source.name()))
+                    .spawn(move || {
+                        let ran = rekeyer.run(&stop, &counts);
+                        if let Err(e) = &ran {
+                            tracing::error!(error = %e, "re-keying failed; stopping the pipeline");
+                            stop.graceful();
+                        }
+                        ran
+                    })
+                    .context("starting a re-keying thread")?;
+                loops.push(handle);
+            }
+        }
+    }
+    Ok(loops)
 }
 
 /// Reloads the configuration on each SIGHUP (raised in `hangup`) until the pipeline stops.

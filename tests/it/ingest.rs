@@ -1,0 +1,211 @@
+//! `radar run` reading the events teams already have, against tansu: a Segment topic
+//! keyed by user (re-keyed by account through the repartition topic), and an Avro topic
+//! whose schemas come from a schema registry that goes away for 10 s in the middle of
+//! the run. Each must deliver exactly the opportunities `radar replay` finds in the same
+//! events written in Radar's envelope; nothing may be dead-lettered.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use radar_gen::formats::{self, Format};
+use radar_testkit::broker::start_broker;
+use radar_testkit::kafka::{produce_records, read_to_end};
+use radar_testkit::process::free_port;
+use radar_testkit::Eventually;
+use rdkafka::config::ClientConfig;
+
+use crate::support::{field, receiver, replayed, start_radar, unique, well_formed, write_config};
+
+/// Waits until the webhook receiver has seen every expected opportunity id.
+fn delivered(received: &std::sync::Mutex<Vec<String>>, expected: &BTreeSet<String>, what: &str) {
+    Eventually::within(Duration::from_secs(120))
+        .every(Duration::from_millis(50))
+        .until(what, || {
+            let got = unique(received);
+            if &got == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of {} delivered, {} not expected",
+                    got.intersection(expected).count(),
+                    expected.len(),
+                    got.difference(expected).count()
+                ))
+            }
+        });
+}
+
+/// One partition, so that the order replay sees is the order the engine sees.
+fn one_partition_topic(servers: &str, topic: &str) {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", servers);
+    radar_kafka::topics::ensure(&client, topic, 1, 1, radar_kafka::topics::Cleanup::Delete)
+        .unwrap();
+}
+
+fn append(config: &Path, text: &str) {
+    let mut written = std::fs::read_to_string(config).unwrap();
+    written.push('\n');
+    written.push_str(text);
+    std::fs::write(config, written).unwrap();
+}
+
+#[test]
+fn a_user_keyed_segment_topic_gives_the_opportunities_of_replay() {
+    let broker = start_broker();
+    let servers = broker.address.clone();
+    let topic = format!("segment-it-{}", std::process::id());
+    one_partition_topic(&servers, &topic);
+    one_partition_topic(&servers, &format!("{topic}.dead-letter"));
+    let lines = well_formed(40, 1_500, 5);
+    let (opportunities, _) = replayed(&lines);
+    let expected = field(&opportunities, "opportunity_id");
+    assert!(expected.len() > 10, "too few opportunities to mean anything");
+    // As RudderStack's Kafka destination keys them: by user, not by account.
+    let records = lines.iter().map(|line| {
+        let call = formats::segment(line).unwrap();
+        let user: serde_json::Value = serde_json::from_str(&call).unwrap();
+        let key = user["userId"].as_str().unwrap().as_bytes().to_vec();
+        (key, call.into_bytes())
+    });
+    produce_records(&servers, &topic, records);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (url, received) = receiver(&runtime);
+    let dir = tempfile::tempdir().unwrap();
+    let group = format!("radar-segment-{}", std::process::id());
+    let config = write_config(dir.path(), &servers, &group, &topic, &url);
+    append(&config, &formats::source_toml(Format::Segment, &topic, "."));
+    let _radar = start_radar(&config, free_port(), &[]);
+    delivered(&received, &expected, "every opportunity of the replay, re-keyed");
+    let letters = read_to_end(&servers, &format!("{topic}.dead-letter"));
+    assert!(letters.is_empty(), "{} dead letters", letters.len());
+}
+
+/// A schema registry's `GET /schemas/ids/{id}`, serving the generator's Avro schema
+/// under ids 1 and 2, that can be taken down and brought back on the same address.
+struct Registry {
+    address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Registry {
+    fn start(runtime: &tokio::runtime::Runtime, address: SocketAddr, asked: Arc<AtomicU64>) -> Registry {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(address))
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let counter = asked.clone();
+        let app = axum::Router::new().route(
+            "/schemas/ids/{id}",
+            axum::routing::get(move |axum::extract::Path(id): axum::extract::Path<u32>| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if id == 1 || id == 2 {
+                        let body = serde_json::json!({"schema": formats::AVRO_SCHEMA});
+                        (axum::http::StatusCode::OK, body.to_string())
+                    } else {
+                        let body = serde_json::json!({"error_code": 40403, "message": "Schema not found"});
+                        (axum::http::StatusCode::NOT_FOUND, body.to_string())
+                    }
+                }
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Registry {
+            address,
+            stop: Some(stop),
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Avro records of the generator's schema, framed with `schema_id`, keyed by account.
+fn avro_records(lines: &[String], schema_id: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let schema = apache_avro::Schema::parse_str(formats::AVRO_SCHEMA).unwrap();
+    lines
+        .iter()
+        .map(|line| {
+            let mut value = formats::avro(&schema, line).unwrap();
+            value[1..5].copy_from_slice(&schema_id.to_be_bytes());
+            let key = radar_testkit::kafka::account_id(line).into_bytes();
+            (key, value)
+        })
+        .collect()
+}
+
+#[test]
+fn an_avro_topic_loses_nothing_while_its_registry_is_down_for_ten_seconds() {
+    let broker = start_broker();
+    let servers = broker.address.clone();
+    let topic = format!("avro-it-{}", std::process::id());
+    one_partition_topic(&servers, &topic);
+    one_partition_topic(&servers, &format!("{topic}.dead-letter"));
+    let lines = well_formed(40, 1_500, 9);
+    let (opportunities, _) = replayed(&lines);
+    let expected = field(&opportunities, "opportunity_id");
+    let half = lines.len() / 2;
+    // The first half under schema id 1: fetched while the registry is up.
+    produce_records(&servers, &topic, avro_records(&lines[..half], 1));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let asked = Arc::new(AtomicU64::new(0));
+    let mut registry = Registry::start(&runtime, "127.0.0.1:0".parse().unwrap(), asked.clone());
+    let (url, received) = receiver(&runtime);
+    let dir = tempfile::tempdir().unwrap();
+    let group = format!("radar-avro-{}", std::process::id());
+    let config = write_config(dir.path(), &servers, &group, &topic, &url);
+    let mut source = formats::source_toml(Format::Avro, &topic, "schemas");
+    source = source.replace(
+        "schema_dir = \"schemas\"\n",
+        &format!("registry_url = \"http://{}\"\n", registry.address),
+    );
+    append(&config, &source);
+    let _radar = start_radar(&config, free_port(), &[]);
+    let first: BTreeSet<String> = field(&replayed(&lines[..half]).0, "opportunity_id");
+    Eventually::within(Duration::from_secs(120))
+        .every(Duration::from_millis(50))
+        .until("the first half's opportunities are delivered", || {
+            let got = unique(&received);
+            if first.is_subset(&got) {
+                Ok(())
+            } else {
+                Err(format!("{} of {}", got.intersection(&first).count(), first.len()))
+            }
+        });
+
+    // The registry goes away; the second half needs schema id 2, not fetched yet.
+    registry.down();
+    let asked_before = asked.load(Ordering::SeqCst);
+    produce_records(&servers, &topic, avro_records(&lines[half..], 2));
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        asked_before,
+        "a registry that is down answers nothing"
+    );
+    let _back = Registry::start(&runtime, registry.address, asked.clone());
+    delivered(&received, &expected, "every opportunity, once the registry is back");
+    let letters = read_to_end(&servers, &format!("{topic}.dead-letter"));
+    assert!(letters.is_empty(), "{} dead letters", letters.len());
+    // The fetched schemas were cached on disk, for the next start.
+    assert!(dir.path().join("schemas/avro/2.avsc").is_file());
+}
