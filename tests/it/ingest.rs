@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use radar_gen::formats::{self, Format};
 use radar_testkit::broker::start_broker;
+use radar_testkit::http::metric;
 use radar_testkit::kafka::{produce_records, read_to_end};
 use radar_testkit::process::free_port;
 use radar_testkit::Eventually;
@@ -179,7 +180,8 @@ fn an_avro_topic_loses_nothing_while_its_registry_is_down_for_ten_seconds() {
         &format!("registry_url = \"http://{}\"\n", registry.address),
     );
     append(&config, &source);
-    let _radar = start_radar(&config, free_port(), &[]);
+    let admin = free_port();
+    let _radar = start_radar(&config, admin, &[]);
     let first: BTreeSet<String> = field(&replayed(&lines[..half]).0, "opportunity_id");
     Eventually::within(Duration::from_secs(120))
         .every(Duration::from_millis(50))
@@ -196,6 +198,15 @@ fn an_avro_topic_loses_nothing_while_its_registry_is_down_for_ten_seconds() {
     registry.down();
     let asked_before = asked.load(Ordering::SeqCst);
     produce_records(&servers, &topic, avro_records(&lines[half..], 2));
+    let failures = "radar_ingest_registry_errors_total{source=\"avro\"}";
+    Eventually::within(Duration::from_secs(30))
+        .every(Duration::from_millis(100))
+        .until("radar asks the registry that is down, and counts it", || {
+            match metric(admin, failures) {
+                Some(n) if n > 0 => Ok(()),
+                other => Err(format!("{failures} = {other:?}")),
+            }
+        });
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(
         asked.load(Ordering::SeqCst),

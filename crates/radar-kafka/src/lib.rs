@@ -55,6 +55,6 @@ pub use mapped::{MappedSource, SchemaAnswer};
 pub use partition::{CheckpointPolicy, KafkaRecord, PartitionWorker, RejectedRecord, Restored};
 pub use peers::Peers;
 pub use rekey::{RekeyConfig, RekeyCounts, Rekeyer};
-pub use progress::{CheckpointTimes, Progress, ShadowLog, Stop};
+pub use progress::{SourceCounts, CheckpointTimes, Progress, ShadowLog, Stop};
 pub use sink::{OpportunitySink, OutboxSink, ShadowLogged, SinkError, TopicSink};
 pub use source::{SettingsSwitch, Source};

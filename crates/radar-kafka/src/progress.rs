@@ -45,6 +45,17 @@ pub struct Progress {
     /// Opportunities of playbooks in shadow mode: delivered nowhere, counted and kept
     /// here for the admin API.
     pub shadow: Mutex<ShadowLog>,
+    /// The `[[sources]]` read through a mapping, for their metrics.
+    pub sources: Mutex<Vec<SourceCounts>>,
+}
+
+/// One mapped source's counters: registry failures, and when it is re-keyed, what the
+/// re-keying loop did.
+#[derive(Debug, Clone)]
+pub struct SourceCounts {
+    pub name: String,
+    pub mapped: std::sync::Arc<crate::MappedSource>,
+    pub rekey: Option<std::sync::Arc<crate::RekeyCounts>>,
 }
 
 /// The would-be opportunities of shadow-mode playbooks: counts by playbook, and the most

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use radar_core::RejectReason;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
@@ -58,7 +59,8 @@ impl RekeyConfig {
 #[derive(Debug, Default)]
 pub struct RekeyCounts {
     pub rekeyed: AtomicU64,
-    pub dead_lettered: AtomicU64,
+    /// By [`RejectReason::ALL`] order.
+    pub dead_lettered: [AtomicU64; RejectReason::ALL.len()],
 }
 
 /// Counts the re-keyed records the broker refused.
@@ -210,7 +212,12 @@ impl Rekeyer {
                     detail: rejection.detail.to_string(),
                 };
                 self.dead.dead_letter(message, &letter)?;
-                counts.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                if let Some(count) = counts
+                    .dead_lettered
+                    .get(RejectReason::ALL.iter().position(|r| *r == letter.reason).unwrap_or(0))
+                {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         Ok(())

@@ -66,6 +66,9 @@ pub struct Metrics {
     config_info: IntGaugeVec,
     reloads: IntCounterVec,
     peer_problems: IntCounterVec,
+    registry_errors: IntCounterVec,
+    rekeyed: IntCounterVec,
+    rekey_dead_letters: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -137,6 +140,21 @@ impl Metrics {
                 r,
                 "radar_changelog_fenced_total",
                 "Partitions dropped unwritten at a checkpoint: another instance had written their changelog since.",
+            ),
+            registry_errors: vec(
+                "radar_ingest_registry_errors_total",
+                "Schema registry requests that got no answer (down, refusing, slow), by source; the source waits and asks again.",
+                &["source"],
+            ),
+            rekeyed: vec(
+                "radar_ingest_rekeyed_total",
+                "Records of a source keyed by user produced to the repartition topic, by source.",
+                &["source"],
+            ),
+            rekey_dead_letters: vec(
+                "radar_ingest_dead_letters_total",
+                "Records of a source keyed by user that could not be mapped, by source and reason (those of sources keyed by account count in radar_events_rejected_total).",
+                &["source", "reason"],
             ),
             types,
             by_type: vec(
@@ -392,6 +410,27 @@ impl Metrics {
             .set(progress.tracked_accounts.load(Ordering::Relaxed) as i64);
         self.partitions
             .set(progress.partitions.load(Ordering::Relaxed) as i64);
+        if let Ok(sources) = progress.sources.lock() {
+            for source in sources.iter() {
+                let name = source.name.as_str();
+                catch_up(
+                    &self.registry_errors.with_label_values(&[name]),
+                    source.mapped.registry_errors.load(Ordering::Relaxed),
+                );
+                if let Some(rekey) = &source.rekey {
+                    catch_up(
+                        &self.rekeyed.with_label_values(&[name]),
+                        rekey.rekeyed.load(Ordering::Relaxed),
+                    );
+                    for (reason, count) in RejectReason::ALL.iter().zip(&rekey.dead_lettered) {
+                        catch_up(
+                            &self.rekey_dead_letters.with_label_values(&[name, reason.as_str()]),
+                            count.load(Ordering::Relaxed),
+                        );
+                    }
+                }
+            }
+        }
         if let Ok(log) = progress.shadow.lock() {
             for (playbook, count) in &log.counts {
                 catch_up(&self.shadow.with_label_values(&[playbook]), *count);

@@ -112,7 +112,8 @@ pub fn run(
         _ => None,
     };
     let mut config = config;
-    let rekeyers = start_sources(&mut config, &stop)?;
+    let progress = Arc::new(Progress::default());
+    let rekeyers = start_sources(&mut config, &stop, &progress)?;
     let types = &config.engine.types;
     let type_names = types.ids().map(|id| types.name(id).to_owned()).collect();
     let advertise = config.source.advertise.clone();
@@ -134,7 +135,6 @@ pub fn run(
         .map(|d| d.name.clone())
         .collect();
     metrics.destinations(&destinations);
-    let progress = Arc::new(Progress::default());
     let reloader = Arc::new(Reloader::new(
         config.config_path.clone(),
         config.raw.clone(),
@@ -248,6 +248,7 @@ pub fn run(
 fn start_sources(
     config: &mut PipelineConfig,
     stop: &Arc<Stop>,
+    progress: &Progress,
 ) -> Result<Vec<std::thread::JoinHandle<Result<(), radar_kafka::SourceError>>>> {
     let cache = config
         .store_path
@@ -257,6 +258,11 @@ fn start_sources(
     let mut loops = Vec::new();
     for ingest in &config.sources {
         let mapped = Arc::new(crate::ingest::mapped_source(ingest, &cache));
+        let mut counts = radar_kafka::SourceCounts {
+            name: ingest.source.name().to_owned(),
+            mapped: mapped.clone(),
+            rekey: None,
+        };
         match ingest.source.keyed_by() {
             radar_ingest::spec::KeyedBy::Account => {
                 for topic in &ingest.source.spec().topics {
@@ -278,11 +284,12 @@ fn start_sources(
                 let rekeyer = radar_kafka::Rekeyer::new(rekey, mapped)
                     .with_context(|| format!("re-keying source {}", ingest.source.name()))?;
                 let stop = stop.clone();
-                let counts = Arc::new(radar_kafka::RekeyCounts::default());
+                let rekeyed = Arc::new(radar_kafka::RekeyCounts::default());
+                counts.rekey = Some(rekeyed.clone());
                 let handle = std::thread::Builder::new()
                     .name(format!("rekey-{}", ingest.source.name()))
                     .spawn(move || {
-                        let ran = rekeyer.run(&stop, &counts);
+                        let ran = rekeyer.run(&stop, &rekeyed);
                         if let Err(e) = &ran {
                             tracing::error!(error = %e, "re-keying failed; stopping the pipeline");
                             stop.graceful();
@@ -292,6 +299,9 @@ fn start_sources(
                     .context("starting a re-keying thread")?;
                 loops.push(handle);
             }
+        }
+        if let Ok(mut sources) = progress.sources.lock() {
+            sources.push(counts);
         }
     }
     Ok(loops)
