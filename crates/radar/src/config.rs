@@ -206,11 +206,23 @@ pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError>
     let raw = load_raw(path)?;
     let mut config = pipeline_from_raw(&raw, &|name| std::env::var(name).ok())?;
     config.config_path = path.map(Path::to_path_buf);
+    let base = path
+        .and_then(Path::parent)
+        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+    with_sources(&mut config, &raw, &base)?;
+    Ok(config)
+}
+
+/// Compiles the `[[sources]]` of `raw` (their `schema_dir`s relative to `base`) into
+/// `config`: the engine then consumes their topics (and the repartition topic) instead
+/// of `kafka.topics`.
+pub fn with_sources(
+    config: &mut PipelineConfig,
+    raw: &RawConfig,
+    base: &Path,
+) -> Result<(), ConfigError> {
     if !raw.sources.is_empty() {
-        let base = path
-            .and_then(Path::parent)
-            .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
-        let sources = crate::ingest::compile(&raw.sources, &config.engine, &base)
+        let sources = crate::ingest::compile(&raw.sources, &config.engine, base)
             .map_err(|problems| ConfigError { problems })?;
         config.source.topics = crate::ingest::engine_topics(&sources, &config.source.group_id);
         if config.source.changelog.is_some() && config.source.topics.len() != 1 {
@@ -224,7 +236,7 @@ pub fn load_pipeline(path: Option<&Path>) -> Result<PipelineConfig, ConfigError>
         }
         config.sources = sources;
     }
-    Ok(config)
+    Ok(())
 }
 
 /// The version of a configuration's engine sections: the first 12 hex digits of a hash

@@ -62,6 +62,29 @@ pub struct DemoOptions {
     /// each deal as it lands.
     #[arg(long, value_enum)]
     pub crm: Option<DemoCrm>,
+    /// Send the events as teams already have them, mapped back by a `[[sources]]` entry:
+    /// Segment track calls keyed by user (re-keyed by account), structured CloudEvents,
+    /// or Avro in the schema-registry wire format.
+    #[arg(long, value_enum)]
+    pub source: Option<DemoSource>,
+}
+
+/// The shapes `radar demo --source` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoSource {
+    Segment,
+    Cloudevents,
+    Avro,
+}
+
+impl DemoSource {
+    fn format(self) -> radar_gen::formats::Format {
+        match self {
+            DemoSource::Segment => radar_gen::formats::Format::Segment,
+            DemoSource::Cloudevents => radar_gen::formats::Format::Cloudevents,
+            DemoSource::Avro => radar_gen::formats::Format::Avro,
+        }
+    }
 }
 
 pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> Result<()> {
@@ -136,7 +159,26 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
         "RADAR_DEMO_WEBHOOK_SECRET" => options.webhook_secret.clone(),
         _ => None,
     };
-    let pipeline_config = config::pipeline_from_raw(&raw, &secrets)?;
+    if let Some(source) = options.source {
+        let schemas = dir.path().join("schemas");
+        std::fs::create_dir_all(&schemas).context("creating the demo's schema directory")?;
+        std::fs::write(schemas.join("1.avsc"), radar_gen::formats::AVRO_SCHEMA)
+            .context("writing the demo's Avro schema")?;
+        let toml_text = radar_gen::formats::source_toml(source.format(), TOPIC, "schemas");
+        #[derive(serde::Deserialize)]
+        struct Sources {
+            sources: Vec<radar_ingest::SourceSpec>,
+        }
+        raw.sources = toml::from_str::<Sources>(&toml_text)
+            .context("the demo's source")?
+            .sources;
+        // The mock cluster creates no topics on request.
+        cluster
+            .create_topic(&radar_kafka::RekeyConfig::repartition_topic("radar-demo"), 3, 1)
+            .context("creating the demo's repartition topic")?;
+    }
+    let mut pipeline_config = config::pipeline_from_raw(&raw, &secrets)?;
+    config::with_sources(&mut pipeline_config, &raw, dir.path())?;
 
     let producing = {
         let (servers, stopping, options) = (servers.clone(), stopping.clone(), options.clone());
@@ -332,6 +374,8 @@ fn produce(
         .set("linger.ms", "5")
         .create()
         .context("creating the demo producer")?;
+    let avro = apache_avro::Schema::parse_str(radar_gen::formats::AVRO_SCHEMA)
+        .context("the demo's Avro schema")?;
     // Event time starts now and runs `speed` times as fast as the wall clock: each
     // event keeps the generator's jitter (events up to two hours late) around it, and
     // its record carries the same time, which `too_far_in_future` is judged against.
@@ -367,7 +411,26 @@ fn produce(
                 radar_core::time::format_rfc3339(stamped.saturating_add(ahead)).into();
         }
         let line = event.to_string();
-        let key = event["account_id"].as_str().unwrap_or_default().to_owned();
+        let mut key = event["account_id"].as_str().unwrap_or_default().to_owned();
+        let payload: Vec<u8> = match options.source {
+            None => line.into_bytes(),
+            Some(DemoSource::Segment) => {
+                let call = radar_gen::formats::segment(&line).unwrap_or_default();
+                // Keyed as RudderStack's Kafka destination keys it: by user.
+                key = serde_json::from_str::<serde_json::Value>(&call)
+                    .ok()
+                    .and_then(|c| c["userId"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                call.into_bytes()
+            }
+            Some(DemoSource::Cloudevents) => radar_gen::formats::cloudevents(&line)
+                .unwrap_or_default()
+                .into_bytes(),
+            // A line the schema cannot hold (a malformed one) goes as it is: a dead letter.
+            Some(DemoSource::Avro) => {
+                radar_gen::formats::avro(&avro, &line).unwrap_or_else(|| line.into_bytes())
+            }
+        };
         timing.produced(
             event["event_id"].as_str().unwrap_or_default(),
             Instant::now(),
@@ -379,7 +442,7 @@ fn produce(
         while let Err((e, _)) = producer.send(
             BaseRecord::to(TOPIC)
                 .key(&key)
-                .payload(&line)
+                .payload(&payload)
                 .timestamp(clock),
         ) {
             if stopping.load(Ordering::SeqCst) {
