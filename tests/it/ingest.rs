@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use radar_gen::formats::{self, Format};
+use radar_testkit::Eventually;
 use radar_testkit::broker::start_broker;
 use radar_testkit::http::metric;
 use radar_testkit::kafka::{produce_records, read_to_end};
 use radar_testkit::process::free_port;
-use radar_testkit::Eventually;
 use rdkafka::config::ClientConfig;
 
 use crate::support::{field, receiver, replayed, start_radar, unique, well_formed, write_config};
@@ -65,7 +65,10 @@ fn a_user_keyed_segment_topic_gives_the_opportunities_of_replay() {
     let lines = well_formed(40, 1_500, 5);
     let (opportunities, _) = replayed(&lines);
     let expected = field(&opportunities, "opportunity_id");
-    assert!(expected.len() > 10, "too few opportunities to mean anything");
+    assert!(
+        expected.len() > 10,
+        "too few opportunities to mean anything"
+    );
     // As RudderStack's Kafka destination keys them: by user, not by account.
     let records = lines.iter().map(|line| {
         let call = formats::segment(line).unwrap();
@@ -82,7 +85,11 @@ fn a_user_keyed_segment_topic_gives_the_opportunities_of_replay() {
     let config = write_config(dir.path(), &servers, &group, &topic, &url);
     append(&config, &formats::source_toml(Format::Segment, &topic, "."));
     let _radar = start_radar(&config, free_port(), &[]);
-    delivered(&received, &expected, "every opportunity of the replay, re-keyed");
+    delivered(
+        &received,
+        &expected,
+        "every opportunity of the replay, re-keyed",
+    );
     let letters = read_to_end(&servers, &format!("{topic}.dead-letter"));
     assert!(letters.is_empty(), "{} dead letters", letters.len());
 }
@@ -95,7 +102,11 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(runtime: &tokio::runtime::Runtime, address: SocketAddr, asked: Arc<AtomicU64>) -> Registry {
+    fn start(
+        runtime: &tokio::runtime::Runtime,
+        address: SocketAddr,
+        asked: Arc<AtomicU64>,
+    ) -> Registry {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(address))
             .unwrap();
@@ -111,7 +122,8 @@ impl Registry {
                         let body = serde_json::json!({"schema": formats::AVRO_SCHEMA});
                         (axum::http::StatusCode::OK, body.to_string())
                     } else {
-                        let body = serde_json::json!({"error_code": 40403, "message": "Schema not found"});
+                        let body =
+                            serde_json::json!({"error_code": 40403, "message": "Schema not found"});
                         (axum::http::StatusCode::NOT_FOUND, body.to_string())
                     }
                 }
@@ -190,7 +202,11 @@ fn an_avro_topic_loses_nothing_while_its_registry_is_down_for_ten_seconds() {
             if first.is_subset(&got) {
                 Ok(())
             } else {
-                Err(format!("{} of {}", got.intersection(&first).count(), first.len()))
+                Err(format!(
+                    "{} of {}",
+                    got.intersection(&first).count(),
+                    first.len()
+                ))
             }
         });
 
@@ -201,12 +217,13 @@ fn an_avro_topic_loses_nothing_while_its_registry_is_down_for_ten_seconds() {
     let failures = "radar_ingest_registry_errors_total{source=\"avro\"}";
     Eventually::within(Duration::from_secs(30))
         .every(Duration::from_millis(100))
-        .until("radar asks the registry that is down, and counts it", || {
-            match metric(admin, failures) {
+        .until(
+            "radar asks the registry that is down, and counts it",
+            || match metric(admin, failures) {
                 Some(n) if n > 0 => Ok(()),
                 other => Err(format!("{failures} = {other:?}")),
-            }
-        });
+            },
+        );
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(
         asked.load(Ordering::SeqCst),
@@ -214,9 +231,130 @@ fn an_avro_topic_loses_nothing_while_its_registry_is_down_for_ten_seconds() {
         "a registry that is down answers nothing"
     );
     let _back = Registry::start(&runtime, registry.address, asked.clone());
-    delivered(&received, &expected, "every opportunity, once the registry is back");
+    delivered(
+        &received,
+        &expected,
+        "every opportunity, once the registry is back",
+    );
     let letters = read_to_end(&servers, &format!("{topic}.dead-letter"));
     assert!(letters.is_empty(), "{} dead letters", letters.len());
     // The fetched schemas were cached on disk, for the next start.
     assert!(dir.path().join("schemas/avro/2.avsc").is_file());
+}
+
+fn radar(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_radar"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ingest")
+}
+
+#[test]
+fn radar_map_shows_what_each_segment_call_becomes_and_what_did_not_map() {
+    let dir = fixtures();
+    let output = radar(&[
+        "map".as_ref(),
+        "--config".as_ref(),
+        dir.join("segment.toml").as_os_str(),
+        "--records".as_ref(),
+        "records".as_ref(),
+        dir.join("segment.records.jsonl").as_os_str(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12, "one line per record");
+    let count = |key: &str| lines.iter().filter(|l| l.get(key).is_some()).count();
+    assert_eq!(
+        (count("event"), count("rejected"), count("unmapped_type")),
+        (10, 2, 1)
+    );
+    assert_eq!(lines[0]["event"]["type"], "seat_threshold_90pct");
+    assert_eq!(lines[0]["event"]["properties"]["seat_limit"], 50);
+    let rejected: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["rejected"].as_str())
+        .collect();
+    assert_eq!(rejected, ["no_account", "no_account"]);
+    let summary = String::from_utf8(output.stderr).unwrap();
+    assert!(summary.contains("\"Page Viewed\" 1"), "{summary}");
+    assert!(summary.contains("\"no_account\" 2"), "{summary}");
+    assert!(summary.contains("mapped paths no record had"), "{summary}");
+}
+
+#[test]
+fn replay_of_a_sources_records_equals_replay_of_the_same_events_in_radars_envelope() {
+    let lines = well_formed(30, 1_000, 3);
+    let (opportunities, _) = replayed(&lines);
+    let expected = field(&opportunities, "opportunity_id");
+    assert!(expected.len() > 5);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("schemas")).unwrap();
+    std::fs::write(dir.path().join("schemas/1.avsc"), formats::AVRO_SCHEMA).unwrap();
+    let schema = apache_avro::Schema::parse_str(formats::AVRO_SCHEMA).unwrap();
+    use base64::Engine as _;
+    for format in [Format::Segment, Format::Cloudevents, Format::Avro] {
+        let written: Vec<String> = lines
+            .iter()
+            .map(|line| match format {
+                Format::Segment => formats::segment(line).unwrap(),
+                Format::Cloudevents => formats::cloudevents(line).unwrap(),
+                Format::Avro => base64::engine::general_purpose::STANDARD
+                    .encode(formats::avro(&schema, line).unwrap()),
+            })
+            .collect();
+        let input = dir.path().join("records");
+        std::fs::write(&input, written.join("\n")).unwrap();
+        let config = dir.path().join("radar.toml");
+        std::fs::write(&config, formats::source_toml(format, "t", "schemas")).unwrap();
+        let output = radar(&[
+            "replay".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--source".as_ref(),
+            "-".as_ref(),
+            input.as_os_str(),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let got: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(field(&got, "opportunity_id"), expected, "{format:?}");
+        assert_eq!(
+            got, opportunities,
+            "{format:?}: the same opportunities, whole"
+        );
+    }
+}
+
+#[test]
+fn a_mapping_that_names_an_unknown_field_fails_validation_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("radar.toml");
+    std::fs::write(
+        &config,
+        "[[sources]]\nname = \"web\"\ntopics = [\"t\"]\nenvelope = \"segment\"\n[sources.fields]\nacount_id = \"context.groupId\"\n[sources.types]\n\"Seat Added\" = \"seat_added\"\n",
+    )
+    .unwrap();
+    let output = radar(&["validate".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sources.web.fields.acount_id"), "{stderr}");
 }

@@ -54,7 +54,7 @@ pub use inspector::Inspector;
 pub use mapped::{MappedSource, SchemaAnswer};
 pub use partition::{CheckpointPolicy, KafkaRecord, PartitionWorker, RejectedRecord, Restored};
 pub use peers::Peers;
+pub use progress::{CheckpointTimes, Progress, ShadowLog, SourceCounts, Stop};
 pub use rekey::{RekeyConfig, RekeyCounts, Rekeyer};
-pub use progress::{SourceCounts, CheckpointTimes, Progress, ShadowLog, Stop};
 pub use sink::{OpportunitySink, OutboxSink, ShadowLogged, SinkError, TopicSink};
 pub use source::{SettingsSwitch, Source};

@@ -201,7 +201,8 @@ impl Rekeyer {
                 if let Some(time) = record.time {
                     out = out.timestamp(time);
                 }
-                send_waiting(&self.producer, out).map_err(|refused| SourceError::from(refused.0))?;
+                send_waiting(&self.producer, out)
+                    .map_err(|refused| SourceError::from(refused.0))?;
                 self.producer.poll(Duration::ZERO);
                 counts.rekeyed.fetch_add(1, Ordering::Relaxed);
             }
@@ -212,10 +213,12 @@ impl Rekeyer {
                     detail: rejection.detail.to_string(),
                 };
                 self.dead.dead_letter(message, &letter)?;
-                if let Some(count) = counts
-                    .dead_lettered
-                    .get(RejectReason::ALL.iter().position(|r| *r == letter.reason).unwrap_or(0))
-                {
+                if let Some(count) = counts.dead_lettered.get(
+                    RejectReason::ALL
+                        .iter()
+                        .position(|r| *r == letter.reason)
+                        .unwrap_or(0),
+                ) {
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             }

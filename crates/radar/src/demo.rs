@@ -174,7 +174,11 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
             .sources;
         // The mock cluster creates no topics on request.
         cluster
-            .create_topic(&radar_kafka::RekeyConfig::repartition_topic("radar-demo"), 3, 1)
+            .create_topic(
+                &radar_kafka::RekeyConfig::repartition_topic("radar-demo"),
+                3,
+                1,
+            )
             .context("creating the demo's repartition topic")?;
     }
     let mut pipeline_config = config::pipeline_from_raw(&raw, &secrets)?;

@@ -186,8 +186,9 @@ pub fn mapped_source(ingest: &Ingest, cache: &Path) -> radar_kafka::MappedSource
                 Ok(registry::Fetched::Found { schema, .. }) => {
                     // The cache is a convenience: a schema not written is fetched again
                     // after a restart.
-                    let written = std::fs::create_dir_all(&dir)
-                        .and_then(|()| std::fs::write(dir.join(format!("{id}.{extension}")), &schema));
+                    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+                        std::fs::write(dir.join(format!("{id}.{extension}")), &schema)
+                    });
                     if let Err(e) = written {
                         tracing::warn!(error = %e, schema_id = id, "caching a fetched schema");
                     }

@@ -332,8 +332,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { config } => match config::load_pipeline(Some(&config)) {
             Ok(pipeline) => {
                 let settings = &pipeline.engine;
+                let sources = match pipeline.sources.len() {
+                    0 => String::new(),
+                    n => format!(
+                        " ({n} sources: {})",
+                        pipeline
+                            .sources
+                            .iter()
+                            .map(|s| s.source.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
                 println!(
-                    "{}: ok ({} playbooks, {} score components, max score {}; consuming {} as group {:?}; {} delivery destinations)",
+                    "{}: ok ({} playbooks, {} score components, max score {}; consuming {}{sources} as group {:?}; {} delivery destinations)",
                     config.display(),
                     settings.playbooks.len(),
                     settings.model.components.len(),

@@ -424,7 +424,9 @@ impl Metrics {
                     );
                     for (reason, count) in RejectReason::ALL.iter().zip(&rekey.dead_lettered) {
                         catch_up(
-                            &self.rekey_dead_letters.with_label_values(&[name, reason.as_str()]),
+                            &self
+                                .rekey_dead_letters
+                                .with_label_values(&[name, reason.as_str()]),
                             count.load(Ordering::Relaxed),
                         );
                     }

@@ -57,6 +57,14 @@ pub struct BacktestOptions {
     /// Also write a self-contained HTML report with charts to this file.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Read the events as records of this `[[sources]]` entry of the config (`-`: its
+    /// only one), mapped as the pipeline maps them (docs/events.md#sources).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// How the file writes a source's records (default: `json` for JSON sources, else
+    /// `base64`).
+    #[arg(long, value_enum, requires = "source")]
+    pub records: Option<crate::ingest::input::Form>,
 }
 
 /// Where the events are read from: a file, or stdin (`-`), spooled to a temporary file
@@ -108,13 +116,9 @@ pub fn run(options: &BacktestOptions, out: &mut dyn Write) -> Result<()> {
         );
     }
     let mut events = Events::new(&options.events, options.compare.is_some())?;
-    let mut runs = vec![Run::new(
-        options.config.as_deref(),
-        &mut events,
-        &options.events,
-    )?];
+    let mut runs = vec![Run::new(options.config.as_deref(), &mut events, options)?];
     if let Some(path) = &options.compare {
-        runs.push(Run::new(Some(path), &mut events, &options.events)?);
+        runs.push(Run::new(Some(path), &mut events, options)?);
     }
     // The outcomes after the events: only rows of accounts the events saw are kept.
     let outcomes_input: Box<dyn Read> = if options.outcomes.as_os_str() == "-" {
@@ -219,8 +223,20 @@ struct Run {
 }
 
 impl Run {
-    fn new(config_path: Option<&Path>, events: &mut Events, shown: &Path) -> Result<Run> {
+    fn new(
+        config_path: Option<&Path>,
+        events: &mut Events,
+        options: &BacktestOptions,
+    ) -> Result<Run> {
+        let shown = options.events.as_path();
         let settings = config::load(config_path)?;
+        let ingest = match &options.source {
+            Some(name) => {
+                let name = (name != "-").then_some(name.as_str());
+                Some(crate::ingest::named(config_path, &settings, name)?)
+            }
+            None => None,
+        };
         let shadow: Vec<String> = settings
             .playbooks
             .iter()
@@ -244,7 +260,17 @@ impl Run {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        let reader = BufReader::with_capacity(1 << 16, progress.wrap_read(input));
+        let reader: Box<dyn std::io::BufRead> =
+            Box::new(BufReader::with_capacity(1 << 16, progress.wrap_read(input)));
+        let reader: Box<dyn std::io::BufRead> = match ingest {
+            Some(ingest) => {
+                let form = options
+                    .records
+                    .unwrap_or_else(|| crate::ingest::input::Form::usual(&ingest));
+                Box::new(crate::ingest::input::ToEnvelope::new(ingest, form, reader))
+            }
+            None => reader,
+        };
         let max_score = settings.model.max_score();
         let mut accounts = Accounts::default();
         let mut emitted = Vec::new();
