@@ -72,6 +72,7 @@ pub fn segment(line: &str) -> Option<String> {
             "ip": "203.0.113.11",
             "library": {"name": "analytics-python", "version": "2.4.0"},
             "locale": "en-US",
+            "os": {"name": "macOS", "version": "14.4.1"},
             "page": {
                 "path": "/settings/members",
                 "referrer": "https://app.example.com/dashboard",
@@ -79,6 +80,7 @@ pub fn segment(line: &str) -> Option<String> {
                 "url": "https://app.example.com/settings/members"
             },
             "groupId": event.get("account_id"),
+            "screen": {"density": 2, "height": 1117, "width": 1728},
             "timezone": "Europe/Berlin",
             "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.1 Safari/537.36"
         },
