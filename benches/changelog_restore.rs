@@ -117,6 +117,7 @@ fn main() {
             payload: line.as_bytes(),
             timestamp: None,
             key: radar_gen::account_key(line),
+            headers: &[],
         })
         .collect();
     for chunk in records.chunks(10_000) {

@@ -419,6 +419,7 @@ fn source_config(servers: &str, topic: &str, group: &str) -> SourceConfig {
         poll_timeout: Duration::from_millis(100),
         max_batch: 10_000,
         advertise: None,
+        mapped: Vec::new(),
         changelog: None,
     }
 }

@@ -83,6 +83,7 @@ pub fn config(servers: &str, topic: &str, group: &str) -> SourceConfig {
         max_batch: 100,
         changelog: None,
         advertise: None,
+        mapped: Vec::new(),
     }
 }
 
