@@ -10,9 +10,10 @@
 //! Validation. The objects the walk goes through, and every value a path reads, are
 //! checked token by token. The value of a member no path reads is skipped by its
 //! structure only ([`skip`]): strings run to their closing quote with escapes honoured,
-//! brackets must balance and match, and a scalar outside a container is still checked;
-//! inside a skipped container, what is not a string or a bracket (`[1 2]`, `{"a" 1,}`,
-//! `tru`, a bad escape or a raw control character in a string) is not looked at. Why:
+//! brackets must balance and match, and a number or literal outside a container is still
+//! checked; what is not a string or a bracket inside a skipped container (`[1 2]`,
+//! `{"a" 1,}`, `tru`), and a bad escape or a raw control character in a skipped string,
+//! is not looked at. Why:
 //! checking those token by token cost ~90 instructions a member, most of the budget
 //! of ~4,000 a Segment call (`benches/ingest_instructions.rs`) on parts nothing reads
 //! (`context.page`, `context.library`, `integrations`, ...). What is still refused: any
@@ -96,7 +97,10 @@ fn walk_object<'a>(
         return Some(at + 1);
     }
     loop {
-        // A key with an escape is serde_json's to read (`scan::value_inline` refuses it).
+        if b.get(at) != Some(&b'"') {
+            return None;
+        }
+        // A key with an escape is serde_json's to read (`skip::plain_string` refuses it).
         let (child, key_end) = match trie.recognise(node, b, at) {
             Recognised::Child(child, end) => (Some(child), end),
             Recognised::NoChild => (None, key(b, at)?),
@@ -105,7 +109,10 @@ fn walk_object<'a>(
                 (trie.child_in(node, b, at + 1, end - at - 2), end)
             }
         };
-        let value_at = scan::skip_ws(b, after(b, key_end, b':')?);
+        let value_at = match b.get(key_end..key_end + 2) {
+            Some([b':', c]) if *c > b' ' => key_end + 1,
+            _ => scan::skip_ws(b, after(b, key_end, b':')?),
+        };
         at = match child {
             None => skip(b, value_at)?,
             Some(child) => member(text, value_at, trie, child, captures, depth, skip)?,
@@ -124,17 +131,17 @@ fn walk_object<'a>(
         if c == b'}' {
             return Some(next);
         }
-        at = scan::skip_ws(b, next);
+        at = match b.get(next) {
+            Some(b'"') => next,
+            _ => scan::skip_ws(b, next),
+        };
     }
 }
 
 /// The index after the key whose opening quote is at `at`: a string with no escape.
 #[inline(always)]
 fn key(b: &[u8], at: usize) -> Option<usize> {
-    if b.get(at) != Some(&b'"') {
-        return None;
-    }
-    scan::value_inline(b, at)
+    skip::plain_string(b, at)
 }
 
 /// The index after `byte`, expected at `at` or after whitespace.
@@ -178,8 +185,11 @@ fn scalar(text: &str, at: usize, depth: u32) -> Option<(Captured<'_>, usize)> {
     let b = text.as_bytes();
     Some(match *b.get(at)? {
         b'"' => {
-            let (value, end) = scan::text_at(text, at)?;
-            (Captured::Str(Cow::Borrowed(value)), end)
+            let end = skip::plain_string(b, at)?;
+            (
+                Captured::Str(Cow::Borrowed(text.get(at + 1..end - 1)?)),
+                end,
+            )
         }
         b'-' | b'0'..=b'9' => number(b, at)?,
         b't' => (Captured::Bool(true), scan::literal(b, at, b"true")?),

@@ -93,6 +93,8 @@ pub struct MappingError {
 #[derive(Clone, Debug)]
 struct Reader {
     slots: Vec<Slot>,
+    /// `slots` as [`Captures::mask`] gives them.
+    mask: (u128, bool),
     convert: Option<Converter>,
 }
 
@@ -100,6 +102,9 @@ impl Reader {
     /// The first non-null value at the reader's paths.
     #[inline]
     fn first<'c, 'a>(&self, captures: &'c Captures<'a>) -> Option<&'c Captured<'a>> {
+        if !captures.any(self.mask) {
+            return None;
+        }
         self.slots
             .iter()
             .filter_map(|slot| captures.get(*slot))
@@ -208,7 +213,11 @@ impl Mapping {
                 paths.push((at(&key), slot));
                 slots.push(slot);
             }
-            Ok(Reader { slots, convert })
+            Ok(Reader {
+                mask: Captures::mask(&slots),
+                slots,
+                convert,
+            })
         };
         let mut fields: [Option<Reader>; 6] = Default::default();
         for (index, field) in FIELDS.iter().enumerate() {

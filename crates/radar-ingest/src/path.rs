@@ -370,16 +370,36 @@ pub struct Captures<'a> {
     /// Per slot, one more than the index of its value in `values`; 0 when none.
     index: SmallVec<[u16; 64]>,
     values: SmallVec<[Captured<'a>; 16]>,
+    /// A bit per slot below 128 that has a value: a reader of several paths, none
+    /// captured (most of a preset's thirty property paths), is passed over by one test
+    /// ([`Captures::any`]) instead of a lookup per path.
+    present: u128,
 }
 
 impl<'a> Captures<'a> {
+    #[inline]
     pub fn new(slots: usize) -> Self {
-        let mut index = SmallVec::new();
-        index.resize(slots, 0);
         Captures {
-            index,
+            index: SmallVec::from_elem(0, slots),
             values: SmallVec::new(),
+            present: 0,
         }
+    }
+
+    /// The bits [`Captures::any`] tests for `slots`, and whether some slot is past them.
+    pub(crate) fn mask(slots: &[Slot]) -> (u128, bool) {
+        slots.iter().fold((0, false), |(mask, beyond), slot| {
+            match 1u128.checked_shl(u32::from(*slot)) {
+                Some(bit) => (mask | bit, beyond),
+                None => (mask, true),
+            }
+        })
+    }
+
+    /// Whether some slot of `mask` (from [`Captures::mask`]) may have a value.
+    #[inline(always)]
+    pub(crate) fn any(&self, (mask, beyond): (u128, bool)) -> bool {
+        beyond || self.present & mask != 0
     }
 
     /// Records `value` at `slot`; a later value at the same path replaces an earlier one
@@ -389,6 +409,9 @@ impl<'a> Captures<'a> {
         let Some(entry) = self.index.get_mut(usize::from(slot)) else {
             return;
         };
+        if let Some(bit) = 1u128.checked_shl(u32::from(slot)) {
+            self.present |= bit;
+        }
         match usize::from(*entry).checked_sub(1) {
             Some(at) => self.values[at] = value,
             None => {
@@ -409,6 +432,7 @@ impl<'a> Captures<'a> {
     pub fn clear(&mut self) {
         self.index.iter_mut().for_each(|entry| *entry = 0);
         self.values.clear();
+        self.present = 0;
     }
 }
 

@@ -88,6 +88,9 @@ fn what_is_not_a_json_object_is_malformed() {
         "{\"a\":1} x",
         "{\"b\":tru}",
         "\u{1}",
+        // Long enough for a key to be recognised by its bytes: still a quote first.
+        "{x\"a\":1,\"padding\":\"................\"}",
+        "{\"a\":1,x\"a\":1,\"padding\":\"................\"}",
     ] {
         assert!(captured(text, &trie).is_err(), "{text:?} was accepted");
     }
@@ -186,6 +189,7 @@ fn members_no_path_reads_are_skipped_by_their_structure() {
         r#"{"a":1,"b":[tru, nul]}"#,
         "{\"a\":1,\"b\":{\"s\":\"\\q\",\"t\":\"\u{1}\"}}",
         r#"{"a":1,"c":{"d":2,"e":[-]}}"#,
+        "{\"a\":1,\"b\":\"\\q\u{1}\"}",
     ] {
         assert!(captured(text, &trie).is_ok(), "{text:?} was refused");
         assert!(serde_json::from_str::<Value>(text).is_err());
