@@ -59,6 +59,29 @@ const PROPERTIES: [(&str, Kind); 15] = [
     ("score", Kind::F64),
 ];
 
+// The indices `u32_slot`, `u64_slot`, `f64_slot` and `CONTRACT_END` use, checked at
+// compile time against the names.
+const _: () = {
+    const fn is(index: usize, name: &str) -> bool {
+        let (a, b) = (PROPERTIES[index].0.as_bytes(), name.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    assert!(is(0, "seats_used") && is(1, "seat_limit") && is(2, "api_calls"));
+    assert!(is(3, "api_limit") && is(5, "arr") && is(CONTRACT_END, "contract_end"));
+    assert!(is(8, "active_users_1d") && is(9, "active_users_30d") && is(10, "api_calls_period"));
+    assert!(is(11, "features_adopted") && is(12, "health_score") && is(14, "score"));
+};
+
 /// The fixed set of converters (no scripting: docs/events.md#sources).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Converter {
@@ -320,7 +343,10 @@ impl Mapping {
             return Ok(None);
         };
         match value {
-            Captured::Str(text) => Ok(Some(text.clone())),
+            // Matched rather than `clone`d: a borrowed text is copied in line, not through
+            // `Cow::clone`'s call.
+            Captured::Str(Cow::Borrowed(text)) => Ok(Some(Cow::Borrowed(text))),
+            Captured::Str(Cow::Owned(text)) => Ok(Some(Cow::Owned(text.clone()))),
             Captured::Int(number) => Ok(Some(Cow::Owned(number.to_string()))),
             _ => Err(Rejection::new(
                 RejectReason::WrongType,
@@ -366,16 +392,16 @@ impl Mapping {
                 Kind::U32 => {
                     let n = integer(value, number_string).ok_or_else(wrong)?;
                     let n = u32::try_from(n).map_err(|_| wrong())?;
-                    *u32_slot(&mut properties, name) = Some(n);
+                    *u32_slot(&mut properties, *index) = Some(n);
                 }
                 Kind::U64 => {
                     let n = integer(value, number_string).ok_or_else(wrong)?;
                     let n = u64::try_from(n).map_err(|_| wrong())?;
-                    *u64_slot(&mut properties, name) = Some(n);
+                    *u64_slot(&mut properties, *index) = Some(n);
                 }
                 Kind::F64 => {
                     let n = float(value, number_string).ok_or_else(wrong)?;
-                    *f64_slot(&mut properties, name) = Some(n);
+                    *f64_slot(&mut properties, *index) = Some(n);
                 }
                 Kind::Text => match value {
                     Captured::Str(text) => properties.plan = Some(text.as_ref().into()),
@@ -383,7 +409,7 @@ impl Mapping {
                 },
                 Kind::Date => {
                     let at = instant(value, reader.convert, true).ok_or_else(wrong)?;
-                    if name == "contract_end" {
+                    if *index == CONTRACT_END {
                         properties.contract_end = Some(at);
                     } else {
                         properties.customer_since = Some(at);
@@ -399,28 +425,32 @@ impl Mapping {
     }
 }
 
-fn u32_slot<'p>(p: &'p mut Properties, name: &str) -> &'p mut Option<u32> {
-    match name {
-        "seats_used" => &mut p.seats_used,
-        "seat_limit" => &mut p.seat_limit,
-        "active_users_1d" => &mut p.active_users_1d,
-        "active_users_30d" => &mut p.active_users_30d,
+// The fields of [`Properties`] by index in [`PROPERTIES`] (a match on the index, where a
+// match on the name compared strings per property per record).
+const CONTRACT_END: usize = 6;
+
+fn u32_slot(p: &mut Properties, index: usize) -> &mut Option<u32> {
+    match index {
+        0 => &mut p.seats_used,
+        1 => &mut p.seat_limit,
+        8 => &mut p.active_users_1d,
+        9 => &mut p.active_users_30d,
         _ => &mut p.features_adopted,
     }
 }
 
-fn u64_slot<'p>(p: &'p mut Properties, name: &str) -> &'p mut Option<u64> {
-    match name {
-        "api_calls" => &mut p.api_calls,
-        "api_limit" => &mut p.api_limit,
+fn u64_slot(p: &mut Properties, index: usize) -> &mut Option<u64> {
+    match index {
+        2 => &mut p.api_calls,
+        3 => &mut p.api_limit,
         _ => &mut p.api_calls_period,
     }
 }
 
-fn f64_slot<'p>(p: &'p mut Properties, name: &str) -> &'p mut Option<f64> {
-    match name {
-        "arr" => &mut p.arr,
-        "health_score" => &mut p.health_score,
+fn f64_slot(p: &mut Properties, index: usize) -> &mut Option<f64> {
+    match index {
+        5 => &mut p.arr,
+        12 => &mut p.health_score,
         _ => &mut p.score,
     }
 }

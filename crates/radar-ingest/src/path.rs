@@ -367,22 +367,32 @@ impl PathTrie {
 /// are written and dropped; on the stack for the usual mapping.
 #[derive(Debug)]
 pub struct Captures<'a> {
-    /// Per slot, one more than the index of its value in `values`; 0 when none.
-    index: SmallVec<[u16; 64]>,
+    /// Per slot below [`NEAR`], one more than the index of its value in `values`; 0
+    /// when none. An array rather than a `SmallVec` sized per record: zeroed by a few
+    /// stores, and indexed without asking where it lives.
+    near: [u16; NEAR],
+    /// The same for the slots from [`NEAR`] on (allocated only for such a mapping).
+    far: Vec<u16>,
     values: SmallVec<[Captured<'a>; 16]>,
     /// A bit per slot below 128 that has a value: a reader of several paths, none
     /// captured (most of a preset's thirty property paths), is passed over by one test
     /// ([`Captures::any`]) instead of a lookup per path.
     present: u128,
+    slots: usize,
 }
+
+/// The slots [`Captures`] indexes in line.
+const NEAR: usize = 64;
 
 impl<'a> Captures<'a> {
     #[inline]
     pub fn new(slots: usize) -> Self {
         Captures {
-            index: SmallVec::from_elem(0, slots),
+            near: [0; NEAR],
+            far: vec![0; slots.saturating_sub(NEAR)],
             values: SmallVec::new(),
             present: 0,
+            slots,
         }
     }
 
@@ -402,11 +412,31 @@ impl<'a> Captures<'a> {
         beyond || self.present & mask != 0
     }
 
+    #[inline(always)]
+    fn entry(&self, slot: Slot) -> Option<&u16> {
+        let slot = usize::from(slot);
+        if slot >= self.slots {
+            return None;
+        }
+        match slot.checked_sub(NEAR) {
+            None => self.near.get(slot),
+            Some(far) => self.far.get(far),
+        }
+    }
+
     /// Records `value` at `slot`; a later value at the same path replaces an earlier one
     /// (a repeated JSON member: the last wins, as in serde_json's `Value`).
     #[inline(always)]
     pub fn set(&mut self, slot: Slot, value: Captured<'a>) {
-        let Some(entry) = self.index.get_mut(usize::from(slot)) else {
+        let index = usize::from(slot);
+        if index >= self.slots {
+            return;
+        }
+        let entry = match index.checked_sub(NEAR) {
+            None => self.near.get_mut(index),
+            Some(far) => self.far.get_mut(far),
+        };
+        let Some(entry) = entry else {
             return;
         };
         if let Some(bit) = 1u128.checked_shl(u32::from(slot)) {
@@ -424,13 +454,14 @@ impl<'a> Captures<'a> {
 
     #[inline]
     pub fn get(&self, slot: Slot) -> Option<&Captured<'a>> {
-        let at = usize::from(*self.index.get(usize::from(slot))?).checked_sub(1)?;
+        let at = usize::from(*self.entry(slot)?).checked_sub(1)?;
         self.values.get(at)
     }
 
     /// Forgets every value (a decoder that gives up part way, before another try).
     pub fn clear(&mut self) {
-        self.index.iter_mut().for_each(|entry| *entry = 0);
+        self.near = [0; NEAR];
+        self.far.iter_mut().for_each(|entry| *entry = 0);
         self.values.clear();
         self.present = 0;
     }
@@ -506,5 +537,32 @@ mod tests {
         let q = trie.child(PathTrie::ROOT, "q").unwrap();
         let text = "{\"a\\\\b\":1,\"padding\":\"................\"}";
         assert_eq!(trie.recognise(q, text.as_bytes(), 1), Recognised::Unsure);
+    }
+
+    #[test]
+    fn captures_hold_one_value_per_slot_near_and_far() {
+        let mut captures = Captures::new(200);
+        for slot in [3u16, 70, 150, 199] {
+            assert_eq!(captures.get(slot), None);
+            captures.set(slot, Captured::Int(i64::from(slot)));
+        }
+        captures.set(70, Captured::Bool(true));
+        captures.set(200, Captured::Null);
+        assert_eq!(captures.get(3), Some(&Captured::Int(3)));
+        assert_eq!(captures.get(70), Some(&Captured::Bool(true)));
+        assert_eq!(captures.get(150), Some(&Captured::Int(150)));
+        assert_eq!(captures.get(199), Some(&Captured::Int(199)));
+        assert_eq!(captures.get(4), None);
+        assert_eq!(captures.get(200), None);
+        assert!(captures.any(Captures::mask(&[1, 3])));
+        assert!(!captures.any(Captures::mask(&[1, 2])));
+        assert!(captures.any(Captures::mask(&[150])));
+        captures.clear();
+        assert_eq!(captures.get(3), None);
+        assert_eq!(captures.get(150), None);
+        assert!(!captures.any(Captures::mask(&[3, 70])));
+        let mut small = Captures::new(2);
+        small.set(5, Captured::Null);
+        assert_eq!(small.get(5), None);
     }
 }
