@@ -1,14 +1,31 @@
 //! One pass over a JSON record that captures the mapped paths and skips the rest.
 //!
-//! A Segment call is ~850 bytes of which a mapping reads a tenth; building it (serde into
+//! A Segment call is ~750 bytes of which a mapping reads a tenth; building it (serde into
 //! a borrowed struct measured ~14,300 instructions, `sonic-rs` ~14,200) costs more than
 //! everything Radar then does with the event. The walk descends only into members some
-//! path goes through and skips the others with radar-core's checking scanner
-//! ([`radar_core::scan`]), which validates what it skips without building anything.
-//! Whatever that scanner leaves to serde_json (an escape in a string, deep nesting, a
-//! number it cannot read exactly) makes the walk start over on serde_json's `Value`:
-//! the same captures, so a property test holds the two equal, and every syntax error is
-//! serde_json's.
+//! path goes through, and reads those with radar-core's checking scanner
+//! ([`radar_core::scan`]); a key is recognised by its bytes at its opening quote
+//! ([`PathTrie::recognise`]) rather than scanned and looked up.
+//!
+//! Validation. The objects the walk goes through, and every value a path reads, are
+//! checked token by token. The value of a member no path reads is skipped by its
+//! structure only ([`skip`]): strings run to their closing quote with escapes honoured,
+//! brackets must balance and match, and a number or literal outside a container is still
+//! checked; what is not a string or a bracket inside a skipped container (`[1 2]`,
+//! `{"a" 1,}`, `tru`), and a bad escape or a raw control character in a skipped string,
+//! is not looked at. Why:
+//! checking those token by token cost ~90 instructions a member, most of the budget
+//! of ~4,000 a Segment call (`benches/ingest_instructions.rs`) on parts nothing reads
+//! (`context.page`, `context.library`, `integrations`, ...). What is still refused: any
+//! syntax error in what is read, in the objects walked, or in the shape of what is
+//! skipped (a string left open, a bracket missing or not matching, trailing text), so
+//! where one member ends and the next begins is never in doubt. The property tests hold
+//! the captures of any valid object equal to serde_json's, and show that a text serde_json
+//! refuses is accepted only where a member no path reads hides the refusal.
+//!
+//! Whatever the walk leaves to serde_json (an escape in a key or in a read string, deep
+//! nesting, a number it cannot read exactly) makes it start over on serde_json's
+//! `Value`: the same captures, and then every syntax error is serde_json's.
 
 use std::borrow::Cow;
 
@@ -16,7 +33,7 @@ use radar_core::scan;
 use serde_json::Value;
 
 use crate::Malformed;
-use crate::path::{Captured, Captures, NodeId, PathTrie};
+use crate::path::{Captured, Captures, NodeId, PathTrie, Recognised};
 
 /// Captures the paths below `node` of the JSON object `text`.
 pub fn capture<'a>(
@@ -25,9 +42,21 @@ pub fn capture<'a>(
     node: NodeId,
     captures: &mut Captures<'a>,
 ) -> Result<(), Malformed> {
+    capture_skipping(text, trie, node, captures, skip::value)
+}
+
+/// [`capture`], skipping the values of members no path reads with `skip` (the tests
+/// also walk with radar-core's checking scanner, to show where a refusal lies).
+fn capture_skipping<'a>(
+    text: &'a str,
+    trie: &PathTrie,
+    node: NodeId,
+    captures: &mut Captures<'a>,
+    skip: impl Fn(&[u8], usize) -> Option<usize> + Copy,
+) -> Result<(), Malformed> {
     let b = text.as_bytes();
     let start = scan::skip_ws(b, 0);
-    let walked = walk_object(text, start, trie, node, captures, 0)
+    let walked = walk_object(text, start, trie, node, captures, 0, skip)
         .filter(|end| scan::skip_ws(b, *end) == b.len());
     if walked.is_some() {
         return Ok(());
@@ -45,7 +74,8 @@ pub fn capture<'a>(
 const MAX_DEPTH: u32 = 32;
 
 /// The object at `at`, its mapped members captured: the index after it, or `None` for
-/// serde_json to decide.
+/// serde_json to decide. Its own loop rather than [`scan::object`]'s so that a key is
+/// looked up by its place in `text` ([`PathTrie::child_in`]), never sliced as a `str`.
 fn walk_object<'a>(
     text: &'a str,
     at: usize,
@@ -53,27 +83,100 @@ fn walk_object<'a>(
     node: NodeId,
     captures: &mut Captures<'a>,
     depth: u32,
+    skip: impl Fn(&[u8], usize) -> Option<usize> + Copy,
 ) -> Option<usize> {
     if depth >= MAX_DEPTH {
         return None;
     }
     let b = text.as_bytes();
-    scan::object(text, at, |key, at| {
-        let Some(child) = trie.child(node, key) else {
-            return scan::value_inline(b, at);
-        };
-        if trie.has_children(child) && b.get(at) == Some(&b'{') {
-            if let Some(slot) = trie.slot(child) {
-                captures.set(slot, Captured::Other);
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut at = scan::skip_ws(b, at + 1);
+    if b.get(at) == Some(&b'}') {
+        return Some(at + 1);
+    }
+    loop {
+        if b.get(at) != Some(&b'"') {
+            return None;
+        }
+        // A key with an escape is serde_json's to read (`skip::plain_string` refuses it).
+        let (child, key_end) = match trie.recognise(node, b, at) {
+            Recognised::Child(child, end) => (Some(child), end),
+            Recognised::NoChild => (None, key(b, at)?),
+            Recognised::Unsure => {
+                let end = key(b, at)?;
+                (trie.child_in(node, b, at + 1, end - at - 2), end)
             }
-            return walk_object(text, at, trie, child, captures, depth + 1);
+        };
+        let value_at = match b.get(key_end..key_end + 2) {
+            Some([b':', c]) if *c > b' ' => key_end + 1,
+            _ => scan::skip_ws(b, after(b, key_end, b':')?),
+        };
+        at = match child {
+            None => skip(b, value_at)?,
+            Some(child) => member(text, value_at, trie, child, captures, depth, skip)?,
+        };
+        // Compact JSON has no whitespace: the byte expected is looked at first.
+        let (c, next) = match b.get(at) {
+            Some(&c) if c == b',' || c == b'}' => (c, at + 1),
+            _ => {
+                let at = scan::skip_ws(b, at);
+                match b.get(at) {
+                    Some(&c) if c == b',' || c == b'}' => (c, at + 1),
+                    _ => return None,
+                }
+            }
+        };
+        if c == b'}' {
+            return Some(next);
         }
-        let (value, end) = scalar(text, at, depth)?;
+        at = match b.get(next) {
+            Some(b'"') => next,
+            _ => scan::skip_ws(b, next),
+        };
+    }
+}
+
+/// The index after the key whose opening quote is at `at`: a string with no escape.
+#[inline(always)]
+fn key(b: &[u8], at: usize) -> Option<usize> {
+    skip::plain_string(b, at)
+}
+
+/// The index after `byte`, expected at `at` or after whitespace.
+#[inline(always)]
+fn after(b: &[u8], at: usize, byte: u8) -> Option<usize> {
+    if b.get(at) == Some(&byte) {
+        return Some(at + 1);
+    }
+    let at = scan::skip_ws(b, at);
+    (b.get(at) == Some(&byte)).then_some(at + 1)
+}
+
+/// The value at `at` of a member some path reads (`child`): walked into, or captured.
+#[inline(always)]
+fn member<'a>(
+    text: &'a str,
+    at: usize,
+    trie: &PathTrie,
+    child: NodeId,
+    captures: &mut Captures<'a>,
+    depth: u32,
+    skip: impl Fn(&[u8], usize) -> Option<usize> + Copy,
+) -> Option<usize> {
+    let b = text.as_bytes();
+    if trie.has_children(child) && b.get(at) == Some(&b'{') {
         if let Some(slot) = trie.slot(child) {
-            captures.set(slot, value);
+            captures.set(slot, Captured::Other);
         }
-        Some(end)
-    })
+        return walk_object(text, at, trie, child, captures, depth + 1, skip);
+    }
+    let (value, end) = scalar(text, at, depth)?;
+    if let Some(slot) = trie.slot(child) {
+        captures.set(slot, value);
+    }
+    Some(end)
 }
 
 /// The value at `at` as a capture (objects and arrays are [`Captured::Other`], checked
@@ -82,8 +185,11 @@ fn scalar(text: &str, at: usize, depth: u32) -> Option<(Captured<'_>, usize)> {
     let b = text.as_bytes();
     Some(match *b.get(at)? {
         b'"' => {
-            let (value, end) = scan::text_at(text, at)?;
-            (Captured::Str(Cow::Borrowed(value)), end)
+            let end = skip::plain_string(b, at)?;
+            (
+                Captured::Str(Cow::Borrowed(text.get(at + 1..end - 1)?)),
+                end,
+            )
         }
         b'-' | b'0'..=b'9' => number(b, at)?,
         b't' => (Captured::Bool(true), scan::literal(b, at, b"true")?),
@@ -143,6 +249,8 @@ pub(crate) fn owned(value: &Value) -> Captured<'static> {
         Value::Array(_) | Value::Object(_) => Captured::Other,
     }
 }
+
+mod skip;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 //! is a few slot reads.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use radar_core::event::{Parts, Properties};
 use radar_core::time::{Millis, parse_date_or_rfc3339, parse_rfc3339};
@@ -59,6 +59,29 @@ const PROPERTIES: [(&str, Kind); 15] = [
     ("score", Kind::F64),
 ];
 
+// The indices `u32_slot`, `u64_slot`, `f64_slot` and `CONTRACT_END` use, checked at
+// compile time against the names.
+const _: () = {
+    const fn is(index: usize, name: &str) -> bool {
+        let (a, b) = (PROPERTIES[index].0.as_bytes(), name.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    assert!(is(0, "seats_used") && is(1, "seat_limit") && is(2, "api_calls"));
+    assert!(is(3, "api_limit") && is(5, "arr") && is(CONTRACT_END, "contract_end"));
+    assert!(is(8, "active_users_1d") && is(9, "active_users_30d") && is(10, "api_calls_period"));
+    assert!(is(11, "features_adopted") && is(12, "health_score") && is(14, "score"));
+};
+
 /// The fixed set of converters (no scripting: docs/events.md#sources).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Converter {
@@ -93,6 +116,8 @@ pub struct MappingError {
 #[derive(Clone, Debug)]
 struct Reader {
     slots: Vec<Slot>,
+    /// `slots` as [`Captures::mask`] gives them.
+    mask: (u128, bool),
     convert: Option<Converter>,
 }
 
@@ -100,6 +125,9 @@ impl Reader {
     /// The first non-null value at the reader's paths.
     #[inline]
     fn first<'c, 'a>(&self, captures: &'c Captures<'a>) -> Option<&'c Captured<'a>> {
+        if !captures.any(self.mask) {
+            return None;
+        }
         self.slots
             .iter()
             .filter_map(|slot| captures.get(*slot))
@@ -119,7 +147,9 @@ pub enum TypeFrom {
 pub struct Mapping {
     fields: [Option<Reader>; 6],
     properties: Vec<(usize, Reader)>,
-    types: HashMap<Box<str>, Box<str>>,
+    /// Their event names with Radar's types: a dozen or so, found by a linear scan that
+    /// compares lengths first (SipHashing the name measured ~400 instructions a record).
+    types: Vec<(Box<str>, Box<str>)>,
     /// Paths as the config wrote them, per key, for `radar map`'s report.
     paths: Vec<(String, Slot)>,
 }
@@ -206,7 +236,11 @@ impl Mapping {
                 paths.push((at(&key), slot));
                 slots.push(slot);
             }
-            Ok(Reader { slots, convert })
+            Ok(Reader {
+                mask: Captures::mask(&slots),
+                slots,
+                convert,
+            })
         };
         let mut fields: [Option<Reader>; 6] = Default::default();
         for (index, field) in FIELDS.iter().enumerate() {
@@ -230,7 +264,7 @@ impl Mapping {
                 properties.push((index, reader(format!("properties.{name}"), list, convert)?));
             }
         }
-        let mut types = HashMap::new();
+        let mut types = Vec::new();
         for (theirs, ours) in &spec.types {
             if !known_type(ours) {
                 return Err(error(
@@ -238,7 +272,7 @@ impl Mapping {
                     format!("{ours:?} is neither a built-in type nor in engine.custom_types"),
                 ));
             }
-            types.insert(theirs.as_str().into(), ours.as_str().into());
+            types.push((theirs.as_str().into(), ours.as_str().into()));
         }
         Ok(Mapping {
             fields,
@@ -270,8 +304,12 @@ impl Mapping {
         };
         let event_id = self.text(EVENT_ID, captures)?.unwrap_or_default();
         let name = self.text(TYPE, captures)?.unwrap_or_default();
-        let (event_type, from) = match self.types.get(&*name) {
-            Some(ours) => (Cow::Borrowed(&**ours), TypeFrom::Table),
+        let ours = self
+            .types
+            .iter()
+            .find(|(theirs, _)| theirs.len() == name.len() && **theirs == *name);
+        let (event_type, from) = match ours {
+            Some((_, ours)) => (Cow::Borrowed(&**ours), TypeFrom::Table),
             None => (name, TypeFrom::Name),
         };
         let timestamp = self
@@ -305,7 +343,10 @@ impl Mapping {
             return Ok(None);
         };
         match value {
-            Captured::Str(text) => Ok(Some(text.clone())),
+            // Matched rather than `clone`d: a borrowed text is copied in line, not through
+            // `Cow::clone`'s call.
+            Captured::Str(Cow::Borrowed(text)) => Ok(Some(Cow::Borrowed(text))),
+            Captured::Str(Cow::Owned(text)) => Ok(Some(Cow::Owned(text.clone()))),
             Captured::Int(number) => Ok(Some(Cow::Owned(number.to_string()))),
             _ => Err(Rejection::new(
                 RejectReason::WrongType,
@@ -351,16 +392,16 @@ impl Mapping {
                 Kind::U32 => {
                     let n = integer(value, number_string).ok_or_else(wrong)?;
                     let n = u32::try_from(n).map_err(|_| wrong())?;
-                    *u32_slot(&mut properties, name) = Some(n);
+                    *u32_slot(&mut properties, *index) = Some(n);
                 }
                 Kind::U64 => {
                     let n = integer(value, number_string).ok_or_else(wrong)?;
                     let n = u64::try_from(n).map_err(|_| wrong())?;
-                    *u64_slot(&mut properties, name) = Some(n);
+                    *u64_slot(&mut properties, *index) = Some(n);
                 }
                 Kind::F64 => {
                     let n = float(value, number_string).ok_or_else(wrong)?;
-                    *f64_slot(&mut properties, name) = Some(n);
+                    *f64_slot(&mut properties, *index) = Some(n);
                 }
                 Kind::Text => match value {
                     Captured::Str(text) => properties.plan = Some(text.as_ref().into()),
@@ -368,7 +409,7 @@ impl Mapping {
                 },
                 Kind::Date => {
                     let at = instant(value, reader.convert, true).ok_or_else(wrong)?;
-                    if name == "contract_end" {
+                    if *index == CONTRACT_END {
                         properties.contract_end = Some(at);
                     } else {
                         properties.customer_since = Some(at);
@@ -384,28 +425,32 @@ impl Mapping {
     }
 }
 
-fn u32_slot<'p>(p: &'p mut Properties, name: &str) -> &'p mut Option<u32> {
-    match name {
-        "seats_used" => &mut p.seats_used,
-        "seat_limit" => &mut p.seat_limit,
-        "active_users_1d" => &mut p.active_users_1d,
-        "active_users_30d" => &mut p.active_users_30d,
+// The fields of [`Properties`] by index in [`PROPERTIES`] (a match on the index, where a
+// match on the name compared strings per property per record).
+const CONTRACT_END: usize = 6;
+
+fn u32_slot(p: &mut Properties, index: usize) -> &mut Option<u32> {
+    match index {
+        0 => &mut p.seats_used,
+        1 => &mut p.seat_limit,
+        8 => &mut p.active_users_1d,
+        9 => &mut p.active_users_30d,
         _ => &mut p.features_adopted,
     }
 }
 
-fn u64_slot<'p>(p: &'p mut Properties, name: &str) -> &'p mut Option<u64> {
-    match name {
-        "api_calls" => &mut p.api_calls,
-        "api_limit" => &mut p.api_limit,
+fn u64_slot(p: &mut Properties, index: usize) -> &mut Option<u64> {
+    match index {
+        2 => &mut p.api_calls,
+        3 => &mut p.api_limit,
         _ => &mut p.api_calls_period,
     }
 }
 
-fn f64_slot<'p>(p: &'p mut Properties, name: &str) -> &'p mut Option<f64> {
-    match name {
-        "arr" => &mut p.arr,
-        "health_score" => &mut p.health_score,
+fn f64_slot(p: &mut Properties, index: usize) -> &mut Option<f64> {
+    match index {
+        5 => &mut p.arr,
+        12 => &mut p.health_score,
         _ => &mut p.score,
     }
 }
