@@ -11,7 +11,8 @@
 //! apache-avro's reader into a `Value`; ~440 of them check the 4 captured strings' UTF-8.
 //!
 //! Paths: record fields by name; a union is transparent (the path goes on into the branch
-//! actually written); a map's keys are path segments; arrays are never descended.
+//! actually written; its null branch captures nothing); a map's keys are path segments;
+//! arrays are never descended.
 //!
 //! Hostile bytes: every read is bounds-checked, every length checked against what is left
 //! (never used to pre-allocate), and nesting is bounded at run time by [`MAX_DEPTH`] records,
@@ -206,8 +207,13 @@ impl AvroPlan {
             Step::SkipLen => bytes(input).map(drop),
             Step::SkipFixed(size) => take(input, *size).map(drop),
             Step::Capture { slot, read } => {
-                let value = scalar(read, input)?;
-                captures.set(*slot, value);
+                // A null (a union's null branch, as optional fields are written) is no
+                // value: the mapping reads null as absent, and not keeping it keeps an
+                // event's many optional fields out of the captures.
+                match scalar(read, input)? {
+                    Captured::Null => {}
+                    value => captures.set(*slot, value),
+                }
                 Ok(())
             }
             _ => self.run(step, input, captures, depth),

@@ -193,7 +193,8 @@ fn lookup(value: &Value, path: &[&str]) -> Option<Captured<'static>> {
     }
     let Some((first, rest)) = path.split_first() else {
         return Some(match value {
-            Value::Null => Captured::Null,
+            // Null is no value (see `Step::Capture`).
+            Value::Null => return None,
             Value::Boolean(b) => Captured::Bool(*b),
             Value::Int(i) => Captured::Int(i64::from(*i)),
             Value::Long(l) => Captured::Int(*l),
