@@ -411,7 +411,16 @@ impl Event<'_> {
     pub fn properties(&self) -> Result<Properties, Rejection> {
         let (json, known) = match &self.properties {
             PropertiesFrom::Json(json, known) => (*json, known),
-            PropertiesFrom::Mapped(properties) => return in_bounds((**properties).clone()),
+            PropertiesFrom::Mapped(properties) => {
+                let p = &**properties;
+                in_bounds(
+                    p.plan.as_ref().map(|plan| plan.len()),
+                    p.health_score,
+                    p.score,
+                    p.arr,
+                )?;
+                return Ok(p.clone());
+            }
             PropertiesFrom::None => return properties(&RawProperties::default()),
         };
         let fast = match known {
@@ -456,21 +465,21 @@ fn required_id<'a>(
 }
 
 fn properties(raw: &RawProperties<'_>) -> Result<Properties, Rejection> {
-    let mut properties = in_bounds(Properties {
+    in_bounds(
+        raw.plan.as_ref().map(Text::len),
+        raw.health_score,
+        raw.score,
+        raw.arr,
+    )?;
+    Ok(Properties {
         seats_used: raw.seats_used,
         seat_limit: raw.seat_limit,
         api_calls: raw.api_calls,
         api_limit: raw.api_limit,
-        plan: match &raw.plan {
-            Some(plan) => {
-                within(plan.len(), MAX_TEXT_LEN, "properties.plan")?;
-                Some(plan.0.as_ref().into())
-            }
-            None => None,
-        },
+        plan: raw.plan.as_ref().map(|p| p.0.as_ref().into()),
         arr: raw.arr,
-        contract_end: None,
-        customer_since: None,
+        contract_end: date(raw.contract_end.as_ref(), "properties.contract_end")?,
+        customer_since: date(raw.customer_since.as_ref(), "properties.customer_since")?,
         active_users_1d: raw.active_users_1d,
         active_users_30d: raw.active_users_30d,
         api_calls_period: raw.api_calls_period,
@@ -478,27 +487,24 @@ fn properties(raw: &RawProperties<'_>) -> Result<Properties, Rejection> {
         health_score: raw.health_score,
         churn_risk: raw.churn_risk,
         score: raw.score,
-    })?;
-    properties.contract_end = date(raw.contract_end.as_ref(), "properties.contract_end")?;
-    properties.customer_since = date(raw.customer_since.as_ref(), "properties.customer_since")?;
-    Ok(properties)
+    })
 }
 
-/// The bounds every reader of properties holds them to: the length of `plan`, the
-/// ranges of scores and ARR.
-fn in_bounds(properties: Properties) -> Result<Properties, Rejection> {
-    if let Some(plan) = &properties.plan {
-        within(plan.len(), MAX_TEXT_LEN, "properties.plan")?;
+/// The bounds every reader of properties holds them to, whichever way they were read:
+/// the length of `plan`, the ranges of scores and ARR.
+fn in_bounds(
+    plan_len: Option<usize>,
+    health_score: Option<f64>,
+    score: Option<f64>,
+    arr: Option<f64>,
+) -> Result<(), Rejection> {
+    if let Some(len) = plan_len {
+        within(len, MAX_TEXT_LEN, "properties.plan")?;
     }
-    in_range(
-        properties.health_score,
-        0.0,
-        100.0,
-        "properties.health_score",
-    )?;
-    in_range(properties.score, 0.0, 10.0, "properties.score")?;
-    in_range(properties.arr, 0.0, f64::MAX, "properties.arr")?;
-    Ok(properties)
+    in_range(health_score, 0.0, 100.0, "properties.health_score")?;
+    in_range(score, 0.0, 10.0, "properties.score")?;
+    in_range(arr, 0.0, f64::MAX, "properties.arr")?;
+    Ok(())
 }
 
 fn in_range(

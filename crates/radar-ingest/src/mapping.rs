@@ -315,7 +315,10 @@ impl Mapping {
         let timestamp = self
             .time(TIMESTAMP, captures)?
             .ok_or_else(|| Rejection::new(RejectReason::MissingField, "timestamp"))?;
-        let properties = if self.properties.is_empty() {
+        // Read only for the built-in types that read them, as the envelope's are: a
+        // property badly typed on any other event is not its business, and an event of
+        // a type Radar does not know is `unknown_type`, never a refusal.
+        let properties = if self.properties.is_empty() || !reads_properties(&event_type) {
             None
         } else {
             self.properties(captures)?
@@ -428,6 +431,13 @@ impl Mapping {
 // The fields of [`Properties`] by index in [`PROPERTIES`] (a match on the index, where a
 // match on the name compared strings per property per record).
 const CONTRACT_END: usize = 6;
+
+/// Whether `name` is a built-in type that reads its properties (docs/events.md#event-types).
+fn reads_properties(name: &str) -> bool {
+    radar_core::types::Builtin::ALL
+        .iter()
+        .any(|b| b.reads_properties() && b.name().len() == name.len() && b.name() == name)
+}
 
 fn u32_slot(p: &mut Properties, index: usize) -> &mut Option<u32> {
     match index {

@@ -115,7 +115,17 @@ fn check_with(name: &str, source: &Source, schemas: &Schemas) {
     );
     for (n, (line, expected)) in records.iter().zip(expected).enumerate() {
         let record = OwnedRecord::parse(line).unwrap();
-        let expected: Value = serde_json::from_str(expected).unwrap();
+        let mut expected: Value = serde_json::from_str(expected).unwrap();
+        // The generator lists every mapped property that had a value; Radar reads them
+        // only for the built-in types that read them (docs/events.md#event-types).
+        if let Some(event) = expected.get_mut("event") {
+            let reads = Builtin::ALL
+                .iter()
+                .any(|b| b.reads_properties() && event["type"] == b.name());
+            if !reads {
+                event["properties"] = serde_json::json!({});
+            }
+        }
         let got = outcome(source, schemas, &record);
         assert_eq!(got, expected, "{name} record {}", n + 1);
     }

@@ -25,4 +25,6 @@ pub enum SourceError {
     Refused(u64),
     #[error("{0} re-keyed records were refused by the broker; not committing past them")]
     RekeyRefused(u64),
+    #[error("{0}; stopping: a restart resumes from the last checkpoint")]
+    Registry(String),
 }

@@ -16,6 +16,7 @@
 //!   shadow log;
 //! - [`rekey`]: a source keyed by user, re-keyed by account through the repartition topic;
 //! - `round`: a poll round's records grouped by partition;
+//! - `switch`: new engine settings handed to the running source (hot reload);
 //! - [`topics`]: the topics radar creates for itself;
 //! - [`peers`]: the group's other members and their admin addresses;
 //! - [`throttle`]: a repeated error logged once in a while, with a count;
@@ -43,6 +44,7 @@ pub mod rekey;
 mod round;
 pub mod sink;
 pub mod source;
+mod switch;
 pub mod throttle;
 pub mod topics;
 

@@ -16,6 +16,28 @@ use radar_ingest::{Schema, Schemas, Source};
 use crate::progress::Stop;
 use crate::throttle::Throttle;
 
+/// Whether a round's schemas are settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settled {
+    Ready,
+    /// A stop came while the registry did not answer: the round must not be processed.
+    Stopped,
+    /// The registry did not answer within the limit: the consumer must poll again before
+    /// librdkafka's `max.poll.interval.ms` ends its membership, so the source stops (and
+    /// its restart resumes from the last checkpoint) rather than wait on.
+    GaveUp(String),
+}
+
+/// How long a round may wait for the registry: half of `max.poll.interval.ms` (librdkafka's
+/// default 300 s), so the consumer polls again well before the group drops it.
+pub fn wait_limit(client: &rdkafka::ClientConfig) -> Duration {
+    let interval = client
+        .get("max.poll.interval.ms")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .unwrap_or(300_000);
+    Duration::from_millis(interval / 2)
+}
+
 /// What a registry answers for a schema id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SchemaAnswer {
@@ -34,7 +56,7 @@ pub struct MappedSource {
     /// The schemas known so far; each round reads a snapshot.
     schemas: Mutex<Arc<Schemas>>,
     fetch: Option<Box<FetchSchema>>,
-    /// Failed registry requests, for `radar_registry_errors_total`.
+    /// Failed registry requests, for `radar_ingest_registry_errors_total`.
     pub registry_errors: AtomicU64,
     throttle: Mutex<Throttle>,
 }
@@ -69,37 +91,47 @@ impl MappedSource {
             .map_or_else(|poisoned| poisoned.into_inner().clone(), |s| s.clone())
     }
 
-    /// Settles the schema of every value that needs one not known yet. Returns `false`
-    /// when `stop` came while the registry did not answer: the round must not be
-    /// processed then.
-    pub fn settle<'v>(&self, values: impl IntoIterator<Item = &'v [u8]>, stop: &Stop) -> bool {
-        let mut known = self.schemas();
+    /// Settles the schema of every value that needs one not known yet: each new id is
+    /// asked once, however many records carry it, and the set is replaced once.
+    pub fn settle<'v>(
+        &self,
+        values: impl IntoIterator<Item = &'v [u8]>,
+        stop: &Stop,
+        limit: Duration,
+    ) -> Settled {
+        let known = self.schemas();
+        let mut new: Vec<u32> = Vec::new();
         for value in values {
-            let Some(id) = self.source.schema_id(value) else {
-                continue;
-            };
-            if known.knows(id) {
-                continue;
-            }
-            let Some(schema) = self.ask(id, stop) else {
-                return false;
-            };
-            let mut updated = (*known).clone();
-            updated.insert(id, schema);
-            known = Arc::new(updated);
-            if let Ok(mut shared) = self.schemas.lock() {
-                *shared = known.clone();
+            if let Some(id) = self.source.schema_id(value)
+                && !known.knows(id)
+                && !new.contains(&id)
+            {
+                new.push(id);
             }
         }
-        true
+        if new.is_empty() {
+            return Settled::Ready;
+        }
+        let mut updated = (*known).clone();
+        for id in new {
+            match self.ask(id, stop, limit) {
+                Ok(schema) => updated.insert(id, schema),
+                Err(unsettled) => return unsettled,
+            }
+        }
+        if let Ok(mut shared) = self.schemas.lock() {
+            *shared = Arc::new(updated);
+        }
+        Settled::Ready
     }
 
-    /// The schema of `id`, asked until the registry answers; `None` at a stop.
-    fn ask(&self, id: u32, stop: &Stop) -> Option<Schema> {
+    /// The schema of `id`, asked until the registry answers, a stop, or `limit`.
+    fn ask(&self, id: u32, stop: &Stop, limit: Duration) -> Result<Schema, Settled> {
         let Some(fetch) = &self.fetch else {
             // Without a registry, the schema directory is all there is.
-            return Some(Schema::Missing);
+            return Ok(Schema::Missing);
         };
+        let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         loop {
             let failure = match fetch(id) {
@@ -109,7 +141,7 @@ impl MappedSource {
                         schema_id = id,
                         "schema id unknown to the registry"
                     );
-                    return Some(Schema::Missing);
+                    return Ok(Schema::Missing);
                 }
                 Ok(SchemaAnswer::Found(text)) => match self.source.compile_schema(&text) {
                     Ok(schema) => {
@@ -118,12 +150,12 @@ impl MappedSource {
                             schema_id = id,
                             "schema fetched"
                         );
-                        return Some(schema);
+                        return Ok(schema);
                     }
                     // A schema this source cannot read: its records cannot be mapped.
                     Err(e) => {
                         tracing::warn!(source = self.source.name(), schema_id = id, error = %e, "schema unusable");
-                        return Some(Schema::Missing);
+                        return Ok(Schema::Missing);
                     }
                 },
                 Err(failure) => failure,
@@ -137,14 +169,58 @@ impl MappedSource {
             if let Some(held_back) = admitted {
                 tracing::warn!(source = self.source.name(), schema_id = id, error = %failure, held_back, "schema registry not answering; waiting");
             }
+            if started.elapsed() >= limit {
+                return Err(Settled::GaveUp(format!(
+                    "source {}: the schema registry did not answer for schema id {id} within {} s ({failure})",
+                    self.source.name(),
+                    limit.as_secs()
+                )));
+            }
             let until = Instant::now() + backoff;
             while Instant::now() < until {
                 if stop.is_graceful() || stop.is_abrupt() {
-                    return None;
+                    return Err(Settled::Stopped);
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// Settles the schemas a round's records need, source by source (see
+/// [`MappedSource::settle`]); `false` when a stop came first.
+pub(crate) fn settle_round(
+    mapped: &[(String, Arc<MappedSource>)],
+    batch: &[rdkafka::message::BorrowedMessage<'_>],
+    stop: &Stop,
+    limit: Duration,
+) -> Result<bool, crate::SourceError> {
+    use rdkafka::message::Message;
+    for (topic, source) in mapped {
+        let values = batch
+            .iter()
+            .filter(|m| m.topic() == topic)
+            .map(|m| m.payload().unwrap_or_default());
+        match source.settle(values, stop, limit) {
+            Settled::Ready => {}
+            Settled::Stopped => return Ok(false),
+            Settled::GaveUp(why) => return Err(crate::SourceError::Registry(why)),
+        }
+    }
+    Ok(true)
+}
+
+/// A record's headers, as a mapped source reads them (a header without a value reads
+/// as empty).
+pub(crate) fn headers<'m>(
+    message: &'m rdkafka::message::BorrowedMessage<'_>,
+) -> Vec<(&'m str, &'m [u8])> {
+    use rdkafka::message::{Headers, Message};
+    message.headers().map_or_else(Vec::new, |headers| {
+        headers
+            .iter()
+            .map(|header| (header.key, header.value.unwrap_or_default()))
+            .collect()
+    })
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use radar_core::RejectReason;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
@@ -46,6 +46,9 @@ pub struct RekeyConfig {
     pub poll_timeout: Duration,
     /// How often offsets are committed (after the records before them are acknowledged).
     pub commit_every: Duration,
+    /// The engine's `max_future_skew`: a mapped record is checked as the engine will
+    /// check it, so what it would refuse is dead-lettered here with its original bytes.
+    pub max_future_skew: radar_core::time::Millis,
 }
 
 impl RekeyConfig {
@@ -59,6 +62,8 @@ impl RekeyConfig {
 #[derive(Debug, Default)]
 pub struct RekeyCounts {
     pub rekeyed: AtomicU64,
+    /// Consumer errors and refused commits (a rebalance in progress), each retried.
+    pub errors: AtomicU64,
     /// By [`RejectReason::ALL`] order.
     pub dead_lettered: [AtomicU64; RejectReason::ALL.len()],
 }
@@ -74,10 +79,10 @@ impl ClientContext for Acks {}
 impl ProducerContext for Acks {
     type DeliveryOpaque = ();
 
+    /// Counted only: the next commit fails on the count, saying how many.
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
+        if result.is_err() {
             self.failed.fetch_add(1, Ordering::SeqCst);
-            tracing::warn!(error = %error, "a re-keyed record was refused");
         }
     }
 }
@@ -89,6 +94,7 @@ pub struct Rekeyer {
     dead: Producer,
     mapped: Arc<MappedSource>,
     config: RekeyConfig,
+    throttle: std::sync::Mutex<crate::throttle::Throttle>,
 }
 
 impl std::fmt::Debug for Rekeyer {
@@ -117,6 +123,9 @@ impl Rekeyer {
             Cleanup::Delete,
         )?;
         let mut consumer_config = config.client.clone();
+        // Static membership is the engine's consumer's: a second member with its
+        // instance id would be fenced.
+        consumer_config.remove("group.instance.id");
         consumer_config
             .set("group.id", format!("{}-rekey", config.group_id))
             .set("enable.auto.commit", "false")
@@ -135,6 +144,9 @@ impl Rekeyer {
             dead,
             mapped,
             config,
+            throttle: std::sync::Mutex::new(crate::throttle::Throttle::new(Duration::from_secs(
+                10,
+            ))),
         })
     }
 
@@ -146,10 +158,13 @@ impl Rekeyer {
             if stop.is_abrupt() {
                 return Ok(());
             }
-            let batch = self.poll_round()?;
+            let batch = self.poll_round(counts);
             let values = batch.iter().map(|m| m.payload().unwrap_or_default());
-            if !self.mapped.settle(values, stop) {
-                break;
+            let limit = crate::mapped::wait_limit(&self.config.client);
+            match self.mapped.settle(values, stop, limit) {
+                crate::mapped::Settled::Ready => {}
+                crate::mapped::Settled::Stopped => break,
+                crate::mapped::Settled::GaveUp(why) => return Err(SourceError::Registry(why)),
             }
             let schemas = self.mapped.schemas();
             for message in &batch {
@@ -163,11 +178,24 @@ impl Rekeyer {
                 break;
             }
             if committed_at.elapsed() >= self.config.commit_every {
-                self.commit(&mut next)?;
+                self.commit(&mut next, counts)?;
                 committed_at = Instant::now();
             }
         }
-        self.commit(&mut next)
+        self.commit(&mut next, counts)
+    }
+
+    /// A consumer error or a refused commit: retried, counted, logged at most every 10 s.
+    fn note(&self, what: &str, error: &dyn std::fmt::Display, counts: &RekeyCounts) {
+        counts.errors.fetch_add(1, Ordering::Relaxed);
+        let admitted = self
+            .throttle
+            .lock()
+            .ok()
+            .and_then(|mut t| t.admit(Instant::now()));
+        if let Some(held_back) = admitted {
+            tracing::warn!(source = self.mapped.source.name(), error = %error, held_back, "{}", what);
+        }
     }
 
     /// Maps one record: produced re-keyed, or dead-lettered with its reason.
@@ -177,12 +205,10 @@ impl Rekeyer {
         schemas: &radar_ingest::Schemas,
         counts: &RekeyCounts,
     ) -> Result<(), SourceError> {
-        let headers: Vec<(&str, &[u8])> = match message.headers() {
-            Some(headers) if self.mapped.source.reads_headers() => headers
-                .iter()
-                .map(|h| (h.key, h.value.unwrap_or_default()))
-                .collect(),
-            _ => Vec::new(),
+        let headers = if self.mapped.source.reads_headers() {
+            crate::mapped::headers(message)
+        } else {
+            Vec::new()
         };
         let record = radar_ingest::RawRecord {
             value: message.payload().unwrap_or_default(),
@@ -190,8 +216,18 @@ impl Rekeyer {
             headers: &headers,
             time: message.timestamp().to_millis(),
         };
-        match self.mapped.source.map(schemas, &record) {
-            Ok((parts, _)) => {
+        // Checked as the engine will check it, so that what it would refuse is
+        // dead-lettered here, with the original bytes.
+        let mapped = self
+            .mapped
+            .source
+            .map(schemas, &record)
+            .and_then(|(parts, _)| {
+                radar_core::event::assemble(parts.clone(), record.time, self.config.max_future_skew)
+                    .map(|_| parts)
+            });
+        match mapped {
+            Ok(parts) => {
                 let json = radar_ingest::envelope::to_json(&parts);
                 let mut out = BaseRecord::to(&self.config.repartition_topic)
                     .key(parts.account_id.as_bytes())
@@ -226,26 +262,39 @@ impl Rekeyer {
         Ok(())
     }
 
-    fn poll_round(&self) -> Result<Vec<BorrowedMessage<'_>>, SourceError> {
+    fn poll_round(&self, counts: &RekeyCounts) -> Vec<BorrowedMessage<'_>> {
         let mut batch = Vec::new();
         let mut timeout = self.config.poll_timeout;
         while batch.len() < MAX_BATCH {
             match self.consumer.poll(timeout) {
                 Some(Ok(message)) => batch.push(message),
+                // A broker away, a topic not there yet: librdkafka retries.
                 Some(Err(e)) => {
-                    tracing::debug!(error = %e, "re-keying: consuming");
+                    self.note("re-keying: consuming", &e, counts);
                     break;
                 }
                 None => break,
             }
             timeout = Duration::ZERO;
         }
-        Ok(batch)
+        batch
     }
 
     /// Waits until everything produced is acknowledged, then commits the offsets after
-    /// it (the commit rule, as in `commit`).
-    fn commit(&self, next: &mut HashMap<(String, i32), i64>) -> Result<(), SourceError> {
+    /// it (the commit rule, as in `commit`), for the partitions still assigned: a revoked
+    /// one's new owner commits its own. A refused commit (a rebalance in progress) is
+    /// counted and tried again at the next one; what it covered may be re-keyed again,
+    /// and the engine drops the copies by their `event_id`.
+    fn commit(
+        &self,
+        next: &mut HashMap<(String, i32), i64>,
+        counts: &RekeyCounts,
+    ) -> Result<(), SourceError> {
+        if let Ok(assigned) = self.consumer.assignment() {
+            next.retain(|(topic, partition), _| {
+                assigned.find_partition(topic, *partition).is_some()
+            });
+        }
         if next.is_empty() {
             return Ok(());
         }
@@ -259,8 +308,10 @@ impl Rekeyer {
         for ((topic, partition), offset) in next.iter() {
             offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
-        self.consumer.commit(&offsets, CommitMode::Sync)?;
-        next.clear();
+        match self.consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => next.clear(),
+            Err(e) => self.note("re-keying: committing", &e, counts),
+        }
         Ok(())
     }
 }

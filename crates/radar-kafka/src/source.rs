@@ -37,6 +37,7 @@ use crate::producer::Producer;
 use crate::progress::{Progress, Stop};
 use crate::rebalance::{self, Context, Lag, Rebalance};
 use crate::sink::OpportunitySink;
+pub use crate::switch::SettingsSwitch;
 use crate::throttle::Throttle;
 
 /// One partition's share of a round: its worker, its records, and the source mapping
@@ -46,18 +47,6 @@ type Job<'w, 'm> = (
     Vec<&'m BorrowedMessage<'m>>,
     Option<(&'w Arc<crate::MappedSource>, Arc<radar_ingest::Schemas>)>,
 );
-
-/// A record's headers, as a mapped source reads them (a header without a value reads
-/// as empty).
-fn headers<'m>(message: &'m BorrowedMessage<'_>) -> Vec<(&'m str, &'m [u8])> {
-    use rdkafka::message::Headers;
-    message.headers().map_or_else(Vec::new, |headers| {
-        headers
-            .iter()
-            .map(|header| (header.key, header.value.unwrap_or_default()))
-            .collect()
-    })
-}
 
 /// How often a consumer error that repeats (on every poll while a broker is away) is
 /// logged; each one is counted.
@@ -159,12 +148,7 @@ impl Source {
             consumer,
             rebalances: Mutex::new(rebalances),
             partitions: Arc::new(Mutex::new(Partitions::new(settings.clone()))),
-            switch: SettingsSwitch {
-                switched: Arc::new(Mutex::new(Switched {
-                    latest: settings,
-                    pending: None,
-                })),
-            },
+            switch: SettingsSwitch::new(settings),
             store,
             producer,
             changelog,
@@ -231,8 +215,13 @@ impl Source {
             }
             self.rebalance(sink, progress, stop)?;
             // A stop while the registry does not answer leaves the round unprocessed:
-            // its records are read again after the restart.
-            let settled = self.settle_schemas(&batch, stop);
+            // its records are read again after the restart. Rebalances announced while it
+            // waited are carried out before the round, so no revoked partition's records
+            // are processed.
+            let settled = self.settle_schemas(&batch, stop)?;
+            if settled {
+                self.rebalance(sink, progress, stop)?;
+            }
             if stop.is_graceful() || !settled {
                 if settled {
                     self.process_round(&batch, sink, progress)?;
@@ -363,17 +352,13 @@ impl Source {
 
     /// Settles the writer schemas the round's mapped records need (see
     /// [`crate::mapped`]); `false` when a stop came first.
-    fn settle_schemas(&self, batch: &[BorrowedMessage<'_>], stop: &Stop) -> bool {
-        for (topic, source) in &self.config.mapped {
-            let values = batch
-                .iter()
-                .filter(|m| m.topic() == topic)
-                .map(|m| m.payload().unwrap_or_default());
-            if !source.settle(values, stop) {
-                return false;
-            }
-        }
-        true
+    fn settle_schemas(
+        &self,
+        batch: &[BorrowedMessage<'_>],
+        stop: &Stop,
+    ) -> Result<bool, SourceError> {
+        let limit = crate::mapped::wait_limit(&self.config.client_config());
+        crate::mapped::settle_round(&self.config.mapped, batch, stop, limit)
     }
 
     /// Copies the counts watchers read into `progress`.
@@ -472,7 +457,7 @@ impl Source {
                 .iter()
                 .map(|m| {
                     if reads_headers {
-                        headers(m)
+                        crate::mapped::headers(m)
                     } else {
                         Vec::new()
                     }
@@ -612,51 +597,5 @@ impl Source {
     /// Accounts tracked by the partitions this source holds now.
     pub fn tracked_accounts(&self) -> Result<usize, SourceError> {
         Ok(self.partitions()?.tracked_accounts())
-    }
-}
-
-/// Switches a running source to new engine settings between two poll rounds, every
-/// account's state kept (hot reload). What may change live is for the caller to check
-/// ([`radar_core::settings::live_change`]).
-#[derive(Clone)]
-pub struct SettingsSwitch {
-    switched: Arc<Mutex<Switched>>,
-}
-
-struct Switched {
-    /// The last settings switched to (or started with).
-    latest: Arc<Settings>,
-    /// Settings the loop has not put in force yet.
-    pending: Option<Arc<Settings>>,
-}
-
-impl std::fmt::Debug for SettingsSwitch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SettingsSwitch").finish_non_exhaustive()
-    }
-}
-
-impl SettingsSwitch {
-    fn lock(&self) -> MutexGuard<'_, Switched> {
-        self.switched
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The settings in force, or about to be: the last ones switched to.
-    pub fn current(&self) -> Arc<Settings> {
-        self.lock().latest.clone()
-    }
-
-    /// Puts `settings` in force from the next round on.
-    pub fn switch(&self, settings: Arc<Settings>) {
-        let mut switched = self.lock();
-        switched.latest = settings.clone();
-        switched.pending = Some(settings);
-    }
-
-    /// The settings to put in force now, if they changed.
-    fn take_pending(&self) -> Option<Arc<Settings>> {
-        self.lock().pending.take()
     }
 }

@@ -171,10 +171,21 @@ pub fn named(
     }
 }
 
-/// The source as the Kafka side reads it: its schemas, those fetched before (cached in
-/// `cache/<source>/`), and its registry, whose answers are cached there too.
+/// The source as the Kafka side reads it: its schemas, those fetched before, and its
+/// registry, whose answers are cached in `cache/<source>-<hash of the registry URL>/` (a
+/// different registry's ids are other schemas).
 pub fn mapped_source(ingest: &Ingest, cache: &Path) -> radar_kafka::MappedSource {
-    let dir = cache.join(ingest.source.name());
+    let registry_hash = ingest
+        .source
+        .spec()
+        .registry_url
+        .as_deref()
+        .map_or(0, |url| xxhash_rust::xxh3::xxh3_64(url.as_bytes()));
+    let dir = cache.join(format!(
+        "{}-{:08x}",
+        ingest.source.name(),
+        registry_hash as u32
+    ));
     let mut schemas = ingest.schemas.clone();
     if let Ok(cached) = read_schema_dir(&ingest.source, &dir) {
         schemas.add_unknown(cached);

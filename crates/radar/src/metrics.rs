@@ -68,6 +68,7 @@ pub struct Metrics {
     peer_problems: IntCounterVec,
     registry_errors: IntCounterVec,
     rekeyed: IntCounterVec,
+    rekey_errors: IntCounterVec,
     rekey_dead_letters: IntCounterVec,
 }
 
@@ -149,6 +150,11 @@ impl Metrics {
             rekeyed: vec(
                 "radar_ingest_rekeyed_total",
                 "Records of a source keyed by user produced to the repartition topic, by source.",
+                &["source"],
+            ),
+            rekey_errors: vec(
+                "radar_ingest_rekey_errors_total",
+                "Consumer errors and refused offset commits of a re-keying loop, by source; each retried, logged at most every 10 s.",
                 &["source"],
             ),
             rekey_dead_letters: vec(
@@ -421,6 +427,10 @@ impl Metrics {
                     catch_up(
                         &self.rekeyed.with_label_values(&[name]),
                         rekey.rekeyed.load(Ordering::Relaxed),
+                    );
+                    catch_up(
+                        &self.rekey_errors.with_label_values(&[name]),
+                        rekey.errors.load(Ordering::Relaxed),
                     );
                     for (reason, count) in RejectReason::ALL.iter().zip(&rekey.dead_lettered) {
                         catch_up(

@@ -228,14 +228,19 @@ pub fn run(
         .context("delivery task")?
         .context("delivery task")?
         .context("delivery")?;
+    // A re-keying loop that failed fails the run (it stopped the pipeline when it did).
+    let mut rekeyed = Ok(());
     for rekeyer in rekeyers {
-        match rekeyer.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "re-keying stopped"),
-            Err(_) => tracing::error!("re-keying panicked"),
+        let ended = match rekeyer.join() {
+            Ok(ended) => ended.map_err(anyhow::Error::new),
+            Err(_) => Err(anyhow::anyhow!("the re-keying thread panicked")),
+        };
+        if rekeyed.is_ok() {
+            rekeyed = ended;
         }
     }
     let stats = consumed.context("consuming events")?;
+    rekeyed.context("re-keying")?;
     Ok(Finished {
         stats,
         tracked_accounts: progress.tracked_accounts.load(Ordering::Relaxed) as usize,
@@ -280,6 +285,7 @@ fn start_sources(
                     replication: config.raw.state.changelog_replication,
                     poll_timeout: config.source.poll_timeout,
                     commit_every: config.source.checkpoint.every,
+                    max_future_skew: config.engine.max_future_skew,
                 };
                 let rekeyer = radar_kafka::Rekeyer::new(rekey, mapped)
                     .with_context(|| format!("re-keying source {}", ingest.source.name()))?;
@@ -290,8 +296,8 @@ fn start_sources(
                     .name(format!("rekey-{}", ingest.source.name()))
                     .spawn(move || {
                         let ran = rekeyer.run(&stop, &rekeyed);
-                        if let Err(e) = &ran {
-                            tracing::error!(error = %e, "re-keying failed; stopping the pipeline");
+                        if ran.is_err() {
+                            // The error is reported when the run ends.
                             stop.graceful();
                         }
                         ran

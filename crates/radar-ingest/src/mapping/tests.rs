@@ -65,7 +65,7 @@ fn refusals_name_their_reason() {
         crate::json::capture(text, &trie, PathTrie::ROOT, &mut captures).unwrap();
         mapping.resolve(&captures).map(|_| ()).unwrap_err().reason
     };
-    let base = r#""messageId":"m","event":"x","timestamp":"2026-03-10T10:00:00Z""#;
+    let base = r#""messageId":"m","event":"Seat Limit Near","timestamp":"2026-03-10T10:00:00Z""#;
     assert_eq!(reason(&format!("{{{base}}}")), RejectReason::NoAccount);
     assert_eq!(
         reason(&format!(r#"{{{base},"groupId":""}}"#)),
@@ -156,4 +156,24 @@ fn converters_read_instants_and_numbers() {
     assert_eq!(integer(&Captured::Str(" 50 ".into()), true), Some(50));
     assert_eq!(integer(&Captured::Str("50".into()), false), None);
     assert_eq!(float(&Captured::Str("NaN".into()), true), None);
+}
+
+#[test]
+fn properties_are_read_only_for_the_types_that_read_them() {
+    let (mapping, trie) = compile(SEGMENT).unwrap();
+    let resolve = |text: &str| {
+        let mut captures = Captures::new(trie.len());
+        crate::json::capture(text, &trie, PathTrie::ROOT, &mut captures).unwrap();
+        mapping
+            .resolve(&captures)
+            .map(|(parts, _)| (parts.event_type.to_string(), parts.properties.is_some()))
+    };
+    // A lead score of 55 and a plan object on events that do not read them: no refusal.
+    let page = r#"{"groupId":"g","messageId":"m","event":"Page Viewed","timestamp":"2026-03-10T10:00:00Z","properties":{"plan":{"id":3},"score":55}}"#;
+    assert_eq!(resolve(page), Ok(("Page Viewed".to_owned(), false)));
+    let invite = r#"{"groupId":"g","messageId":"m","event":"team_invite_sent","timestamp":"2026-03-10T10:00:00Z","traits":{"churn_risk":"true"}}"#;
+    assert_eq!(resolve(invite), Ok(("team_invite_sent".to_owned(), false)));
+    // The same on a type that reads them is refused.
+    let seats = r#"{"groupId":"g","messageId":"m","event":"Seat Limit Near","timestamp":"2026-03-10T10:00:00Z","properties":{"seatCount":"x"}}"#;
+    assert_eq!(resolve(seats).unwrap_err().reason, RejectReason::WrongType);
 }

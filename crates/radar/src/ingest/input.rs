@@ -87,10 +87,12 @@ pub fn settle_schema(ingest: &Ingest, schemas: &mut Schemas, value: &[u8]) -> Re
                 return Ok(());
             }
             Ok(Fetched::Found { schema, .. }) => {
-                let compiled = ingest
-                    .source
-                    .compile_schema(&schema)
-                    .map_err(|e| format!("schema {id} from the registry: {e}"))?;
+                // As the pipeline does: a schema the source cannot read makes its records
+                // `unknown_schema`, not the whole run fail.
+                let compiled = ingest.source.compile_schema(&schema).unwrap_or_else(|e| {
+                    tracing::warn!(source = ingest.source.name(), schema_id = id, error = %e, "schema unusable");
+                    Schema::Missing
+                });
                 schemas.insert(id, compiled);
                 return Ok(());
             }

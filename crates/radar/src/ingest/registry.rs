@@ -23,7 +23,8 @@ pub struct Registry {
 pub enum Fetched {
     /// The schema's text, and its type (`AVRO` when the registry leaves it out).
     Found { schema: String, schema_type: String },
-    /// 404: the id does not exist; its records are dead letters (`unknown_schema`).
+    /// 404 with the registry's error code 40403: the id does not exist; its records are
+    /// dead letters (`unknown_schema`).
     Missing,
 }
 
@@ -92,16 +93,28 @@ impl Registry {
             .await
             .map_err(|e| self.unavailable(e.to_string()))?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(Fetched::Missing);
-        }
-        if !status.is_success() {
-            return Err(self.unavailable(format!("answered {status}")));
-        }
         let body = response
             .bytes()
             .await
             .map_err(|e| self.unavailable(e.to_string()))?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            // Only the registry's own "schema not found" (Confluent's, Karapace's and
+            // Redpanda's code): a 404 from a proxy, or from a wrong `registry_url`, says
+            // nothing about the id, and must not make its records dead letters.
+            #[derive(Deserialize)]
+            struct Error {
+                error_code: u32,
+            }
+            return match serde_json::from_slice::<Error>(&body) {
+                Ok(Error { error_code: 40403 }) => Ok(Fetched::Missing),
+                _ => Err(self.unavailable(format!(
+                    "answered {status} without the registry's \"schema not found\" (40403): is registry_url right?"
+                ))),
+            };
+        }
+        if !status.is_success() {
+            return Err(self.unavailable(format!("answered {status}")));
+        }
         let answer: Answer = serde_json::from_slice(&body)
             .map_err(|e| self.unavailable(format!("unreadable answer: {e}")))?;
         Ok(Fetched::Found {
@@ -115,5 +128,56 @@ impl Registry {
             url: self.base.to_string(),
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry as Confluent's answers: a schema, its "not found", and a proxy's 404.
+    #[test]
+    fn only_the_registrys_own_not_found_settles_an_id_as_missing() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/schemas/ids/{id}",
+            axum::routing::get(
+                |axum::extract::Path(id): axum::extract::Path<u32>| async move {
+                    use axum::http::StatusCode;
+                    match id {
+                        1 => (StatusCode::OK, r#"{"schema":"\"string\""}"#.to_owned()),
+                        2 => (
+                            StatusCode::NOT_FOUND,
+                            r#"{"error_code":40403,"message":"Schema 2 not found"}"#.to_owned(),
+                        ),
+                        3 => (
+                            StatusCode::NOT_FOUND,
+                            "<html>404 Not Found</html>".to_owned(),
+                        ),
+                        _ => (StatusCode::SERVICE_UNAVAILABLE, String::new()),
+                    }
+                },
+            ),
+        );
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let registry = Registry::new(&format!("http://{address}")).unwrap();
+        assert_eq!(
+            registry.fetch(1),
+            Ok(Fetched::Found {
+                schema: "\"string\"".into(),
+                schema_type: "AVRO".into()
+            })
+        );
+        assert_eq!(registry.fetch(2), Ok(Fetched::Missing));
+        let proxy = registry.fetch(3).unwrap_err();
+        assert!(proxy.message.contains("40403"), "{proxy}");
+        assert!(registry.fetch(4).is_err());
+        // A base under a path keeps it.
+        let under = Registry::new("http://registry.example/sr").unwrap();
+        assert_eq!(under.base.as_str(), "http://registry.example/sr/");
     }
 }
