@@ -359,3 +359,106 @@ fn a_mapping_that_names_an_unknown_field_fails_validation_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("sources.web.fields.acount_id"), "{stderr}");
 }
+
+/// Segment calls keyed by user over three partitions, and a `kill -9` of radar while it
+/// re-keys them: after the restart every event is on the repartition topic (copies
+/// allowed, none lost), keyed by its account, each account on one partition, and the
+/// re-keying group has committed every raw record.
+#[test]
+fn a_user_keyed_topic_of_three_partitions_is_rekeyed_by_account_through_a_kill_9() {
+    use std::collections::BTreeMap;
+
+    let broker = start_broker();
+    let servers = broker.address.clone();
+    let topic = format!("segment3-it-{}", std::process::id());
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &servers);
+    radar_kafka::topics::ensure(&client, &topic, 3, 1, radar_kafka::topics::Cleanup::Delete)
+        .unwrap();
+    one_partition_topic(&servers, &format!("{topic}.dead-letter"));
+    let lines = well_formed(40, 3_000, 17);
+    let mut expected: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let records: Vec<(Vec<u8>, Vec<u8>)> = lines
+        .iter()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = |f: &str| event[f].as_str().unwrap().to_owned();
+            expected.insert(text("event_id"), (text("type"), text("account_id")));
+            let call = formats::segment(line).unwrap();
+            let user: serde_json::Value = serde_json::from_str(&call).unwrap();
+            (
+                user["userId"].as_str().unwrap().as_bytes().to_vec(),
+                call.into_bytes(),
+            )
+        })
+        .collect();
+    produce_records(&servers, &topic, records);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (url, _received) = receiver(&runtime);
+    let dir = tempfile::tempdir().unwrap();
+    let group = format!("radar-segment3-{}", std::process::id());
+    let config = write_config(dir.path(), &servers, &group, &topic, &url);
+    append(&config, &formats::source_toml(Format::Segment, &topic, "."));
+    let rekeyed = "radar_ingest_rekeyed_total{source=\"segment\"}";
+
+    let admin = free_port();
+    let mut first = start_radar(&config, admin, &[]);
+    Eventually::within(Duration::from_secs(60))
+        .every(Duration::from_millis(20))
+        .until(
+            "a third of the calls re-keyed, to kill radar",
+            || match metric(admin, rekeyed) {
+                Some(n) if n as usize >= lines.len() / 3 => Ok(()),
+                other => Err(format!("{rekeyed} = {other:?}")),
+            },
+        );
+    first.0.as_mut().unwrap().kill().unwrap();
+    first.0.as_mut().unwrap().wait().unwrap();
+
+    let second = start_radar(&config, free_port(), &[]);
+    let reader: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .set("group.id", format!("{group}-rekey"))
+        .create()
+        .unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        partitions.add_partition(&topic, p);
+    }
+    Eventually::within(Duration::from_secs(90))
+        .every(Duration::from_millis(100))
+        .until("the re-keying group commits every raw record", || {
+            let done = radar_testkit::kafka::committed(&reader, &partitions);
+            if done as usize == lines.len() {
+                Ok(())
+            } else {
+                Err(format!("{done} of {}", lines.len()))
+            }
+        });
+    drop(second);
+
+    let repartition = radar_kafka::RekeyConfig::repartition_topic(&group);
+    let placed = radar_testkit::kafka::read_to_end_placed(&servers, &repartition);
+    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut partition_of: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
+    for (partition, key, payload) in &placed {
+        let event: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        let text = |f: &str| event[f].as_str().unwrap().to_owned();
+        assert_eq!(
+            key,
+            text("account_id").as_bytes(),
+            "keyed by account: {event}"
+        );
+        let first_partition = *partition_of.entry(key.clone()).or_insert(*partition);
+        assert_eq!(first_partition, *partition, "one partition per account");
+        seen.insert(text("event_id"), (text("type"), text("account_id")));
+    }
+    assert_eq!(
+        seen, expected,
+        "every event re-keyed, as the envelope it was"
+    );
+    assert!(placed.len() >= lines.len(), "copies allowed, nothing lost");
+    let letters = read_to_end(&servers, &format!("{topic}.dead-letter"));
+    assert!(letters.is_empty(), "{} dead letters", letters.len());
+}

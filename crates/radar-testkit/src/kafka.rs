@@ -114,6 +114,30 @@ pub fn headers<C: FromIterator<(String, String)>>(message: &impl Message) -> C {
 /// returned, this read's or an earlier one's; only read a topic this way once nothing
 /// else will consume it (dead letters, or a topic whose readers have stopped).
 pub fn read_all(servers: &str, topic: &str, count: usize) -> Vec<Record> {
+    read_all_as(servers, topic, count, record)
+}
+
+/// A record with where it was: (partition, key, payload).
+pub type Placed = (i32, Vec<u8>, Vec<u8>);
+
+/// [`read_to_end`], each record with its partition and key.
+pub fn read_to_end_placed(servers: &str, topic: &str) -> Vec<Placed> {
+    read_all_as(servers, topic, 0, |m| {
+        (
+            m.partition(),
+            m.key().unwrap_or_default().to_vec(),
+            m.payload().unwrap_or_default().to_vec(),
+        )
+    })
+}
+
+/// [`read_all`], each record as `take` makes it.
+fn read_all_as<T>(
+    servers: &str,
+    topic: &str,
+    count: usize,
+    take: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
     let reader = reader(servers, &format!("reader-{topic}"));
     let partitions = Eventually::within(DEADLINE).until(&format!("{topic} exists"), || {
         let metadata = reader
@@ -145,7 +169,7 @@ pub fn read_all(servers: &str, topic: &str, count: usize) -> Vec<Record> {
         if let Some(message) = reader.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
             if !is_marker(&message) {
-                records.push(record(&message));
+                records.push(take(&message));
             }
         }
         if records.len() >= count {
@@ -165,7 +189,7 @@ pub fn read_all(servers: &str, topic: &str, count: usize) -> Vec<Record> {
                     ended.insert(message.partition());
                 }
                 Some(_) => {}
-                None => records.push(record(&message)),
+                None => records.push(take(&message)),
             }
         }
         if ended.len() == partitions.len() {
