@@ -383,7 +383,12 @@ fn a_user_keyed_topic_of_three_partitions_is_rekeyed_by_account_through_a_kill_9
         .map(|line| {
             let event: serde_json::Value = serde_json::from_str(line).unwrap();
             let text = |f: &str| event[f].as_str().unwrap().to_owned();
-            expected.insert(text("event_id"), (text("type"), text("account_id")));
+            // The one name the Segment mapping does not map back: it stays theirs.
+            let kind = match text("type").as_str() {
+                "page_viewed" => "Page Viewed".to_owned(),
+                kind => kind.to_owned(),
+            };
+            expected.insert(text("event_id"), (kind, text("account_id")));
             let call = formats::segment(line).unwrap();
             let user: serde_json::Value = serde_json::from_str(&call).unwrap();
             (

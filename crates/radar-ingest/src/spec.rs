@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One source: where its records are, how they are written, and how they map onto
 /// Radar's events.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     pub name: String,
@@ -43,7 +43,7 @@ pub struct SourceSpec {
     pub types: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]
@@ -52,7 +52,7 @@ pub enum Format {
     Protobuf,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Framing {
     #[default]
@@ -61,7 +61,7 @@ pub enum Framing {
     Confluent,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Envelope {
     /// Radar's own fields (docs/events.md#the-envelope).
@@ -95,7 +95,7 @@ impl Envelope {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyedBy {
     /// Keyed by the account id: read by the engine directly (a record whose key is not
@@ -106,7 +106,7 @@ pub enum KeyedBy {
 }
 
 /// One path or several (the first non-null wins).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Paths {
     One(String),

@@ -114,7 +114,7 @@ pub fn headers<C: FromIterator<(String, String)>>(message: &impl Message) -> C {
 /// returned, this read's or an earlier one's; only read a topic this way once nothing
 /// else will consume it (dead letters, or a topic whose readers have stopped).
 pub fn read_all(servers: &str, topic: &str, count: usize) -> Vec<Record> {
-    read_all_as(servers, topic, count, record)
+    read_all_as(servers, topic, count, |message| record(message))
 }
 
 /// A record with where it was: (partition, key, payload).

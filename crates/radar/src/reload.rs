@@ -3,7 +3,7 @@
 //! the new engine settings in force between two poll rounds, every account's state kept,
 //! or keeps the old ones and says why. Only the engine's sections apply live (playbooks,
 //! scoring, gates, priority, opportunities); a change anywhere else (Kafka, checkpoints,
-//! state, admin, shutdown, delivery) takes a restart, and so does a change the accounts'
+//! state, admin, shutdown, delivery, sources) takes a restart, and so does a change the accounts'
 //! state cannot follow ([`radar_core::settings::live_change`]): such a reload is refused
 //! whole, with the reasons. Each configuration in force has a version (a hash of its
 //! engine sections), shown by `/v1/playbooks`, logged with what changed, exported as
@@ -21,13 +21,14 @@ use crate::config::{self, RawConfig};
 use crate::metrics::Metrics;
 
 /// The sections only a restart applies.
-const RESTART_SECTIONS: [&str; 6] = [
+const RESTART_SECTIONS: [&str; 7] = [
     "kafka",
     "checkpoint",
     "state",
     "admin",
     "shutdown",
     "delivery",
+    "sources",
 ];
 
 /// What a reload did.
@@ -198,6 +199,7 @@ fn section_value(raw: &RawConfig, section: &str) -> Value {
         "admin" => serde_json::to_value(&raw.admin),
         "shutdown" => serde_json::to_value(&raw.shutdown),
         "delivery" => serde_json::to_value(&raw.delivery),
+        "sources" => serde_json::to_value(&raw.sources),
         _ => Ok(Value::Null),
     };
     value.unwrap_or(Value::Null)
