@@ -47,12 +47,4 @@ impl Schemas {
             self.by_id.entry(id).or_insert(schema);
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
 }
