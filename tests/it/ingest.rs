@@ -409,15 +409,24 @@ fn a_user_keyed_topic_of_three_partitions_is_rekeyed_by_account_through_a_kill_9
 
     let admin = free_port();
     let mut first = start_radar(&config, admin, &[]);
-    Eventually::within(Duration::from_secs(60))
+    Eventually::within(Duration::from_secs(120))
         .every(Duration::from_millis(20))
-        .until(
-            "a third of the calls re-keyed, to kill radar",
-            || match metric(admin, rekeyed) {
+        .until("a third of the calls re-keyed, to kill radar", || {
+            // A radar that exited says why, instead of a metric that never comes.
+            let child = first.0.as_mut().unwrap();
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!("radar exited ({status}) before re-keying: {stderr}");
+            }
+            match metric(admin, rekeyed) {
                 Some(n) if n as usize >= lines.len() / 3 => Ok(()),
                 other => Err(format!("{rekeyed} = {other:?}")),
-            },
-        );
+            }
+        });
     first.0.as_mut().unwrap().kill().unwrap();
     first.0.as_mut().unwrap().wait().unwrap();
 
