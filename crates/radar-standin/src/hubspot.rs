@@ -1,18 +1,26 @@
 //! A stand-in of the HubSpot CRM API (<https://developers.hubspot.com/docs/api-reference>).
 //!
-//! Endpoints (every one requires `Authorization: Bearer <token>`):
+//! CRM endpoints (every one requires `Authorization: Bearer <token>`, the token given to
+//! [`HubSpot::start`] or an access token the token endpoint issued and that has not
+//! expired):
 //! - `GET /crm/v3/objects/{type}/{id}`, with `idProperty` (a unique property) and
 //!   `properties`;
 //! - `POST /crm/v3/objects/{type}`: create, with inline `associations`;
 //! - `POST /crm/v3/objects/{type}/batch/upsert`: create or update by a unique property;
 //! - `POST /crm/v4/associations/{from}/{to}/batch/associate/default`.
 //!
+//! And, without a bearer token, the OAuth token endpoint for the installed app
+//! ([`HubSpot::connect_app`]): `POST /oauth/2026-03/token` and the deprecated
+//! `POST /oauth/v1/token`, refresh grants only.
+//!
 //! `{type}` is `companies`, `deals` or `tasks`. What HubSpot documents and the stand-in
 //! does is written where it is done: `schema` (properties and their checks), `handlers`
-//! (each endpoint), `errors` (bodies). Faults for tests are set through [`HubSpot`].
+//! (each endpoint), `errors` (bodies), `oauth` (the token endpoint and what it issues).
+//! Faults for tests are set through [`HubSpot`].
 
 mod errors;
 mod handlers;
+mod oauth;
 mod schema;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -31,6 +39,7 @@ use self::schema::ObjectType;
 use crate::log::{self, RequestLog};
 use crate::server;
 pub use crate::{CrmRecord, Request};
+pub use oauth::OAuthApp;
 
 /// Which of HubSpot's rate-limit policies a 429 reports as exhausted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,11 +56,10 @@ pub struct HubSpot {
     shared: Arc<HubSpotServer>,
 }
 
-/// The running server as its handlers and every [`HubSpot`] handle share it: the token
-/// it accepts, its address, the portal's records, the request log and the deal feed.
+/// The running server as its handlers and every [`HubSpot`] handle share it: its
+/// address, the portal's records and tokens, the request log and the deal feed.
 #[derive(Debug)]
 struct HubSpotServer {
-    token: String,
     url: String,
     /// std `Mutex`: sections are short and never cross an `.await`.
     state: Mutex<State>,
@@ -62,6 +70,10 @@ struct HubSpotServer {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The static token the CRM endpoints accept besides issued ones.
+    token: String,
+    /// The installed app, the tokens it issued, and the token endpoint's faults.
+    oauth: oauth::Grants,
     owners: BTreeSet<String>,
     companies: Vec<Object>,
     deals: Vec<Object>,
@@ -231,6 +243,19 @@ impl HubSpotServer {
     /// set, `(max, remaining)` for the rate-limit headers.
     fn admit(&self, token: Option<&str>) -> (Verdict, Option<(usize, usize)>) {
         let mut state = self.lock();
+        let refused = match token {
+            None => Some(Verdict::Unauthenticated(
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            )),
+            Some(token) if token == state.token => state.faults.expired_at.map(Verdict::Expired),
+            Some(token) => match state.oauth.check(token, server::now()) {
+                oauth::Issued::Live => None,
+                oauth::Issued::Expired(at) => Some(Verdict::Expired(at)),
+                oauth::Issued::Unknown => Some(Verdict::Unauthenticated(
+                    "Authentication credentials are invalid: the access token is not recognized.",
+                )),
+            },
+        };
         let faults = &mut state.faults;
         let now = Instant::now();
         while faults
@@ -240,19 +265,10 @@ impl HubSpotServer {
         {
             faults.window.pop_front();
         }
-        let verdict = match token {
-            None => Verdict::Unauthenticated(
-                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-            ),
-            Some(token) if token != self.token => Verdict::Unauthenticated(
-                "Authentication credentials are invalid: the access token is not recognized.",
-            ),
-            Some(_) => {
-                if let Some(at) = faults.expired_at {
-                    Verdict::Expired(at)
-                } else if let Some(injected) =
-                    faults.rate_limited.as_mut().filter(|i| i.remaining > 0)
-                {
+        let verdict = match refused {
+            Some(verdict) => verdict,
+            None => {
+                if let Some(injected) = faults.rate_limited.as_mut().filter(|i| i.remaining > 0) {
                     injected.remaining -= 1;
                     Verdict::Limited(injected.policy, injected.retry_after)
                 } else if faults
@@ -281,15 +297,18 @@ impl HubSpotServer {
 }
 
 impl HubSpot {
-    /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime; requests
-    /// must carry `Authorization: Bearer <token>`.
+    /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime; CRM
+    /// requests must carry `Authorization: Bearer <token>` (or an access token the token
+    /// endpoint issued).
     pub async fn start(token: &str) -> std::io::Result<HubSpot> {
         let (listener, addr) = server::bind().await?;
         let log = Arc::new(RequestLog::default());
         let shared = Arc::new(HubSpotServer {
-            token: token.to_owned(),
             url: format!("http://{addr}"),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                token: token.to_owned(),
+                ..State::default()
+            }),
             log: Arc::clone(&log),
             deals: broadcast::channel(1024).0,
             correlations: AtomicU64::new(1),
@@ -313,6 +332,13 @@ impl HubSpot {
             )
             .fallback(handlers::unknown_route)
             .layer(from_fn_with_state(Arc::clone(&shared), handlers::gate))
+            // Merged after the gate's layer: the token endpoint takes no bearer token and
+            // counts toward no rate limit, but is logged like everything else.
+            .merge(
+                Router::new()
+                    .route(oauth::TOKEN_PATH, post(oauth::token))
+                    .route(oauth::TOKEN_PATH_V1, post(oauth::token)),
+            )
             .layer(from_fn_with_state(log, log::record))
             .with_state(Arc::clone(&shared));
         server::spawn(listener, router);
@@ -414,9 +440,47 @@ impl HubSpot {
         state.faults.window.clear();
     }
 
-    /// From now on the token is expired: every request gets 401 `EXPIRED_AUTHENTICATION`.
+    /// From now on the token is expired: the static token, and every access token the
+    /// token endpoint issued so far, get 401 `EXPIRED_AUTHENTICATION`. Tokens issued
+    /// afterwards, and a token given to [`HubSpot::set_token`], work.
     pub fn expire_token(&self) {
-        self.shared.lock().faults.expired_at = Some(server::now());
+        let now = server::now();
+        let mut state = self.shared.lock();
+        state.faults.expired_at = Some(now);
+        state.oauth.expire_all(now);
+    }
+
+    /// Replaces the static token the CRM endpoints accept, as a person rotating a private
+    /// app's token would: the old one gets 401 (not recognized) from now on, the new one
+    /// works (even after [`HubSpot::expire_token`]). Issued tokens are not affected.
+    pub fn set_token(&self, token: &str) {
+        let mut state = self.shared.lock();
+        state.token = token.to_owned();
+        state.faults.expired_at = None;
+    }
+
+    /// Installs the portal's one OAuth app (replacing any earlier one): its refresh token
+    /// becomes the one the token endpoint accepts. Access tokens already issued stay valid
+    /// until they expire.
+    pub fn connect_app(&self, app: OAuthApp) {
+        self.shared.lock().oauth.connect(app);
+    }
+
+    /// While `refuse` is set, every grant gets 400 `BAD_REFRESH_TOKEN` (`invalid_grant`),
+    /// as after the app was uninstalled; `false` restores it, refresh token unchanged.
+    pub fn refuse_grants(&self, refuse: bool) {
+        self.shared.lock().oauth.refuse = refuse;
+    }
+
+    /// How many requests the token endpoint answered (both paths), whatever the outcome.
+    pub fn token_requests(&self) -> usize {
+        self.shared.lock().oauth.requests
+    }
+
+    /// The refresh token the token endpoint accepts now: the app's, or the last one a
+    /// rotating refresh answered; `None` before [`HubSpot::connect_app`].
+    pub fn refresh_token(&self) -> Option<String> {
+        self.shared.lock().oauth.refresh_token()
     }
 
     /// The next batch upsert with an input whose `id` (its `idProperty` value) is `value`

@@ -13,11 +13,19 @@
 //!
 //! Modules:
 //! - [`hubspot`]: CRM v3 objects (companies, deals, tasks), batch upsert by a unique
-//!   property, v4 default associations, HubSpot's error bodies and rate-limit policies;
+//!   property, v4 default associations, HubSpot's error bodies and rate-limit policies,
+//!   and the OAuth token endpoint (`POST /oauth/2026-03/token`, and the deprecated
+//!   `/oauth/v1/token`) refreshing expiring access tokens, with refresh-token rotation;
 //! - [`salesforce`]: sObject rows by external ID (GET and upsert by PATCH) for Account,
-//!   Opportunity and Task, Salesforce's error arrays and limits;
+//!   Opportunity and Task, Salesforce's error arrays and limits, and the OAuth 2.0 token
+//!   endpoint (`POST /services/oauth2/token`: JWT bearer, client credentials and refresh
+//!   token grants) issuing expiring access tokens;
 //! - `log`: the request log both share;
-//! - `server`: binding on loopback, query strings, bearer tokens and the clock.
+//! - `server`: binding on loopback, query strings and form bodies, bearer tokens, the
+//!   clock and random token material.
+//!
+//! Both stand-ins accept, besides the static token they start with (which a test can
+//! rotate), any access token their token endpoint issued that has not expired.
 
 pub mod hubspot;
 pub mod salesforce;

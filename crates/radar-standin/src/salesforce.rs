@@ -2,24 +2,31 @@
 //! (<https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/>).
 //!
 //! Endpoints, under `/services/data/vNN.N/` (any version; every one requires
-//! `Authorization: Bearer <token>`):
+//! `Authorization: Bearer <token>`, the token given to [`Salesforce::start`] or one the
+//! token endpoint issued and that has not expired):
 //! - `GET sobjects/{Account|Opportunity|Task}/{ExternalIdField}/{value}?fields=..`;
 //! - `PATCH sobjects/{Opportunity|Task}/{ExternalIdField}/{value}`: upsert.
 //!
+//! And, without a bearer token, the OAuth 2.0 token endpoint `POST /services/oauth2/token`
+//! for the org's connected app ([`Salesforce::connect_app`]): JWT bearer, client
+//! credentials and refresh token grants.
+//!
 //! What Salesforce documents and the stand-in does is written where it is done: `fields`
-//! (the org's fields and ids), `handlers` (each endpoint), `errors` (bodies). Faults for
-//! tests are set through [`Salesforce`].
+//! (the org's fields and ids), `handlers` (each endpoint), `errors` (bodies), `oauth` (the
+//! token endpoint and what it issues). Faults for tests are set through [`Salesforce`].
 
 mod errors;
 mod fields;
 mod handlers;
+mod oauth;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
@@ -27,6 +34,7 @@ use self::fields::{SObjectType, id15, id18};
 use crate::log::{self, RequestLog};
 use crate::server;
 pub use crate::{CrmRecord, Request};
+pub use oauth::{ConnectedApp, KeyPair, generate_key_pair};
 
 /// The user the token belongs to: it always exists, and owns what is created without an
 /// `OwnerId`.
@@ -41,12 +49,10 @@ pub struct Salesforce {
     shared: Arc<SalesforceServer>,
 }
 
-/// The running server as its handlers and every [`Salesforce`] handle share it: the
-/// token it accepts, its address, the org's records, the request log and the
-/// opportunity feed.
+/// The running server as its handlers and every [`Salesforce`] handle share it: its
+/// address, the org's records and tokens, the request log and the opportunity feed.
 #[derive(Debug)]
 struct SalesforceServer {
-    token: String,
     url: String,
     /// std `Mutex`: sections are short and never cross an `.await`.
     state: Mutex<State>,
@@ -56,6 +62,10 @@ struct SalesforceServer {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The static token the REST API accepts besides issued ones.
+    token: String,
+    /// The connected app, the tokens it issued, and the token endpoint's faults.
+    oauth: oauth::Grants,
     /// Users by the 15-character form of their ids.
     users: BTreeSet<String>,
     accounts: Vec<SObject>,
@@ -170,7 +180,12 @@ impl SalesforceServer {
     /// usage reported in `Sforce-Limit-Info`.
     fn admit(&self, token: Option<&str>) -> (Result<(), errors::SfError>, u64) {
         let mut state = self.lock();
-        let verdict = if token != Some(self.token.as_str()) || state.faults.expired {
+        let authenticated = match token {
+            None => false,
+            Some(token) if token == state.token => !state.faults.expired,
+            Some(token) => state.oauth.accepts(token, Instant::now()),
+        };
+        let verdict = if !authenticated {
             Err(errors::SfError::invalid_session())
         } else if state.faults.rate_limited > 0 {
             state.faults.rate_limited -= 1;
@@ -189,17 +204,20 @@ impl SalesforceServer {
 }
 
 impl Salesforce {
-    /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime; requests
-    /// must carry `Authorization: Bearer <token>`.
+    /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime; REST
+    /// requests must carry `Authorization: Bearer <token>` (or a token the token endpoint
+    /// issued).
     pub async fn start(token: &str) -> std::io::Result<Salesforce> {
         let (listener, addr) = server::bind().await?;
         let log = Arc::new(RequestLog::default());
-        let mut state = State::default();
+        let mut state = State {
+            token: token.to_owned(),
+            ..State::default()
+        };
         if let Some(key) = id15(DEFAULT_USER) {
             state.users.insert(key.to_owned());
         }
         let shared = Arc::new(SalesforceServer {
-            token: token.to_owned(),
             url: format!("http://{addr}"),
             state: Mutex::new(state),
             log: Arc::clone(&log),
@@ -212,6 +230,9 @@ impl Salesforce {
             )
             .fallback(handlers::unknown_route)
             .layer(from_fn_with_state(Arc::clone(&shared), handlers::gate))
+            // Merged after the gate's layer: the token endpoint takes no bearer token and
+            // counts toward no API usage, but is logged like everything else.
+            .merge(Router::new().route(oauth::TOKEN_PATH, post(oauth::token)))
             .layer(from_fn_with_state(log, log::record))
             .with_state(Arc::clone(&shared));
         server::spawn(listener, router);
@@ -277,10 +298,42 @@ impl Salesforce {
         self.shared.lock().faults.rate_limited = n;
     }
 
-    /// From now on the session is expired: every request gets 401
+    /// From now on the session is expired: the static token, and every token the token
+    /// endpoint issued so far, get 401
     /// `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`.
+    /// Tokens issued afterwards, and a token given to [`Salesforce::set_token`], work.
     pub fn expire_token(&self) {
-        self.shared.lock().faults.expired = true;
+        let mut state = self.shared.lock();
+        state.faults.expired = true;
+        state.oauth.revoke_all();
+    }
+
+    /// Replaces the static token the REST API accepts, as a person rotating it would: the
+    /// old one gets 401 `INVALID_SESSION_ID` from now on, the new one works (even after
+    /// [`Salesforce::expire_token`]). Issued tokens are not affected.
+    pub fn set_token(&self, token: &str) {
+        let mut state = self.shared.lock();
+        state.token = token.to_owned();
+        state.faults.expired = false;
+    }
+
+    /// Configures the org's one connected app (replacing any earlier one), for the token
+    /// endpoint `POST /services/oauth2/token`. Tokens already issued stay valid until
+    /// they expire.
+    pub fn connect_app(&self, app: ConnectedApp) {
+        self.shared.lock().oauth.app = Some(app);
+    }
+
+    /// While `refuse` is set, every grant, of any type, gets 400
+    /// `{"error":"invalid_grant","error_description":"user hasn't approved this consumer"}`:
+    /// the app's access revoked by an admin, until restored with `false`.
+    pub fn refuse_grants(&self, refuse: bool) {
+        self.shared.lock().oauth.refuse = refuse;
+    }
+
+    /// How many requests the token endpoint answered, whatever the outcome.
+    pub fn token_requests(&self) -> usize {
+        self.shared.lock().oauth.requests
     }
 
     /// The next upsert of an Opportunity by external ID `value` loses a race: as if another

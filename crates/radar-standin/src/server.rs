@@ -1,5 +1,5 @@
-//! What both stand-ins need around their handlers: a loopback listener, query strings,
-//! bearer tokens and wall-clock timestamps.
+//! What both stand-ins need around their handlers: a loopback listener, query strings and
+//! form bodies, bearer tokens, wall-clock timestamps and random token material.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -35,9 +35,27 @@ pub(crate) fn spawn(listener: TcpListener, router: Router) {
 ///
 /// Hand-rolled because the workspace builds axum without its `query` feature.
 pub(crate) fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
-    uri.query()
-        .unwrap_or("")
-        .split('&')
+    pairs(uri.query().unwrap_or(""))
+}
+
+/// The pairs of an `application/x-www-form-urlencoded` body, percent-decoded, in order.
+///
+/// Both vendors' OAuth token endpoints take their parameters this way. A body that is
+/// not UTF-8 is read lossily: its pairs then match no parameter a client meant to send.
+pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    pairs(&String::from_utf8_lossy(body))
+}
+
+/// The first value of `key` among `pairs`.
+pub(crate) fn value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find_map(|(k, v)| (k == key).then_some(v.as_str()))
+}
+
+/// `key=value&key=value`, as a query string or a form body holds it.
+fn pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -106,6 +124,25 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// `bytes` random bytes from the operating system, as lowercase hex: the unguessable
+/// part of the tokens the stand-ins issue.
+///
+/// Should the OS refuse, the clock stands in: the tokens stay unique (each also carries
+/// a counter) though no longer unguessable, which a loopback test server can live with.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    use rsa::rand_core::{OsRng, RngCore};
+    let mut buffer = vec![0_u8; bytes];
+    if OsRng.try_fill_bytes(&mut buffer).is_err() {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        for (i, byte) in buffer.iter_mut().enumerate() {
+            *byte = (nanos >> ((i % 16) * 8)).to_le_bytes()[0];
+        }
+    }
+    buffer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +162,29 @@ mod tests {
         );
         assert_eq!(query_value(&uri, "v").as_deref(), Some("a b"));
         assert_eq!(query_value(&uri, "missing"), None);
+    }
+
+    #[test]
+    fn form_bodies_are_decoded() {
+        let form = form_pairs(b"grant_type=urn%3Aietf%3Aparams&assertion=a.b.c&x&empty=");
+        assert_eq!(value(&form, "grant_type"), Some("urn:ietf:params"));
+        assert_eq!(value(&form, "assertion"), Some("a.b.c"));
+        assert_eq!(value(&form, "x"), Some(""));
+        assert_eq!(value(&form, "empty"), Some(""));
+        assert_eq!(value(&form, "missing"), None);
+        assert!(form_pairs(b"").is_empty());
+        assert_eq!(
+            value(&form_pairs(b"k=%ff%fe"), "k"),
+            Some("\u{fffd}\u{fffd}")
+        );
+    }
+
+    #[test]
+    fn random_hex_is_hex_of_the_length_asked() {
+        let a = random_hex(8);
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, random_hex(8));
     }
 
     #[test]
