@@ -22,6 +22,8 @@
 //!   one [`queue::DeliveryQueue`] the workers use: [`queue::local::LocalQueue`] (the
 //!   outbox and the store, `store = "local"`) or [`queue::topic::TopicQueue`] (Kafka
 //!   topics, `store = "kafka"`);
+//! - [`auth`]: a CRM destination's credentials: static, or OAuth tokens renewed before
+//!   they expire and after a refusal, degraded and healing by themselves;
 //! - [`crm`]: HubSpot and Salesforce: deals and opportunities on the right company,
 //!   owned by the right team;
 //! - [`guard`]: the SSRF guard, applied to resolved addresses;
@@ -34,6 +36,7 @@
 //!   (`attempt`) and settles it through the queue (`destination`), and reports the
 //!   queues' metrics (`report`).
 
+pub mod auth;
 pub mod breaker;
 pub mod clock;
 pub mod crm;

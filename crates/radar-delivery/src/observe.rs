@@ -31,6 +31,11 @@ pub trait Observer: Send + Sync {
     /// A dead letter recorded without its whole opportunity: `outcome` is `truncated`,
     /// `payload_dropped` or `lost` (see [`crate::kafka::Landing::degraded`]).
     fn dead_letter_degraded(&self, _destination: &str, _outcome: &'static str) {}
+    /// The destination's credentials became degraded (`Some` with the vendor's reason,
+    /// never a secret) or work again (`None`).
+    fn auth(&self, _destination: &str, _degraded: Option<&str>) {}
+    /// A token request ended: `issued`, `refused` or `unavailable`.
+    fn token_request(&self, _destination: &str, _outcome: &'static str) {}
 }
 
 /// An observer that ignores everything.

@@ -23,8 +23,7 @@ pub struct DestinationState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryDecision {
     pub settlement: Settlement,
-    /// Set by a 410 or refused credentials: the destination is to be disabled, with this
-    /// reason.
+    /// Set by a 410: the destination is to be disabled, with this reason.
     pub disable: Option<String>,
 }
 
@@ -48,7 +47,6 @@ fn health(result: &AttemptResult) -> Health {
         AttemptResult::Timeout | AttemptResult::Connection(_) => Health::Down,
         AttemptResult::Response { .. }
         | AttemptResult::Rejected { .. }
-        | AttemptResult::Unauthorized(_)
         | AttemptResult::Transient { .. } => Health::Up,
         AttemptResult::Refused(_) | AttemptResult::Unsendable(_) | AttemptResult::Deferred(_) => {
             Health::Silent

@@ -11,7 +11,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use secrecy::ExposeSecret;
 
 use crate::outcome::DeliveryDecision;
 use crate::queue::Settlement;
@@ -75,8 +74,8 @@ impl Redactor {
     pub fn for_destination(destination: &Destination) -> Redactor {
         let mut secrets = Vec::new();
         match &destination.target {
-            Target::HubSpot { token, .. } | Target::Salesforce { token, .. } => {
-                secrets.push(token.expose_secret().to_owned());
+            Target::HubSpot { auth, .. } | Target::Salesforce { auth, .. } => {
+                secrets.extend(auth.grant.secrets());
             }
             Target::Webhook { secrets: signing } => {
                 for secret in signing {

@@ -36,13 +36,10 @@ pub enum AttemptResult {
     /// server briefly unavailable), in a body rather than a status: retried.
     Transient { label: &'static str, reason: String },
     /// Not sent: an earlier call of the same batch got an answer that stops the
-    /// destination for now (a rate limit, refused credentials, an outage). It spends no
-    /// attempt and waits until the destination may be called again.
+    /// destination for now (a rate limit, an outage), or the destination's credentials
+    /// are degraded (see [`crate::auth`]). It spends no attempt and waits until the
+    /// destination may be called again.
     Deferred(String),
-    /// The receiver refused the credentials (an expired or revoked token): nothing can be
-    /// delivered until someone sets a new one, so the destination is disabled with this
-    /// reason instead of retrying every delivery into the same refusal.
-    Unauthorized(String),
 }
 
 impl AttemptResult {
@@ -63,12 +60,12 @@ impl AttemptResult {
             AttemptResult::Refused(_) => "refused",
             AttemptResult::Unsendable(_) => "unsendable",
             AttemptResult::Rejected { label, .. } | AttemptResult::Transient { label, .. } => label,
-            AttemptResult::Unauthorized(_) => "unauthorized",
             AttemptResult::Deferred(_) => "deferred",
         }
     }
 
-    fn describe(&self) -> String {
+    /// What happened, in words, for logs and dead letters.
+    pub fn describe(&self) -> String {
         match self {
             AttemptResult::Response { status, .. } if !(200..=599).contains(status) => {
                 format!("HTTP {status}, not a valid final status")
@@ -80,7 +77,6 @@ impl AttemptResult {
             AttemptResult::Unsendable(e) => format!("cannot build the request: {e}"),
             AttemptResult::Rejected { label, reason }
             | AttemptResult::Transient { label, reason } => format!("{label}: {reason}"),
-            AttemptResult::Unauthorized(e) => format!("credentials refused: {e}"),
             AttemptResult::Deferred(why) => format!("not sent: {why}"),
         }
     }
@@ -172,11 +168,6 @@ impl RetryPolicy {
             AttemptResult::Refused(_) | AttemptResult::Unsendable(_) => false,
             AttemptResult::Rejected { .. } => {
                 return Action::GiveUp {
-                    reason: result.describe(),
-                };
-            }
-            AttemptResult::Unauthorized(_) => {
-                return Action::Disable {
                     reason: result.describe(),
                 };
             }

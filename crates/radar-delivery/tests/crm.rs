@@ -415,33 +415,6 @@ async fn a_rate_limited_crm_does_not_hold_up_a_webhook() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_expired_hubspot_token_disables_the_destination_with_the_reason() {
-    let hubspot = HubSpot::start(TOKEN).await.unwrap();
-    hubspot.add_company("radar_account_id", "acme", None);
-    hubspot.expire_token();
-    let entries = (0..5).map(|i| opportunity(i, "acme", "cs")).collect();
-    let (running, seen) = start(crm("hubspot", hubspot.url()), entries).await;
-    until("all five are dead letters", || {
-        dead_reasons(&running).len() == 5
-    })
-    .await;
-    // One batch, one refused call: each delivery was attempted once, none retried.
-    assert_eq!(seen.attempts.lock().unwrap().len(), 5);
-    assert_eq!(seen.count("unauthorized"), 5);
-    let reasons = dead_reasons(&running);
-    assert!(
-        reasons.iter().all(|r| r.contains("HubSpot answered 401")),
-        "{reasons:?}"
-    );
-    assert!(
-        hubspot.requests().len() == 1,
-        "the rest are not attempted: {:#?}",
-        hubspot.requests()
-    );
-    running.finish().await;
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_hubspot_task_goes_on_the_company_and_a_repeat_is_delivered_once() {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
     let company = hubspot.add_company("radar_account_id", "acme", None);
@@ -537,27 +510,6 @@ async fn salesforce_errors_get_the_outcomes_a_user_expects() {
     let reasons = dead_reasons(&running);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].starts_with("company_not_found"), "{reasons:?}");
-    running.finish().await;
-
-    salesforce.expire_token();
-    let entries = (10..14).map(|i| opportunity(i, "acme", "cs")).collect();
-    let (running, seen) = start(crm("salesforce", salesforce.url()), entries).await;
-    until("all four are dead letters", || {
-        dead_reasons(&running).len() == 4
-    })
-    .await;
-    // At most the requests already in flight were sent; the rest were dead-lettered
-    // unattempted once the destination was disabled, and nothing was retried.
-    let attempts = seen.attempts.lock().unwrap().clone();
-    assert!(
-        (1..=4).contains(&attempts.len()) && attempts.iter().all(|a| *a == "unauthorized"),
-        "{attempts:?}"
-    );
-    let reasons = dead_reasons(&running);
-    assert!(
-        reasons.iter().all(|r| r.contains("INVALID_SESSION_ID")),
-        "{reasons:?}"
-    );
     running.finish().await;
 }
 

@@ -56,6 +56,8 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     queue_age: prometheus::GaugeVec,
     breaker: IntGaugeVec,
+    auth_degraded: IntGaugeVec,
+    token_requests: IntCounterVec,
     dead_lettered: IntCounterVec,
     overdue: prometheus::GaugeVec,
     unacknowledged: IntGaugeVec,
@@ -322,6 +324,16 @@ impl Metrics {
                 "radar_delivery_breaker_state",
                 "Circuit breaker: 0 closed, 1 open, 2 half-open.",
                 &["destination"],
+            ),
+            auth_degraded: gauge_vec(
+                "radar_delivery_auth_degraded",
+                "1 while the destination's credentials are refused and it holds its queue, trying them again with backoff (the reason is in the log and GET /v1/destinations); 0 when they work.",
+                &["destination"],
+            ),
+            token_requests: vec(
+                "radar_delivery_token_requests_total",
+                "OAuth token requests by outcome: issued, refused (the credentials), unavailable (the endpoint).",
+                &["destination", "outcome"],
             ),
             dead_lettered: vec(
                 "radar_delivery_dead_lettered_total",

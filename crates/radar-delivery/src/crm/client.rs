@@ -16,6 +16,8 @@ use super::cache::TtlCache;
 use super::config::{CrmObject, CrmSettings, Routing, Vendor};
 use super::routing::{Routed, route, routing_for};
 use super::{Company, hubspot, salesforce};
+use crate::auth::credentials::Asker;
+use crate::auth::{AuthError, Credentials};
 use crate::clock::Clock;
 use crate::error::RequestError;
 use crate::guard::Guard;
@@ -30,7 +32,8 @@ use crate::settings::{Destination, Target};
 pub struct CrmClient {
     name: String,
     vendor: Vendor,
-    token: SecretString,
+    credentials: Credentials,
+    /// The destination's `url`: the API's base, unless the token names an instance.
     base: Url,
     settings: CrmSettings,
     timeout: std::time::Duration,
@@ -55,7 +58,7 @@ impl std::fmt::Debug for CrmClient {
 fn halts(result: &AttemptResult) -> bool {
     match result {
         AttemptResult::Response { status, .. } => matches!(status, 429 | 500..),
-        AttemptResult::Unauthorized(_)
+        AttemptResult::Deferred(_)
         | AttemptResult::Timeout
         | AttemptResult::Connection(_)
         | AttemptResult::Refused(_) => true,
@@ -130,15 +133,22 @@ impl CrmClient {
         observer: Arc<dyn Observer>,
         clock: Clock,
     ) -> Option<CrmClient> {
-        let (vendor, token, settings) = match &destination.target {
-            Target::HubSpot { token, crm } => (Vendor::HubSpot, token, crm),
-            Target::Salesforce { token, crm } => (Vendor::Salesforce, token, crm),
+        let (vendor, auth, settings) = match &destination.target {
+            Target::HubSpot { auth, crm } => (Vendor::HubSpot, auth, crm),
+            Target::Salesforce { auth, crm } => (Vendor::Salesforce, auth, crm),
             Target::Webhook { .. } | Target::Slack => return None,
+        };
+        let asker = Asker {
+            client: client.clone(),
+            guard: guard.clone(),
+            timeout: destination.timeout,
+            clock,
+            observer: observer.clone(),
         };
         Some(CrmClient {
             name: destination.name.clone(),
             vendor,
-            token: token.clone(),
+            credentials: Credentials::new(&destination.name, auth.clone(), asker),
             base: destination.url.clone(),
             settings: settings.clone(),
             timeout: destination.timeout,
@@ -238,16 +248,59 @@ impl CrmClient {
         owners
     }
 
-    async fn send(&self, request: HttpRequest) -> Result<Answer, AttemptResult> {
-        http::send(
-            &self.client,
-            &self.guard,
-            self.timeout,
-            request,
-            true,
-            self.clock,
-        )
-        .await
+    /// Sends the request `build` makes with the destination's token and base URL (the
+    /// instance Salesforce named, when it did). A refused token is renewed once and the
+    /// request sent again, within the same attempt; refused again, the credentials are
+    /// degraded. Degraded credentials defer the delivery: it spends no attempt.
+    async fn call(
+        &self,
+        build: impl Fn(&Url, &SecretString) -> Result<HttpRequest, RequestError>,
+    ) -> Result<Answer, AttemptResult> {
+        let held = |e: AuthError| AttemptResult::Deferred(e.to_string());
+        let mut token = self.credentials.token().await.map_err(held)?;
+        let mut renewed = false;
+        loop {
+            let base = token.instance_url.as_ref().unwrap_or(&self.base);
+            let request =
+                build(base, &token.access).map_err(|e| AttemptResult::Unsendable(e.to_string()))?;
+            let answer = http::send(
+                &self.client,
+                &self.guard,
+                self.timeout,
+                request,
+                true,
+                self.clock,
+            )
+            .await?;
+            let refused = match self.vendor {
+                Vendor::HubSpot => hubspot::refused_credentials(&answer),
+                Vendor::Salesforce => salesforce::refused_credentials(&answer),
+            };
+            match refused {
+                None => {
+                    // An answer past the vendor's authentication proves the token.
+                    if answer.status < 500 && answer.status != 429 {
+                        self.credentials.worked(&token);
+                    }
+                    return Ok(answer);
+                }
+                Some(reason) if !renewed => {
+                    renewed = true;
+                    token = self
+                        .credentials
+                        .refused(&token, &reason)
+                        .await
+                        .map_err(held)?;
+                }
+                Some(reason) => return Err(held(self.credentials.degrade(&token, &reason))),
+            }
+        }
+    }
+
+    /// When the destination's credentials are tried again, if they are degraded: nothing
+    /// is sent before then.
+    pub fn degraded_until(&self) -> Option<u64> {
+        self.credentials.degraded_until()
     }
 
     /// What an answer that is not a success means, by vendor.
@@ -269,16 +322,14 @@ impl CrmClient {
         if let Some(company) = cached {
             return Ok(company);
         }
-        let request = match self.vendor {
-            Vendor::HubSpot => {
-                hubspot::find_company(&self.base, &self.token, &self.settings, account)
-            }
-            Vendor::Salesforce => {
-                salesforce::find_account(&self.base, &self.token, &self.settings, account)
-            }
-        }
-        .map_err(|e| AttemptResult::Unsendable(e.to_string()))?;
-        let answer = self.send(request).await?;
+        let answer = self
+            .call(|base, token| match self.vendor {
+                Vendor::HubSpot => hubspot::find_company(base, token, &self.settings, account),
+                Vendor::Salesforce => {
+                    salesforce::find_account(base, token, &self.settings, account)
+                }
+            })
+            .await?;
         let company = match answer.status {
             200 => self.parse_company(&answer.body)?,
             404 if self.settings.create_missing_company => self.create_company(account).await?,
@@ -314,9 +365,9 @@ impl CrmClient {
     }
 
     async fn create_company(&self, account: &str) -> Result<Company, AttemptResult> {
-        let request = hubspot::create_company(&self.base, &self.token, &self.settings, account)
-            .map_err(|e| AttemptResult::Unsendable(e.to_string()))?;
-        let answer = self.send(request).await?;
+        let answer = self
+            .call(|base, token| hubspot::create_company(base, token, &self.settings, account))
+            .await?;
         match answer.status {
             200 | 201 => {
                 tracing::info!(destination = %self.name, account, "created the missing company");
@@ -395,10 +446,9 @@ impl CrmClient {
         if sent.is_empty() {
             return true;
         }
-        let answer = match hubspot::upsert_deals(&self.base, &self.token, inputs) {
-            Ok(request) => self.send(request).await,
-            Err(e) => Err(AttemptResult::Unsendable(e.to_string())),
-        };
+        let answer = self
+            .call(|base, token| hubspot::upsert_deals(base, token, inputs.clone()))
+            .await;
         let answer = match answer {
             Ok(answer) if matches!(answer.status, 200 | 201 | 207) => answer,
             Ok(answer) => {
@@ -457,10 +507,9 @@ impl CrmClient {
         if pairs.is_empty() {
             return true;
         }
-        let answer = match hubspot::associate_deals(&self.base, &self.token, &pairs) {
-            Ok(request) => self.send(request).await,
-            Err(e) => Err(AttemptResult::Unsendable(e.to_string())),
-        };
+        let answer = self
+            .call(|base, token| hubspot::associate_deals(base, token, &pairs))
+            .await;
         // The deals exist already: a failed association is retried whole, and upserting
         // them again on the retry changes nothing.
         let result = match answer {
@@ -491,31 +540,28 @@ impl CrmClient {
                 continue;
             };
             let owner = routed.owner.as_deref();
-            let request = match (self.vendor, company) {
-                (Vendor::HubSpot, Some(company)) => hubspot::create_task(
-                    &self.base,
-                    &self.token,
-                    &self.settings,
-                    opportunity,
-                    company,
-                    owner,
-                ),
-                (Vendor::HubSpot, None) => Err(RequestError::NoCompany),
-                (Vendor::Salesforce, _) => {
-                    salesforce::upsert(&self.base, &self.token, &self.settings, opportunity, owner)
-                }
-            };
-            let result = match request {
-                Ok(request) => match self.send(request).await {
-                    // HubSpot: the unique opportunity id is already on a task.
-                    Ok(answer) if self.vendor == Vendor::HubSpot && answer.status == 409 => {
-                        delivered()
+            let answer = self
+                .call(|base, token| match (self.vendor, company) {
+                    (Vendor::HubSpot, Some(company)) => hubspot::create_task(
+                        base,
+                        token,
+                        &self.settings,
+                        opportunity,
+                        company,
+                        owner,
+                    ),
+                    (Vendor::HubSpot, None) => Err(RequestError::NoCompany),
+                    (Vendor::Salesforce, _) => {
+                        salesforce::upsert(base, token, &self.settings, opportunity, owner)
                     }
-                    Ok(answer) if (200..300).contains(&answer.status) => delivered(),
-                    Ok(answer) => self.failure(&answer),
-                    Err(result) => result,
-                },
-                Err(e) => AttemptResult::Unsendable(e.to_string()),
+                })
+                .await;
+            let result = match answer {
+                // HubSpot: the unique opportunity id is already on a task.
+                Ok(answer) if self.vendor == Vendor::HubSpot && answer.status == 409 => delivered(),
+                Ok(answer) if (200..300).contains(&answer.status) => delivered(),
+                Ok(answer) => self.failure(&answer),
+                Err(result) => result,
             };
             batch.settle(i, result);
         }

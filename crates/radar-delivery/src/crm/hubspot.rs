@@ -246,18 +246,30 @@ fn error_body(body: &[u8]) -> ErrorBody {
     serde_json::from_slice(body).unwrap_or_default()
 }
 
-/// What a HubSpot answer that is not a success means. 401 and 403 are the token
-/// (expired, revoked, missing a scope): no delivery can succeed until it is replaced. A
-/// 429 pauses the destination for as long as its policy says when there is no
+/// Whether HubSpot refused the token (401: expired or revoked; 403: missing a scope),
+/// and what it said: the destination's credentials decide what follows (a renewal, or
+/// degraded until they work), not the delivery's retries.
+pub fn refused_credentials(answer: &Answer) -> Option<String> {
+    if !matches!(answer.status, 401 | 403) {
+        return None;
+    }
+    let body = error_body(&answer.body);
+    Some(format!(
+        "HubSpot answered {} {}: {}",
+        answer.status, body.category, body.message
+    ))
+}
+
+/// What a HubSpot answer that is not a success means. A refused token (see
+/// [`refused_credentials`]) defers the delivery. A 429 pauses the destination for as long as its policy says when there is no
 /// `Retry-After`: ten seconds for the rolling limit, an hour (at most the configured cap)
 /// for the daily one.
 pub fn failure(answer: &Answer) -> AttemptResult {
+    if let Some(reason) = refused_credentials(answer) {
+        return AttemptResult::Deferred(reason);
+    }
     let body = error_body(&answer.body);
     match answer.status {
-        401 | 403 => AttemptResult::Unauthorized(format!(
-            "HubSpot answered {} {}: {}; give the destination a valid token with the crm.objects scopes, then `radar dlq replay --destination <it>`",
-            answer.status, body.category, body.message
-        )),
         429 => AttemptResult::Response {
             status: 429,
             retry_after: answer.retry_after.or(Some(match body.policy_name.as_str() {
@@ -493,7 +505,7 @@ mod tests {
             r#"{"status":"error","message":"The OAuth token used to make this call expired 2 hour(s) ago.","category":"EXPIRED_AUTHENTICATION"}"#,
         ));
         match expired {
-            AttemptResult::Unauthorized(reason) => {
+            AttemptResult::Deferred(reason) => {
                 assert!(reason.contains("EXPIRED_AUTHENTICATION"), "{reason}");
                 assert!(reason.contains("expired 2 hour(s) ago"), "{reason}");
             }

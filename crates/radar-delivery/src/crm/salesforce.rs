@@ -142,11 +142,19 @@ fn first_error(body: &[u8]) -> Option<(String, String)> {
     errors.into_iter().next().map(|e| (e.code, e.message))
 }
 
+/// Whether Salesforce refused the session (401, or `INVALID_SESSION_ID` in any status),
+/// and what it said: the destination's credentials decide what follows (a renewal, or
+/// degraded until they work), not the delivery's retries.
+pub fn refused_credentials(answer: &Answer) -> Option<String> {
+    let (code, message) = first_error(&answer.body).unwrap_or_default();
+    (answer.status == 401 || code == "INVALID_SESSION_ID")
+        .then(|| format!("Salesforce answered {} {code}: {message}", answer.status))
+}
+
 /// What a Salesforce answer means for the delivery. An upsert's 200/201/204 is delivered;
 /// `DUPLICATE_VALUE` on `id_field` means a concurrent upsert already inserted this
 /// opportunity id, so it is there (on another field, nothing was written: a dead
-/// letter); an expired session disables the destination with the reason rather than
-/// retrying into it; the org's API request limit pauses the destination for its
+/// letter); an expired session ([`refused_credentials`]) defers the delivery; the org's API request limit pauses the destination for its
 /// `Retry-After`, else an hour (at most the configured cap), and a 429 for its
 /// `Retry-After`, as HubSpot's does; a locked row is retried, an unavailable server too (and
 /// counts against the breaker); an Account that does not exist is `company_not_found`;
@@ -162,9 +170,7 @@ pub fn classify(answer: &Answer, id_field: &str) -> AttemptResult {
             status: 200,
             retry_after: None,
         },
-        (401, _) | (_, "INVALID_SESSION_ID") => AttemptResult::Unauthorized(format!(
-            "{said}; give the destination a new access token, then `radar dlq replay --destination <it>`"
-        )),
+        (401, _) | (_, "INVALID_SESSION_ID") => AttemptResult::Deferred(said),
         (_, "REQUEST_LIMIT_EXCEEDED") => AttemptResult::Response {
             status: 429,
             retry_after: answer
@@ -309,8 +315,9 @@ mod tests {
         assert_eq!(label(duplicate(ID)), "success");
         assert_eq!(label(duplicate("Other_Key__c")), "crm_refused");
         let expired = answer(401, "INVALID_SESSION_ID", "Session expired or invalid");
+        assert!(refused_credentials(&expired).is_some());
         match classify(&expired, ID) {
-            AttemptResult::Unauthorized(reason) => {
+            AttemptResult::Deferred(reason) => {
                 assert!(reason.contains("Session expired or invalid"), "{reason}")
             }
             other => panic!("{other:?}"),

@@ -14,9 +14,10 @@ use radar_core::opportunity::Owner;
 use radar_core::scoring::Tier;
 use radar_core::{Kind, Opportunity};
 use reqwest::Url;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthSettings;
+use crate::auth::config::RawAuth;
 use crate::crm::config::{CrmSettings, RawCrm, RawOwners};
 use crate::guard::Guard;
 use crate::retry::RetryPolicy;
@@ -88,9 +89,49 @@ pub struct RawDestination {
     pub batch_size: Option<u32>,
     /// CRM owners of each team's records: an owner id, `"company_owner"`, or a list.
     pub owners: Option<RawOwners>,
+    /// CRM: how the token is had: `token` (from `secret_env`/`secret_file`, the default),
+    /// `jwt_bearer`, `client_credentials` or `refresh_token`.
+    pub auth: Option<String>,
+    /// OAuth: the connected app's consumer key (Salesforce) or the app's client id.
+    pub client_id: Option<String>,
+    /// `jwt_bearer`: the Salesforce user the integration runs as.
+    pub username: Option<String>,
+    /// OAuth: the host tokens are asked from (Salesforce: `https://login.salesforce.com`,
+    /// `https://test.salesforce.com` or My Domain; HubSpot: its API host).
+    pub login_url: Option<String>,
+    /// `jwt_bearer`: the connected app's RSA private key (PEM), from a file or a variable.
+    pub private_key_file: Option<PathBuf>,
+    pub private_key_env: Option<String>,
+    /// `client_credentials`, `refresh_token`: the client secret.
+    pub client_secret_file: Option<PathBuf>,
+    pub client_secret_env: Option<String>,
+    /// `refresh_token`: the refresh token; a file is rewritten when HubSpot rotates it.
+    pub refresh_token_file: Option<PathBuf>,
+    pub refresh_token_env: Option<String>,
+    /// How long a token lives when the vendor does not say (default 2h).
+    pub session_lifetime: Option<String>,
+    /// The longest wait between two tries of credentials that fail (default 15m).
+    pub auth_retry_cap: Option<String>,
 }
 
 impl RawDestination {
+    fn auth(&self) -> RawAuth<'_> {
+        RawAuth {
+            auth: self.auth.as_deref(),
+            client_id: self.client_id.as_deref(),
+            username: self.username.as_deref(),
+            login_url: self.login_url.as_deref(),
+            private_key_file: self.private_key_file.as_deref(),
+            private_key_env: self.private_key_env.as_deref(),
+            client_secret_file: self.client_secret_file.as_deref(),
+            client_secret_env: self.client_secret_env.as_deref(),
+            refresh_token_file: self.refresh_token_file.as_deref(),
+            refresh_token_env: self.refresh_token_env.as_deref(),
+            session_lifetime: self.session_lifetime.as_deref(),
+            auth_retry_cap: self.auth_retry_cap.as_deref(),
+        }
+    }
+
     fn crm(&self) -> RawCrm<'_> {
         RawCrm {
             object: self.object.as_deref(),
@@ -185,13 +226,13 @@ pub enum Target {
     /// HubSpot CRM: a deal (or task) upserted by the opportunity id, on the company
     /// found by the account id.
     HubSpot {
-        token: SecretString,
+        auth: AuthSettings,
         crm: CrmSettings,
     },
     /// Salesforce REST: an Opportunity (or Task) upserted by the opportunity id as
     /// external id, on the Account whose external id is the account id.
     Salesforce {
-        token: SecretString,
+        auth: AuthSettings,
         crm: CrmSettings,
     },
 }

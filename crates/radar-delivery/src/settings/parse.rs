@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use super::{
     DeliverySettings, Destination, Env, Filter, RawDelivery, RawDestination, SettingError, Target,
 };
+use crate::auth;
 use crate::crm::config::Vendor;
 use crate::signing::SigningSecret;
 
@@ -146,7 +147,21 @@ fn destination(
         }
     });
     if matches!(raw.kind.as_str(), "webhook" | "slack") {
-        for key in raw.crm().given() {
+        let auth = raw.auth();
+        let auth_keys = [
+            ("auth", auth.auth.is_some()),
+            ("session_lifetime", auth.session_lifetime.is_some()),
+            ("auth_retry_cap", auth.auth_retry_cap.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, given)| given.then_some(key));
+        for key in raw
+            .crm()
+            .given()
+            .into_iter()
+            .chain(auth_keys)
+            .chain(auth.oauth_keys_given())
+        {
             fail(
                 key,
                 "only a hubspot or salesforce destination takes it".into(),
@@ -198,7 +213,23 @@ fn destination(
         }),
         "slack" => Some(Target::Slack),
         "hubspot" | "salesforce" => {
-            let token = secret();
+            let raw_auth = raw.auth();
+            let token = if raw_auth.is_static() {
+                secret().and_then(|token| crm_token(token, raw, &mut fail))
+            } else {
+                for (key, given) in [
+                    ("secret_env", raw.secret_env.is_some()),
+                    ("secret_file", raw.secret_file.is_some()),
+                ] {
+                    if given {
+                        fail(
+                            key,
+                            "only auth = \"token\" takes it; OAuth secrets go in client_secret_env or client_secret_file".into(),
+                        );
+                    }
+                }
+                None
+            };
             let vendor = if raw.kind == "hubspot" {
                 Vendor::HubSpot
             } else {
@@ -207,12 +238,19 @@ fn destination(
             let crm = crate::crm::config::build(vendor, &raw.crm(), &mut |key, message| {
                 fail(key, message)
             });
-            token
-                .and_then(|token| crm_token(token, raw, &mut fail))
-                .map(|token| match vendor {
-                    Vendor::HubSpot => Target::HubSpot { token, crm },
-                    Vendor::Salesforce => Target::Salesforce { token, crm },
-                })
+            let context = auth::config::Context {
+                vendor,
+                url: url.as_ref(),
+                token,
+                token_file: raw.secret_file.clone(),
+                env,
+            };
+            auth::config::build(&raw_auth, context, &mut |key, message| fail(key, message)).map(
+                |auth| match vendor {
+                    Vendor::HubSpot => Target::HubSpot { auth, crm },
+                    Vendor::Salesforce => Target::Salesforce { auth, crm },
+                },
+            )
         }
         other => {
             fail(

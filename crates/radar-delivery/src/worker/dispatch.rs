@@ -34,6 +34,12 @@ impl DestinationWorker {
         if now < sending.state.paused_until_ms {
             return wait.min(Duration::from_millis(sending.state.paused_until_ms - now));
         }
+        // Degraded credentials: nothing is sent until they are tried again.
+        if let Some(until) = self.crm.as_ref().and_then(|crm| crm.degraded_until())
+            && now < until
+        {
+            return wait.min(Duration::from_millis(until - now));
+        }
         let free = destination
             .max_in_flight
             .saturating_sub(sending.in_flight.len());

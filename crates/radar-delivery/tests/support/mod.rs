@@ -98,8 +98,13 @@ impl Running {
 
 /// Waits until `done`, polling every 10 ms of tokio's time (which a paused runtime skips
 /// through); fails with `what` after 20 s of real time.
-pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+pub async fn until(what: &str, done: impl FnMut() -> bool) {
+    until_within(what, Duration::from_secs(20), done).await;
+}
+
+/// [`until`], failing after `limit` of real time.
+pub async fn until_within(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,5 +1,5 @@
 //! Delivery's observations ([`Observer`]) as metrics: attempts, latencies, queues,
-//! breakers, routing and dead letters, per destination.
+//! breakers, credentials, routing and dead letters, per destination.
 
 use std::time::Duration;
 
@@ -52,6 +52,19 @@ impl Observer for Metrics {
         self.park_failures.with_label_values(&[destination]);
         self.unacknowledged.with_label_values(&[destination]);
         self.overdue.with_label_values(&[destination]);
+        self.auth_degraded.with_label_values(&[destination]);
+    }
+
+    fn auth(&self, destination: &str, degraded: Option<&str>) {
+        self.auth_degraded
+            .with_label_values(&[destination])
+            .set(i64::from(degraded.is_some()));
+    }
+
+    fn token_request(&self, destination: &str, outcome: &'static str) {
+        self.token_requests
+            .with_label_values(&[destination, outcome])
+            .inc();
     }
 
     fn overdue(&self, destination: &str, waited: Duration) {

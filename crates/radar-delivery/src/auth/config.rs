@@ -1,0 +1,376 @@
+//! The `auth` keys of a CRM destination turned into [`AuthSettings`]: which grant, its
+//! keys complete, its secrets read (from the environment or files, never the config),
+//! the private key parsed and tried — every problem reported under its key, so `radar
+//! validate` lists everything missing at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::EncodingKey;
+use reqwest::Url;
+use secrecy::SecretString;
+
+use super::{AuthSettings, Grant, grant};
+use crate::crm::config::Vendor;
+use crate::settings::Env;
+
+/// A token whose lifetime the vendor does not say lives this long: Salesforce's default
+/// session timeout.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(2 * 3_600);
+/// The longest wait between two tries of credentials that fail.
+pub const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(15 * 60);
+/// Where Salesforce's OAuth flows log in unless `login_url` says otherwise.
+const SALESFORCE_LOGIN: &str = "https://login.salesforce.com";
+
+/// The `auth` keys of a destination, as written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawAuth<'a> {
+    pub auth: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub login_url: Option<&'a str>,
+    pub private_key_file: Option<&'a Path>,
+    pub private_key_env: Option<&'a str>,
+    pub client_secret_file: Option<&'a Path>,
+    pub client_secret_env: Option<&'a str>,
+    pub refresh_token_file: Option<&'a Path>,
+    pub refresh_token_env: Option<&'a str>,
+    pub session_lifetime: Option<&'a str>,
+    pub auth_retry_cap: Option<&'a str>,
+}
+
+impl RawAuth<'_> {
+    /// Whether the destination uses a static token (`auth = "token"`, the default).
+    pub fn is_static(&self) -> bool {
+        matches!(self.auth, None | Some("token"))
+    }
+
+    /// The OAuth keys given, for refusing them where they mean nothing.
+    pub fn oauth_keys_given(&self) -> Vec<&'static str> {
+        [
+            ("client_id", self.client_id.is_some()),
+            ("username", self.username.is_some()),
+            ("login_url", self.login_url.is_some()),
+            ("private_key_file", self.private_key_file.is_some()),
+            ("private_key_env", self.private_key_env.is_some()),
+            ("client_secret_file", self.client_secret_file.is_some()),
+            ("client_secret_env", self.client_secret_env.is_some()),
+            ("refresh_token_file", self.refresh_token_file.is_some()),
+            ("refresh_token_env", self.refresh_token_env.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, given)| given.then_some(key))
+        .collect()
+    }
+}
+
+/// What a secret read from `<name>_env` or `<name>_file` gave.
+fn read_secret(
+    name: &str,
+    env_var: Option<&str>,
+    file: Option<&Path>,
+    env: Env<'_>,
+    fail: &mut dyn FnMut(&str, String),
+) -> Option<String> {
+    let text = match (env_var, file) {
+        (Some(var), None) => env(var).or_else(|| {
+            fail(
+                &format!("{name}_env"),
+                format!("environment variable {var} is not set"),
+            );
+            None
+        })?,
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                fail(
+                    &format!("{name}_file"),
+                    format!("reading {}: {e}", path.display()),
+                );
+                return None;
+            }
+        },
+        (None, None) => {
+            fail(
+                &format!("{name}_env"),
+                format!("give {name}_env or {name}_file"),
+            );
+            return None;
+        }
+        (Some(_), Some(_)) => {
+            fail(
+                &format!("{name}_env"),
+                format!("give one of {name}_env and {name}_file, not both"),
+            );
+            return None;
+        }
+    };
+    let text = text.trim().to_owned();
+    if text.is_empty() {
+        fail(
+            &format!("{name}_{}", if env_var.is_some() { "env" } else { "file" }),
+            "it is empty".into(),
+        );
+        return None;
+    }
+    Some(text)
+}
+
+/// The private key of the JWT bearer flow, parsed and tried: a key that cannot sign is
+/// refused here, not at the first delivery.
+fn private_key(
+    raw: &RawAuth<'_>,
+    env: Env<'_>,
+    fail: &mut dyn FnMut(&str, String),
+) -> Option<EncodingKey> {
+    let pem = read_secret(
+        "private_key",
+        raw.private_key_env,
+        raw.private_key_file,
+        env,
+        fail,
+    )?;
+    let key_name = if raw.private_key_env.is_some() {
+        "private_key_env"
+    } else {
+        "private_key_file"
+    };
+    let key = EncodingKey::from_rsa_pem(pem.as_bytes())
+        .and_then(|key| grant::assertion("check", "check", "check", 0, &key).map(|_| key));
+    match key {
+        Ok(key) => Some(key),
+        Err(e) => {
+            fail(
+                key_name,
+                format!("not an RSA private key in PEM form (PKCS#1 or PKCS#8): {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn duration(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+    fail: &mut dyn FnMut(&str, String),
+) -> Duration {
+    match text.map(humantime::parse_duration) {
+        None => default,
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(Ok(_)) => {
+            fail(key, "must be more than zero".into());
+            default
+        }
+        Some(Err(e)) => {
+            fail(key, format!("not a duration like 2h or 15m: {e}"));
+            default
+        }
+    }
+}
+
+/// Everything [`build`] needs besides the `auth` keys.
+pub struct Context<'a> {
+    pub vendor: Vendor,
+    /// The destination's `url`, once it parsed.
+    pub url: Option<&'a Url>,
+    /// The static token, read from `secret_env` or `secret_file` when `auth = "token"`.
+    pub token: Option<SecretString>,
+    /// `secret_file`, read again when the vendor refuses a static token.
+    pub token_file: Option<PathBuf>,
+    pub env: Env<'a>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("vendor", &self.vendor)
+            .field("url", &self.url.map(Url::as_str))
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The destination's auth settings from `raw`; each problem goes to `fail` with its key.
+pub fn build(
+    raw: &RawAuth<'_>,
+    context: Context<'_>,
+    fail: &mut dyn FnMut(&str, String),
+) -> Option<AuthSettings> {
+    let Context {
+        vendor,
+        url,
+        token,
+        token_file,
+        env,
+    } = context;
+    let session_lifetime = duration(
+        "session_lifetime",
+        raw.session_lifetime,
+        DEFAULT_SESSION_LIFETIME,
+        fail,
+    );
+    let retry_cap = duration(
+        "auth_retry_cap",
+        raw.auth_retry_cap,
+        DEFAULT_RETRY_CAP,
+        fail,
+    );
+    let salesforce_only = |fail: &mut dyn FnMut(&str, String), name: &str| {
+        if vendor == Vendor::HubSpot {
+            fail(
+                "auth",
+                format!("{name:?} is Salesforce's; HubSpot takes \"token\" or \"refresh_token\""),
+            );
+        }
+    };
+    let required = |key: &str, value: Option<&str>, fail: &mut dyn FnMut(&str, String)| match value
+        .map(str::trim)
+    {
+        Some(value) if !value.is_empty() => Some(value.to_owned()),
+        _ => {
+            fail(
+                key,
+                format!("auth = {:?} needs it", raw.auth.unwrap_or("token")),
+            );
+            None
+        }
+    };
+    let login_url = |default: Option<&Url>, fail: &mut dyn FnMut(&str, String)| {
+        let text = match (raw.login_url, default) {
+            (Some(text), _) => text.to_owned(),
+            (None, Some(url)) => url.as_str().to_owned(),
+            (None, None) => return None,
+        };
+        match Url::parse(&text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(url)
+            }
+            _ => {
+                fail("login_url", format!("{text:?} is not an http(s) URL"));
+                None
+            }
+        }
+    };
+    let salesforce_login = Url::parse(SALESFORCE_LOGIN).ok();
+    let grant = match raw.auth.unwrap_or("token") {
+        "token" => {
+            for key in raw.oauth_keys_given() {
+                fail(
+                    key,
+                    "only an OAuth auth takes it (jwt_bearer, client_credentials, refresh_token)"
+                        .into(),
+                );
+            }
+            Some(Grant::Static {
+                token: token?,
+                file: token_file,
+            })
+        }
+        "jwt_bearer" => {
+            salesforce_only(fail, "jwt_bearer");
+            let client_id = required("client_id", raw.client_id, fail);
+            let username = required("username", raw.username, fail);
+            let key = private_key(raw, env, fail);
+            let login_url = login_url(salesforce_login.as_ref(), fail);
+            Some(Grant::JwtBearer {
+                client_id: client_id?,
+                username: username?,
+                login_url: login_url?,
+                key: Arc::new(key?),
+            })
+        }
+        "client_credentials" => {
+            salesforce_only(fail, "client_credentials");
+            let client_id = required("client_id", raw.client_id, fail);
+            let secret = read_secret(
+                "client_secret",
+                raw.client_secret_env,
+                raw.client_secret_file,
+                env,
+                fail,
+            );
+            // The flow runs on the org's My Domain host, which is the destination's url.
+            let login_url = login_url(url, fail);
+            Some(Grant::ClientCredentials {
+                client_id: client_id?,
+                secret: secret?.into(),
+                login_url: login_url?,
+            })
+        }
+        "refresh_token" => {
+            let client_id = required("client_id", raw.client_id, fail);
+            let secret = read_secret(
+                "client_secret",
+                raw.client_secret_env,
+                raw.client_secret_file,
+                env,
+                fail,
+            );
+            if vendor == Vendor::HubSpot && raw.refresh_token_env.is_some() {
+                fail(
+                    "refresh_token_env",
+                    "HubSpot may rotate refresh tokens: give refresh_token_file, which radar \
+                     rewrites with each new one so a restart uses it"
+                        .into(),
+                );
+            }
+            let refresh_token = read_secret(
+                "refresh_token",
+                raw.refresh_token_env,
+                raw.refresh_token_file,
+                env,
+                fail,
+            );
+            let login_url = match vendor {
+                Vendor::HubSpot => login_url(url, fail),
+                Vendor::Salesforce => login_url(salesforce_login.as_ref(), fail),
+            };
+            Some(Grant::RefreshToken {
+                client_id: client_id?,
+                secret: secret?.into(),
+                refresh_token: refresh_token?.into(),
+                file: raw.refresh_token_file.map(Path::to_path_buf),
+                login_url: login_url?,
+            })
+        }
+        other => {
+            fail(
+                "auth",
+                format!(
+                    "{other:?} is not one of token, jwt_bearer, client_credentials, refresh_token"
+                ),
+            );
+            None
+        }
+    }?;
+    let token_url = match &grant {
+        Grant::Static { .. } => None,
+        Grant::JwtBearer { login_url, .. }
+        | Grant::ClientCredentials { login_url, .. }
+        | Grant::RefreshToken { login_url, .. } => {
+            let path = match vendor {
+                Vendor::Salesforce => "services/oauth2/token",
+                Vendor::HubSpot => "oauth/2026-03/token",
+            };
+            let mut base = login_url.clone();
+            if !base.path().ends_with('/') {
+                base.set_path(&format!("{}/", base.path()));
+            }
+            match base.join(path) {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    fail("login_url", format!("no token endpoint under it: {e}"));
+                    return None;
+                }
+            }
+        }
+    };
+    Some(AuthSettings {
+        grant,
+        token_url,
+        session_lifetime,
+        retry_cap,
+    })
+}
