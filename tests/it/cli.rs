@@ -554,6 +554,41 @@ fn demo_with_a_crm_fills_its_pipeline_with_a_deal_per_opportunity() {
 }
 
 #[test]
+fn demo_with_salesforce_logs_in_with_the_jwt_bearer_flow() {
+    let output = radar(&[
+        "demo",
+        "--duration",
+        "5s",
+        "--rate",
+        "400",
+        "--admin",
+        "127.0.0.1:0",
+        "--crm",
+        "salesforce",
+    ]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("token renewed") && l.contains("jwt_bearer")),
+        "the destination logged in with its connected app's key: {stderr}"
+    );
+    let emitted: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("opportunities: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the summary counts opportunities");
+    assert!(emitted > 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the Salesforce stand-in holds {emitted} deals")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("crm: opportunity new"), "{stdout}");
+    assert!(!stderr.contains("degraded"), "{stderr}");
+}
+
+#[test]
 fn dlq_lists_and_replays_dead_letters_by_destination_and_id() {
     use radar_delivery::DeliveryStore;
     let dir = temp_dir("dlq");

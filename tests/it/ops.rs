@@ -119,6 +119,7 @@ fn json_logs_series_from_the_start_and_a_read_token_as_an_operator_sees_them() {
         format!("/v1/accounts/{account}"),
         "/v1/playbooks".into(),
         "/v1/shadow".into(),
+        "/v1/destinations".into(),
     ] {
         assert_eq!(get_as(admin, &path, None).0, 401, "{path} without a token");
         assert_eq!(
@@ -129,6 +130,16 @@ fn json_logs_series_from_the_start_and_a_read_token_as_an_operator_sees_them() {
         let (status, body) = get_as(admin, &path, Some(READ_TOKEN));
         assert_eq!(status, 200, "{path}: {body}");
     }
+    let (_, destinations) = get_as(admin, "/v1/destinations", Some(READ_TOKEN));
+    let destinations: serde_json::Value = serde_json::from_str(&destinations).unwrap();
+    let hook = &destinations["destinations"][0];
+    assert_eq!(
+        (hook["name"].as_str(), hook["kind"].as_str()),
+        (Some("hook"), Some("webhook")),
+        "{destinations}"
+    );
+    assert_eq!(hook["credentials"], "ok", "{destinations}");
+    assert!(hook["queue_depth"].is_u64(), "{destinations}");
     for path in ["/metrics", "/healthz", "/readyz"] {
         assert_eq!(get_as(admin, path, None).0, 200, "{path} needs no token");
     }

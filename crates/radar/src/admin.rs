@@ -2,7 +2,8 @@
 //! (Prometheus), `/healthz` (the process serves), `/readyz` (partitions assigned and
 //! restored), `/v1/accounts/{id}` (why an account scores what it scores, and its latest
 //! opportunities), `/v1/playbooks` (the rules in force), `/v1/shadow` (what playbooks in
-//! shadow mode would have sent), and `POST /v1/reload` (hot reload). The `/v1/` reads
+//! shadow mode would have sent), `/v1/destinations` (each destination's credentials,
+//! breaker and queue), and `POST /v1/reload` (hot reload). The `/v1/` reads
 //! need the read token when one is configured (always, off loopback), the reload the
 //! admin token, and a peer's request its signature ([`crate::access`]); probes and
 //! metrics none. Header-read, request and connection timeouts and a cap on connections
@@ -65,6 +66,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/playbooks", get(playbooks))
         .route("/v1/accounts/{id}", get(account))
         .route("/v1/shadow", get(shadow))
+        .route("/v1/destinations", get(destinations))
         .route_layer(middleware::from_fn_with_state(state.clone(), may_read));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -423,6 +425,12 @@ async fn playbooks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Val
         .read()
         .unwrap_or_else(PoisonError::into_inner);
     Json(json!({"version": in_force.version, "playbooks": in_force.playbooks}))
+}
+
+/// `GET /v1/destinations`: each destination's kind, auth, credentials (`ok`, or
+/// `degraded` with the vendor's reason), breaker and queue.
+async fn destinations(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    Json(json!({"destinations": state.metrics.destination_statuses()}))
 }
 
 /// `POST /v1/reload`: reads the configuration again and applies it (200, `applied` or

@@ -153,8 +153,10 @@ pub fn run(options: DemoOptions, stop: Arc<Stop>, stopping: Arc<AtomicBool>) -> 
         }
         None => None,
     };
+    let private_key = standin.as_ref().and_then(|s| s.private_key.clone());
     let secrets = |name: &str| match name {
         demo_crm::TOKEN_VAR => Some(crm_token.clone()),
+        demo_crm::KEY_VAR => private_key.clone(),
         "RADAR_DEMO_RECEIVER_SECRET" => Some(receiver_secret.clone()),
         "RADAR_DEMO_WEBHOOK_SECRET" => options.webhook_secret.clone(),
         _ => None,

@@ -1,6 +1,7 @@
 //! `radar demo --crm hubspot|salesforce`: a local stand-in of that CRM (from
 //! `radar-standin`), seeded with a company per demo account and a few owners, as a
-//! delivery destination; each deal prints as it lands, so a newcomer sees the pipeline
+//! delivery destination (Salesforce logs in with the JWT bearer flow, and its sessions
+//! end every 30 s, so renewals show in the log); each deal prints as it lands, so a newcomer sees the pipeline
 //! fill.
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use radar_delivery::crm::config::{RawOwners, RawRouting};
 use radar_delivery::settings::RawDestination;
 use radar_standin::CrmRecord;
 use radar_standin::hubspot::HubSpot;
-use radar_standin::salesforce::Salesforce;
+use radar_standin::salesforce::{ConnectedApp, KeyPair, Salesforce};
 use tokio::sync::broadcast;
 
 /// Which CRM the demo stands in for.
@@ -23,6 +24,13 @@ pub enum DemoCrm {
 
 /// The environment variable name the demo's CRM token is read under.
 pub const TOKEN_VAR: &str = "RADAR_DEMO_CRM_TOKEN";
+/// The variable the demo's Salesforce connected-app private key is read under.
+pub const KEY_VAR: &str = "RADAR_DEMO_CRM_PRIVATE_KEY";
+/// The demo's Salesforce connected app, and the user the integration runs as.
+const CONNECTED_APP: &str = "3MVG9-radar-demo";
+const INTEGRATION_USER: &str = "radar-integration@demo.example";
+/// How long the demo Salesforce's sessions last: short, so renewals show in the log.
+const SESSION: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Owners in the stand-in: the first owns every company (CS work goes to the account's
 /// owner); sales expansions are spread over the other two.
@@ -39,12 +47,16 @@ pub struct Standin {
     pub name: &'static str,
     pub url: String,
     pub landed: Arc<AtomicU64>,
+    /// The private key the destination signs its JWT bearer assertions with
+    /// (Salesforce), served to it under [`KEY_VAR`].
+    pub private_key: Option<String>,
 }
 
 /// Starts the stand-in with a company for each of the demo's `accounts`, prints deals as
 /// they land, and returns it with the destination that delivers to it.
 pub async fn start(crm: DemoCrm, accounts: u64, token: &str) -> Result<(Standin, RawDestination)> {
     let landed = Arc::new(AtomicU64::new(0));
+    let mut private_key = None;
     let (name, kind, url, owners, deals) = match crm {
         DemoCrm::Hubspot => {
             let hubspot = HubSpot::start(token)
@@ -75,6 +87,20 @@ pub async fn start(crm: DemoCrm, accounts: u64, token: &str) -> Result<(Standin,
             for user in SALESFORCE_USERS {
                 salesforce.add_user(user);
             }
+            // Logged in through the JWT bearer flow, as a production org would be, with
+            // sessions that end every 30 s.
+            let keys = KeyPair::generate()
+                .map_err(|e| anyhow::anyhow!(e))
+                .context("generating the demo connected app's key pair")?;
+            salesforce.connect_app(ConnectedApp {
+                client_id: CONNECTED_APP.into(),
+                client_secret: None,
+                username: INTEGRATION_USER.into(),
+                public_key_pem: Some(keys.public_pem),
+                refresh_token: None,
+                token_lifetime: SESSION,
+            });
+            private_key = Some(keys.private_pem);
             for index in 0..accounts {
                 salesforce.add_account(
                     "Radar_Account_Id__c",
@@ -92,20 +118,40 @@ pub async fn start(crm: DemoCrm, accounts: u64, token: &str) -> Result<(Standin,
         }
     };
     tokio::spawn(print_deals(crm, deals, landed.clone()));
+    let auth = match crm {
+        DemoCrm::Hubspot => RawDestination {
+            secret_env: Some(TOKEN_VAR.into()),
+            ..RawDestination::default()
+        },
+        DemoCrm::Salesforce => RawDestination {
+            auth: Some("jwt_bearer".into()),
+            client_id: Some(CONNECTED_APP.into()),
+            username: Some(INTEGRATION_USER.into()),
+            login_url: Some(url.clone()),
+            private_key_env: Some(KEY_VAR.into()),
+            session_lifetime: Some(format!("{}s", SESSION.as_secs())),
+            ..RawDestination::default()
+        },
+    };
     let destination = RawDestination {
         name: kind.into(),
         kind: kind.into(),
         url: Some(url.clone()),
-        secret_env: Some(TOKEN_VAR.into()),
         owners: Some(RawOwners {
             cs: Some(RawRouting::One("company_owner".into())),
             sales: Some(RawRouting::Many(
                 owners[1..].iter().map(|o| (*o).to_owned()).collect(),
             )),
         }),
-        ..RawDestination::default()
+        ..auth
     };
-    Ok((Standin { name, url, landed }, destination))
+    let standin = Standin {
+        name,
+        url,
+        landed,
+        private_key,
+    };
+    Ok((standin, destination))
 }
 
 /// The generator's account ids (`radar generate`, `radar demo`).

@@ -3,6 +3,7 @@
 //! (the hot path only bumps plain counters in the engine); delivery reports through
 //! the [`Observer`] trait as it goes.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus::{
@@ -16,6 +17,8 @@ use radar_core::scoring::Tier;
 use radar_kafka::Progress;
 use radar_kafka::quarantine::Unusable;
 use radar_store::{Content, Store};
+
+use radar_delivery::{Destination, Target};
 
 use crate::lookup::PeerProblem;
 
@@ -72,6 +75,8 @@ pub struct Metrics {
     rekeyed: IntCounterVec,
     rekey_errors: IntCounterVec,
     rekey_dead_letters: IntCounterVec,
+    /// What `GET /v1/destinations` shows.
+    board: Arc<DestinationBoard>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -164,6 +169,7 @@ impl Metrics {
                 "Records of a source keyed by user that could not be mapped, by source and reason (those of sources keyed by account count in radar_events_rejected_total).",
                 &["source", "reason"],
             ),
+            board: Arc::default(),
             types,
             by_type: vec(
                 "radar_events_by_type_total",
@@ -406,10 +412,24 @@ impl Metrics {
 
     /// Starts each destination's dead-letter count at 0, so the series exists (and an
     /// alert on its increase can fire on the first) before anything is dead-lettered.
-    pub fn destinations(&self, names: &[String]) {
-        for name in names {
-            self.dead_lettered.with_label_values(&[name]);
+    /// The configured destinations, listed from the start on `GET /v1/destinations`.
+    pub fn destinations(&self, destinations: &[Destination]) {
+        for destination in destinations {
+            let auth = match &destination.target {
+                Target::HubSpot { auth, .. } | Target::Salesforce { auth, .. } => {
+                    Some(auth.grant.name())
+                }
+                Target::Webhook { .. } | Target::Slack => None,
+            };
+            self.board
+                .add(&destination.name, destination.target.kind(), auth);
+            self.dead_lettered.with_label_values(&[&destination.name]);
         }
+    }
+
+    /// Each destination's status, for `GET /v1/destinations`.
+    pub fn destination_statuses(&self) -> Vec<DestinationStatus> {
+        self.board.snapshot()
     }
 
     /// Copies the pipeline's counts in from `progress` (and the store's outbox depth).
@@ -585,7 +605,10 @@ impl Metrics {
     }
 }
 
+mod board;
 mod observer;
+
+pub use board::{DestinationBoard, DestinationStatus};
 
 #[cfg(test)]
 mod tests {

@@ -128,13 +128,13 @@ pub fn run(
     let source = Source::new(config.source, Arc::new(config.engine), store.clone())
         .context("starting the Kafka consumer")?;
     let metrics = Metrics::new(type_names);
+    metrics.destinations(&config.delivery.destinations);
     let destinations: Vec<String> = config
         .delivery
         .destinations
         .iter()
         .map(|d| d.name.clone())
         .collect();
-    metrics.destinations(&destinations);
     let reloader = Arc::new(Reloader::new(
         config.config_path.clone(),
         config.raw.clone(),

@@ -374,3 +374,169 @@ pub fn build(
         retry_cap,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn problems(vendor: Vendor, raw: &RawAuth<'_>) -> (Option<AuthSettings>, Vec<String>) {
+        let url = Url::parse("https://acme.my.salesforce.com").unwrap();
+        let env = |name: &str| (name == "KEY").then(|| "not a key".to_owned());
+        let mut found = Vec::new();
+        let context = Context {
+            vendor,
+            url: Some(&url),
+            token: Some("static".to_owned().into()),
+            token_file: None,
+            env: &env,
+        };
+        let settings = build(raw, context, &mut |key, message| {
+            found.push(format!("{key}: {message}"))
+        });
+        (settings, found)
+    }
+
+    fn keys(found: &[String]) -> Vec<&str> {
+        found
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn what_a_grant_lacks_is_listed_by_key() {
+        let (settings, found) = problems(
+            Vendor::Salesforce,
+            &RawAuth {
+                auth: Some("jwt_bearer"),
+                ..RawAuth::default()
+            },
+        );
+        assert!(settings.is_none());
+        assert_eq!(
+            keys(&found),
+            ["client_id", "username", "private_key_env"],
+            "{found:#?}"
+        );
+        let (_, found) = problems(
+            Vendor::Salesforce,
+            &RawAuth {
+                auth: Some("refresh_token"),
+                client_id: Some("app"),
+                ..RawAuth::default()
+            },
+        );
+        assert_eq!(
+            keys(&found),
+            ["client_secret_env", "refresh_token_env"],
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_private_key_that_cannot_sign_is_refused_at_start() {
+        let (_, found) = problems(
+            Vendor::Salesforce,
+            &RawAuth {
+                auth: Some("jwt_bearer"),
+                client_id: Some("app"),
+                username: Some("u@acme.test"),
+                private_key_env: Some("KEY"),
+                ..RawAuth::default()
+            },
+        );
+        assert_eq!(keys(&found), ["private_key_env"], "{found:#?}");
+        assert!(found[0].contains("not an RSA private key"), "{found:?}");
+    }
+
+    #[test]
+    fn a_jwt_bearer_grant_posts_to_the_login_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = radar_standin::salesforce::KeyPair::generate().unwrap();
+        let key = dir.path().join("radar.key");
+        std::fs::write(&key, keys.private_pem).unwrap();
+        let (settings, found) = problems(
+            Vendor::Salesforce,
+            &RawAuth {
+                auth: Some("jwt_bearer"),
+                client_id: Some("app"),
+                username: Some("u@acme.test"),
+                private_key_file: Some(&key),
+                session_lifetime: Some("8h"),
+                ..RawAuth::default()
+            },
+        );
+        assert!(found.is_empty(), "{found:?}");
+        let settings = settings.unwrap();
+        assert_eq!(settings.grant.name(), "jwt_bearer");
+        assert_eq!(
+            settings.token_url.unwrap().as_str(),
+            "https://login.salesforce.com/services/oauth2/token"
+        );
+        assert_eq!(settings.session_lifetime, Duration::from_secs(8 * 3_600));
+        assert_eq!(settings.retry_cap, DEFAULT_RETRY_CAP);
+    }
+
+    #[test]
+    fn each_vendor_takes_only_its_own_flows() {
+        let (_, found) = problems(
+            Vendor::HubSpot,
+            &RawAuth {
+                auth: Some("client_credentials"),
+                client_id: Some("app"),
+                client_secret_env: Some("KEY"),
+                ..RawAuth::default()
+            },
+        );
+        assert_eq!(keys(&found), ["auth"], "{found:#?}");
+        let (_, found) = problems(
+            Vendor::HubSpot,
+            &RawAuth {
+                auth: Some("refresh_token"),
+                client_id: Some("app"),
+                client_secret_env: Some("KEY"),
+                refresh_token_env: Some("KEY"),
+                ..RawAuth::default()
+            },
+        );
+        assert_eq!(keys(&found), ["refresh_token_env"], "{found:#?}");
+        let (settings, found) = problems(
+            Vendor::Salesforce,
+            &RawAuth {
+                auth: Some("client_credentials"),
+                client_id: Some("app"),
+                client_secret_env: Some("KEY"),
+                ..RawAuth::default()
+            },
+        );
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(
+            settings.unwrap().token_url.unwrap().as_str(),
+            "https://acme.my.salesforce.com/services/oauth2/token",
+            "client credentials run on the org's My Domain host"
+        );
+    }
+
+    #[test]
+    fn a_static_token_takes_no_oauth_keys_and_unknown_auths_are_named() {
+        let (_, found) = problems(
+            Vendor::HubSpot,
+            &RawAuth {
+                client_id: Some("app"),
+                auth_retry_cap: Some("0s"),
+                ..RawAuth::default()
+            },
+        );
+        assert_eq!(keys(&found), ["auth_retry_cap", "client_id"], "{found:#?}");
+        let (_, found) = problems(
+            Vendor::HubSpot,
+            &RawAuth {
+                auth: Some("password"),
+                ..RawAuth::default()
+            },
+        );
+        assert_eq!(keys(&found), ["auth"], "{found:#?}");
+    }
+}

@@ -309,7 +309,11 @@ impl Credentials {
             Ok(Some(issued)) => Ok(self.install(state, issued)),
             // A static token unchanged in its file, tried again as it is.
             Ok(None) => match (&state.token, why) {
-                (Some(token), Renewal::Expiring | Renewal::Probe) => Ok(token.clone()),
+                (Some(token), Renewal::Expiring | Renewal::Probe) => {
+                    // A static token has no life to renew at: only a refusal renews it.
+                    state.renew_at_ms = u64::MAX;
+                    Ok(token.clone())
+                }
                 (_, Renewal::Refused(reason)) => {
                     let reason = format!(
                         "{reason}; put a new token in the destination's secret_file (read again \
@@ -347,7 +351,11 @@ impl Credentials {
             .expires_in
             .map_or(self.settings.session_lifetime, Duration::from_secs);
         state.generation += 1;
-        state.renew_at_ms = now.saturating_add(millis(life) / 4 * 3);
+        state.renew_at_ms = match self.settings.grant {
+            // A static token has no life to renew at: only a refusal renews it.
+            Grant::Static { .. } => u64::MAX,
+            _ => now.saturating_add(millis(life) / 4 * 3),
+        };
         if let Some(rotated) = issued.refresh_token {
             self.keep_refresh_token(state, rotated);
         }
@@ -357,7 +365,13 @@ impl Credentials {
             generation: state.generation,
         };
         state.token = Some(token.clone());
-        tracing::debug!(destination = %self.destination, generation = state.generation, "token renewed");
+        tracing::info!(
+            destination = %self.destination,
+            auth = self.settings.grant.name(),
+            generation = state.generation,
+            renew_in = ?life / 4 * 3,
+            "token renewed"
+        );
         token
     }
 

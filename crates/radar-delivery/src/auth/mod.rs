@@ -138,15 +138,3 @@ pub struct AuthSettings {
     /// The longest wait between two tries of failing credentials (`auth_retry_cap`).
     pub retry_cap: Duration,
 }
-
-impl AuthSettings {
-    /// A static token, with the default lifetimes: what a destination had before `auth`.
-    pub fn token(token: SecretString) -> AuthSettings {
-        AuthSettings {
-            grant: Grant::Static { token, file: None },
-            token_url: None,
-            session_lifetime: config::DEFAULT_SESSION_LIFETIME,
-            retry_cap: config::DEFAULT_RETRY_CAP,
-        }
-    }
-}

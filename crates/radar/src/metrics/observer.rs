@@ -32,12 +32,14 @@ impl Observer for Metrics {
         self.queue_age
             .with_label_values(&[destination])
             .set(oldest_age.as_secs_f64());
+        self.board.queue(destination, depth, oldest_age);
     }
 
     fn breaker(&self, destination: &str, state: BreakerState) {
         self.breaker
             .with_label_values(&[destination])
             .set(state.gauge());
+        self.board.breaker(destination, state);
     }
 
     fn routed(&self, destination: &str, team: &'static str, routing: &'static str) {
@@ -59,6 +61,7 @@ impl Observer for Metrics {
         self.auth_degraded
             .with_label_values(&[destination])
             .set(i64::from(degraded.is_some()));
+        self.board.credentials(destination, degraded);
     }
 
     fn token_request(&self, destination: &str, outcome: &'static str) {

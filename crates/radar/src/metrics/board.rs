@@ -1,0 +1,93 @@
+//! What `GET /v1/destinations` shows: each destination's kind, how it authenticates,
+//! whether its credentials work (with the vendor's reason while they do not), its
+//! breaker and its queue, as delivery last reported them. Kept beside the metrics
+//! because the same reports feed both; the reason is text, which no metric can carry.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use radar_delivery::breaker::BreakerState;
+use serde::Serialize;
+
+/// One destination as `GET /v1/destinations` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationStatus {
+    pub name: String,
+    /// webhook, slack, hubspot or salesforce.
+    pub kind: &'static str,
+    /// A CRM's `auth`: token, jwt_bearer, client_credentials or refresh_token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<&'static str>,
+    /// `ok`, or `degraded` while the vendor refuses the credentials (the queue is held).
+    pub credentials: &'static str,
+    /// What the vendor said, while degraded; never a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    pub queue_depth: u64,
+    pub oldest_age_seconds: f64,
+}
+
+/// Every configured destination's status.
+#[derive(Debug, Default)]
+pub struct DestinationBoard {
+    entries: Mutex<BTreeMap<String, DestinationStatus>>,
+}
+
+impl DestinationBoard {
+    /// Lists a configured destination, before anything happens to it.
+    pub fn add(&self, name: &str, kind: &'static str, auth: Option<&'static str>) {
+        self.update(name, |status| {
+            status.kind = kind;
+            status.auth = auth;
+        });
+    }
+
+    pub fn snapshot(&self) -> Vec<DestinationStatus> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.values().cloned().collect()
+    }
+
+    pub(super) fn credentials(&self, name: &str, degraded: Option<&str>) {
+        self.update(name, |status| {
+            status.credentials = if degraded.is_some() { "degraded" } else { "ok" };
+            status.reason = degraded.map(str::to_owned);
+        });
+    }
+
+    pub(super) fn breaker(&self, name: &str, state: BreakerState) {
+        self.update(name, |status| {
+            status.breaker = match state {
+                BreakerState::Closed => "closed",
+                BreakerState::Open => "open",
+                BreakerState::HalfOpen => "half_open",
+            };
+        });
+    }
+
+    pub(super) fn queue(&self, name: &str, depth: u64, oldest_age: Duration) {
+        self.update(name, |status| {
+            status.queue_depth = depth;
+            status.oldest_age_seconds = oldest_age.as_secs_f64();
+        });
+    }
+
+    fn update(&self, name: &str, change: impl FnOnce(&mut DestinationStatus)) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let status = entries
+            .entry(name.to_owned())
+            .or_insert_with(|| DestinationStatus {
+                name: name.to_owned(),
+                kind: "unknown",
+                auth: None,
+                credentials: "ok",
+                reason: None,
+                breaker: "closed",
+                queue_depth: 0,
+                oldest_age_seconds: 0.0,
+            });
+        change(status);
+    }
+}
