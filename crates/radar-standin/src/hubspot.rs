@@ -5,6 +5,8 @@
 //! expired):
 //! - `GET /crm/v3/objects/{type}/{id}`, with `idProperty` (a unique property) and
 //!   `properties`;
+//! - `POST /crm/v3/objects/{type}/batch/read`: up to 100 records by id or by a unique
+//!   property, 207 naming the ones not found;
 //! - `POST /crm/v3/objects/{type}`: create, with inline `associations`;
 //! - `POST /crm/v3/objects/{type}/batch/upsert`: create or update by a unique property;
 //! - `POST /crm/v4/associations/{from}/{to}/batch/associate/default`.
@@ -15,9 +17,25 @@
 //!
 //! `{type}` is `companies`, `deals` or `tasks`. What HubSpot documents and the stand-in
 //! does is written where it is done: `schema` (properties and their checks), `handlers`
-//! (each endpoint), `errors` (bodies), `oauth` (the token endpoint and what it issues).
-//! Faults for tests are set through [`HubSpot`].
+//! (each endpoint), `batch_read`, `errors` (bodies), `oauth` (the token endpoint and what
+//! it issues). Faults for tests are set through [`HubSpot`].
+//!
+//! Rate limits, as the usage guidelines and the developer changelog describe them
+//! (<https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines>):
+//! - the burst limit over a rolling ten seconds, reported in `X-HubSpot-RateLimit-Max`,
+//!   `-Remaining` and `-Interval-Milliseconds`; the stand-in enforces and reports it only
+//!   once a test sets one ([`HubSpot::set_ten_second_limit`]);
+//! - the account's daily limit, reported in `X-HubSpot-RateLimit-Daily` and
+//!   `X-HubSpot-RateLimit-Daily-Remaining` on calls made with a private app's (or a
+//!   service key's) static token. Calls with OAuth access tokens carry neither header, "as
+//!   there is no daily limit for these calls" (changelog, "Rate limit headers will now
+//!   appear for OAuth authenticated calls"), so here they neither count toward it nor are
+//!   refused by it. The stand-in's day starts at 250,000 (the Free and Starter limit)
+//!   with nothing used and never ends: [`HubSpot::set_daily_usage`] resets it. Each
+//!   admitted call counts one, a batch of 100 as much as a single GET; once the day is used
+//!   up, calls get 429 with the `DAILY` policy.
 
+mod batch_read;
 mod errors;
 mod handlers;
 mod oauth;
@@ -29,6 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -81,6 +100,9 @@ struct State {
     /// `(from type, from id, company id)`, in the order they were made.
     associations: Vec<(ObjectType, String, String)>,
     issued: [u64; 3],
+    /// Calls made today with the static token, and the account's daily limit.
+    daily_used: u64,
+    daily_limit: u64,
     faults: Faults,
 }
 
@@ -228,6 +250,40 @@ enum Verdict {
 /// The ten-second window HubSpot reports in `X-HubSpot-RateLimit-*` headers.
 const WINDOW: Duration = Duration::from_secs(10);
 
+/// The daily limit the portal starts with: HubSpot's for Free and Starter accounts.
+const DAILY_LIMIT: u64 = 250_000;
+
+/// What an answer reports in `X-HubSpot-RateLimit-*` headers.
+#[derive(Debug, Default)]
+struct Limits {
+    /// `(max, remaining)` of the ten-second window, while one is enforced.
+    ten_second: Option<(usize, usize)>,
+    /// `(limit, remaining)` of the day, for calls with the static token.
+    daily: Option<(u64, u64)>,
+}
+
+impl Limits {
+    fn write(&self, headers: &mut HeaderMap) {
+        if let Some((max, remaining)) = self.ten_second {
+            for (name, value) in [
+                ("x-hubspot-ratelimit-max", max),
+                ("x-hubspot-ratelimit-remaining", remaining),
+                ("x-hubspot-ratelimit-interval-milliseconds", 10_000),
+            ] {
+                headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+            }
+        }
+        if let Some((limit, remaining)) = self.daily {
+            for (name, value) in [
+                ("x-hubspot-ratelimit-daily", limit),
+                ("x-hubspot-ratelimit-daily-remaining", remaining),
+            ] {
+                headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+            }
+        }
+    }
+}
+
 impl HubSpotServer {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -238,11 +294,12 @@ impl HubSpotServer {
         format!("5a1e0000-0000-4000-8000-{n:012x}")
     }
 
-    /// Authentication first, then injected 429s, then the rolling ten-second limit; only
-    /// admitted requests count toward the limit. Returns the verdict and, when a limit is
-    /// set, `(max, remaining)` for the rate-limit headers.
-    fn admit(&self, token: Option<&str>) -> (Verdict, Option<(usize, usize)>) {
+    /// Authentication first, then injected 429s, then the daily limit (static token only),
+    /// then the rolling ten-second limit; only admitted requests count toward the limits.
+    /// Returns the verdict and what the rate-limit headers report.
+    fn admit(&self, token: Option<&str>) -> (Verdict, Limits) {
         let mut state = self.lock();
+        let private = token.is_some_and(|token| token == state.token);
         let refused = match token {
             None => Some(Verdict::Unauthenticated(
                 "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
@@ -256,6 +313,8 @@ impl HubSpotServer {
                 )),
             },
         };
+        let authenticated = refused.is_none();
+        let daily_spent = private && state.daily_used >= state.daily_limit;
         let faults = &mut state.faults;
         let now = Instant::now();
         while faults
@@ -271,6 +330,8 @@ impl HubSpotServer {
                 if let Some(injected) = faults.rate_limited.as_mut().filter(|i| i.remaining > 0) {
                     injected.remaining -= 1;
                     Verdict::Limited(injected.policy, injected.retry_after)
+                } else if daily_spent {
+                    Verdict::Limited(RateLimit::Daily, None)
                 } else if faults
                     .ten_second_limit
                     .is_some_and(|max| faults.window.len() >= max)
@@ -282,10 +343,17 @@ impl HubSpotServer {
                 }
             }
         };
-        let limits = faults
+        let ten_second = faults
             .ten_second_limit
             .map(|max| (max, max.saturating_sub(faults.window.len())));
-        (verdict, limits)
+        if private && matches!(verdict, Verdict::Pass) {
+            state.daily_used += 1;
+        }
+        let daily = (private && authenticated).then(|| {
+            let limit = state.daily_limit;
+            (limit, limit.saturating_sub(state.daily_used))
+        });
+        (verdict, Limits { ten_second, daily })
     }
 
     fn publish(&self, deals: Vec<CrmRecord>) {
@@ -307,6 +375,7 @@ impl HubSpot {
             url: format!("http://{addr}"),
             state: Mutex::new(State {
                 token: token.to_owned(),
+                daily_limit: DAILY_LIMIT,
                 ..State::default()
             }),
             log: Arc::clone(&log),
@@ -325,6 +394,10 @@ impl HubSpot {
             .route(
                 "/crm/v3/objects/{object_type}/batch/upsert",
                 post(handlers::batch_upsert),
+            )
+            .route(
+                "/crm/v3/objects/{object_type}/batch/read",
+                post(batch_read::batch_read),
             )
             .route(
                 "/crm/v4/associations/{from}/{to}/batch/associate/default",
@@ -438,6 +511,22 @@ impl HubSpot {
         let mut state = self.shared.lock();
         state.faults.ten_second_limit = limit;
         state.faults.window.clear();
+    }
+
+    /// Sets the account's daily API usage to `used` calls of a daily limit of `limit`, as
+    /// `X-HubSpot-RateLimit-Daily` and `-Daily-Remaining` report them on calls with the
+    /// static token. Each admitted call counts one more; once `used` reaches `limit`, such
+    /// calls get 429 with the `DAILY` policy (`Daily-Remaining: 0`). OAuth access tokens
+    /// have no daily limit, as with HubSpot.
+    pub fn set_daily_usage(&self, used: u64, limit: u64) {
+        let mut state = self.shared.lock();
+        state.daily_used = used;
+        state.daily_limit = limit;
+    }
+
+    /// Calls counted toward today's limit so far.
+    pub fn daily_usage(&self) -> u64 {
+        self.shared.lock().daily_used
     }
 
     /// From now on the token is expired: the static token, and every access token the

@@ -13,13 +13,18 @@
 //!
 //! Modules:
 //! - [`hubspot`]: CRM v3 objects (companies, deals, tasks), batch upsert by a unique
-//!   property, v4 default associations, HubSpot's error bodies and rate-limit policies,
-//!   and the OAuth token endpoint (`POST /oauth/2026-03/token`, and the deprecated
-//!   `/oauth/v1/token`) refreshing expiring access tokens, with refresh-token rotation;
+//!   property, batch read by record id or unique property (207 naming the ids not found),
+//!   v4 default associations, HubSpot's error bodies and rate-limit policies (the
+//!   ten-second burst limit and the daily limit, each reported in its
+//!   `X-HubSpot-RateLimit-*` headers), and the OAuth token endpoint
+//!   (`POST /oauth/2026-03/token`, and the deprecated `/oauth/v1/token`) refreshing
+//!   expiring access tokens, with refresh-token rotation;
 //! - [`salesforce`]: sObject rows by external ID (GET and upsert by PATCH) for Account,
-//!   Opportunity and Task, Salesforce's error arrays and limits, and the OAuth 2.0 token
-//!   endpoint (`POST /services/oauth2/token`: JWT bearer, client credentials and refresh
-//!   token grants) issuing expiring access tokens;
+//!   Opportunity and Task, sObject Collections upsert of up to 200 records in one call
+//!   (with `allOrNone`), Salesforce's error arrays and limits (the daily API allocation
+//!   reported in `Sforce-Limit-Info`), and the OAuth 2.0 token endpoint
+//!   (`POST /services/oauth2/token`: JWT bearer, client credentials and refresh token
+//!   grants) issuing expiring access tokens;
 //! - `log`: the request log both share;
 //! - `server`: binding on loopback, query strings and form bodies, bearer tokens, the
 //!   clock and random token material.

@@ -5,28 +5,38 @@
 //! `Authorization: Bearer <token>`, the token given to [`Salesforce::start`] or one the
 //! token endpoint issued and that has not expired):
 //! - `GET sobjects/{Account|Opportunity|Task}/{ExternalIdField}/{value}?fields=..`;
-//! - `PATCH sobjects/{Opportunity|Task}/{ExternalIdField}/{value}`: upsert.
+//! - `PATCH sobjects/{Opportunity|Task}/{ExternalIdField}/{value}`: upsert;
+//! - `PATCH composite/sobjects/{Opportunity|Task}/{ExternalIdField}`: upsert of up to 200
+//!   records in one call (sObject Collections, v46.0 and later), with `allOrNone`.
+//!
+//! Every REST answer carries `Sforce-Limit-Info: api-usage=N/LIMIT`: each admitted call
+//! (a collection of 200 records as much as a single GET) counts one toward the org's daily
+//! allocation (15,000 unless [`Salesforce::set_api_usage`] says otherwise), and once it is
+//! used up calls get 403 `REQUEST_LIMIT_EXCEEDED`. The stand-in's day never ends: usage
+//! only resets through [`Salesforce::set_api_usage`].
 //!
 //! And, without a bearer token, the OAuth 2.0 token endpoint `POST /services/oauth2/token`
 //! for the org's connected app ([`Salesforce::connect_app`]): JWT bearer, client
 //! credentials and refresh token grants.
 //!
 //! What Salesforce documents and the stand-in does is written where it is done: `fields`
-//! (the org's fields and ids), `handlers` (each endpoint), `errors` (bodies), `oauth` (the
-//! token endpoint and what it issues). Faults for tests are set through [`Salesforce`].
+//! (the org's fields and ids), `handlers` (each endpoint), `collections` (sObject
+//! Collections), `errors` (bodies), `oauth` (the token endpoint and what it issues). Faults
+//! for tests are set through [`Salesforce`].
 
+mod collections;
 mod errors;
 mod fields;
 mod handlers;
 mod oauth;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
@@ -40,7 +50,8 @@ pub use oauth::{ConnectedApp, KeyPair, generate_key_pair};
 /// `OwnerId`.
 pub const DEFAULT_USER: &str = "005000000000001AAA";
 
-/// The daily API request allocation reported in `Sforce-Limit-Info`.
+/// The daily API request allocation reported in `Sforce-Limit-Info` unless a test sets
+/// another.
 const API_LIMIT: u64 = 15_000;
 
 /// A running Salesforce stand-in. Clones share the server and its records.
@@ -72,7 +83,9 @@ struct State {
     opportunities: Vec<SObject>,
     tasks: Vec<SObject>,
     issued: [u64; 3],
+    /// API requests counted today, and the org's daily allocation.
     api_usage: u64,
+    api_limit: u64,
     faults: Faults,
 }
 
@@ -81,6 +94,8 @@ struct Faults {
     rate_limited: usize,
     expired: bool,
     duplicate_once: Vec<String>,
+    /// External ID values whose upserts fail: value → (`errorCode`, message).
+    refused: BTreeMap<String, (String, String)>,
 }
 
 /// A stored record; `fields` holds `Id` and every field set.
@@ -176,9 +191,10 @@ impl SalesforceServer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Authentication first, then injected limits; admitted requests count toward the
-    /// usage reported in `Sforce-Limit-Info`.
-    fn admit(&self, token: Option<&str>) -> (Result<(), errors::SfError>, u64) {
+    /// Authentication first, then injected limits, then the daily allocation; admitted
+    /// requests count toward the usage reported in `Sforce-Limit-Info`. Returns the verdict
+    /// and `(usage, limit)` for that header.
+    fn admit(&self, token: Option<&str>) -> (Result<(), errors::SfError>, (u64, u64)) {
         let mut state = self.lock();
         let authenticated = match token {
             None => false,
@@ -190,11 +206,13 @@ impl SalesforceServer {
         } else if state.faults.rate_limited > 0 {
             state.faults.rate_limited -= 1;
             Err(errors::SfError::request_limit())
+        } else if state.api_usage >= state.api_limit {
+            Err(errors::SfError::request_limit())
         } else {
             state.api_usage += 1;
             Ok(())
         };
-        (verdict, state.api_usage)
+        (verdict, (state.api_usage, state.api_limit))
     }
 
     fn publish(&self, opportunity: CrmRecord) {
@@ -212,6 +230,7 @@ impl Salesforce {
         let log = Arc::new(RequestLog::default());
         let mut state = State {
             token: token.to_owned(),
+            api_limit: API_LIMIT,
             ..State::default()
         };
         if let Some(key) = id15(DEFAULT_USER) {
@@ -227,6 +246,10 @@ impl Salesforce {
             .route(
                 "/services/data/{version}/sobjects/{sobject}/{field}/{value}",
                 get(handlers::get_by_external_id).patch(handlers::upsert),
+            )
+            .route(
+                "/services/data/{version}/composite/sobjects/{sobject}/{field}",
+                patch(collections::upsert),
             )
             .fallback(handlers::unknown_route)
             .layer(from_fn_with_state(Arc::clone(&shared), handlers::gate))
@@ -296,6 +319,36 @@ impl Salesforce {
     /// Salesforce's answer when the org's API request limit is used up.
     pub fn rate_limit_next(&self, n: usize) {
         self.shared.lock().faults.rate_limited = n;
+    }
+
+    /// Sets the org's API usage today to `used` of a daily allocation of `limit` requests,
+    /// as `Sforce-Limit-Info: api-usage=used/limit` reports them (e.g. 12,000 of 15,000 to
+    /// put the org at 80%). Each admitted request counts one more; once `used` reaches
+    /// `limit`, authenticated requests get 403 `REQUEST_LIMIT_EXCEEDED`, and the header
+    /// keeps reporting `limit/limit`.
+    pub fn set_api_usage(&self, used: u64, limit: u64) {
+        let mut state = self.shared.lock();
+        state.api_usage = used;
+        state.api_limit = limit;
+    }
+
+    /// The API requests counted today: what `Sforce-Limit-Info` reports as used.
+    pub fn api_usage(&self) -> u64 {
+        self.shared.lock().api_usage
+    }
+
+    /// From now on every upsert of a record whose external ID value is
+    /// `external_id_value` (any sObject, single or in a collection) fails with
+    /// `status_code` and `message`, as a validation rule or trigger refusing it would
+    /// (e.g. `FIELD_CUSTOM_VALIDATION_EXCEPTION`). A single upsert gets 400
+    /// `[{"message", "errorCode", "fields": []}]`; in a collection, that record's result is
+    /// `{"success": false, "errors": [{"statusCode", "message", "fields": []}]}`. Nothing of
+    /// the record is written. A later call for the same value replaces the error.
+    pub fn refuse_record(&self, external_id_value: &str, status_code: &str, message: &str) {
+        self.shared.lock().faults.refused.insert(
+            external_id_value.to_owned(),
+            (status_code.to_owned(), message.to_owned()),
+        );
     }
 
     /// From now on the session is expired: the static token, and every token the token

@@ -18,12 +18,14 @@ use crate::server;
 
 /// The request's correlation id: in every error body and in `X-HubSpot-Correlation-Id`.
 #[derive(Clone, Debug)]
-pub(super) struct Correlation(String);
+pub(super) struct Correlation(pub(super) String);
 
 /// HubSpot's batch endpoints take at most 100 inputs.
-const MAX_BATCH: usize = 100;
+pub(super) const MAX_BATCH: usize = 100;
 
-/// Authentication, faults and rate limits for every request, before any endpoint.
+/// Authentication, faults and rate limits for every request, before any endpoint; answers
+/// carry the correlation id and the rate-limit headers (see the module documentation of
+/// [`super`]).
 pub(super) async fn gate(
     State(shared): State<Arc<HubSpotServer>>,
     mut request: extract::Request,
@@ -46,15 +48,7 @@ pub(super) async fn gate(
     if let Ok(value) = HeaderValue::from_str(&correlation) {
         headers.insert(HeaderName::from_static("x-hubspot-correlation-id"), value);
     }
-    if let Some((max, remaining)) = limits {
-        for (name, value) in [
-            ("x-hubspot-ratelimit-max", max),
-            ("x-hubspot-ratelimit-remaining", remaining),
-            ("x-hubspot-ratelimit-interval-milliseconds", 10_000),
-        ] {
-            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
-        }
-    }
+    limits.write(headers);
     response
 }
 
@@ -62,16 +56,16 @@ pub(super) async fn unknown_route(Extension(correlation): Extension<Correlation>
     ApiError::not_found().render(&correlation.0)
 }
 
-fn respond(correlation: &Correlation, result: Result<Response, ApiError>) -> Response {
+pub(super) fn respond(correlation: &Correlation, result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|error| error.render(&correlation.0))
 }
 
-fn object_type(segment: &str) -> Result<ObjectType, ApiError> {
+pub(super) fn object_type(segment: &str) -> Result<ObjectType, ApiError> {
     ObjectType::parse(segment)
         .ok_or_else(|| ApiError::validation(format!("Unable to infer object type from: {segment}")))
 }
 
-fn json_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn json_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::bad_json(format!(
@@ -82,7 +76,7 @@ fn json_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// An id as HubSpot takes it in JSON: a string, or a number for numeric ids.
-fn id_of(value: Option<&Value>) -> Option<String> {
+pub(super) fn id_of(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::String(id) if !id.is_empty() => Some(id.clone()),
         Value::Number(id) => Some(id.to_string()),
@@ -93,7 +87,11 @@ fn id_of(value: Option<&Value>) -> Option<String> {
 /// A record as HubSpot answers it: `properties` holds `only` (requested properties,
 /// `null` when unset) or every stored one, always with `hs_object_id` and the create and
 /// modify stamps.
-fn render(object_type: ObjectType, object: &Object, only: Option<&[String]>) -> Map<String, Value> {
+pub(super) fn render(
+    object_type: ObjectType,
+    object: &Object,
+    only: Option<&[String]>,
+) -> Map<String, Value> {
     let mut properties = Map::new();
     match only {
         Some(names) => {
@@ -577,7 +575,7 @@ pub(super) async fn associate_default(
 
 /// A batch endpoint's answer: 200 with the results, or 207 Multi-Status with the errors
 /// beside them when some inputs failed.
-fn batch_answer(started: &str, results: Vec<Value>, failures: Vec<Value>) -> Response {
+pub(super) fn batch_answer(started: &str, results: Vec<Value>, failures: Vec<Value>) -> Response {
     let mut answer = json!({
         "status": "COMPLETE",
         "results": results,

@@ -1,5 +1,9 @@
 //! Salesforce's error responses: a JSON array of `{message, errorCode, fields}`
-//! (<https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm>).
+//! (<https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm>),
+//! and inside an sObject Collections answer, a record's `errors`: `{statusCode, message,
+//! fields}` (the Error object of the SOAP API's results, which the REST API serializes).
+
+use std::borrow::Cow;
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -10,7 +14,7 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub(super) struct SfError {
     status: StatusCode,
-    code: &'static str,
+    code: Cow<'static, str>,
     message: String,
     fields: Option<Vec<String>>,
 }
@@ -19,7 +23,7 @@ impl SfError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: Cow::Borrowed(code),
             message: message.into(),
             fields: None,
         }
@@ -115,6 +119,71 @@ impl SfError {
             format!("duplicate value found: {field} duplicates value on record with id: {id}"),
         )
         .with_fields(&[])
+    }
+
+    /// 400 `EXCEEDED_ID_LIMIT`: an sObject Collections call with more than 200 records.
+    pub(super) fn exceeded_id_limit() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "EXCEEDED_ID_LIMIT",
+            "record limit reached. cannot submit more than 200 records into this call",
+        )
+    }
+
+    /// A record of a collection without the external ID value the URL names.
+    pub(super) fn missing_argument(field: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "MISSING_ARGUMENT",
+            format!("{field} not specified"),
+        )
+        .with_fields(&[field])
+    }
+
+    /// A record of a collection whose `attributes.type` is missing or another sObject's.
+    pub(super) fn invalid_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_TYPE", message)
+    }
+
+    /// Two records of one collection with the same external ID value.
+    pub(super) fn duplicate_external_id(field: &str, value: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "DUPLICATE_VALUE",
+            format!("Duplicate external id specified: {value}"),
+        )
+        .with_fields(&[field])
+    }
+
+    /// A valid record of an `allOrNone` collection in which another record failed.
+    pub(super) fn rolled_back() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+            "Record rolled back because not all records were valid and the request was using AllOrNone header",
+        )
+        .with_fields(&[])
+    }
+
+    /// An error a test injected ([`super::Salesforce::refuse_record`]): any code, e.g. a
+    /// validation rule's `FIELD_CUSTOM_VALIDATION_EXCEPTION`.
+    pub(super) fn refused(code: &str, message: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: Cow::Owned(code.to_owned()),
+            message: message.to_owned(),
+            fields: Some(Vec::new()),
+        }
+    }
+
+    /// The error as an item of a collection result's `errors`: `statusCode`, `message` and
+    /// `fields` (always an array there).
+    pub(super) fn result_entry(&self) -> Value {
+        json!({
+            "statusCode": self.code,
+            "message": self.message,
+            "fields": self.fields.clone().unwrap_or_default(),
+        })
     }
 
     fn entry(&self) -> Value {

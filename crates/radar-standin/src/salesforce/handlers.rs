@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::errors::{self, SfError};
 use super::fields::{self, Field, Kind, SObjectType, id15};
-use super::{API_LIMIT, DEFAULT_USER, SalesforceServer, State as Org};
-use crate::server;
+use super::{DEFAULT_USER, SalesforceServer, State as Org};
+use crate::{CrmRecord, server};
 
 /// Authentication and limits for every request, before any endpoint; every answer carries
 /// `Sforce-Limit-Info: api-usage=N/LIMIT`, as Salesforce's REST responses do.
@@ -22,12 +22,12 @@ pub(super) async fn gate(
     request: extract::Request,
     next: Next,
 ) -> Response {
-    let (verdict, usage) = shared.admit(server::bearer(request.headers()));
+    let (verdict, (usage, limit)) = shared.admit(server::bearer(request.headers()));
     let mut response = match verdict {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     };
-    if let Ok(value) = HeaderValue::from_str(&format!("api-usage={usage}/{API_LIMIT}")) {
+    if let Ok(value) = HeaderValue::from_str(&format!("api-usage={usage}/{limit}")) {
         response
             .headers_mut()
             .insert(HeaderName::from_static("sforce-limit-info"), value);
@@ -40,7 +40,7 @@ pub(super) async fn unknown_route() -> Response {
 }
 
 /// The major number of a `vNN.N` path segment; any version from 20.0 on is served.
-fn api_version(segment: &str) -> Option<u32> {
+pub(super) fn api_version(segment: &str) -> Option<u32> {
     let (major, minor) = segment.strip_prefix('v')?.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(major) || !digits(minor) {
@@ -134,6 +134,7 @@ pub(super) async fn get_by_external_id(
 /// - A relationship by external ID (`"Account": {"Radar_Account_Id__c": "acme"}`, or for
 ///   a Task's polymorphic `What` with `"attributes": {"type": "Account"}`) resolves to the
 ///   id field, or is 400 `INVALID_FIELD` "Foreign key external ID: … not found …".
+/// - A value [`super::Salesforce::refuse_record`] refuses is 400 with the error set there.
 pub(super) async fn upsert(
     State(shared): State<Arc<SalesforceServer>>,
     Path((version, sobject, field, value)): Path<(String, String, String, String)>,
@@ -157,51 +158,87 @@ pub(super) async fn upsert(
         }
         Err(err) => return SfError::json_parser(err.to_string()).into_response(),
     };
-    let mut state = shared.lock();
-    let changes = match changes(&state, sobject, &field, &body) {
+    let outcome = upsert_record(&mut shared.lock(), sobject, &field, &value, &body);
+    match outcome {
+        Upserted::Written(record, created) => {
+            let id = record.id.clone();
+            if sobject == SObjectType::Opportunity {
+                shared.publish(record);
+            }
+            let answer = json!({ "id": id, "success": true, "errors": [], "created": created });
+            match (created, major >= 46) {
+                (true, _) => (StatusCode::CREATED, Json(answer)).into_response(),
+                (false, true) => Json(answer).into_response(),
+                (false, false) => StatusCode::NO_CONTENT.into_response(),
+            }
+        }
+        Upserted::Refused(errors, raced) => {
+            if let Some(record) = raced {
+                shared.publish(record);
+            }
+            errors::render(&errors)
+        }
+    }
+}
+
+/// What upserting one record came to.
+#[derive(Debug)]
+pub(super) enum Upserted {
+    /// Stored: the record as it now is, and whether it was created.
+    Written(CrmRecord, bool),
+    /// Refused with these errors, nothing of the record written. The record is the one an
+    /// injected race ([`super::Salesforce::duplicate_once`]) made, as another request's
+    /// insert: it stands whatever becomes of this request.
+    Refused(Vec<SfError>, Option<CrmRecord>),
+}
+
+/// Upserts one record of `sobject` whose external ID `field` is `value`, from `body` (its
+/// fields, without the external ID): what both the single upsert and a collection's records
+/// go through.
+///
+/// Salesforce's own checks come first (fields, types, references, required fields), then
+/// validation rules (an error set by [`super::Salesforce::refuse_record`]), then the
+/// write, which may lose an injected race.
+pub(super) fn upsert_record(
+    state: &mut Org,
+    sobject: SObjectType,
+    field: &str,
+    value: &str,
+    body: &Map<String, Value>,
+) -> Upserted {
+    let changes = match changes(state, sobject, field, body) {
         Ok(changes) => changes,
-        Err(errors) => return errors::render(&errors),
+        Err(errors) => return Upserted::Refused(errors, None),
     };
-    let existing = state.find(sobject, &field, &value);
+    if let Some((code, message)) = state.faults.refused.get(value) {
+        return Upserted::Refused(vec![SfError::refused(code, message)], None);
+    }
+    let existing = state.find(sobject, field, value);
     let injected = (sobject == SObjectType::Opportunity)
-        .then(|| state.faults.duplicate_once.iter().position(|v| *v == value))
+        .then(|| state.faults.duplicate_once.iter().position(|v| v == value))
         .flatten();
     if let Some(at) = injected {
         state.faults.duplicate_once.remove(at);
-        let holder = match existing {
-            Some(index) => state.opportunities[index].id.clone(),
-            None => match create(&mut state, sobject, &field, &value, changes) {
-                Ok(record) => {
-                    let id = record.id.clone();
-                    drop(state);
-                    shared.publish(record);
-                    return SfError::duplicate_value(&field, &id).into_response();
-                }
-                Err(error) => return error.into_response(),
-            },
+        let holder = existing.and_then(|index| state.records(sobject).get(index));
+        if let Some(holder) = holder {
+            let error = SfError::duplicate_value(field, &holder.id);
+            return Upserted::Refused(vec![error], None);
+        }
+        return match create(state, sobject, field, value, changes) {
+            Ok(record) => {
+                let error = SfError::duplicate_value(field, &record.id);
+                Upserted::Refused(vec![error], Some(record))
+            }
+            Err(error) => Upserted::Refused(vec![error], None),
         };
-        return SfError::duplicate_value(&field, &holder).into_response();
     }
-    let (record, created) = match existing {
-        None => match create(&mut state, sobject, &field, &value, changes) {
-            Ok(record) => (record, true),
-            Err(error) => return error.into_response(),
-        },
-        Some(index) => match update(&mut state, sobject, index, changes) {
-            Ok(record) => (record, false),
-            Err(error) => return error.into_response(),
-        },
+    let written = match existing {
+        None => create(state, sobject, field, value, changes).map(|record| (record, true)),
+        Some(index) => update(state, sobject, index, changes).map(|record| (record, false)),
     };
-    drop(state);
-    let id = record.id.clone();
-    if sobject == SObjectType::Opportunity {
-        shared.publish(record);
-    }
-    let answer = json!({ "id": id, "success": true, "errors": [], "created": created });
-    match (created, major >= 46) {
-        (true, _) => (StatusCode::CREATED, Json(answer)).into_response(),
-        (false, true) => Json(answer).into_response(),
-        (false, false) => StatusCode::NO_CONTENT.into_response(),
+    match written {
+        Ok((record, created)) => Upserted::Written(record, created),
+        Err(error) => Upserted::Refused(vec![error], None),
     }
 }
 
@@ -212,7 +249,7 @@ fn create(
     field: &str,
     value: &str,
     changes: Map<String, Value>,
-) -> Result<crate::CrmRecord, SfError> {
+) -> Result<CrmRecord, SfError> {
     let mut fields: Map<String, Value> =
         changes.into_iter().filter(|(_, v)| !v.is_null()).collect();
     let missing: Vec<&str> = sobject
@@ -244,7 +281,7 @@ fn update(
     sobject: SObjectType,
     index: usize,
     changes: Map<String, Value>,
-) -> Result<crate::CrmRecord, SfError> {
+) -> Result<CrmRecord, SfError> {
     let cleared: Vec<&str> = sobject
         .required()
         .iter()
