@@ -24,6 +24,8 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     /// Empty unless asked for; cut at [`MAX_BODY`].
     pub body: Vec<u8>,
+    /// The answer's headers (a CRM reports its API allocation in them).
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Answer {
@@ -90,6 +92,7 @@ pub async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, clock.wall()));
+    let headers = response.headers().clone();
     let mut body = Vec::new();
     if read_body {
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
@@ -104,6 +107,7 @@ pub async fn send(
         status,
         retry_after,
         body,
+        headers,
     })
 }
 

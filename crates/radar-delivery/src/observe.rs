@@ -36,6 +36,10 @@ pub trait Observer: Send + Sync {
     fn auth(&self, _destination: &str, _degraded: Option<&str>) {}
     /// A token request ended: `issued`, `refused` or `unavailable`.
     fn token_request(&self, _destination: &str, _outcome: &'static str) {}
+    /// A CRM answer reported its daily API allocation: `used` of `limit` requests.
+    fn api_usage(&self, _destination: &str, _used: u64, _limit: u64) {}
+    /// Calls to the CRM are paced (past `slow_down_at` of the allocation), or not.
+    fn api_paced(&self, _destination: &str, _paced: bool) {}
 }
 
 /// An observer that ignores everything.

@@ -127,6 +127,11 @@ async fn salesforce_with_jwt(dir: &Path) -> (Salesforce, RawDestination) {
 async fn a_thousand_opportunities_across_five_token_expiries_take_six_token_requests() {
     let dir = tempfile::tempdir().unwrap();
     let (salesforce, destination) = salesforce_with_jwt(dir.path()).await;
+    // Collections of 50: twenty calls, four in flight at a time.
+    let destination = RawDestination {
+        batch_size: Some(50),
+        ..destination
+    };
     let entries = (0..1_000).map(|i| opportunity(i, "acme")).collect();
     let (running, seen) = start(destination, entries).await;
     // Every 150 upserts, every token issued so far expires.
@@ -172,7 +177,9 @@ async fn a_thousand_opportunities_across_five_token_expiries_take_six_token_requ
 async fn fifty_calls_that_meet_an_expired_token_cause_one_token_request() {
     let dir = tempfile::tempdir().unwrap();
     let (salesforce, destination) = salesforce_with_jwt(dir.path()).await;
+    // Tasks go one per call: 50 calls at once.
     let destination = RawDestination {
+        object: Some("task".into()),
         max_in_flight: Some(50),
         ..destination
     };

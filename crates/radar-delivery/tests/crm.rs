@@ -168,10 +168,10 @@ async fn a_hubspot_deal_lands_on_the_company_with_amount_close_date_and_owner_an
     assert_eq!(deals[0].id, deal.id);
     assert!(!deals[0].created, "the repeat updated the deal");
     assert_eq!(hubspot.associated_companies(&deal.id), vec![company]);
-    // The company was looked up once: the repeat found it in the cache.
+    // The company was read once: the repeat found it in the cache.
     let requests = hubspot.requests();
     assert_eq!(
-        paths(&requests, "GET", "/crm/v3/objects/companies/acme"),
+        paths(&requests, "POST", "/crm/v3/objects/companies/batch/read"),
         1,
         "{requests:#?}"
     );
@@ -327,7 +327,8 @@ async fn hubspot_rate_limits_pause_the_destination_with_and_without_retry_after(
     for account in ["a1", "a2", "a3"] {
         hubspot.add_company("radar_account_id", account, None);
     }
-    // The first call (a company lookup) gets the ten-second limit with Retry-After.
+    // The first call (the companies' batch read) gets the ten-second limit with
+    // Retry-After.
     hubspot.rate_limit_next(1, RateLimit::TenSecondly, Some(1));
     let started = Instant::now();
     let (running, seen) = start(
@@ -342,11 +343,12 @@ async fn hubspot_rate_limits_pause_the_destination_with_and_without_retry_after(
     until("the deals are delivered", || seen.count("success") == 3).await;
     // Retry-After: 1 is capped at the test's 300 ms, and honoured up to it.
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(seen.count("http_429"), 1);
+    // The read was for all three: each got its 429.
+    assert_eq!(seen.count("http_429"), 3);
     // The batch stopped at the 429 and sent nothing more until the pause ended: one
-    // refused call, then three lookups, one upsert, one association.
+    // refused read, then one read of the three companies, one upsert, one association.
     let requests = hubspot.requests();
-    assert_eq!(requests.len(), 6, "{requests:#?}");
+    assert_eq!(requests.len(), 4, "{requests:#?}");
     assert_eq!(requests[0].status, 429);
     assert!(
         requests[1..].iter().all(|r| r.status < 300),
@@ -363,7 +365,7 @@ async fn hubspot_rate_limits_pause_the_destination_with_and_without_retry_after(
         .unwrap();
     until("the fourth is delivered", || seen.count("success") == 4).await;
     assert!(again.elapsed() >= Duration::from_millis(300));
-    assert_eq!(seen.count("http_429"), 2);
+    assert_eq!(seen.count("http_429"), 4);
     let upserts = paths(
         &hubspot.requests(),
         "POST",
@@ -500,8 +502,9 @@ async fn salesforce_errors_get_the_outcomes_a_user_expects() {
         seen.count("success") + dead_reasons(&running).len() == 3
     })
     .await;
-    // The API limit paused the destination, then it went on.
-    assert_eq!(seen.count("http_429"), 1);
+    // The API limit (on the read of acme's Account, which both of its opportunities
+    // waited for) paused the destination, then it went on.
+    assert_eq!(seen.count("http_429"), 2);
     assert_eq!(
         seen.count("success"),
         2,
@@ -513,8 +516,8 @@ async fn salesforce_errors_get_the_outcomes_a_user_expects() {
     running.finish().await;
 }
 
-/// A loopback Salesforce: the Account lookup finds an owned Account, and the upserts get
-/// what `upsert` answers to the n-th of them (counting from 0).
+/// A loopback Salesforce: the Account lookup finds an owned Account, and the upserts (sObject
+/// Collections calls) get what `upsert` answers to the n-th of them (counting from 0).
 async fn loopback_salesforce(
     upsert: impl Fn(usize) -> axum::response::Response + Clone + Send + Sync + 'static,
 ) -> String {
@@ -554,9 +557,10 @@ async fn a_salesforce_429_with_retry_after_pauses_and_retries() {
         seen_by_server
             .lock()
             .unwrap()
-            .push(if n == 0 { 429 } else { 204 });
+            .push(if n == 0 { 429 } else { 200 });
         if n > 0 {
-            return StatusCode::NO_CONTENT.into_response();
+            let results = json!([{"id": "006000000000001AAA", "success": true, "errors": [], "created": true}]);
+            return axum::Json(results).into_response();
         }
         let body = json!([{"errorCode": "REQUEST_LIMIT", "message": "Too many requests"}]);
         (
@@ -574,7 +578,7 @@ async fn a_salesforce_429_with_retry_after_pauses_and_retries() {
     })
     .await;
     assert_eq!(dead_reasons(&running), Vec::<String>::new());
-    assert_eq!(*answered.lock().unwrap(), [429, 204]);
+    assert_eq!(*answered.lock().unwrap(), [429, 200]);
     assert_eq!(seen.count("http_429"), 1);
     // Retry-After: 1 is capped at the test's 300 ms, and honoured up to it.
     assert!(started.elapsed() >= Duration::from_millis(300));

@@ -65,6 +65,8 @@ pub async fn start(crm: DemoCrm, accounts: u64, token: &str) -> Result<(Standin,
             for owner in HUBSPOT_OWNERS {
                 hubspot.add_owner(owner);
             }
+            // An allocation a long demo does not reach (the stand-in's day never ends).
+            hubspot.set_daily_usage(0, 100_000_000);
             for index in 0..accounts {
                 hubspot.add_company(
                     "radar_account_id",
@@ -87,6 +89,8 @@ pub async fn start(crm: DemoCrm, accounts: u64, token: &str) -> Result<(Standin,
             for user in SALESFORCE_USERS {
                 salesforce.add_user(user);
             }
+            // An allocation a long demo does not reach (the stand-in's day never ends).
+            salesforce.set_api_usage(0, 100_000_000);
             // Logged in through the JWT bearer flow, as a production org would be, with
             // sessions that end every 30 s.
             let keys = KeyPair::generate()

@@ -61,6 +61,9 @@ pub struct Metrics {
     breaker: IntGaugeVec,
     auth_degraded: IntGaugeVec,
     token_requests: IntCounterVec,
+    api_used: IntGaugeVec,
+    api_limit: IntGaugeVec,
+    api_paced: IntGaugeVec,
     dead_lettered: IntCounterVec,
     overdue: prometheus::GaugeVec,
     unacknowledged: IntGaugeVec,
@@ -340,6 +343,21 @@ impl Metrics {
                 "radar_delivery_token_requests_total",
                 "OAuth token requests by outcome: issued, refused (the credentials), unavailable (the endpoint).",
                 &["destination", "outcome"],
+            ),
+            api_used: gauge_vec(
+                "radar_crm_api_used",
+                "Requests of the CRM's daily API allocation used, as its last answer reported (Sforce-Limit-Info, X-HubSpot-RateLimit-Daily-Remaining).",
+                &["destination"],
+            ),
+            api_limit: gauge_vec(
+                "radar_crm_api_limit",
+                "The CRM's daily API allocation, as its last answer reported.",
+                &["destination"],
+            ),
+            api_paced: gauge_vec(
+                "radar_crm_api_paced",
+                "1 while calls to the CRM are paced because its allocation is past slow_down_at.",
+                &["destination"],
             ),
             dead_lettered: vec(
                 "radar_delivery_dead_lettered_total",

@@ -6,15 +6,16 @@
 //! call is made, and the deferred spend no attempt.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use radar_core::Opportunity;
 use reqwest::{Client, Url};
 use secrecy::SecretString;
 
+use super::allocation::{self, Allocation, Change};
 use super::cache::TtlCache;
-use super::config::{CrmObject, CrmSettings, Routing, Vendor};
-use super::routing::{Routed, route, routing_for};
+use super::config::{CrmObject, CrmSettings, Vendor};
+use super::routing::Routed;
 use super::{Company, hubspot, salesforce};
 use crate::auth::credentials::Asker;
 use crate::auth::{AuthError, Credentials};
@@ -28,6 +29,10 @@ use crate::queue::Delivery;
 use crate::retry::AttemptResult;
 use crate::settings::{Destination, Target};
 
+mod collections;
+mod companies;
+mod hubspot_deals;
+
 /// A CRM destination's client, shared by its in-flight batches.
 pub struct CrmClient {
     name: String,
@@ -40,6 +45,7 @@ pub struct CrmClient {
     client: Client,
     guard: Guard,
     companies: Mutex<TtlCache<Company>>,
+    allocation: Allocation,
     observer: Arc<dyn Observer>,
     clock: Clock,
 }
@@ -155,6 +161,7 @@ impl CrmClient {
             client,
             guard,
             companies: Mutex::new(TtlCache::default()),
+            allocation: Allocation::new(settings.slow_down_at),
             observer,
             clock,
         })
@@ -187,7 +194,10 @@ impl CrmClient {
         let owners = self.owners(&mut batch).await;
         match (self.vendor, self.settings.object) {
             (Vendor::HubSpot, CrmObject::Deal) => self.hubspot_deals(&mut batch, &owners).await,
-            _ => self.one_by_one(&mut batch, &owners).await,
+            (Vendor::Salesforce, CrmObject::Deal) => {
+                self.salesforce_records(&mut batch, &owners).await
+            }
+            (_, CrmObject::Task) => self.one_by_one(&mut batch, &owners).await,
         }
         for (i, (routed, _)) in &owners {
             if batch.results[*i]
@@ -205,49 +215,6 @@ impl CrmClient {
         batch.deliveries.into_iter().zip(results).collect()
     }
 
-    /// Finds the companies the batch needs and routes each pending delivery; a delivery
-    /// whose company cannot be had gets its result here.
-    async fn owners(&self, batch: &mut Batch) -> HashMap<usize, (Routed, Option<Company>)> {
-        let mut companies: HashMap<String, Result<Company, AttemptResult>> = HashMap::new();
-        let mut owners = HashMap::new();
-        for i in batch.pending() {
-            let Some(opportunity) = batch.opportunity(i).cloned() else {
-                continue;
-            };
-            // HubSpot associates every record with the company; Salesforce names the
-            // Account by its external id and needs it read only for its owner.
-            let needed = self.vendor == Vendor::HubSpot
-                || *routing_for(&self.settings, &opportunity) == Routing::CompanyOwner;
-            let company = if needed {
-                let account = opportunity.account_id.as_str();
-                if !companies.contains_key(account) {
-                    if batch.defer_if_halted(&[i]) {
-                        continue;
-                    }
-                    let found = self.company(account).await;
-                    if let Err(result) = &found
-                        && halts(result)
-                    {
-                        batch.halted = Some(result.clone());
-                    }
-                    companies.insert(account.to_owned(), found);
-                }
-                match &companies[account] {
-                    Ok(company) => Some(company.clone()),
-                    Err(result) => {
-                        batch.results[i] = Some(result.clone());
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let routed = route(&self.settings, &opportunity, company.as_ref());
-            owners.insert(i, (routed, company));
-        }
-        owners
-    }
-
     /// Sends the request `build` makes with the destination's token and base URL (the
     /// instance Salesforce named, when it did). A refused token is renewed once and the
     /// request sent again, within the same attempt; refused again, the credentials are
@@ -263,6 +230,7 @@ impl CrmClient {
             let base = token.instance_url.as_ref().unwrap_or(&self.base);
             let request =
                 build(base, &token.access).map_err(|e| AttemptResult::Unsendable(e.to_string()))?;
+            self.allocation.take(self.clock.now_ms());
             let answer = http::send(
                 &self.client,
                 &self.guard,
@@ -272,6 +240,7 @@ impl CrmClient {
                 self.clock,
             )
             .await?;
+            self.note_usage(&answer);
             let refused = match self.vendor {
                 Vendor::HubSpot => hubspot::refused_credentials(&answer),
                 Vendor::Salesforce => salesforce::refused_credentials(&answer),
@@ -297,10 +266,43 @@ impl CrmClient {
         }
     }
 
-    /// When the destination's credentials are tried again, if they are degraded: nothing
-    /// is sent before then.
-    pub fn degraded_until(&self) -> Option<u64> {
-        self.credentials.degraded_until()
+    /// When the destination may be called again, if not now: its credentials are
+    /// degraded until they are tried again, or its calls are paced to stay inside the
+    /// daily API allocation.
+    pub fn wait_until(&self, now_ms: u64) -> Option<u64> {
+        let degraded = self.credentials.degraded_until().filter(|&t| t > now_ms);
+        degraded.max(self.allocation.paced_until(now_ms))
+    }
+
+    /// Takes in the API allocation an answer reported, and paces or frees the
+    /// destination when it crosses `slow_down_at`.
+    fn note_usage(&self, answer: &Answer) {
+        let usage = match self.vendor {
+            Vendor::HubSpot => allocation::hubspot(&answer.headers),
+            Vendor::Salesforce => allocation::salesforce(&answer.headers),
+        };
+        let Some(usage) = usage else {
+            return;
+        };
+        self.observer.api_usage(&self.name, usage.used, usage.limit);
+        match self.allocation.report(usage) {
+            Some(Change::Paced { every_ms }) => {
+                tracing::warn!(
+                    destination = %self.name,
+                    used = usage.used,
+                    limit = usage.limit,
+                    slow_down_at = self.settings.slow_down_at,
+                    every = ?std::time::Duration::from_millis(every_ms),
+                    "the CRM's daily API allocation is past slow_down_at; pacing calls"
+                );
+                self.observer.api_paced(&self.name, true);
+            }
+            Some(Change::Released) => {
+                tracing::info!(destination = %self.name, used = usage.used, limit = usage.limit, "the CRM's API allocation has room again; calls go at full speed");
+                self.observer.api_paced(&self.name, false);
+            }
+            None => {}
+        }
     }
 
     /// What an answer that is not a success means, by vendor.
@@ -311,220 +313,7 @@ impl CrmClient {
         }
     }
 
-    /// The company (or Account) whose unique field holds `account`: cached, else looked
-    /// up, else created when so configured, else `company_not_found`.
-    async fn company(&self, account: &str) -> Result<Company, AttemptResult> {
-        let cached = self
-            .companies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(account, self.clock.now_ms());
-        if let Some(company) = cached {
-            return Ok(company);
-        }
-        let answer = self
-            .call(|base, token| match self.vendor {
-                Vendor::HubSpot => hubspot::find_company(base, token, &self.settings, account),
-                Vendor::Salesforce => {
-                    salesforce::find_account(base, token, &self.settings, account)
-                }
-            })
-            .await?;
-        let company = match answer.status {
-            200 => self.parse_company(&answer.body)?,
-            404 if self.settings.create_missing_company => self.create_company(account).await?,
-            404 => {
-                return Err(AttemptResult::Rejected {
-                    label: "company_not_found",
-                    reason: format!(
-                        "no {} has {} = {account:?}",
-                        match self.vendor {
-                            Vendor::HubSpot => "HubSpot company",
-                            Vendor::Salesforce => "Salesforce Account",
-                        },
-                        self.settings.company_field
-                    ),
-                });
-            }
-            _ => return Err(self.failure(&answer)),
-        };
-        let ttl = u64::try_from(self.settings.company_ttl.as_millis()).unwrap_or(u64::MAX);
-        self.companies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(account, company.clone(), self.clock.now_ms(), ttl);
-        Ok(company)
-    }
-
-    fn parse_company(&self, body: &[u8]) -> Result<Company, AttemptResult> {
-        match self.vendor {
-            Vendor::HubSpot => hubspot::parse_company(body),
-            Vendor::Salesforce => salesforce::parse_account(body),
-        }
-        .map_err(|e| bad_answer(e.to_string()))
-    }
-
-    async fn create_company(&self, account: &str) -> Result<Company, AttemptResult> {
-        let answer = self
-            .call(|base, token| hubspot::create_company(base, token, &self.settings, account))
-            .await?;
-        match answer.status {
-            200 | 201 => {
-                tracing::info!(destination = %self.name, account, "created the missing company");
-                self.parse_company(&answer.body)
-            }
-            // Another batch created it meanwhile: retried, it will be found.
-            409 => Err(AttemptResult::Transient {
-                label: "crm_busy",
-                reason: format!("the company for {account:?} was being created meanwhile"),
-            }),
-            _ => Err(self.failure(&answer)),
-        }
-    }
-
-    /// HubSpot deals: one batch upsert, then one batch association with the companies.
-    /// The same opportunity twice in a batch (a replay beside the original) is sent once
-    /// and both get its result; a batch HubSpot refuses whole (one bad input makes a 400)
-    /// is sent again one deal at a time, so only the bad one is dead-lettered.
-    async fn hubspot_deals(
-        &self,
-        batch: &mut Batch,
-        owners: &HashMap<usize, (Routed, Option<Company>)>,
-    ) {
-        let mut first: HashMap<String, usize> = HashMap::new();
-        let mut copies: Vec<(usize, usize)> = Vec::new();
-        let mut unique = Vec::new();
-        for i in batch.pending() {
-            let Some(opportunity) = batch.opportunity(i) else {
-                continue;
-            };
-            match first.get(opportunity.opportunity_id.as_str()) {
-                Some(&original) => copies.push((i, original)),
-                None => {
-                    first.insert(opportunity.opportunity_id.to_string(), i);
-                    unique.push(i);
-                }
-            }
-        }
-        if !self.upsert_deals(batch, owners, &unique).await && unique.len() > 1 {
-            for i in unique {
-                batch.results[i] = None;
-                self.upsert_deals(batch, owners, &[i]).await;
-            }
-        }
-        for (copy, original) in copies {
-            batch.results[copy] = batch.results[original].clone();
-        }
-    }
-
-    /// Upserts and associates the deals of `which`, settling each; false when HubSpot
-    /// refused the batch as a whole (the results are then set, but worth a split).
-    async fn upsert_deals(
-        &self,
-        batch: &mut Batch,
-        owners: &HashMap<usize, (Routed, Option<Company>)>,
-        which: &[usize],
-    ) -> bool {
-        if batch.defer_if_halted(which) {
-            return true;
-        }
-        let mut sent = Vec::new();
-        let mut inputs = Vec::new();
-        for &i in which {
-            let (Some(opportunity), Some((routed, _))) = (batch.opportunity(i), owners.get(&i))
-            else {
-                continue;
-            };
-            match hubspot::deal_input(&self.settings, opportunity, routed.owner.as_deref()) {
-                Ok(input) => {
-                    inputs.push(input);
-                    sent.push(i);
-                }
-                Err(e) => batch.settle(i, AttemptResult::Unsendable(e.to_string())),
-            }
-        }
-        if sent.is_empty() {
-            return true;
-        }
-        let answer = self
-            .call(|base, token| hubspot::upsert_deals(base, token, inputs.clone()))
-            .await;
-        let answer = match answer {
-            Ok(answer) if matches!(answer.status, 200 | 201 | 207) => answer,
-            Ok(answer) => {
-                let result = self.failure(&answer);
-                let refused_whole = matches!(result, AttemptResult::Rejected { .. });
-                self.settle_all(batch, &sent, result);
-                return !refused_whole;
-            }
-            Err(result) => {
-                self.settle_all(batch, &sent, result);
-                return true;
-            }
-        };
-        let ids: Vec<String> = sent
-            .iter()
-            .filter_map(|&i| batch.opportunity(i).map(|o| o.opportunity_id.to_string()))
-            .collect();
-        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let upserted = match hubspot::parse_upsert(&self.settings, &id_refs, &answer.body) {
-            Ok(upserted) => upserted,
-            Err(e) => {
-                self.settle_all(batch, &sent, bad_answer(e.to_string()));
-                return true;
-            }
-        };
-        let mut pairs = Vec::new();
-        let mut associated = Vec::new();
-        for (&i, id) in sent.iter().zip(&ids) {
-            let company = owners.get(&i).and_then(|(_, c)| c.as_ref());
-            match (upserted.deals.get(id), company, upserted.refused.get(id)) {
-                (Some(deal), Some(company), _) => {
-                    pairs.push((deal.clone(), company.id.clone()));
-                    associated.push(i);
-                }
-                (_, _, Some(reason)) => batch.settle(
-                    i,
-                    AttemptResult::Rejected {
-                        label: "crm_refused",
-                        reason: format!("HubSpot refused the deal: {reason}"),
-                    },
-                ),
-                // Neither written nor refused by name: try again rather than guess.
-                _ => batch.settle(
-                    i,
-                    bad_answer(format!(
-                        "HubSpot's batch answer left this deal out{}",
-                        upserted
-                            .unattributed
-                            .first()
-                            .map(|e| format!(" (its errors: {e})"))
-                            .unwrap_or_default()
-                    )),
-                ),
-            }
-        }
-        if pairs.is_empty() {
-            return true;
-        }
-        let answer = self
-            .call(|base, token| hubspot::associate_deals(base, token, &pairs))
-            .await;
-        // The deals exist already: a failed association is retried whole, and upserting
-        // them again on the retry changes nothing.
-        let result = match answer {
-            Ok(answer) if matches!(answer.status, 200 | 201) => delivered(),
-            Ok(answer) if answer.status == 207 => {
-                bad_answer("HubSpot associated only part of the batch".into())
-            }
-            Ok(answer) => self.failure(&answer),
-            Err(result) => result,
-        };
-        self.settle_all(batch, &associated, result);
-        true
-    }
-
-    /// Tasks, and Salesforce records: one request each.
+    /// Tasks: one request each.
     async fn one_by_one(
         &self,
         batch: &mut Batch,

@@ -80,9 +80,11 @@ pub struct CrmSettings {
     pub company_ttl: Duration,
     /// Salesforce's Opportunity `Type`.
     pub opportunity_type: String,
-    /// Records per request at most (HubSpot's deal batch endpoints take 100; everything
-    /// else is one per request).
+    /// Records per request at most (HubSpot's deal batch endpoints take 100, Salesforce's
+    /// sObject Collections 200; tasks are one per request).
     pub batch_size: usize,
+    /// The share of the daily API allocation past which calls are paced.
+    pub slow_down_at: f64,
     pub cs: Routing,
     pub sales: Routing,
 }
@@ -107,6 +109,7 @@ pub struct RawCrm<'a> {
     pub company_cache_ttl: Option<&'a str>,
     pub opportunity_type: Option<&'a str>,
     pub batch_size: Option<u32>,
+    pub slow_down_at: Option<f64>,
     pub owners: Option<&'a RawOwners>,
 }
 
@@ -127,6 +130,7 @@ impl RawCrm<'_> {
             ("company_cache_ttl", self.company_cache_ttl.is_some()),
             ("opportunity_type", self.opportunity_type.is_some()),
             ("batch_size", self.batch_size.is_some()),
+            ("slow_down_at", self.slow_down_at.is_some()),
             ("owners", self.owners.is_some()),
         ]
         .into_iter()
@@ -192,12 +196,12 @@ pub fn build(vendor: Vendor, raw: &RawCrm<'_>, fail: &mut dyn FnMut(&str, String
     let day = Duration::from_secs(86_400);
     let close_in = duration("close_in", raw.close_in, day * 45);
     let company_ttl = duration("company_cache_ttl", raw.company_cache_ttl, day / 144);
-    // Only HubSpot deals go through a batch endpoint; tasks and Salesforce records are
-    // one request each.
-    let batch_max = if hubspot && object == CrmObject::Deal {
-        HUBSPOT_BATCH_MAX
-    } else {
-        1
+    // Deals go through a batch endpoint (HubSpot's batch upsert, Salesforce's sObject
+    // Collections); tasks are one request each.
+    let batch_max = match (hubspot, object) {
+        (true, CrmObject::Deal) => HUBSPOT_BATCH_MAX,
+        (false, CrmObject::Deal) => super::salesforce::COLLECTION_MAX,
+        (_, CrmObject::Task) => 1,
     };
     let batch_size = match raw.batch_size {
         None => batch_max,
@@ -205,7 +209,7 @@ pub fn build(vendor: Vendor, raw: &RawCrm<'_>, fail: &mut dyn FnMut(&str, String
         Some(_) if batch_max == 1 => {
             fail(
                 "batch_size",
-                "only HubSpot deals are sent in batches: give 1 or leave it out".into(),
+                "tasks are sent one at a time: give 1 or leave it out".into(),
             );
             1
         }
@@ -228,6 +232,17 @@ pub fn build(vendor: Vendor, raw: &RawCrm<'_>, fail: &mut dyn FnMut(&str, String
     };
     let id_field = field("id_field", raw.id_field, id_default);
     let company_field = field("company_field", raw.company_field, company_default);
+    let slow_down_at = match raw.slow_down_at {
+        None => 0.8,
+        Some(share) if share > 0.0 && share <= 1.0 => share,
+        Some(_) => {
+            fail(
+                "slow_down_at",
+                "a share of the daily API allocation, above 0 and at most 1 (e.g. 0.8)".into(),
+            );
+            0.8
+        }
+    };
     let owners = raw.owners.cloned().unwrap_or_default();
     let mut routing = |key: &str, raw: Option<RawRouting>| match raw {
         None => Routing::CompanyOwner,
@@ -269,6 +284,7 @@ pub fn build(vendor: Vendor, raw: &RawCrm<'_>, fail: &mut dyn FnMut(&str, String
             .unwrap_or("Existing Customer - Upgrade")
             .to_owned(),
         batch_size,
+        slow_down_at,
         cs,
         sales,
     }
@@ -301,7 +317,7 @@ mod tests {
         assert_eq!(hubspot.cs, Routing::CompanyOwner);
         let (salesforce, _) = errors(Vendor::Salesforce, &RawCrm::default());
         assert_eq!(salesforce.id_field, "Radar_Opportunity_Id__c");
-        assert_eq!(salesforce.batch_size, 1);
+        assert_eq!(salesforce.batch_size, 200);
     }
 
     #[test]
@@ -339,7 +355,7 @@ mod tests {
                 create_missing_company: Some(true),
                 close_in: Some("soon"),
                 company_cache_ttl: Some("0s"),
-                batch_size: Some(50),
+                batch_size: Some(500),
                 id_field: Some("has space"),
                 owners: Some(&owners),
                 ..RawCrm::default()

@@ -3,8 +3,8 @@
 //! A deal is upserted by the unique deal property holding the opportunity id
 //! (`POST /crm/v3/objects/deals/batch/upsert`, up to 100 a call), then associated with
 //! its company (`POST /crm/v4/associations/deals/companies/batch/associate/default`).
-//! The company is the one whose unique property (`company_field`) holds the account id
-//! (`GET /crm/v3/objects/companies/{account}?idProperty=…`). A task is created on the
+//! The company is the one whose unique property (`company_field`) holds the account id,
+//! read up to 100 accounts at a time (`batch_read`). A task is created on the
 //! company with the opportunity id in a unique task property, so a repeat gets 409.
 
 use std::collections::HashMap;
@@ -22,6 +22,10 @@ use crate::error::{AnswerError, RequestError};
 use crate::http::Answer;
 use crate::payload::{HttpRequest, bearer, number, priority, summary, title};
 use crate::retry::AttemptResult;
+
+mod batch_read;
+
+pub use batch_read::{READ_MAX, parse_read, read_companies};
 
 /// HubSpot's association type id for task → company.
 pub const TASK_TO_COMPANY: u32 = 192;
@@ -45,25 +49,6 @@ fn json_request(method: Method, url: Url, token: &SecretString, body: &Value) ->
         ],
         body: body.to_string().into_bytes(),
     }
-}
-
-/// `GET /crm/v3/objects/companies/{account}?idProperty={company_field}&properties=hubspot_owner_id`.
-pub fn find_company(
-    base: &Url,
-    token: &SecretString,
-    settings: &CrmSettings,
-    account_id: &str,
-) -> Result<HttpRequest, RequestError> {
-    let mut url = url(base, &["crm", "v3", "objects", "companies", account_id])?;
-    url.query_pairs_mut()
-        .append_pair("idProperty", &settings.company_field)
-        .append_pair("properties", "hubspot_owner_id");
-    Ok(HttpRequest {
-        method: Method::GET,
-        url,
-        headers: vec![bearer(token)],
-        body: Vec::new(),
-    })
 }
 
 /// `POST /crm/v3/objects/companies`: a company named for the account, with the account id
@@ -376,23 +361,8 @@ mod tests {
         build(Vendor::HubSpot, &RawCrm::default(), &mut |_, _| {})
     }
 
-    fn token() -> SecretString {
-        "pat-1".to_owned().into()
-    }
-
-    fn base() -> Url {
-        "https://api.hubapi.com".parse().unwrap()
-    }
-
     #[test]
-    fn the_company_is_found_by_its_unique_property() {
-        let request = find_company(&base(), &token(), &settings(), "acme/1 ü").unwrap();
-        assert_eq!(request.method, Method::GET);
-        assert_eq!(
-            request.url.as_str(),
-            "https://api.hubapi.com/crm/v3/objects/companies/acme%2F1%20%C3%BC?idProperty=radar_account_id&properties=hubspot_owner_id"
-        );
-        assert!(!format!("{request:?}").contains("pat-1"));
+    fn a_created_company_is_read_with_its_owner() {
         let company = parse_company(
             br#"{"id":"9001","properties":{"hubspot_owner_id":"77","hs_object_id":"9001"}}"#,
         )
@@ -472,6 +442,7 @@ mod tests {
             status,
             retry_after: retry_after.map(Duration::from_secs),
             body: body.as_bytes().to_vec(),
+            headers: Default::default(),
         }
     }
 

@@ -8,10 +8,12 @@
 //!
 //! - [`config`]: the destination's CRM keys;
 //! - [`routing`]: the owner of each team's records;
+//! - [`allocation`]: the vendor's daily API allocation and the pace that keeps inside it;
 //! - [`cache`]: companies found, for a TTL;
 //! - [`hubspot`], [`salesforce`]: the vendors' requests and answers;
 //! - [`client`]: delivering a batch.
 
+pub mod allocation;
 pub mod cache;
 pub mod client;
 pub mod config;

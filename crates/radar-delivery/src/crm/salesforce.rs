@@ -68,14 +68,13 @@ pub fn parse_account(body: &[u8]) -> Result<Company, AnswerError> {
     })
 }
 
-/// The upsert of `opportunity` as the configured object, owned by `owner` when given.
-pub fn upsert(
-    base: &Url,
-    token: &SecretString,
+/// The sObject an opportunity becomes, and its fields, owned by `owner` when given
+/// (without the external id: the single upsert names it in its URL).
+fn fields(
     settings: &CrmSettings,
     opportunity: &Opportunity,
     owner: Option<&str>,
-) -> Result<HttpRequest, RequestError> {
+) -> Result<(&'static str, Value), RequestError> {
     let account = json!({
         "attributes": {"type": "Account"},
         (settings.company_field.as_str()): opportunity.account_id.as_str(),
@@ -110,6 +109,18 @@ pub fn upsert(
     if let Some(owner) = owner {
         body["OwnerId"] = Value::String(owner.to_owned());
     }
+    Ok((sobject, body))
+}
+
+/// The upsert of `opportunity` as the configured object, owned by `owner` when given.
+pub fn upsert(
+    base: &Url,
+    token: &SecretString,
+    settings: &CrmSettings,
+    opportunity: &Opportunity,
+    owner: Option<&str>,
+) -> Result<HttpRequest, RequestError> {
+    let (sobject, body) = fields(settings, opportunity, owner)?;
     Ok(HttpRequest {
         method: Method::PATCH,
         url: sobject_url(
@@ -126,6 +137,101 @@ pub fn upsert(
         ],
         body: body.to_string().into_bytes(),
     })
+}
+
+/// Records per sObject Collections call at most.
+pub const COLLECTION_MAX: usize = 200;
+
+/// One record of an sObject Collections upsert: its fields, its type and its external id.
+pub fn record(
+    settings: &CrmSettings,
+    opportunity: &Opportunity,
+    owner: Option<&str>,
+) -> Result<Value, RequestError> {
+    let (sobject, mut body) = fields(settings, opportunity, owner)?;
+    body["attributes"] = json!({"type": sobject});
+    body[settings.id_field.as_str()] = json!(opportunity.opportunity_id.as_str());
+    Ok(body)
+}
+
+/// `PATCH …/composite/sobjects/{sObject}/{id_field}` with `allOrNone = false`: up to
+/// [`COLLECTION_MAX`] records upserted by their external id in one call, each with its
+/// own result, so one refused record fails alone.
+pub fn upsert_collection(
+    base: &Url,
+    token: &SecretString,
+    settings: &CrmSettings,
+    records: &[Value],
+) -> Result<HttpRequest, RequestError> {
+    let sobject = match settings.object {
+        CrmObject::Deal => "Opportunity",
+        CrmObject::Task => "Task",
+    };
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| RequestError::UrlCannotTakePath("Salesforce"))?
+        .pop_if_empty()
+        .extend(["services", "data", API, "composite", "sobjects"])
+        .extend([sobject, settings.id_field.as_str()]);
+    let body = json!({"allOrNone": false, "records": records});
+    Ok(HttpRequest {
+        method: Method::PATCH,
+        url,
+        headers: vec![
+            ("content-type", "application/json".to_owned()),
+            bearer(token),
+        ],
+        body: body.to_string().into_bytes(),
+    })
+}
+
+#[derive(Deserialize)]
+struct RecordResult {
+    #[serde(default)]
+    success: bool,
+    #[serde(default)]
+    errors: Vec<RecordError>,
+}
+
+#[derive(Deserialize)]
+struct RecordError {
+    #[serde(rename = "statusCode", default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Each record's result in a collection's 200 answer, in the order they were sent.
+pub fn parse_collection(
+    body: &[u8],
+    sent: usize,
+    id_field: &str,
+) -> Result<Vec<AttemptResult>, AnswerError> {
+    let results: Vec<RecordResult> =
+        serde_json::from_slice(body).map_err(|source| AnswerError {
+            what: "Salesforce's collection answer is not a list of results",
+            source,
+        })?;
+    if results.len() != sent {
+        return Err(AnswerError {
+            what: "Salesforce's collection answer has another number of results than records",
+            source: serde::de::Error::custom(format!("{} for {sent}", results.len())),
+        });
+    }
+    Ok(results
+        .into_iter()
+        .map(|result| match result.errors.into_iter().next() {
+            _ if result.success => AttemptResult::Response {
+                status: 200,
+                retry_after: None,
+            },
+            Some(error) => by_code(400, &error.code, &error.message, id_field, None),
+            None => AttemptResult::Transient {
+                label: "crm_bad_answer",
+                reason: "Salesforce answered neither success nor an error for this record".into(),
+            },
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -164,8 +270,24 @@ pub fn classify(answer: &Answer, id_field: &str) -> AttemptResult {
         return answer.result();
     }
     let (code, message) = first_error(&answer.body).unwrap_or_default();
-    let said = format!("Salesforce answered {} {code}: {message}", answer.status);
-    match (answer.status, code.as_str()) {
+    by_code(answer.status, &code, &message, id_field, answer.retry_after)
+}
+
+/// What Salesforce's error `code` with `message`, in an answer of `status` (400 for a
+/// record's error in a collection), means (see [`classify`]).
+fn by_code(
+    status: u16,
+    code: &str,
+    message: &str,
+    id_field: &str,
+    retry_after: Option<std::time::Duration>,
+) -> AttemptResult {
+    let said = format!("Salesforce answered {status} {code}: {message}");
+    let plain = AttemptResult::Response {
+        status,
+        retry_after,
+    };
+    match (status, code) {
         (_, "DUPLICATE_VALUE") if message.contains(id_field) => AttemptResult::Response {
             status: 200,
             retry_after: None,
@@ -173,13 +295,11 @@ pub fn classify(answer: &Answer, id_field: &str) -> AttemptResult {
         (401, _) | (_, "INVALID_SESSION_ID") => AttemptResult::Deferred(said),
         (_, "REQUEST_LIMIT_EXCEEDED") => AttemptResult::Response {
             status: 429,
-            retry_after: answer
-                .retry_after
-                .or(Some(std::time::Duration::from_secs(3_600))),
+            retry_after: retry_after.or(Some(std::time::Duration::from_secs(3_600))),
         },
         // Salesforce documents 403 for its API limit, but a gateway or proxy in front of
         // an org (or a concurrent-request limit) answers 429: a pause, never a refusal.
-        (429, _) => answer.result(),
+        (429, _) => plain,
         (_, "UNABLE_TO_LOCK_ROW") => AttemptResult::Transient {
             label: "crm_busy",
             reason: said,
@@ -198,7 +318,7 @@ pub fn classify(answer: &Answer, id_field: &str) -> AttemptResult {
             label: "crm_refused",
             reason: said,
         },
-        _ => answer.result(),
+        _ => plain,
     }
 }
 
@@ -299,6 +419,7 @@ mod tests {
             body: json!([{"errorCode": code, "message": message}])
                 .to_string()
                 .into_bytes(),
+            headers: Default::default(),
         };
         const ID: &str = "Radar_Opportunity_Id__c";
         let label = |a: Answer| classify(&a, ID).label();
@@ -341,6 +462,7 @@ mod tests {
             status: 429,
             retry_after: Some(std::time::Duration::from_secs(7)),
             body: b"<html>Too Many Requests</html>".to_vec(),
+            headers: Default::default(),
         };
         assert_eq!(
             classify(&throttled, ID),

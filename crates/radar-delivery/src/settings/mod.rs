@@ -85,8 +85,10 @@ pub struct RawDestination {
     pub company_cache_ttl: Option<String>,
     /// Salesforce: the Opportunity `Type`.
     pub opportunity_type: Option<String>,
-    /// Records per request at most (HubSpot: up to 100).
+    /// Records per request at most (HubSpot: up to 100; Salesforce: up to 200).
     pub batch_size: Option<u32>,
+    /// CRM: past this share of the daily API allocation, calls are paced (default 0.8).
+    pub slow_down_at: Option<f64>,
     /// CRM owners of each team's records: an owner id, `"company_owner"`, or a list.
     pub owners: Option<RawOwners>,
     /// CRM: how the token is had: `token` (from `secret_env`/`secret_file`, the default),
@@ -144,6 +146,7 @@ impl RawDestination {
             company_cache_ttl: self.company_cache_ttl.as_deref(),
             opportunity_type: self.opportunity_type.as_deref(),
             batch_size: self.batch_size,
+            slow_down_at: self.slow_down_at,
             owners: self.owners.as_ref(),
         }
     }

@@ -34,11 +34,9 @@ impl DestinationWorker {
         if now < sending.state.paused_until_ms {
             return wait.min(Duration::from_millis(sending.state.paused_until_ms - now));
         }
-        // Degraded credentials: nothing is sent until they are tried again.
-        if let Some(until) = self.crm.as_ref().and_then(|crm| crm.degraded_until())
-            && now < until
-        {
-            return wait.min(Duration::from_millis(until - now));
+        // Degraded credentials, or a paced allocation: nothing is sent until then.
+        if let Some(until) = self.crm.as_ref().and_then(|crm| crm.wait_until(now)) {
+            return wait.min(Duration::from_millis(until.saturating_sub(now)));
         }
         let free = destination
             .max_in_flight

@@ -1,6 +1,6 @@
 //! What `GET /v1/destinations` shows: each destination's kind, how it authenticates,
 //! whether its credentials work (with the vendor's reason while they do not), its
-//! breaker and its queue, as delivery last reported them. Kept beside the metrics
+//! breaker, its queue and a CRM's API allocation, as delivery last reported them. Kept beside the metrics
 //! because the same reports feed both; the reason is text, which no metric can carry.
 
 use std::collections::BTreeMap;
@@ -28,6 +28,11 @@ pub struct DestinationStatus {
     pub breaker: &'static str,
     pub queue_depth: u64,
     pub oldest_age_seconds: f64,
+    /// The CRM's daily API allocation as its last answer reported: used and limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_usage: Option<[u64; 2]>,
+    /// Calls are paced: the allocation is past `slow_down_at`.
+    pub paced: bool,
 }
 
 /// Every configured destination's status.
@@ -74,6 +79,14 @@ impl DestinationBoard {
         });
     }
 
+    pub(super) fn api_usage(&self, name: &str, used: u64, limit: u64) {
+        self.update(name, |status| status.api_usage = Some([used, limit]));
+    }
+
+    pub(super) fn paced(&self, name: &str, paced: bool) {
+        self.update(name, |status| status.paced = paced);
+    }
+
     fn update(&self, name: &str, change: impl FnOnce(&mut DestinationStatus)) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let status = entries
@@ -87,6 +100,8 @@ impl DestinationBoard {
                 breaker: "closed",
                 queue_depth: 0,
                 oldest_age_seconds: 0.0,
+                api_usage: None,
+                paced: false,
             });
         change(status);
     }

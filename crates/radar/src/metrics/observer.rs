@@ -64,6 +64,24 @@ impl Observer for Metrics {
         self.board.credentials(destination, degraded);
     }
 
+    fn api_usage(&self, destination: &str, used: u64, limit: u64) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.api_used
+            .with_label_values(&[destination])
+            .set(gauge(used));
+        self.api_limit
+            .with_label_values(&[destination])
+            .set(gauge(limit));
+        self.board.api_usage(destination, used, limit);
+    }
+
+    fn api_paced(&self, destination: &str, paced: bool) {
+        self.api_paced
+            .with_label_values(&[destination])
+            .set(i64::from(paced));
+        self.board.paced(destination, paced);
+    }
+
     fn token_request(&self, destination: &str, outcome: &'static str) {
         self.token_requests
             .with_label_values(&[destination, outcome])
