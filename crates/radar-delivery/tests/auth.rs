@@ -212,6 +212,31 @@ async fn fifty_calls_that_meet_an_expired_token_cause_one_token_request() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn fifty_calls_that_meet_a_refused_grant_cause_one_token_request_until_the_next_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let (salesforce, destination) = salesforce_with_jwt(dir.path()).await;
+    let destination = RawDestination {
+        object: Some("task".into()),
+        max_in_flight: Some(50),
+        ..destination
+    };
+    salesforce.refuse_grants(true);
+    let entries = (0..50).map(|i| opportunity(i, "acme")).collect();
+    let (running, seen) = start(destination, entries).await;
+    until("the destination is degraded", || seen.degraded().is_some()).await;
+    assert_eq!(
+        salesforce.token_requests(),
+        1,
+        "the calls that waited for the refused grant did not ask again"
+    );
+    salesforce.refuse_grants(false);
+    until("the fifty are delivered", || seen.delivered() == 50).await;
+    assert!(seen.healed());
+    assert!(dead_letters(&running).is_empty());
+    running.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refused_grant_degrades_the_destination_which_holds_its_queue_and_heals_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let hubspot = HubSpot::start("static-token-unused").await.unwrap();

@@ -585,6 +585,47 @@ async fn a_salesforce_429_with_retry_after_pauses_and_retries() {
     running.finish().await;
 }
 
+/// A collection Salesforce refuses whole (one record it cannot parse makes the call a
+/// 400) is sent again one record at a time: only the bad one is dead-lettered.
+#[tokio::test(start_paused = true)]
+async fn a_salesforce_collection_refused_whole_is_split_and_only_the_bad_record_fails() {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let url = loopback_salesforce(|n| {
+        let refused = || {
+            let body = json!([{"errorCode": "JSON_PARSER_ERROR", "message": "Cannot deserialize instance of date"}]);
+            (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+        };
+        match n {
+            // The two together, then the first alone: refused; the second alone: upserted.
+            0 | 1 => refused(),
+            _ => axum::Json(json!([{"id": "006000000000002AAA", "success": true, "errors": [], "created": true}]))
+                .into_response(),
+        }
+    })
+    .await;
+    let (running, seen) = start(
+        crm("salesforce", url),
+        vec![opportunity(1, "acme", "cs"), opportunity(2, "acme", "cs")],
+    )
+    .await;
+    until("both are settled", || {
+        seen.count("success") + dead_reasons(&running).len() == 2
+    })
+    .await;
+    assert_eq!(seen.count("success"), 1);
+    let dead = running.store.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    let letter: Value = serde_json::from_slice(&dead[0].opportunity).unwrap();
+    assert_eq!(letter["opportunity_id"], format!("{:032x}", 1));
+    assert!(
+        dead[0].reason.contains("JSON_PARSER_ERROR"),
+        "{}",
+        dead[0].reason
+    );
+    running.finish().await;
+}
+
 /// A vendor (or a proxy) that echoes the request in its error: the dead letter keeps
 /// the message and loses the credentials.
 #[tokio::test(start_paused = true)]

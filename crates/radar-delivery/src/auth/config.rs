@@ -254,13 +254,51 @@ pub fn build(
         }
     };
     let salesforce_login = Url::parse(SALESFORCE_LOGIN).ok();
-    let grant = match raw.auth.unwrap_or("token") {
+    let name = raw.auth.unwrap_or("token");
+    let takes: &[&str] = match name {
+        "jwt_bearer" => &[
+            "client_id",
+            "username",
+            "login_url",
+            "private_key_file",
+            "private_key_env",
+        ],
+        "client_credentials" => &[
+            "client_id",
+            "login_url",
+            "client_secret_file",
+            "client_secret_env",
+        ],
+        "refresh_token" => &[
+            "client_id",
+            "login_url",
+            "client_secret_file",
+            "client_secret_env",
+            "refresh_token_file",
+            "refresh_token_env",
+        ],
+        _ => &[],
+    };
+    if name != "token" {
+        for key in raw.oauth_keys_given() {
+            if !takes.contains(&key) {
+                fail(key, format!("auth = {name:?} does not take it"));
+            }
+        }
+    }
+    let grant = match name {
         "token" => {
             for key in raw.oauth_keys_given() {
                 fail(
                     key,
                     "only an OAuth auth takes it (jwt_bearer, client_credentials, refresh_token)"
                         .into(),
+                );
+            }
+            if raw.session_lifetime.is_some() {
+                fail(
+                    "session_lifetime",
+                    "a static token is not renewed by age, only when it is refused".into(),
                 );
             }
             Some(Grant::Static {
@@ -517,6 +555,34 @@ mod tests {
             "https://acme.my.salesforce.com/services/oauth2/token",
             "client credentials run on the org's My Domain host"
         );
+    }
+
+    #[test]
+    fn a_key_the_chosen_grant_does_not_use_is_refused() {
+        let (_, found) = problems(
+            Vendor::Salesforce,
+            &RawAuth {
+                auth: Some("client_credentials"),
+                client_id: Some("app"),
+                client_secret_env: Some("KEY"),
+                username: Some("u@acme.test"),
+                refresh_token_env: Some("KEY"),
+                ..RawAuth::default()
+            },
+        );
+        assert_eq!(
+            keys(&found),
+            ["username", "refresh_token_env"],
+            "{found:#?}"
+        );
+        let (_, found) = problems(
+            Vendor::HubSpot,
+            &RawAuth {
+                session_lifetime: Some("2h"),
+                ..RawAuth::default()
+            },
+        );
+        assert_eq!(keys(&found), ["session_lifetime"], "{found:#?}");
     }
 
     #[test]

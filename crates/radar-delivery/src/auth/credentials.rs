@@ -23,6 +23,7 @@ use reqwest::{Client, Url};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::grant::{self, GrantError, Issued};
+use super::refresh_file;
 use super::{AuthSettings, Grant};
 use crate::clock::Clock;
 use crate::guard::Guard;
@@ -86,6 +87,8 @@ struct State {
     generation: u64,
     /// The refresh token in use: HubSpot's rotated ones replace the configured one.
     refresh_token: Option<SecretString>,
+    /// The refresh token in use is not in its file yet (its write failed, or is to come).
+    refresh_unsaved: bool,
     /// Failures of the credentials since a call last worked with them.
     failures: u32,
     degraded: Option<Degraded>,
@@ -152,6 +155,7 @@ impl Credentials {
                 token,
                 generation: 0,
                 refresh_token,
+                refresh_unsaved: false,
                 failures: 0,
                 degraded: None,
             }),
@@ -212,7 +216,8 @@ impl Credentials {
     }
 
     /// The vendor refused `used` again, right after a renewal: the credentials are
-    /// degraded with `reason` (once per token: 50 calls refused together count once).
+    /// degraded with `reason`. Calls refused together with the same token count as one
+    /// failure (a probe's refusal always counts).
     pub fn degrade(&self, used: &Token, reason: &str) -> AuthError {
         let mut state = self.lock();
         self.degrade_locked(&mut state, used.generation, reason)
@@ -283,30 +288,54 @@ impl Credentials {
     async fn renew(&self, seen: u64, why: Renewal<'_>) -> Result<Token, AuthError> {
         let _flight = self.renewal.lock().await;
         {
+            // What the renewal this caller waited for (if any) left: it decides for this
+            // caller too, whether it worked or not.
             let state = self.lock();
-            if state.generation != seen
-                && let Some(token) = &state.token
+            let now = self.now_ms();
+            if let Some(d) = &state.degraded
+                && why != Renewal::Probe
+                && now < d.retry_at_ms
             {
-                // Renewed by another caller while this one waited.
-                return match &state.degraded {
-                    Some(d) if why != Renewal::Probe && self.now_ms() < d.retry_at_ms => {
-                        Err(AuthError {
-                            reason: d.reason.clone(),
-                            retry_at_ms: d.retry_at_ms,
-                        })
-                    }
-                    _ => Ok(token.clone()),
-                };
+                return Err(AuthError {
+                    reason: d.reason.clone(),
+                    retry_at_ms: d.retry_at_ms,
+                });
+            }
+            if let Some(token) = &state.token
+                && (state.generation != seen
+                    || (why == Renewal::Expiring && now < state.renew_at_ms))
+            {
+                return Ok(token.clone());
             }
         }
         let asked = match &self.settings.grant {
             Grant::Static { file, .. } => self.reread(file.as_deref(), why),
             _ => self.ask().await,
         };
+        let mut rotated = None;
+        let result = self.settle_renewal(asked, seen, why, &mut rotated);
+        if let Some(rotated) = rotated {
+            self.store_refresh_token(&rotated);
+        }
+        result
+    }
+
+    /// What a renewal's answer makes of the state (under its lock; no I/O).
+    fn settle_renewal(
+        &self,
+        asked: Result<Option<Issued>, GrantError>,
+        seen: u64,
+        why: Renewal<'_>,
+        rotated: &mut Option<SecretString>,
+    ) -> Result<Token, AuthError> {
         let mut guard = self.lock();
         let state = &mut *guard;
         match asked {
-            Ok(Some(issued)) => Ok(self.install(state, issued)),
+            Ok(Some(issued)) => {
+                let (token, new_refresh) = self.install(state, issued);
+                *rotated = new_refresh;
+                Ok(token)
+            }
             // A static token unchanged in its file, tried again as it is.
             Ok(None) => match (&state.token, why) {
                 (Some(token), Renewal::Expiring | Renewal::Probe) => {
@@ -328,7 +357,8 @@ impl Credentials {
                 match (state.token.clone(), why) {
                     // The token in use may still work: keep it, and try again later.
                     (Some(token), Renewal::Expiring) => {
-                        let wait = self.backoff(state.failures.saturating_add(1));
+                        state.failures = state.failures.saturating_add(1);
+                        let wait = self.backoff(state.failures);
                         state.renew_at_ms = now.saturating_add(millis(wait));
                         tracing::warn!(
                             destination = %self.destination,
@@ -344,27 +374,26 @@ impl Credentials {
         }
     }
 
-    /// Makes `issued` the token in use.
-    fn install(&self, state: &mut State, issued: Issued) -> Token {
+    /// Makes `issued` the token in use; returns it, and the refresh token the vendor
+    /// rotated to, which is to be stored (outside the lock).
+    fn install(&self, state: &mut State, issued: Issued) -> (Token, Option<SecretString>) {
         let now = self.now_ms();
-        let life = issued
-            .expires_in
-            .map_or(self.settings.session_lifetime, Duration::from_secs);
         state.generation += 1;
-        state.renew_at_ms = match self.settings.grant {
-            // A static token has no life to renew at: only a refusal renews it.
-            Grant::Static { .. } => u64::MAX,
-            _ => now.saturating_add(millis(life) / 4 * 3),
-        };
-        if let Some(rotated) = issued.refresh_token {
-            self.keep_refresh_token(state, rotated);
-        }
         let token = Token {
             access: issued.access_token,
             instance_url: issued.instance_url,
             generation: state.generation,
         };
         state.token = Some(token.clone());
+        if let Grant::Static { .. } = self.settings.grant {
+            // A static token has no life to renew at: only a refusal renews it.
+            state.renew_at_ms = u64::MAX;
+            return (token, None);
+        }
+        let life = issued
+            .expires_in
+            .map_or(self.settings.session_lifetime, Duration::from_secs);
+        state.renew_at_ms = now.saturating_add(millis(life) / 4 * 3);
         tracing::info!(
             destination = %self.destination,
             auth = self.settings.grant.name(),
@@ -372,7 +401,18 @@ impl Credentials {
             renew_in = ?life / 4 * 3,
             "token renewed"
         );
-        token
+        let rotated = issued.refresh_token.filter(|rotated| {
+            state
+                .refresh_token
+                .as_ref()
+                .is_none_or(|ours| ours.expose_secret() != rotated.expose_secret())
+        });
+        if let Some(rotated) = &rotated {
+            state.refresh_token = Some(rotated.clone());
+            // Until it is in the file, the file holds a spent one: not to be taken up.
+            state.refresh_unsaved = true;
+        }
+        (token, rotated)
     }
 
     /// A static token read again from its file: `Some` when it changed. Without a file
@@ -424,7 +464,7 @@ impl Credentials {
                     .refresh_token
                     .as_ref()
                     .map(ExposeSecret::expose_secret);
-                let newer = !text.is_empty() && ours != Some(text);
+                let newer = !text.is_empty() && ours != Some(text) && !state.refresh_unsaved;
                 if newer {
                     state.refresh_token = Some(text.to_owned().into());
                 }
@@ -453,7 +493,7 @@ impl Credentials {
                 login_url,
                 key,
             } => {
-                let audience = login_url.as_str().trim_end_matches('/');
+                let audience = grant::audience(login_url);
                 assertion = grant::assertion(client_id, username, audience, now_s, key)
                     .map_err(|e| GrantError::Refused(format!("signing the assertion: {e}")))?;
                 vec![("grant_type", grant::JWT_BEARER), ("assertion", &assertion)]
@@ -506,53 +546,32 @@ impl Credentials {
         result
     }
 
-    /// Keeps a refresh token the vendor rotated, in memory and in its file (replaced
-    /// whole, so a crash leaves the old one or the new one, never half of one).
-    fn keep_refresh_token(&self, state: &mut State, rotated: SecretString) {
-        let same = state
-            .refresh_token
-            .as_ref()
-            .is_some_and(|t| t.expose_secret() == rotated.expose_secret());
-        if same {
-            return;
-        }
-        if let Grant::RefreshToken {
+    /// Stores a refresh token the vendor rotated in its file, so a restart uses it.
+    fn store_refresh_token(&self, rotated: &SecretString) {
+        let Grant::RefreshToken {
             file: Some(path), ..
         } = &self.settings.grant
-        {
-            match replace_file(path, rotated.expose_secret()) {
-                Ok(()) => tracing::info!(
+        else {
+            return;
+        };
+        match refresh_file::replace(path, rotated.expose_secret()) {
+            Ok(()) => {
+                self.lock().refresh_unsaved = false;
+                tracing::info!(
                     destination = %self.destination,
                     file = %path.display(),
                     "the vendor rotated the refresh token; the new one is stored"
-                ),
-                Err(e) => tracing::error!(
-                    destination = %self.destination,
-                    file = %path.display(),
-                    error = %e,
-                    "the vendor rotated the refresh token and storing the new one failed; \
-                     a restart will need a new one"
-                ),
+                );
             }
+            Err(e) => tracing::error!(
+                destination = %self.destination,
+                file = %path.display(),
+                error = %e,
+                "the vendor rotated the refresh token and storing the new one failed; \
+                 a restart will need a new one"
+            ),
         }
-        state.refresh_token = Some(rotated);
     }
-}
-
-/// Writes `text` to `path` through a temporary file beside it (readable by its owner
-/// only) and a rename.
-fn replace_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".new");
-    let temporary = std::path::PathBuf::from(temporary);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&temporary)?;
-    std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 fn millis(d: Duration) -> u64 {

@@ -41,6 +41,19 @@ pub fn request(token_url: &Url, form: &[(&str, &str)]) -> HttpRequest {
     }
 }
 
+/// The audience of a JWT bearer assertion: Salesforce takes only its login hosts, so a
+/// sandbox (`test.salesforce.com`, or a My Domain under `.sandbox.my.salesforce.com`)
+/// is `https://test.salesforce.com`, and anything else `https://login.salesforce.com`,
+/// wherever the assertion is posted.
+pub fn audience(login_url: &Url) -> &'static str {
+    let host = login_url.host_str().unwrap_or_default();
+    if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") {
+        "https://test.salesforce.com"
+    } else {
+        "https://login.salesforce.com"
+    }
+}
+
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
@@ -219,6 +232,27 @@ mod tests {
             parse(200, br#"{"token_type":"bearer"}"#),
             Err(GrantError::Unavailable(_))
         ));
+    }
+
+    #[test]
+    fn the_audience_is_a_login_host_whatever_the_url() {
+        let audience = |url: &str| audience(&Url::parse(url).unwrap());
+        assert_eq!(
+            audience("https://login.salesforce.com"),
+            "https://login.salesforce.com"
+        );
+        assert_eq!(
+            audience("https://acme.my.salesforce.com/"),
+            "https://login.salesforce.com"
+        );
+        assert_eq!(
+            audience("https://test.salesforce.com"),
+            "https://test.salesforce.com"
+        );
+        assert_eq!(
+            audience("https://acme--uat.sandbox.my.salesforce.com"),
+            "https://test.salesforce.com"
+        );
     }
 
     #[test]

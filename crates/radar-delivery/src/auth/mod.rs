@@ -6,11 +6,13 @@
 //!
 //! - [`config`]: the `auth` keys, parsed with every problem keyed, secrets read;
 //! - [`grant`]: the token requests and what their answers mean, pure;
-//! - [`credentials`]: the token as it runs ([`Credentials`]).
+//! - [`credentials`]: the token as it runs ([`Credentials`]);
+//! - `refresh_file`: a rotated refresh token written back to its file.
 
 pub mod config;
 pub mod credentials;
 pub mod grant;
+mod refresh_file;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,10 +3,13 @@
 //!
 //! Salesforce sends `Sforce-Limit-Info: api-usage=N/M` (requests in the last 24 hours of
 //! the org's allocation); HubSpot sends `X-HubSpot-RateLimit-Daily` and
-//! `X-HubSpot-RateLimit-Daily-Remaining`. Past `slow_down_at` of the allocation (80% by
-//! default), the destination is paced: what is left is spread over a day, one call every
-//! `24 h / remaining` (at most a minute apart), instead of running into
-//! `REQUEST_LIMIT_EXCEEDED` and stopping every other integration of the org.
+//! `X-HubSpot-RateLimit-Daily-Remaining` (with a service key or private-app token; OAuth
+//! calls have no daily limit, and no such headers). Past `slow_down_at` of the allocation
+//! (80% by default), the destination is paced: what is left is spread over a day, batches
+//! started one `24 h / remaining` apart on average, so as not to run into
+//! `REQUEST_LIMIT_EXCEEDED` and stop every other integration of the org. The gap is at
+//! most a minute: with fewer than 1,440 calls left, the limit can still be reached, and
+//! its answer then pauses the destination as any rate limit does.
 
 use std::sync::{Mutex, PoisonError};
 

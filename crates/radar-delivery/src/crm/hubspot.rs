@@ -231,11 +231,12 @@ fn error_body(body: &[u8]) -> ErrorBody {
     serde_json::from_slice(body).unwrap_or_default()
 }
 
-/// Whether HubSpot refused the token (401: expired or revoked; 403: missing a scope),
-/// and what it said: the destination's credentials decide what follows (a renewal, or
-/// degraded until they work), not the delivery's retries.
+/// Whether HubSpot refused the token (401: expired or revoked), and what it said: the
+/// destination's credentials decide what follows (a renewal, or degraded until they
+/// work), not the delivery's retries. A 403 is not the token: the app lacks a scope for
+/// that call, which a renewal cannot give (see [`failure`]).
 pub fn refused_credentials(answer: &Answer) -> Option<String> {
-    if !matches!(answer.status, 401 | 403) {
+    if answer.status != 401 {
         return None;
     }
     let body = error_body(&answer.body);
@@ -246,7 +247,9 @@ pub fn refused_credentials(answer: &Answer) -> Option<String> {
 }
 
 /// What a HubSpot answer that is not a success means. A refused token (see
-/// [`refused_credentials`]) defers the delivery. A 429 pauses the destination for as long as its policy says when there is no
+/// [`refused_credentials`]) defers the delivery. A 403 (a scope missing for that call) is
+/// retried on the schedule, so a person has a day and a half to grant it before the
+/// deliveries are dead letters. A 429 pauses the destination for as long as its policy says when there is no
 /// `Retry-After`: ten seconds for the rolling limit, an hour (at most the configured cap)
 /// for the daily one.
 pub fn failure(answer: &Answer) -> AttemptResult {
@@ -255,6 +258,13 @@ pub fn failure(answer: &Answer) -> AttemptResult {
     }
     let body = error_body(&answer.body);
     match answer.status {
+        403 => AttemptResult::Transient {
+            label: "crm_forbidden",
+            reason: format!(
+                "HubSpot answered 403 {}: {}; the app needs the scope for this call",
+                body.category, body.message
+            ),
+        },
         429 => AttemptResult::Response {
             status: 429,
             retry_after: answer.retry_after.or(Some(match body.policy_name.as_str() {
@@ -482,6 +492,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let forbidden = answer(
+            403,
+            None,
+            r#"{"status":"error","message":"This app hasn't been granted all required scopes","category":"MISSING_SCOPES"}"#,
+        );
+        assert_eq!(
+            refused_credentials(&forbidden),
+            None,
+            "a renewal cannot add a scope"
+        );
+        assert_eq!(failure(&forbidden).label(), "crm_forbidden");
         assert_eq!(failure(&answer(502, None, "")).label(), "http_5xx");
         assert_eq!(failure(&answer(400, None, "{}")).label(), "crm_refused");
     }

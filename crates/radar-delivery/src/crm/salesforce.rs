@@ -1,8 +1,9 @@
 //! Salesforce REST, pure: the requests Radar sends and what their answers mean.
 //!
-//! An Opportunity (or a Task) is upserted by the external id field holding the
-//! opportunity id (`PATCH /services/data/v62.0/sobjects/Opportunity/{field}/{id}`), so a
-//! repeat updates the same record. It points at its Account through the Account's
+//! Opportunities are upserted by the external id field holding the opportunity id, up to
+//! 200 in one sObject Collections call (`PATCH …/composite/sobjects/Opportunity/{field}`,
+//! each record with its own result); a Task one at a time (`PATCH
+//! …/sobjects/Task/{field}/{id}`). A repeat updates the same record. It points at its Account through the Account's
 //! external id field holding the account id; the Account is read first
 //! (`GET …/sobjects/Account/{field}/{account}?fields=Id,OwnerId`) only when the owner is
 //! the account's owner. Errors come as `[{"errorCode": …, "message": …}]`.

@@ -155,6 +155,15 @@ impl DestinationWorker {
     /// Whether a receiver disabled this destination before this run.
     async fn disabled_before(&self) -> Option<String> {
         match self.queue.disabled_before(&self.destination().name).await {
+            // Disabled by an earlier version for refused credentials, which now make a
+            // destination degraded until they work instead.
+            Ok(Some(reason)) if reason.starts_with("credentials refused") => {
+                tracing::info!(
+                    destination = %self.destination().name,
+                    "was disabled for refused credentials by an earlier version; its credentials now heal by themselves, so it delivers again"
+                );
+                None
+            }
             Ok(Some(reason)) => {
                 // Noted by an earlier version, perhaps before reasons were redacted.
                 let reason = self.redactor.redact(&reason);

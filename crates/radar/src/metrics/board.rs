@@ -19,7 +19,8 @@ pub struct DestinationStatus {
     /// A CRM's `auth`: token, jwt_bearer, client_credentials or refresh_token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<&'static str>,
-    /// `ok`, or `degraded` while the vendor refuses the credentials (the queue is held).
+    /// `ok`, or `degraded` while the vendor refuses the credentials or its token endpoint
+    /// does not answer (the queue is held).
     pub credentials: &'static str,
     /// What the vendor said, while degraded; never a secret.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -95,7 +95,7 @@ impl CrmClient {
                     if batch.halted.is_some() {
                         break;
                     }
-                    for (account, result) in self.read_companies(chunk).await {
+                    for (account, result) in self.read_companies(chunk, batch).await {
                         if let Err(result) = &result
                             && halts(result)
                             && batch.halted.is_none()
@@ -125,10 +125,12 @@ impl CrmClient {
     }
 
     /// HubSpot: the companies of up to 100 `accounts` in one batch read; those it did not
-    /// find are created when so configured, else `company_not_found`.
+    /// find are created when so configured (until an answer halts the batch: the rest
+    /// are left out, and their deliveries deferred), else `company_not_found`.
     async fn read_companies(
         &self,
         accounts: &[&str],
+        batch: &mut Batch,
     ) -> Vec<(String, Result<Company, AttemptResult>)> {
         let answer = self
             .call(|base, token| hubspot::read_companies(base, token, &self.settings, accounts))
@@ -154,7 +156,16 @@ impl CrmClient {
         for &account in accounts {
             let company = match read.remove(account) {
                 Some(company) => Ok(company),
-                None if self.settings.create_missing_company => self.create_company(account).await,
+                None if batch.halted.is_some() => continue,
+                None if self.settings.create_missing_company => {
+                    let created = self.create_company(account).await;
+                    if let Err(result) = &created
+                        && halts(result)
+                    {
+                        batch.halted = Some(result.clone());
+                    }
+                    created
+                }
                 None => Err(self.not_found(account)),
             };
             if let Ok(company) = &company {
