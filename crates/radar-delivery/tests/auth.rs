@@ -17,7 +17,6 @@ use radar_delivery::settings::RawDestination;
 use radar_delivery::{DeliveryStore, Observer};
 use radar_standin::hubspot::{HubSpot, OAuthApp};
 use radar_standin::salesforce::{ConnectedApp, KeyPair, Salesforce};
-use serde_json::json;
 use support::{Running, run_observed, settings, until, until_within};
 
 /// What delivery reported: each attempt's outcome and each change of the credentials.
@@ -59,20 +58,7 @@ impl Seen {
 }
 
 fn opportunity(i: usize, account: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "opportunity_id": format!("{i:032x}"),
-        "account_id": account,
-        "kind": "seat_expansion",
-        "playbook": "seat_expansion",
-        "score": 72.5,
-        "tier": "hot",
-        "breakdown": [],
-        "triggered_by": [format!("evt-{i}")],
-        "owner": "cs",
-        "occurred_at": "2026-03-02T10:00:00.000Z",
-        "expansion_score": {"value": 61.0, "estimated_arr": 24000.0, "parts": []}
-    }))
-    .unwrap()
+    support::crm_opportunity(i, account, "cs")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -15,7 +15,7 @@ use radar_delivery::settings::RawDestination;
 use radar_delivery::{DeliveryStore, Observer};
 use radar_standin::hubspot::HubSpot;
 use radar_standin::salesforce::Salesforce;
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::{Running, run_observed, settings, until};
 
 const TOKEN: &str = "test-token";
@@ -48,20 +48,7 @@ impl Seen {
 }
 
 fn opportunity(i: usize, account: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "opportunity_id": format!("{i:032x}"),
-        "account_id": account,
-        "kind": "seat_expansion",
-        "playbook": "seat_expansion",
-        "score": 72.5,
-        "tier": "hot",
-        "breakdown": [],
-        "triggered_by": [format!("evt-{i}")],
-        "owner": "cs",
-        "occurred_at": "2026-03-02T10:00:00.000Z",
-        "expansion_score": {"value": 61.0, "estimated_arr": 24000.0, "parts": []}
-    }))
-    .unwrap()
+    support::crm_opportunity(i, account, "cs")
 }
 
 fn crm(kind: &str, url: String) -> RawDestination {

@@ -58,20 +58,7 @@ impl Seen {
 
 /// Opportunity `i` of `account`, for `team`, with an estimated ARR.
 fn opportunity(i: usize, account: &str, team: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "opportunity_id": format!("{i:032x}"),
-        "account_id": account,
-        "kind": "seat_expansion",
-        "playbook": "seat_expansion",
-        "score": 72.5,
-        "tier": "hot",
-        "breakdown": [{"component": "seats_used_pct", "value": 0.95, "points": 25.0}],
-        "triggered_by": [format!("evt-{i}")],
-        "owner": team,
-        "occurred_at": "2026-03-02T10:00:00.000Z",
-        "expansion_score": {"value": 61.0, "estimated_arr": 24000.0, "parts": []}
-    }))
-    .unwrap()
+    support::crm_opportunity(i, account, team)
 }
 
 fn crm(kind: &str, url: String) -> RawDestination {

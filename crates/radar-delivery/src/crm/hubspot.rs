@@ -87,16 +87,20 @@ pub fn parse_company(body: &[u8]) -> Result<Company, AnswerError> {
         what: "HubSpot's company answer is not a company",
         source,
     })?;
-    let owner = object
-        .properties
-        .get("hubspot_owner_id")
-        .cloned()
-        .flatten()
-        .filter(|id| !id.is_empty());
-    Ok(Company {
-        id: object.id,
-        owner,
-    })
+    Ok(object.company())
+}
+
+impl Object {
+    /// The company this object is, with its owner when it has one.
+    fn company(self) -> Company {
+        let owner = self
+            .properties
+            .get("hubspot_owner_id")
+            .cloned()
+            .flatten()
+            .filter(|id| !id.is_empty());
+        Company { id: self.id, owner }
+    }
 }
 
 /// One input of a deal batch upsert.

@@ -13,6 +13,25 @@ use tokio::sync::watch;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// Opportunity `i` of `account`, for `team` (`cs` or `sales`), with an estimated ARR: what
+/// the CRM tests deliver.
+pub fn crm_opportunity(i: usize, account: &str, team: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "opportunity_id": format!("{i:032x}"),
+        "account_id": account,
+        "kind": "seat_expansion",
+        "playbook": "seat_expansion",
+        "score": 72.5,
+        "tier": "hot",
+        "breakdown": [{"component": "seats_used_pct", "value": 0.95, "points": 25.0}],
+        "triggered_by": [format!("evt-{i}")],
+        "owner": team,
+        "occurred_at": "2026-03-02T10:00:00.000Z",
+        "expansion_score": {"value": 61.0, "estimated_arr": 24000.0, "parts": []}
+    }))
+    .unwrap()
+}
+
 pub fn settings(destinations: Vec<RawDestination>, allow_loopback: bool) -> RawDelivery {
     RawDelivery {
         schedule: Some(["20ms", "40ms", "80ms", "80ms"].map(String::from).to_vec()),

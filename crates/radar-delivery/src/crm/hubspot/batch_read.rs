@@ -68,19 +68,7 @@ pub fn parse_read(
                 .get(&settings.company_field)
                 .cloned()
                 .flatten()?;
-            let owner = object
-                .properties
-                .get("hubspot_owner_id")
-                .cloned()
-                .flatten()
-                .filter(|id| !id.is_empty());
-            Some((
-                account,
-                Company {
-                    id: object.id,
-                    owner,
-                },
-            ))
+            Some((account, object.company()))
         })
         .collect())
 }
