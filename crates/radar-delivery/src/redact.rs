@@ -96,6 +96,18 @@ impl Redactor {
         Redactor::new(secrets)
     }
 
+    /// This redactor, and `more` besides: the tokens a destination holds now (renewed
+    /// access tokens, rotated refresh tokens), which no configuration named.
+    pub fn with<S: AsRef<str>>(&self, more: impl IntoIterator<Item = S>) -> Redactor {
+        let more: Vec<String> = more.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        Redactor::new(
+            self.secrets
+                .iter()
+                .map(String::as_str)
+                .chain(more.iter().map(String::as_str)),
+        )
+    }
+
     /// `text` without the secrets it holds.
     pub fn redact(&self, text: &str) -> String {
         let mut text = text.to_owned();
@@ -255,6 +267,15 @@ mod tests {
 
     fn redact(text: &str) -> String {
         Redactor::new(["configured-Secret/42"]).redact(text)
+    }
+
+    #[test]
+    fn tokens_learned_at_run_time_are_removed_with_the_configured_ones() {
+        let learned = Redactor::new(["configured-Secret/42"]).with(["na1-rotated-7f3e"]);
+        assert_eq!(
+            learned.redact("refused na1-rotated-7f3e after configured-Secret/42"),
+            "refused [redacted] after [redacted]"
+        );
     }
 
     #[test]

@@ -177,9 +177,13 @@ impl Credentials {
         self.lock().degraded.as_ref().map(|d| d.retry_at_ms)
     }
 
-    /// Why the credentials are degraded, if they are.
-    pub fn degraded_reason(&self) -> Option<String> {
-        self.lock().degraded.as_ref().map(|d| d.reason.clone())
+    /// The secrets held now: the access token in use and the refresh token (renewed and
+    /// rotated ones are in no configuration, so the redactor learns them here).
+    pub fn secrets_in_use(&self) -> Vec<String> {
+        let state = self.lock();
+        let access = state.token.iter().map(|t| t.access.expose_secret());
+        let refresh = state.refresh_token.iter().map(|t| t.expose_secret());
+        access.chain(refresh).map(str::to_owned).collect()
     }
 
     /// The token to call with: the cached one, or a renewed one.

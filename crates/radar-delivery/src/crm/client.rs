@@ -266,6 +266,11 @@ impl CrmClient {
         }
     }
 
+    /// The tokens the destination holds now, for the redactor.
+    pub fn secrets_in_use(&self) -> Vec<String> {
+        self.credentials.secrets_in_use()
+    }
+
     /// When the destination may be called again, if not now: its credentials are
     /// degraded until they are tried again, or its calls are paced to stay inside the
     /// daily API allocation.

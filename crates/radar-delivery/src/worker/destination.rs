@@ -215,9 +215,18 @@ impl DestinationWorker {
                 &mut rand::random::<f64>,
             ));
         }
+        // A CRM's renewed tokens are in no configuration: its redactor learns them now.
+        let learned;
+        let redactor = match &self.crm {
+            Some(crm) => {
+                learned = self.redactor.with(crm.secrets_in_use());
+                &learned
+            }
+            None => &self.redactor,
+        };
         let mut settlements = Vec::with_capacity(decisions.len());
         for mut decision in decisions {
-            self.redactor.outcome(&mut decision);
+            redactor.outcome(&mut decision);
             if let Settlement::Delivered(delivery) = &decision.settlement {
                 self.observer.delivered(
                     name,
