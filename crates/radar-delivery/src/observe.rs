@@ -38,6 +38,8 @@ pub trait Observer: Send + Sync {
     fn token_request(&self, _destination: &str, _outcome: &'static str) {}
     /// A CRM answer reported its daily API allocation: `used` of `limit` requests.
     fn api_usage(&self, _destination: &str, _used: u64, _limit: u64) {}
+    /// HubSpot's ten-second window: `remaining` calls of `max`.
+    fn api_burst(&self, _destination: &str, _remaining: u64, _max: u64) {}
     /// Calls to the CRM are paced (past `slow_down_at` of the allocation), or not.
     fn api_paced(&self, _destination: &str, _paced: bool) {}
 }

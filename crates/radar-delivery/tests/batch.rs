@@ -24,6 +24,7 @@ const TOKEN: &str = "test-token";
 struct Seen {
     attempts: Mutex<Vec<&'static str>>,
     usage: Mutex<Vec<(u64, u64)>>,
+    burst: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Observer for Seen {
@@ -37,6 +38,9 @@ impl Observer for Seen {
     fn routed(&self, _: &str, _: &'static str, _: &'static str) {}
     fn api_usage(&self, _: &str, used: u64, limit: u64) {
         self.usage.lock().unwrap().push((used, limit));
+    }
+    fn api_burst(&self, _: &str, remaining: u64, max: u64) {
+        self.burst.lock().unwrap().push((remaining, max));
     }
 }
 
@@ -128,6 +132,7 @@ async fn hubspot_companies_are_read_a_hundred_at_a_time_and_a_missing_one_fails_
     for account in &accounts[1..] {
         hubspot.add_company("radar_account_id", account, None);
     }
+    hubspot.set_ten_second_limit(Some(1_000));
     let entries = accounts
         .iter()
         .enumerate()
@@ -160,6 +165,15 @@ async fn hubspot_companies_are_read_a_hundred_at_a_time_and_a_missing_one_fails_
             .iter()
             .all(|r| r.method != "GET" || !r.path.starts_with("/crm/v3/objects/companies/")),
         "no company was looked up alone"
+    );
+    // HubSpot's ten-second window, as each answer reported it.
+    let burst = seen.burst.lock().unwrap().clone();
+    assert!(!burst.is_empty());
+    assert!(
+        burst
+            .iter()
+            .all(|&(remaining, max)| max == 1_000 && remaining < 1_000),
+        "{burst:?}"
     );
     running.finish().await;
 }

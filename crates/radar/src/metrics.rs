@@ -64,6 +64,7 @@ pub struct Metrics {
     api_used: IntGaugeVec,
     api_limit: IntGaugeVec,
     api_paced: IntGaugeVec,
+    api_burst: IntGaugeVec,
     dead_lettered: IntCounterVec,
     overdue: prometheus::GaugeVec,
     unacknowledged: IntGaugeVec,
@@ -352,6 +353,11 @@ impl Metrics {
             api_limit: gauge_vec(
                 "radar_crm_api_limit",
                 "The CRM's daily API allocation, as its last answer reported.",
+                &["destination"],
+            ),
+            api_burst: gauge_vec(
+                "radar_crm_api_burst_remaining",
+                "HubSpot's ten-second window: calls left in it, as the last answer reported (X-HubSpot-RateLimit-Remaining, of X-HubSpot-RateLimit-Max).",
                 &["destination"],
             ),
             api_paced: gauge_vec(

@@ -70,6 +70,21 @@ pub fn hubspot(headers: &HeaderMap) -> Option<Usage> {
     })
 }
 
+/// HubSpot's ten-second window (`X-HubSpot-RateLimit-Max` and `-Remaining`), sent on
+/// every call, OAuth ones included: calls left in the window, and its size. Shown, not
+/// paced on: a 429 there pauses the destination for the policy's ten seconds.
+pub fn hubspot_burst(headers: &HeaderMap) -> Option<(u64, u64)> {
+    let max: u64 = header(headers, "x-hubspot-ratelimit-max")?
+        .trim()
+        .parse()
+        .ok()?;
+    let remaining: u64 = header(headers, "x-hubspot-ratelimit-remaining")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((remaining, max))
+}
+
 /// What a report changed about the pace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -178,6 +193,14 @@ mod tests {
             })
         );
         assert_eq!(hubspot(&HeaderMap::new()), None);
+        assert_eq!(
+            hubspot_burst(&headers(&[
+                ("x-hubspot-ratelimit-max", "190"),
+                ("x-hubspot-ratelimit-remaining", "187"),
+                ("x-hubspot-ratelimit-interval-milliseconds", "10000")
+            ])),
+            Some((187, 190))
+        );
     }
 
     #[test]

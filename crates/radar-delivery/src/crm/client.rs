@@ -282,6 +282,11 @@ impl CrmClient {
     /// Takes in the API allocation an answer reported, and paces or frees the
     /// destination when it crosses `slow_down_at`.
     fn note_usage(&self, answer: &Answer) {
+        if self.vendor == Vendor::HubSpot
+            && let Some((remaining, max)) = allocation::hubspot_burst(&answer.headers)
+        {
+            self.observer.api_burst(&self.name, remaining, max);
+        }
         let usage = match self.vendor {
             Vendor::HubSpot => allocation::hubspot(&answer.headers),
             Vendor::Salesforce => allocation::salesforce(&answer.headers),

@@ -75,6 +75,12 @@ impl Observer for Metrics {
         self.board.api_usage(destination, used, limit);
     }
 
+    fn api_burst(&self, destination: &str, remaining: u64, _max: u64) {
+        self.api_burst
+            .with_label_values(&[destination])
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+    }
+
     fn api_paced(&self, destination: &str, paced: bool) {
         self.api_paced
             .with_label_values(&[destination])
