@@ -2,32 +2,15 @@
 //! each test starts its own stand-in.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
+mod support;
+
 use radar_standin::hubspot::HubSpot;
 use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use support::{answer, header};
 
 const TOKEN: &str = "pat-test-token";
-
-async fn send(request: RequestBuilder) -> (StatusCode, HeaderMap, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    (status, headers, body)
-}
-
-fn header(headers: &HeaderMap, name: &str) -> String {
-    headers
-        .get(name)
-        .map(|value| value.to_str().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
-}
 
 async fn hubspot() -> HubSpot {
     let hubspot = HubSpot::start(TOKEN).await.unwrap();
@@ -40,7 +23,7 @@ async fn batch_read(
     object_type: &str,
     body: Value,
 ) -> (StatusCode, HeaderMap, Value) {
-    send(
+    answer(
         Client::new()
             .post(format!(
                 "{}/crm/v3/objects/{object_type}/batch/read",
@@ -185,7 +168,7 @@ async fn hubspot_batch_read_shape_is_checked() {
         assert_eq!(body["category"], "VALIDATION_ERROR");
     }
 
-    let (status, _, body) = send(
+    let (status, _, body) = answer(
         Client::new()
             .post(format!(
                 "{}/crm/v3/objects/companies/batch/read",
@@ -214,7 +197,7 @@ async fn hubspot_daily_limit_is_reported_and_enforced() {
 
     // Unauthenticated calls count toward nothing and report no allocation.
     let (status, headers, _) =
-        send(Client::new().get(format!("{}/crm/v3/objects/companies/1", hubspot.url()))).await;
+        answer(Client::new().get(format!("{}/crm/v3/objects/companies/1", hubspot.url()))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(headers.get("x-hubspot-ratelimit-daily").is_none());
 
@@ -233,7 +216,7 @@ async fn hubspot_daily_limit_is_reported_and_enforced() {
     assert_eq!(hubspot.daily_usage(), 1000);
 
     // Writes are refused as well, and nothing is written.
-    let (status, _, _) = send(
+    let (status, _, _) = answer(
         Client::new()
             .post(format!("{}/crm/v3/objects/companies", hubspot.url()))
             .bearer_auth(TOKEN)
@@ -267,7 +250,7 @@ async fn hubspot_oauth_calls_have_no_daily_limit() {
         token_lifetime: std::time::Duration::from_secs(600),
         rotate_refresh_tokens: false,
     });
-    let (status, _, body) = send(
+    let (status, _, body) = answer(
         Client::new()
             .post(format!("{}/oauth/v1/token", hubspot.url()))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -278,7 +261,7 @@ async fn hubspot_oauth_calls_have_no_daily_limit() {
     let access_token = body["access_token"].as_str().unwrap().to_owned();
 
     hubspot.set_daily_usage(1000, 1000);
-    let (status, headers, body) = send(
+    let (status, headers, body) = answer(
         Client::new()
             .post(format!(
                 "{}/crm/v3/objects/companies/batch/read",

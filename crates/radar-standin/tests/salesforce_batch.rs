@@ -2,32 +2,15 @@
 //! real HTTP, as a client sees them: each test starts its own stand-in.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
+mod support;
+
 use radar_standin::salesforce::Salesforce;
 use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use support::{answer, header};
 
 const TOKEN: &str = "pat-test-token";
-
-async fn send(request: RequestBuilder) -> (StatusCode, HeaderMap, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    (status, headers, body)
-}
-
-fn header(headers: &HeaderMap, name: &str) -> String {
-    headers
-        .get(name)
-        .map(|value| value.to_str().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
-}
 
 const EXTERNAL_ID: &str = "Radar_Opportunity_Id__c";
 
@@ -55,7 +38,7 @@ async fn upsert_collection(
     all_or_none: bool,
     records: Vec<Value>,
 ) -> (StatusCode, HeaderMap, Value) {
-    send(
+    answer(
         Client::new()
             .patch(collection_url(salesforce, "v62.0"))
             .bearer_auth(TOKEN)
@@ -253,7 +236,7 @@ async fn salesforce_collection_refuses_bad_records_one_by_one() {
     let body = body.as_object_mut().unwrap();
     body.remove("attributes");
     body.remove(EXTERNAL_ID);
-    let (status, _, body) = send(
+    let (status, _, body) = answer(
         Client::new()
             .patch(format!(
                 "{}/services/data/v62.0/sobjects/Opportunity/{EXTERNAL_ID}/opp-z",
@@ -329,7 +312,7 @@ async fn salesforce_collection_shape_is_checked() {
     assert_eq!(salesforce.opportunities().len(), 200);
 
     let client = Client::new();
-    let (status, _, body) = send(
+    let (status, _, body) = answer(
         client
             .patch(collection_url(&salesforce, "v62.0"))
             .bearer_auth(TOKEN)
@@ -340,7 +323,7 @@ async fn salesforce_collection_shape_is_checked() {
     assert_eq!(body[0]["errorCode"], "JSON_PARSER_ERROR");
 
     // The resource exists from API version 46.0.
-    let (status, _, _) = send(
+    let (status, _, _) = answer(
         client
             .patch(collection_url(&salesforce, "v45.0"))
             .bearer_auth(TOKEN)
@@ -349,7 +332,7 @@ async fn salesforce_collection_shape_is_checked() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (status, _, body) = send(
+    let (status, _, body) = answer(
         client
             .patch(collection_url(&salesforce, "v62.0"))
             .json(&json!({ "records": [] })),
@@ -401,7 +384,7 @@ async fn salesforce_api_usage_counts_calls_and_stops_at_the_limit() {
 
     // A new allocation (the next day, or a bigger one) lets calls through again.
     salesforce.set_api_usage(0, 100);
-    let (status, headers, _) = send(
+    let (status, headers, _) = answer(
         Client::new()
             .get(format!(
                 "{}/services/data/v62.0/sobjects/Account/Radar_Account_Id__c/acme",

@@ -2,24 +2,15 @@
 //! a free loopback port.
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
+mod support;
+
 use radar_standin::hubspot::{HubSpot, RateLimit};
 use radar_standin::salesforce::{DEFAULT_USER, Salesforce};
-use reqwest::{Response, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::send;
 
 const TOKEN: &str = "pat-test-token";
-
-async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let response: Response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    (status, body)
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()

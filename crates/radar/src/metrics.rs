@@ -18,8 +18,6 @@ use radar_kafka::Progress;
 use radar_kafka::quarantine::Unusable;
 use radar_store::{Content, Store};
 
-use radar_delivery::{Destination, Target};
-
 use crate::lookup::PeerProblem;
 
 /// Every metric radar exports, in one registry.
@@ -59,12 +57,8 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     queue_age: prometheus::GaugeVec,
     breaker: IntGaugeVec,
-    auth_degraded: IntGaugeVec,
-    token_requests: IntCounterVec,
-    api_used: IntGaugeVec,
-    api_limit: IntGaugeVec,
-    api_paced: IntGaugeVec,
-    api_burst: IntGaugeVec,
+    /// A CRM's credentials and API allocation.
+    crm: CrmMetrics,
     dead_lettered: IntCounterVec,
     overdue: prometheus::GaugeVec,
     unacknowledged: IntGaugeVec,
@@ -335,36 +329,7 @@ impl Metrics {
                 "Circuit breaker: 0 closed, 1 open, 2 half-open.",
                 &["destination"],
             ),
-            auth_degraded: gauge_vec(
-                "radar_delivery_auth_degraded",
-                "1 while the destination's credentials are refused and it holds its queue, trying them again with backoff (the reason is in the log and GET /v1/destinations); 0 when they work.",
-                &["destination"],
-            ),
-            token_requests: vec(
-                "radar_delivery_token_requests_total",
-                "OAuth token requests by outcome: issued, refused (the credentials), unavailable (the endpoint).",
-                &["destination", "outcome"],
-            ),
-            api_used: gauge_vec(
-                "radar_crm_api_used",
-                "Requests of the CRM's daily API allocation used, as its last answer reported (Sforce-Limit-Info, X-HubSpot-RateLimit-Daily-Remaining).",
-                &["destination"],
-            ),
-            api_limit: gauge_vec(
-                "radar_crm_api_limit",
-                "The CRM's daily API allocation, as its last answer reported.",
-                &["destination"],
-            ),
-            api_burst: gauge_vec(
-                "radar_crm_api_burst_remaining",
-                "HubSpot's ten-second window: calls left in it, as the last answer reported (X-HubSpot-RateLimit-Remaining, of X-HubSpot-RateLimit-Max).",
-                &["destination"],
-            ),
-            api_paced: gauge_vec(
-                "radar_crm_api_paced",
-                "1 while calls to the CRM are paced because its allocation is past slow_down_at.",
-                &["destination"],
-            ),
+            crm: CrmMetrics::new(r),
             dead_lettered: vec(
                 "radar_delivery_dead_lettered_total",
                 "Deliveries moved to the dead-letter store (or acknowledged on the dead-letter topic).",
@@ -436,26 +401,6 @@ impl Metrics {
 
     /// Starts each destination's dead-letter count at 0, so the series exists (and an
     /// alert on its increase can fire on the first) before anything is dead-lettered.
-    /// The configured destinations, listed from the start on `GET /v1/destinations`.
-    pub fn destinations(&self, destinations: &[Destination]) {
-        for destination in destinations {
-            let auth = match &destination.target {
-                Target::HubSpot { auth, .. } | Target::Salesforce { auth, .. } => {
-                    Some(auth.grant.name())
-                }
-                Target::Webhook { .. } | Target::Slack => None,
-            };
-            self.board
-                .add(&destination.name, destination.target.kind(), auth);
-            self.dead_lettered.with_label_values(&[&destination.name]);
-        }
-    }
-
-    /// Each destination's status, for `GET /v1/destinations`.
-    pub fn destination_statuses(&self) -> Vec<DestinationStatus> {
-        self.board.snapshot()
-    }
-
     /// Copies the pipeline's counts in from `progress` (and the store's outbox depth).
     pub fn refresh(&self, progress: &Progress, store: Option<&Store>) {
         catch_up(&self.consumed, progress.consumed.load(Ordering::Relaxed));
@@ -630,9 +575,13 @@ impl Metrics {
 }
 
 mod board;
+mod crm;
 mod observer;
 
-pub use board::{DestinationBoard, DestinationStatus};
+use board::DestinationBoard;
+use crm::CrmMetrics;
+
+pub use board::DestinationStatus;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,8 @@
 //! queue and tries again with backoff until the credentials work (see
 //! `docs/delivery.md#credentials`).
 //!
-//! - [`config`]: the `auth` keys, parsed with every problem keyed, secrets read;
+//! - [`config`]: the `auth` keys, parsed with every problem keyed;
+//! - `secrets`: the grant's secrets and private key, read and checked;
 //! - [`grant`]: the token requests and what their answers mean, pure;
 //! - [`credentials`]: the token as it runs ([`Credentials`]);
 //! - `refresh_file`: a rotated refresh token written back to its file.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod credentials;
 pub mod grant;
 mod refresh_file;
+mod secrets;
 
 use std::path::PathBuf;
 use std::sync::Arc;

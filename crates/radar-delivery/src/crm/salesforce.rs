@@ -270,6 +270,9 @@ pub fn classify(answer: &Answer, id_field: &str) -> AttemptResult {
     if (200..300).contains(&answer.status) {
         return answer.result();
     }
+    if let Some(reason) = refused_credentials(answer) {
+        return AttemptResult::Deferred(reason);
+    }
     let (code, message) = first_error(&answer.body).unwrap_or_default();
     by_code(answer.status, &code, &message, id_field, answer.retry_after)
 }
@@ -293,7 +296,6 @@ fn by_code(
             status: 200,
             retry_after: None,
         },
-        (401, _) | (_, "INVALID_SESSION_ID") => AttemptResult::Deferred(said),
         (_, "REQUEST_LIMIT_EXCEEDED") => AttemptResult::Response {
             status: 429,
             retry_after: retry_after.or(Some(std::time::Duration::from_secs(3_600))),

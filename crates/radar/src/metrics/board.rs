@@ -8,7 +8,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use radar_delivery::breaker::BreakerState;
+use radar_delivery::{Destination, Target};
 use serde::Serialize;
+
+use super::Metrics;
 
 /// One destination as `GET /v1/destinations` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -105,5 +108,27 @@ impl DestinationBoard {
                 paced: false,
             });
         change(status);
+    }
+}
+
+impl Metrics {
+    /// The configured destinations, listed from the start on `GET /v1/destinations`.
+    pub fn destinations(&self, destinations: &[Destination]) {
+        for destination in destinations {
+            let auth = match &destination.target {
+                Target::HubSpot { auth, .. } | Target::Salesforce { auth, .. } => {
+                    Some(auth.grant.name())
+                }
+                Target::Webhook { .. } | Target::Slack => None,
+            };
+            self.board
+                .add(&destination.name, destination.target.kind(), auth);
+            self.dead_lettered.with_label_values(&[&destination.name]);
+        }
+    }
+
+    /// Each destination's status, for `GET /v1/destinations`.
+    pub fn destination_statuses(&self) -> Vec<DestinationStatus> {
+        self.board.snapshot()
     }
 }

@@ -54,44 +54,30 @@ impl Observer for Metrics {
         self.park_failures.with_label_values(&[destination]);
         self.unacknowledged.with_label_values(&[destination]);
         self.overdue.with_label_values(&[destination]);
-        self.auth_degraded.with_label_values(&[destination]);
+        self.crm.known(destination);
     }
 
     fn auth(&self, destination: &str, degraded: Option<&str>) {
-        self.auth_degraded
-            .with_label_values(&[destination])
-            .set(i64::from(degraded.is_some()));
+        self.crm.credentials(destination, degraded.is_some());
         self.board.credentials(destination, degraded);
     }
 
     fn api_usage(&self, destination: &str, used: u64, limit: u64) {
-        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.api_used
-            .with_label_values(&[destination])
-            .set(gauge(used));
-        self.api_limit
-            .with_label_values(&[destination])
-            .set(gauge(limit));
+        self.crm.usage(destination, used, limit);
         self.board.api_usage(destination, used, limit);
     }
 
     fn api_burst(&self, destination: &str, remaining: u64, _max: u64) {
-        self.api_burst
-            .with_label_values(&[destination])
-            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+        self.crm.burst(destination, remaining);
     }
 
     fn api_paced(&self, destination: &str, paced: bool) {
-        self.api_paced
-            .with_label_values(&[destination])
-            .set(i64::from(paced));
+        self.crm.paced(destination, paced);
         self.board.paced(destination, paced);
     }
 
     fn token_request(&self, destination: &str, outcome: &'static str) {
-        self.token_requests
-            .with_label_values(&[destination, outcome])
-            .inc();
+        self.crm.token_request(destination, outcome);
     }
 
     fn overdue(&self, destination: &str, waited: Duration) {
