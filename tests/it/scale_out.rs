@@ -333,6 +333,65 @@ fn two_instances_lose_nothing_when_one_is_killed_three_times() {
     assert_states_equal(&lines, &b);
 }
 
+/// The repeats a `kill -9` may cause: the killed instance's deliveries in flight, at most
+/// `max_in_flight` (4 by default) for the one destination. What it had settled is on the
+/// settlement ledger, and the instance that takes its partitions over skips it.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// One `kill -9` of the instance that is 40% through 20,000 events: every opportunity
+/// delivered, and repeats at most what the killed instance had in flight, each counted
+/// in `radar_delivery_repeats_total` by the instance that sent it again.
+#[test]
+fn a_kill_repeats_at_most_the_deliveries_in_flight() {
+    let scenario = Scenario::new("scale-repeats");
+    let lines = well_formed(1_000, 20_000, 31);
+    let all = expected(&lines);
+    let a = scenario.start();
+    let b = scenario.start();
+    eventually(Duration::from_secs(60), "both members are assigned", || {
+        a.partitions() > 0 && b.partitions() > 0
+    });
+    produce(&scenario.broker.address, &scenario.topic, &lines);
+    eventually(Duration::from_secs(120), "40% is delivered", || {
+        let delivered = scenario.delivered().len();
+        if delivered * 10 >= all.len() * 4 {
+            Ok(())
+        } else {
+            Err(format!("{delivered} of {} delivered", all.len()))
+        }
+    });
+    b.kill_9();
+    let delivered = scenario.wait_for(&all, Duration::from_secs(120), "everything");
+    assert_eq!(
+        delivered.difference(&all).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "delivered what replay does not give"
+    );
+    let received = scenario.received.lock().unwrap().len();
+    let repeats = received - delivered.len();
+    let series = "radar_delivery_repeats_total{destination=\"hook\"}";
+    let counted = metric(a.admin, series).expect("the survivor shows its repeats");
+    let skipped = metric(
+        a.admin,
+        "radar_delivery_skipped_settled_total{destination=\"hook\"}",
+    )
+    .unwrap_or(0);
+    let duplicates = metric(a.admin, "radar_delivery_duplicate_opportunities_total").unwrap_or(0);
+    eprintln!(
+        "{} opportunities, {received} deliveries received, {repeats} repeats, {counted} counted, {skipped} skipped as settled, {duplicates} produced twice and delivered once",
+        all.len()
+    );
+    assert!(
+        repeats <= MAX_IN_FLIGHT,
+        "{repeats} repeats of {} opportunities; at most {MAX_IN_FLIGHT} were in flight",
+        all.len()
+    );
+    assert!(
+        repeats as u64 <= counted,
+        "{repeats} repeats received, {counted} counted"
+    );
+}
+
 /// The receiver is down, the instance holding the retries is killed, the receiver comes
 /// back: the retries it held were parked on the retry topic, and the surviving instance
 /// (and the killed one's replacement) deliver every opportunity.

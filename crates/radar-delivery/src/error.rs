@@ -72,6 +72,10 @@ pub enum TopicError {
         "the source topic {0} does not exist yet: create it before radar runs with state.store = \"kafka\" (delivery's topics take its partition count)"
     )]
     NoSourceTopic(String),
+    #[error(
+        "the opportunities topic {topic} does not exist but the settlement ledger {ledger} holds marks of an earlier one, which would skip the new topic's records: delete {ledger} too (and {topic}.retry), then start radar again"
+    )]
+    StaleLedger { topic: String, ledger: String },
     #[error("reading {topic}: no progress within {seconds} s")]
     Stalled { topic: String, seconds: u64 },
     #[error("the producer went away before acknowledging")]

@@ -28,6 +28,18 @@ pub trait Observer: Send + Sync {
     fn unacknowledged(&self, _destination: &str, _outcomes: u64) {}
     /// Recording outcomes on Kafka failed (a broker away); it is tried again.
     fn park_failed(&self, _destination: &str) {}
+    /// A partition taken over from another instance (`store = "kafka"`) had a delivery
+    /// the earlier owner settled beyond its commit: it is not sent again.
+    fn skipped_settled(&self, _destination: &str) {}
+    /// A partition taken over had a delivery in flight when its earlier owner stopped:
+    /// it is sent again, a repeat (under the same id).
+    fn repeat(&self, _destination: &str) {}
+    /// An opportunity the source produced again after a failover (same id) was read: it
+    /// is not delivered again.
+    fn duplicate_opportunity(&self) {}
+    /// Reading the settlement ledger or the ids below the commit failed as partitions
+    /// were taken over (logged): what they would have spared is sent again.
+    fn takeover_read_failed(&self) {}
     /// A dead letter recorded without its whole opportunity: `outcome` is `truncated`,
     /// `payload_dropped` or `lost` (see [`crate::kafka::Landing::degraded`]).
     fn dead_letter_degraded(&self, _destination: &str, _outcome: &'static str) {}

@@ -486,3 +486,48 @@ fn dead_letters_with_binary_keys_are_listed_apart_and_replayed_exactly() {
         assert!(dead_letters::read_all(&topics.config).is_ok());
     });
 }
+
+/// An opportunities topic deleted while its settlement ledger was kept: the ledger's
+/// marks would skip the new topic's first records, so delivery refuses to start and
+/// names the topic to delete.
+#[test]
+fn a_ledger_left_from_a_deleted_opportunities_topic_stops_delivery_at_start() {
+    let topics = Topics::new("stale-ledger");
+    let gone = KafkaDeliveryConfig::new(
+        topics.config.client.clone(),
+        "stale-ledger",
+        "stale-ledger-deleted",
+        1,
+    );
+    let mut admin = rdkafka::ClientConfig::new();
+    admin.set("bootstrap.servers", &topics.broker.address);
+    radar_kafka::topics::ensure(
+        &admin,
+        &gone.ledger_topic,
+        1,
+        1,
+        radar_kafka::topics::Cleanup::Compact,
+    )
+    .unwrap();
+    runtime().block_on(async {
+        topics
+            .producer()
+            .send(
+                FutureRecord::to(&gone.ledger_topic)
+                    .key(r#"["stale-ledger-delivery","stale-ledger-deleted",0,"hook"]"#)
+                    .payload(r#"{"below":40}"#),
+                Timeout::Never,
+            )
+            .await
+            .unwrap();
+    });
+    let events = "stale-ledger-events";
+    let refused = KafkaDelivery::open(gone.clone(), events, now_ms() * 1_000).unwrap_err();
+    let said = refused.to_string();
+    assert!(
+        said.contains("stale-ledger-deleted.settled") && said.contains("delete"),
+        "{said}"
+    );
+    // An opportunities topic that exists starts with its ledger, whatever it holds.
+    assert!(KafkaDelivery::open(topics.config.clone(), events, now_ms() * 1_000).is_ok());
+}

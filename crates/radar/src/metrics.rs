@@ -59,6 +59,8 @@ pub struct Metrics {
     breaker: IntGaugeVec,
     /// A CRM's credentials and API allocation.
     crm: CrmMetrics,
+    /// Partitions of the opportunities topic taken over from another instance.
+    takeover: TakeoverMetrics,
     dead_lettered: IntCounterVec,
     overdue: prometheus::GaugeVec,
     unacknowledged: IntGaugeVec,
@@ -330,6 +332,7 @@ impl Metrics {
                 &["destination"],
             ),
             crm: CrmMetrics::new(r),
+            takeover: TakeoverMetrics::new(r),
             dead_lettered: vec(
                 "radar_delivery_dead_lettered_total",
                 "Deliveries moved to the dead-letter store (or acknowledged on the dead-letter topic).",
@@ -353,7 +356,7 @@ impl Metrics {
             ),
             park_failures: vec(
                 "radar_delivery_park_failures_total",
-                "With state.store = \"kafka\": failures to record outcomes on the retry or dead-letter topic (tried again; logged at most every 10 s).",
+                "With state.store = \"kafka\": failures to record outcomes on the retry, dead-letter or settlement-ledger topic (tried again; logged at most every 10 s).",
                 &["destination"],
             ),
             delivery_letters_degraded: vec(
@@ -577,9 +580,11 @@ impl Metrics {
 mod board;
 mod crm;
 mod observer;
+mod takeover;
 
 use board::DestinationBoard;
 use crm::CrmMetrics;
+use takeover::TakeoverMetrics;
 
 pub use board::DestinationStatus;
 
@@ -597,6 +602,7 @@ mod tests {
         for series in [
             "radar_delivery_dead_lettered_total{destination=\"hook\"} 0",
             "radar_delivery_park_failures_total{destination=\"hook\"} 0",
+            "radar_delivery_repeats_total{destination=\"hook\"} 0",
             "radar_delivery_unacknowledged{destination=\"hook\"} 0",
             "radar_delivery_overdue_seconds{destination=\"hook\"} 0",
         ] {

@@ -15,6 +15,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{Notify, watch};
 
 use super::in_hand::{QueueKey, TopicPartition};
+use super::marks::Inherited;
 use super::{KafkaDelivery, parked};
 use crate::error::TopicError;
 use crate::observe::Observer;
@@ -32,6 +33,9 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// (a receiver that is down shows as lag there, not as an ever-growing local queue, while
 /// new opportunities still reach the healthy destinations); at twice as many, nothing is.
 const MAX_HELD: usize = 50_000;
+/// How long a partition revoked from a live instance waits for its deliveries in flight
+/// (a webhook's timeout is 10 s by default): past it, the next owner sends them again.
+const SETTLE_ON_REVOKE: Duration = Duration::from_secs(10);
 /// How long the final commit waits for the destination workers to record what they had
 /// in flight (they drain for up to 5 s).
 const DRAIN: Duration = Duration::from_secs(6);
@@ -42,18 +46,56 @@ const DRAIN: Duration = Duration::from_secs(6);
 struct FeedContext {
     kafka: Arc<KafkaDelivery>,
     store: Arc<Store>,
+    observer: Arc<dyn Observer>,
 }
 
 impl ClientContext for FeedContext {}
 
-impl ConsumerContext for FeedContext {
-    /// New partitions are held under a new epoch (see [`super::in_hand::InHand::read`]).
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
+impl FeedContext {
+    /// Lets the deliveries of the partitions in `revoked` that are in flight finish, and
+    /// their marks reach the ledger, for up to [`SETTLE_ON_REVOKE`], starting no more: so
+    /// the next owner skips them instead of sending them again.
+    fn settle_in_flight(&self, revoked: &TopicPartitionList) {
+        let revoked: Vec<TopicPartition> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        {
             let mut hand = self.kafka.in_hand();
-            for element in list.elements() {
-                hand.assign(&(element.topic().to_owned(), element.partition()));
+            for at in &revoked {
+                hand.revoking(at);
             }
+        }
+        let since = self.kafka.clock.instant();
+        while self.kafka.in_hand().busy(&revoked) && since.elapsed() < SETTLE_ON_REVOKE {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl ConsumerContext for FeedContext {
+    /// New partitions are held under a new epoch (see [`super::in_hand::InHand::read`]),
+    /// with the marks their earlier owners left on the ledger, read before any of their
+    /// records is.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(list) = rebalance else {
+            return;
+        };
+        let assigned: Vec<TopicPartition> = list
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        {
+            let mut hand = self.kafka.in_hand();
+            for at in &assigned {
+                hand.assign(at);
+            }
+        }
+        let failed = super::takeover::on_assign(&self.kafka, consumer, &assigned);
+        for _ in 0..failed {
+            self.observer.takeover_read_failed();
         }
     }
 
@@ -62,6 +104,9 @@ impl ConsumerContext for FeedContext {
             return;
         };
         let lost = consumer.assignment_lost();
+        if !lost {
+            self.settle_in_flight(list);
+        }
         let mut commit = TopicPartitionList::new();
         let mut dropped = Vec::new();
         {
@@ -107,6 +152,8 @@ struct Read {
     offset: i64,
     opportunity: Vec<u8>,
     account_id: Option<String>,
+    /// Set for a record of the opportunities topic that decodes.
+    opportunity_id: Option<String>,
     wanted: Vec<Wanted>,
 }
 
@@ -122,7 +169,7 @@ pub(crate) fn feed(
     stop: watch::Receiver<bool>,
     workers: Arc<AtomicUsize>,
 ) -> Result<(), TopicError> {
-    let consumer = subscribe(&kafka, &store).map_err(|source| TopicError::Consume {
+    let consumer = subscribe(&kafka, &store, &observer).map_err(|source| TopicError::Consume {
         topic: kafka.config.opportunities_topic.clone(),
         source,
     })?;
@@ -226,6 +273,7 @@ impl Paused {
 fn subscribe(
     kafka: &Arc<KafkaDelivery>,
     store: &Arc<Store>,
+    observer: &Arc<dyn Observer>,
 ) -> Result<BaseConsumer<FeedContext>, rdkafka::error::KafkaError> {
     let mut client = kafka.config.client();
     client
@@ -237,6 +285,7 @@ fn subscribe(
     let consumer: BaseConsumer<FeedContext> = client.create_with_context(FeedContext {
         kafka: kafka.clone(),
         store: store.clone(),
+        observer: observer.clone(),
     })?;
     consumer.subscribe(&[&kafka.config.opportunities_topic, &kafka.config.retry_topic])?;
     Ok(consumer)
@@ -262,6 +311,7 @@ fn read(
         offset: message.offset(),
         opportunity: Vec::new(),
         account_id: None,
+        opportunity_id: None,
         wanted: Vec::new(),
     };
     let now = kafka.clock.now_ms();
@@ -296,6 +346,7 @@ fn read(
     // and it lands on the dead-letter topic with the reason, not lost.
     let opportunity = serde_json::from_slice::<Opportunity>(&record.opportunity).ok();
     record.account_id = opportunity.as_ref().map(|o| o.account_id.to_string());
+    record.opportunity_id = opportunity.as_ref().map(|o| o.opportunity_id.to_string());
     // Latency counts from when the source produced it.
     let created_ms = message
         .timestamp()
@@ -338,7 +389,32 @@ fn queue(
     let mut woken = vec![false; wakers.len()];
     {
         let mut hand = kafka.in_hand();
-        for record in batch {
+        for mut record in batch {
+            // A copy the source produced again after a failover goes nowhere: the first
+            // is delivered (or was).
+            let copy = record
+                .opportunity_id
+                .as_ref()
+                .is_some_and(|id| !hand.first_of(&record.at, record.epoch, id));
+            if copy {
+                record.wanted.clear();
+            }
+            // What an earlier owner settled is not sent again; what it had in flight is,
+            // as a repeat.
+            let (mut skipped, mut repeats) = (Vec::new(), Vec::new());
+            record.wanted.retain(|w| {
+                match hand.inherited(&record.at, record.offset, &w.destination) {
+                    Inherited::Settled => {
+                        skipped.push(w.destination.clone());
+                        false
+                    }
+                    Inherited::InFlight => {
+                        repeats.push(w.destination.clone());
+                        true
+                    }
+                    Inherited::Open => true,
+                }
+            });
             let seq = hand.next_seq();
             let keys: Vec<QueueKey> = record
                 .wanted
@@ -348,6 +424,11 @@ fn queue(
             if !hand.read(&record.at, record.epoch, record.offset, now, keys) {
                 continue;
             }
+            if copy {
+                observer.duplicate_opportunity();
+            }
+            skipped.iter().for_each(|d| observer.skipped_settled(d));
+            repeats.iter().for_each(|d| observer.repeat(d));
             for wanted in record.wanted {
                 let delivery = Delivery {
                     destination: wanted.destination,

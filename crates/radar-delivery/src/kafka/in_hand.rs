@@ -4,10 +4,16 @@
 //! A partition's committed offset never passes a record with an unsettled delivery: a
 //! delivery settles once it is delivered, or once its retry or dead letter is
 //! acknowledged on its topic. So whichever instance reads a partition next (after a
-//! crash, a rebalance) gets every record whose fate is not yet in Kafka, and at worst
-//! sends again what was delivered but not yet committed, under the same `webhook-id`.
+//! crash, a rebalance) gets every record whose fate is not yet in Kafka. What was settled
+//! above the commit it skips by the settlement ledger's marks, which each partition keeps
+//! here per destination ([`super::marks`]), with the latest opportunity ids it read (a
+//! copy the source produced again is not delivered twice).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use super::ledger::LedgerEntry;
+use super::marks::{Inherited, Mark, PartitionMarks};
+use super::takeover::RECENT_IDS;
 
 /// A topic and partition.
 pub type TopicPartition = (String, i32);
@@ -38,6 +44,36 @@ struct Partition {
     settled_to: Option<i64>,
     /// What was last handed out to commit.
     committed: Option<i64>,
+    /// Being revoked: nothing more of it starts.
+    revoking: bool,
+    /// What each destination settled beyond the commit, for the ledger.
+    marks: PartitionMarks,
+    /// The latest opportunity ids read (and read back from below the commit).
+    recent: RecentIds,
+}
+
+/// The last [`RECENT_IDS`] opportunity ids of a partition.
+#[derive(Debug, Default)]
+struct RecentIds {
+    order: VecDeque<String>,
+    ids: HashSet<String>,
+}
+
+impl RecentIds {
+    /// Remembers `id`; false if it is remembered already.
+    fn first(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() == RECENT_IDS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        self.order.push_back(id.to_owned());
+        self.ids.insert(id.to_owned());
+        true
+    }
 }
 
 impl Partition {
@@ -118,6 +154,9 @@ impl InHand {
             return true;
         }
         partition.open.insert(offset, seq);
+        for (destination, _, _) in &deliveries {
+            partition.marks.read(destination, offset);
+        }
         self.records.insert(
             seq,
             HeldRecord {
@@ -139,6 +178,9 @@ impl InHand {
         let before = record.unsettled.len();
         record.unsettled.retain(|(d, _, _)| d != destination);
         let found = record.unsettled.len() < before;
+        if let Some(partition) = self.partitions.get_mut(&record.at) {
+            partition.marks.settled(destination, record.offset);
+        }
         if record.unsettled.is_empty() {
             let record = self.records.remove(&seq).expect("present above");
             if let Some(partition) = self.partitions.get_mut(&record.at) {
@@ -147,6 +189,110 @@ impl InHand {
             }
         }
         found
+    }
+
+    /// The marks the partition's earlier owners left on the ledger, taken on before
+    /// anything of it is read.
+    pub fn inherit(&mut self, at: &TopicPartition, marks: Vec<(String, Mark)>) {
+        if let Some(partition) = self.partitions.get_mut(at) {
+            partition.marks.inherit(marks);
+        }
+    }
+
+    /// Remembers the opportunity ids of `at` read before it was assigned here, oldest
+    /// first.
+    pub fn remember_ids(&mut self, at: &TopicPartition, ids: Vec<String>) {
+        if let Some(partition) = self.partitions.get_mut(at) {
+            for id in ids {
+                partition.recent.first(&id);
+            }
+        }
+    }
+
+    /// Whether the opportunity `id` read from `at` is the first with it among the
+    /// partition's latest: a later one is a copy the source produced again.
+    /// True, remembering nothing, if `at` is no longer assigned under `epoch`.
+    pub fn first_of(&mut self, at: &TopicPartition, epoch: u64, id: &str) -> bool {
+        match self.partitions.get_mut(at) {
+            Some(partition) if partition.epoch == epoch => partition.recent.first(id),
+            _ => true,
+        }
+    }
+
+    /// What the earlier owners' marks say of the record at `offset` of `at` for
+    /// `destination`.
+    pub fn inherited(&self, at: &TopicPartition, offset: i64, destination: &str) -> Inherited {
+        self.partitions
+            .get(at)
+            .map_or(Inherited::Open, |p| p.marks.inherited(destination, offset))
+    }
+
+    /// The deliveries `seqs` of `destination` are about to be sent: those that may go
+    /// (their partition is still held, and not being revoked), and the destination's
+    /// marks the ledger must have first (with them in flight, and any change not
+    /// acknowledged yet).
+    pub fn starting(&mut self, destination: &str, seqs: &[u64]) -> (Vec<u64>, Vec<LedgerEntry>) {
+        let mut going = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            if let Some(record) = self.records.get(seq)
+                && let Some(partition) = self.partitions.get_mut(&record.at)
+                && !partition.revoking
+            {
+                partition.marks.started(destination, record.offset);
+                going.push(*seq);
+            }
+        }
+        (going, self.unpublished(destination))
+    }
+
+    /// The marks of `destination` the ledger has not acknowledged.
+    pub fn unpublished(&mut self, destination: &str) -> Vec<LedgerEntry> {
+        let mut entries: Vec<LedgerEntry> = self
+            .partitions
+            .iter_mut()
+            .filter_map(|(at, partition)| {
+                let (mark, version) = partition
+                    .marks
+                    .unpublished(destination, partition.read_to)?;
+                Some(LedgerEntry {
+                    at: at.clone(),
+                    epoch: partition.epoch,
+                    destination: destination.to_owned(),
+                    mark,
+                    version,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.at.cmp(&b.at));
+        entries
+    }
+
+    /// The ledger acknowledged `entries` (those of an earlier assignment of their
+    /// partition count for nothing: its versions started again).
+    pub fn published(&mut self, entries: &[LedgerEntry]) {
+        for entry in entries {
+            if let Some(partition) = self.partitions.get_mut(&entry.at)
+                && partition.epoch == entry.epoch
+            {
+                partition.marks.published(&entry.destination, entry.version);
+            }
+        }
+    }
+
+    /// `at` is about to be revoked: none of its deliveries starts any more.
+    pub fn revoking(&mut self, at: &TopicPartition) {
+        if let Some(partition) = self.partitions.get_mut(at) {
+            partition.revoking = true;
+        }
+    }
+
+    /// Whether any of `partitions` has a delivery in flight, or marks the ledger has not
+    /// acknowledged.
+    pub fn busy(&self, partitions: &[TopicPartition]) -> bool {
+        partitions
+            .iter()
+            .filter_map(|at| self.partitions.get(at))
+            .any(|partition| partition.marks.busy())
     }
 
     /// The partition moved away: forgets it, and returns the queue entries of its
@@ -241,159 +387,4 @@ impl InHand {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn at(p: i32) -> TopicPartition {
-        ("opportunities".into(), p)
-    }
-
-    fn assigned(hand: &mut InHand, partition: i32) -> u64 {
-        hand.assign(&at(partition));
-        hand.epoch(&at(partition)).unwrap()
-    }
-
-    fn keys(seq: u64, destinations: &[&str]) -> Vec<QueueKey> {
-        destinations
-            .iter()
-            .map(|d| ((*d).to_owned(), 0, seq))
-            .collect()
-    }
-
-    #[test]
-    fn a_partition_commits_up_to_its_first_unsettled_record() {
-        let mut hand = InHand::new(100);
-        let epoch = assigned(&mut hand, 0);
-        assert_eq!(hand.to_commit(), vec![], "nothing read yet");
-        for offset in 0..3 {
-            let seq = hand.next_seq();
-            assert!(hand.read(&at(0), epoch, offset, 0, keys(seq, &["crm", "slack"])));
-        }
-        assert_eq!(hand.to_commit(), vec![(at(0), 0)]);
-        // The second record settles first: the commit cannot pass the first.
-        assert!(hand.settled(101, "crm"));
-        assert!(hand.settled(101, "slack"));
-        assert_eq!(hand.to_commit(), vec![]);
-        assert!(hand.settled(100, "crm"));
-        assert_eq!(
-            hand.committable(&at(0)),
-            Some(0),
-            "slack is still unsettled"
-        );
-        assert!(hand.settled(100, "slack"));
-        assert_eq!(hand.to_commit(), vec![(at(0), 2)]);
-        assert!(hand.settled(102, "crm") && hand.settled(102, "slack"));
-        assert_eq!(hand.to_commit(), vec![(at(0), 3)]);
-        assert!(hand.is_empty());
-    }
-
-    #[test]
-    fn a_record_no_destination_wants_is_settled_at_once() {
-        let mut hand = InHand::new(0);
-        let epoch = assigned(&mut hand, 1);
-        assert!(hand.read(&at(1), epoch, 41, 0, Vec::new()));
-        assert_eq!(hand.committable(&at(1)), Some(42));
-        assert!(hand.is_empty());
-    }
-
-    #[test]
-    fn a_revoked_partition_hands_back_its_unsettled_deliveries_and_forgets_them() {
-        let mut hand = InHand::new(7);
-        let (zero, one) = (assigned(&mut hand, 0), assigned(&mut hand, 1));
-        assert!(hand.read(&at(0), zero, 5, 0, keys(7, &["crm", "slack"])));
-        assert!(hand.read(&at(1), one, 9, 0, keys(8, &["crm"])));
-        assert!(hand.settled(7, "crm"));
-        assert_eq!(hand.revoke(&at(0)), keys(7, &["slack"]));
-        assert_eq!(hand.committable(&at(0)), None);
-        // Its delivery finishing late changes nothing.
-        assert!(!hand.settled(7, "slack"));
-        assert_eq!(hand.committable(&at(1)), Some(9));
-        assert_eq!(hand.len(), 1);
-    }
-
-    /// Records fetched before a rebalance took their partition away, handed on after it:
-    /// holding them would let the commit pass records the new owner has not settled.
-    #[test]
-    fn a_record_read_before_its_partition_was_revoked_is_not_held() {
-        let mut hand = InHand::new(0);
-        let before = assigned(&mut hand, 0);
-        hand.revoke(&at(0));
-        assert!(!hand.read(&at(0), before, 90, 0, keys(0, &["crm"])));
-        assert_eq!(hand.committable(&at(0)), None);
-        // Revoked and assigned again in one rebalance: the stale read is still refused,
-        // and the partition commits only what is read under its new assignment.
-        let after = assigned(&mut hand, 0);
-        assert!(!hand.read(&at(0), before, 90, 0, Vec::new()));
-        assert_eq!(hand.committable(&at(0)), None);
-        let seq = hand.next_seq();
-        assert!(hand.read(&at(0), after, 40, 0, keys(seq, &["crm"])));
-        assert_eq!(hand.committable(&at(0)), Some(40));
-    }
-
-    /// A retry due in hours holds the commit of its partition only until it has been
-    /// held for a while with settled records behind it.
-    #[test]
-    fn a_long_retry_with_settled_records_behind_it_is_blocking() {
-        const HOUR: u64 = 3_600_000;
-        let mut hand = InHand::new(0);
-        let epoch = assigned(&mut hand, 0);
-        let far = |seq| vec![("crm".to_owned(), 10 * HOUR, seq)];
-        let near = |seq| vec![("crm".to_owned(), 1_000, seq)];
-        // Offsets: 0 far, 1 due soon, 2 far, 3 settled later.
-        for (offset, wanted) in [(0, far(0)), (1, near(1)), (2, far(2)), (3, near(3))] {
-            assert!(hand.read(&at(0), epoch, offset, 100, wanted));
-        }
-        let blocking = |hand: &InHand, now| hand.blocking("opportunities", now, 500, 5_000);
-        assert_eq!(
-            blocking(&hand, 1_000),
-            vec![],
-            "nothing settled behind them yet"
-        );
-        assert!(hand.settled(3, "crm"));
-        // Read at 100, due in 10 h: held a quarter of that, at most 16 × 500 ms.
-        assert_eq!(blocking(&hand, 8_099), vec![], "not held long enough");
-        // The one due soon is left to be sent; both far ones block.
-        assert_eq!(blocking(&hand, 8_100), [far(0), far(2)].concat());
-        assert_eq!(hand.blocking("other", 8_100, 500, 5_000), vec![]);
-        assert!(hand.settled(0, "crm"));
-        assert_eq!(hand.committable(&at(0)), Some(1));
-        assert_eq!(hand.source(2), Some((&at(0), 2)));
-    }
-
-    proptest! {
-        /// Whatever the order deliveries settle in, the committed offset never passes a
-        /// record with an unsettled delivery, and reaches the end once all are settled.
-        #[test]
-        fn the_commit_never_passes_an_unsettled_record(
-            wanted in prop::collection::vec(0usize..3, 1..40),
-            order in prop::collection::vec(any::<prop::sample::Index>(), 0..80),
-        ) {
-            let destinations = ["a", "b", "c"];
-            let mut hand = InHand::new(0);
-            let epoch = assigned(&mut hand, 0);
-            let mut unsettled: Vec<(u64, i64, &str)> = Vec::new();
-            for (offset, n) in wanted.iter().enumerate() {
-                let seq = hand.next_seq();
-                let offset = offset as i64;
-                prop_assert!(hand.read(&at(0), epoch, offset, 0, keys(seq, &destinations[..*n])));
-                unsettled.extend(destinations[..*n].iter().map(|d| (seq, offset, *d)));
-            }
-            for pick in order {
-                if unsettled.is_empty() {
-                    break;
-                }
-                let (seq, _, destination) = unsettled.remove(pick.index(unsettled.len()));
-                prop_assert!(hand.settled(seq, destination));
-                let committable = hand.committable(&at(0)).unwrap();
-                let first_open = unsettled.iter().map(|(_, o, _)| *o).min();
-                prop_assert_eq!(committable, first_open.unwrap_or(wanted.len() as i64));
-            }
-            for (seq, _, destination) in unsettled {
-                prop_assert!(hand.settled(seq, destination));
-            }
-            prop_assert_eq!(hand.committable(&at(0)), Some(wanted.len() as i64));
-        }
-    }
-}
+mod tests;

@@ -27,21 +27,33 @@
 //!   to the schedule's longest wait, and a retry waiting with settled records behind it
 //!   is parked anew at the end of the retry topic (`repark`).
 //!
-//! Files: `feed` (the delivery consumer: reads the topics, queues what it reads, commits
-//! what is settled), [`in_hand`] (what a partition may commit), [`parked`] (a retry or
-//! dead letter as it is parked), `park` and `repark` (parking them),
-//! [`dead_letters`] (`radar dlq` over the dead-letter topic).
+//! - **What is settled beyond the commit is on a ledger** (`<opportunities topic>.settled`,
+//!   compacted): each destination's [`marks`] per partition, written before it sends
+//!   (with what it sends in flight) and after it records outcomes. An instance that takes
+//!   a partition over reads them first, skips what is settled, and sends again only what
+//!   was in flight, counting each as a repeat; it also reads back the opportunity ids just
+//!   below the commit, so an opportunity the source produced twice is delivered once
+//!   (`takeover`).
 //!
-//! A crash sends again at most what was delivered but not yet committed, and a partition
-//! that moves while a delivery is in flight may see it sent by both owners: both under
-//! the same `webhook-id`, which receivers deduplicate on.
+//! Files: `feed` (the delivery consumer: reads the topics, queues what it reads, commits
+//! what is settled), [`in_hand`] (what a partition may commit), [`marks`], `ledger` and
+//! `takeover` (what is settled beyond the commit), [`parked`] (a retry or dead letter as
+//! it is parked), `park` and `repark` (parking them), [`dead_letters`] (`radar dlq` over
+//! the dead-letter topic).
+//!
+//! A crash sends again at most what was in flight (`max_in_flight` calls per
+//! destination), under the same `webhook-id`, which receivers deduplicate on; so does a
+//! partition that moves while a delivery of it is in flight.
 
 pub mod dead_letters;
 mod feed;
 pub mod in_hand;
+mod ledger;
+pub mod marks;
 mod park;
 pub mod parked;
 mod repark;
+mod takeover;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -69,6 +81,8 @@ pub struct KafkaDeliveryConfig {
     pub opportunities_topic: String,
     pub retry_topic: String,
     pub dead_letter_topic: String,
+    /// The settlement ledger (see [`ledger`]).
+    pub ledger_topic: String,
     /// Replication factor of the topics radar creates; -1: the broker's default.
     pub replication: i32,
 }
@@ -80,6 +94,7 @@ impl std::fmt::Debug for KafkaDeliveryConfig {
             .field("opportunities_topic", &self.opportunities_topic)
             .field("retry_topic", &self.retry_topic)
             .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("ledger_topic", &self.ledger_topic)
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +113,7 @@ impl KafkaDeliveryConfig {
             opportunities_topic: opportunities_topic.to_owned(),
             retry_topic: format!("{opportunities_topic}.retry"),
             dead_letter_topic: format!("{opportunities_topic}.dead-letter"),
+            ledger_topic: format!("{opportunities_topic}.settled"),
             replication,
         }
     }
@@ -118,6 +134,8 @@ pub struct KafkaDelivery {
     producer: FutureProducer,
     /// The producer's `message.max.bytes`, which every dead letter fits.
     letter_limit: usize,
+    /// The settlement ledger's partitions (an existing topic keeps its count).
+    ledger_partitions: i32,
     in_hand: Mutex<InHand>,
     /// The clock delivery's Kafka side reads (the system's).
     pub(crate) clock: Clock,
@@ -133,7 +151,7 @@ impl std::fmt::Debug for KafkaDelivery {
 
 impl KafkaDelivery {
     /// Creates the opportunities and retry topics (with as many partitions as
-    /// `source_topic`) and the compacted dead-letter topic when missing.
+    /// `source_topic`) and the compacted dead-letter and ledger topics when missing.
     pub fn open(
         config: KafkaDeliveryConfig,
         source_topic: &str,
@@ -144,6 +162,15 @@ impl KafkaDelivery {
         if partitions == 0 {
             return Err(TopicError::NoSourceTopic(source_topic.to_owned()));
         }
+        // Marks of a topic deleted since would skip the new topic's records.
+        if topics::partitions(&client, &config.opportunities_topic)? == 0
+            && ledger::holds_marks(&config)?
+        {
+            return Err(TopicError::StaleLedger {
+                topic: config.opportunities_topic.clone(),
+                ledger: config.ledger_topic.clone(),
+            });
+        }
         for (topic, cleanup) in [
             (&config.opportunities_topic, Cleanup::Delete),
             (&config.retry_topic, Cleanup::Delete),
@@ -151,6 +178,13 @@ impl KafkaDelivery {
         ] {
             topics::ensure(&client, topic, partitions, config.replication, cleanup)?;
         }
+        let ledger_partitions = topics::ensure(
+            &client,
+            &config.ledger_topic,
+            partitions,
+            config.replication,
+            Cleanup::Compact,
+        )?;
         let producer = client.clone().set("enable.idempotence", "true").create()?;
         let letter_limit = client
             .get("message.max.bytes")
@@ -160,6 +194,7 @@ impl KafkaDelivery {
             config,
             producer,
             letter_limit,
+            ledger_partitions: i32::try_from(ledger_partitions).unwrap_or(i32::MAX),
             in_hand: Mutex::new(InHand::new(first_seq)),
             clock: Clock::system(),
         }))

@@ -93,6 +93,18 @@ pub trait DeliveryQueue: Send + Sync + std::fmt::Debug {
         }))
     }
 
+    /// The deliveries `seqs` of `destination` are about to be sent: which of them may go.
+    /// Where another instance may take them over (`store = "kafka"`), that they are in
+    /// flight is known beyond this one first, and a delivery whose partition moved away
+    /// does not go. Nothing is sent while this fails (the implementation reports it).
+    fn starting<'a>(
+        &'a self,
+        _destination: &'a str,
+        seqs: Vec<u64>,
+    ) -> QueueFuture<'a, Result<Vec<u64>, RecordError>> {
+        Box::pin(async move { Ok(seqs) })
+    }
+
     /// Why a receiver disabled `destination` before this run, if one did and it lasts.
     fn disabled_before(
         &self,

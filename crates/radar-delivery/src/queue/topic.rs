@@ -125,17 +125,7 @@ impl DeliveryQueue for TopicQueue {
             let landings = match self.kafka.park(settlements).await {
                 Ok(landings) => landings,
                 Err(e) => {
-                    self.observer.park_failed(destination);
-                    let admitted = self
-                        .park_warnings
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .entry(destination.to_owned())
-                        .or_insert_with(|| Throttle::new(WARN_EVERY))
-                        .admit(self.kafka.clock.instant());
-                    if let Some(held_back) = admitted {
-                        tracing::warn!(destination, error = %e, held_back, "delivery: parking outcomes on Kafka (will try again)");
-                    }
+                    self.park_failed(destination, &e);
                     return Err(e.into());
                 }
             };
@@ -148,7 +138,49 @@ impl DeliveryQueue for TopicQueue {
                 report_store_error("taking settled deliveries out of the local queue", &e);
             }
             self.kafka.settled(settlements);
+            // The ledger learns what settled now, so that another owner does not send it
+            // again; if it cannot, `starting` tries before anything more is sent.
+            let entries = self.kafka.in_hand().unpublished(destination);
+            if let Err(e) = self.kafka.publish(entries).await {
+                self.park_failed(destination, &e);
+            }
             Ok(())
         })
+    }
+
+    /// Writes the destination's marks with the deliveries that may go in flight, and any
+    /// change not written yet, to the settlement ledger (see [`crate::kafka::marks`]).
+    fn starting<'a>(
+        &'a self,
+        destination: &'a str,
+        seqs: Vec<u64>,
+    ) -> QueueFuture<'a, Result<Vec<u64>, RecordError>> {
+        Box::pin(async move {
+            let (going, entries) = self.kafka.in_hand().starting(destination, &seqs);
+            match self.kafka.publish(entries).await {
+                Ok(()) => Ok(going),
+                Err(e) => {
+                    self.park_failed(destination, &e);
+                    Err(RecordError::Park(e))
+                }
+            }
+        })
+    }
+}
+
+impl TopicQueue {
+    /// Counts a failure to write to Kafka, and logs it at most every [`WARN_EVERY`].
+    fn park_failed(&self, destination: &str, e: &crate::kafka::ParkError) {
+        self.observer.park_failed(destination);
+        let admitted = self
+            .park_warnings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(destination.to_owned())
+            .or_insert_with(|| Throttle::new(WARN_EVERY))
+            .admit(self.kafka.clock.instant());
+        if let Some(held_back) = admitted {
+            tracing::warn!(destination, error = %e, held_back, "delivery: writing outcomes or settlement marks to Kafka (will try again)");
+        }
     }
 }

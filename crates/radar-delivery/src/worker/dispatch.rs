@@ -68,6 +68,7 @@ impl DestinationWorker {
             return wait;
         }
         let mut due = due.into_iter().peekable();
+        let mut calls: Vec<Vec<Delivery>> = Vec::new();
         while due.peek().is_some() {
             if sending.state.breaker.admit(now, 1) == 0 {
                 break;
@@ -79,7 +80,29 @@ impl DestinationWorker {
                 wait = wait.min(Duration::from_millis(ms));
                 break;
             }
-            let deliveries: Vec<Delivery> = due.by_ref().take(batch).collect();
+            calls.push(due.by_ref().take(batch).collect());
+        }
+        if calls.is_empty() {
+            return wait;
+        }
+        // Known to be in flight beyond this instance before any is sent: another that
+        // takes them over sends them again as counted repeats, and nothing else.
+        let seqs: Vec<u64> = calls.iter().flatten().map(|d| d.seq).collect();
+        let going: HashSet<u64> = match self.queue.starting(&destination.name, seqs).await {
+            Ok(going) => going.into_iter().collect(),
+            Err(_) => {
+                // A probe among them did not start: the next round may probe instead.
+                sending.state.breaker.release_probe();
+                return wait;
+            }
+        };
+        for mut deliveries in calls {
+            // Those of a partition that moved away meanwhile are its new owner's.
+            deliveries.retain(|d| going.contains(&d.seq));
+            if deliveries.is_empty() {
+                sending.state.breaker.release_probe();
+                continue;
+            }
             let seqs = deliveries.iter().map(|d| d.seq).collect();
             let span = tracing::debug_span!(
                 "attempt",

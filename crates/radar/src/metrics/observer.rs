@@ -55,6 +55,23 @@ impl Observer for Metrics {
         self.unacknowledged.with_label_values(&[destination]);
         self.overdue.with_label_values(&[destination]);
         self.crm.known(destination);
+        self.takeover.known(destination);
+    }
+
+    fn repeat(&self, destination: &str) {
+        self.takeover.repeat(destination);
+    }
+
+    fn skipped_settled(&self, destination: &str) {
+        self.takeover.skipped(destination);
+    }
+
+    fn duplicate_opportunity(&self) {
+        self.takeover.duplicate();
+    }
+
+    fn takeover_read_failed(&self) {
+        self.takeover.read_failed();
     }
 
     fn auth(&self, destination: &str, degraded: Option<&str>) {
