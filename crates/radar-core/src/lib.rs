@@ -35,6 +35,7 @@ pub mod gates;
 pub mod metric;
 pub mod opportunity;
 mod opportunity_json;
+pub mod pace;
 pub mod playbook;
 pub mod priority;
 pub mod scan;
