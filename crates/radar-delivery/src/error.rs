@@ -73,11 +73,13 @@ pub enum TopicError {
     )]
     NoSourceTopic(String),
     #[error(
-        "the opportunities topic {topic} does not exist but the settlement ledger {ledger} holds marks of an earlier one, which would skip the new topic's records: delete {ledger} too (and {topic}.retry), then start radar again"
+        "the topic {topic} does not exist but the settlement ledger {ledger} holds marks of an earlier one, which would skip the new topic's records: delete {ledger}, then start radar again"
     )]
     StaleLedger { topic: String, ledger: String },
     #[error("reading {topic}: no progress within {seconds} s")]
     Stalled { topic: String, seconds: u64 },
+    #[error("reading {topic}: not done within {seconds} s")]
+    TooLong { topic: String, seconds: u64 },
     #[error("the producer went away before acknowledging")]
     ProducerGone,
     #[error("consuming {topic}: {source}")]

@@ -37,9 +37,10 @@ pub trait Observer: Send + Sync {
     /// An opportunity the source produced again after a failover (same id) was read: it
     /// is not delivered again.
     fn duplicate_opportunity(&self) {}
-    /// Reading the settlement ledger or the ids below the commit failed as partitions
-    /// were taken over (logged): what they would have spared is sent again.
-    fn takeover_read_failed(&self) {}
+    /// Reading the settlement ledger or the ids below the commit as partitions were taken
+    /// over, or writing the marks of revoked partitions, failed (logged): what they would
+    /// have spared is sent again.
+    fn ledger_failed(&self) {}
     /// A dead letter recorded without its whole opportunity: `outcome` is `truncated`,
     /// `payload_dropped` or `lost` (see [`crate::kafka::Landing::degraded`]).
     fn dead_letter_degraded(&self, _destination: &str, _outcome: &'static str) {}

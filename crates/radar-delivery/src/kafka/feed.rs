@@ -52,9 +52,9 @@ struct FeedContext {
 impl ClientContext for FeedContext {}
 
 impl FeedContext {
-    /// Lets the deliveries of the partitions in `revoked` that are in flight finish, and
-    /// their marks reach the ledger, for up to [`SETTLE_ON_REVOKE`], starting no more: so
-    /// the next owner skips them instead of sending them again.
+    /// Lets the deliveries of the partitions in `revoked` that are in flight finish, for
+    /// up to [`SETTLE_ON_REVOKE`], starting no more, then writes their marks: so the next
+    /// owner skips them instead of sending them again.
     fn settle_in_flight(&self, revoked: &TopicPartitionList) {
         let revoked: Vec<TopicPartition> = revoked
             .elements()
@@ -68,8 +68,22 @@ impl FeedContext {
             }
         }
         let since = self.kafka.clock.instant();
-        while self.kafka.in_hand().busy(&revoked) && since.elapsed() < SETTLE_ON_REVOKE {
+        while self.kafka.in_hand().in_flight(&revoked) && since.elapsed() < SETTLE_ON_REVOKE {
             std::thread::sleep(Duration::from_millis(10));
+        }
+        // Including what the destinations' workers did not write (reparked retries,
+        // orphans' dead letters, a write that failed).
+        let entries = self.kafka.in_hand().unpublished_of(&revoked);
+        let published = tokio::runtime::Handle::try_current()
+            .map_err(|e| e.to_string())
+            .and_then(|runtime| {
+                runtime
+                    .block_on(self.kafka.publish(entries))
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = published {
+            self.observer.ledger_failed();
+            tracing::warn!(error = %e, "delivery: writing the settlement marks of revoked partitions; their next owner will send some settled deliveries again");
         }
     }
 }
@@ -95,7 +109,7 @@ impl ConsumerContext for FeedContext {
         }
         let failed = super::takeover::on_assign(&self.kafka, consumer, &assigned);
         for _ in 0..failed {
-            self.observer.takeover_read_failed();
+            self.observer.ledger_failed();
         }
     }
 

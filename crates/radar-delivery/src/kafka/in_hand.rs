@@ -9,11 +9,23 @@
 //! here per destination ([`super::marks`]), with the latest opportunity ids it read (a
 //! copy the source produced again is not delivered twice).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use super::ledger::LedgerEntry;
 use super::marks::{Inherited, Mark, PartitionMarks};
 use super::takeover::RECENT_IDS;
+
+/// What [`InHand::starting`] says of deliveries about to be sent.
+#[derive(Debug, Default)]
+pub struct Starting {
+    /// Those that may go once `entries` are acknowledged.
+    pub going: Vec<u64>,
+    /// Those whose record is no longer held (their partition moved away): their queue
+    /// entries are the new owner's to send. Those of a partition being revoked are in
+    /// neither list: they stay queued until the revocation takes them.
+    pub gone: Vec<u64>,
+    pub entries: Vec<LedgerEntry>,
+}
 
 /// A topic and partition.
 pub type TopicPartition = (String, i32);
@@ -227,22 +239,50 @@ impl InHand {
             .map_or(Inherited::Open, |p| p.marks.inherited(destination, offset))
     }
 
-    /// The deliveries `seqs` of `destination` are about to be sent: those that may go
-    /// (their partition is still held, and not being revoked), and the destination's
-    /// marks the ledger must have first (with them in flight, and any change not
-    /// acknowledged yet).
-    pub fn starting(&mut self, destination: &str, seqs: &[u64]) -> (Vec<u64>, Vec<LedgerEntry>) {
-        let mut going = Vec::with_capacity(seqs.len());
+    /// The deliveries `seqs` of `destination` are about to be sent: the marks the
+    /// ledger must have first (with them in flight, and any change of the destination's
+    /// not acknowledged yet); see [`Starting`].
+    pub fn starting(&mut self, destination: &str, seqs: &[u64]) -> Starting {
+        let mut starting = Starting::default();
         for seq in seqs {
-            if let Some(record) = self.records.get(seq)
-                && let Some(partition) = self.partitions.get_mut(&record.at)
+            let Some(record) = self.records.get(seq) else {
+                starting.gone.push(*seq);
+                continue;
+            };
+            if let Some(partition) = self.partitions.get_mut(&record.at)
                 && !partition.revoking
             {
                 partition.marks.started(destination, record.offset);
-                going.push(*seq);
+                starting.going.push(*seq);
             }
         }
-        (going, self.unpublished(destination))
+        starting.entries = self.unpublished(destination);
+        starting
+    }
+
+    /// Of `seqs`, started and their marks written, those that may still go: a partition
+    /// revoked meanwhile (or being revoked) keeps its own, and they are no longer in
+    /// flight.
+    pub fn confirm(&mut self, destination: &str, seqs: Vec<u64>) -> Vec<u64> {
+        let (going, held): (Vec<u64>, Vec<u64>) = seqs.into_iter().partition(|seq| {
+            self.records
+                .get(seq)
+                .and_then(|record| self.partitions.get(&record.at))
+                .is_some_and(|partition| !partition.revoking)
+        });
+        self.unstart(destination, &held);
+        going
+    }
+
+    /// The deliveries `seqs` of `destination` did not start after all.
+    pub fn unstart(&mut self, destination: &str, seqs: &[u64]) {
+        for seq in seqs {
+            if let Some(record) = self.records.get(seq)
+                && let Some(partition) = self.partitions.get_mut(&record.at)
+            {
+                partition.marks.unstarted(destination, record.offset);
+            }
+        }
     }
 
     /// The marks of `destination` the ledger has not acknowledged.
@@ -286,13 +326,26 @@ impl InHand {
         }
     }
 
-    /// Whether any of `partitions` has a delivery in flight, or marks the ledger has not
-    /// acknowledged.
-    pub fn busy(&self, partitions: &[TopicPartition]) -> bool {
+    /// Whether any of `partitions` has a delivery in flight.
+    pub fn in_flight(&self, partitions: &[TopicPartition]) -> bool {
         partitions
             .iter()
             .filter_map(|at| self.partitions.get(at))
-            .any(|partition| partition.marks.busy())
+            .any(|partition| partition.marks.in_flight())
+    }
+
+    /// The marks of `partitions`, of every destination, the ledger has not acknowledged.
+    pub fn unpublished_of(&mut self, partitions: &[TopicPartition]) -> Vec<LedgerEntry> {
+        let destinations: BTreeSet<String> = partitions
+            .iter()
+            .filter_map(|at| self.partitions.get(at))
+            .flat_map(|partition| partition.marks.destinations().map(str::to_owned))
+            .collect();
+        destinations
+            .iter()
+            .flat_map(|destination| self.unpublished(destination))
+            .filter(|entry| partitions.contains(&entry.at))
+            .collect()
     }
 
     /// The partition moved away: forgets it, and returns the queue entries of its

@@ -127,6 +127,16 @@ impl PartitionMarks {
         }
     }
 
+    /// The delivery of the record at `offset` to `destination` did not start after all
+    /// (its mark could not be written, or its partition is being revoked).
+    pub fn unstarted(&mut self, destination: &str, offset: i64) {
+        if let Some(marks) = self.destinations.get_mut(destination)
+            && marks.in_flight.remove(&offset)
+        {
+            marks.version += 1;
+        }
+    }
+
     /// The delivery of the record at `offset` to `destination` is settled.
     pub fn settled(&mut self, destination: &str, offset: i64) {
         if let Some(marks) = self.destinations.get_mut(destination)
@@ -138,11 +148,16 @@ impl PartitionMarks {
         }
     }
 
-    /// Whether a delivery of the partition is in flight, or a mark not acknowledged yet.
-    pub fn busy(&self) -> bool {
+    /// Whether a delivery of the partition is in flight.
+    pub fn in_flight(&self) -> bool {
         self.destinations
             .values()
-            .any(|marks| !marks.in_flight.is_empty() || marks.version != marks.published)
+            .any(|marks| !marks.in_flight.is_empty())
+    }
+
+    /// The destinations with marks of the partition.
+    pub fn destinations(&self) -> impl Iterator<Item = &str> {
+        self.destinations.keys().map(String::as_str)
     }
 
     /// The destination's mark now, and its version, if it has changes the ledger has not

@@ -163,13 +163,13 @@ impl KafkaDelivery {
             return Err(TopicError::NoSourceTopic(source_topic.to_owned()));
         }
         // Marks of a topic deleted since would skip the new topic's records.
-        if topics::partitions(&client, &config.opportunities_topic)? == 0
-            && ledger::holds_marks(&config)?
-        {
-            return Err(TopicError::StaleLedger {
-                topic: config.opportunities_topic.clone(),
-                ledger: config.ledger_topic.clone(),
-            });
+        for topic in [&config.opportunities_topic, &config.retry_topic] {
+            if topics::partitions(&client, topic)? == 0 && ledger::holds_marks(&config)? {
+                return Err(TopicError::StaleLedger {
+                    topic: topic.clone(),
+                    ledger: config.ledger_topic.clone(),
+                });
+            }
         }
         for (topic, cleanup) in [
             (&config.opportunities_topic, Cleanup::Delete),

@@ -28,6 +28,9 @@ use crate::error::TopicError;
 
 /// How long reading a partition may go without progress.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long reading a partition may take in all: it runs in the rebalance callback, and
+/// a ledger the broker has not compacted may be long. Stopping costs repeats only.
+const TOTAL: Duration = Duration::from_secs(120);
 
 /// How many of a partition's latest opportunity ids are remembered, and read back from
 /// below the committed offset on assignment.
@@ -172,7 +175,8 @@ pub(crate) fn read_partition(
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, partition, Offset::Offset(from))?;
     consumer.assign(&assignment)?;
-    let mut progressed = Instant::now();
+    let started = Instant::now();
+    let mut progressed = started;
     // To `to`: a record there or past it, or the end of the partition with the
     // consumer's position past `to` (a compacted topic has gaps, and some brokers report
     // a watermark short of a batch's last record).
@@ -181,6 +185,12 @@ pub(crate) fn read_partition(
             return Err(TopicError::Stalled {
                 topic: topic.to_owned(),
                 seconds: TIMEOUT.as_secs(),
+            });
+        }
+        if started.elapsed() > TOTAL {
+            return Err(TopicError::TooLong {
+                topic: topic.to_owned(),
+                seconds: TOTAL.as_secs(),
             });
         }
         match consumer.poll(Duration::from_millis(200)) {

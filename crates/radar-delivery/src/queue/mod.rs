@@ -93,16 +93,17 @@ pub trait DeliveryQueue: Send + Sync + std::fmt::Debug {
         }))
     }
 
-    /// The deliveries `seqs` of `destination` are about to be sent: which of them may go.
-    /// Where another instance may take them over (`store = "kafka"`), that they are in
-    /// flight is known beyond this one first, and a delivery whose partition moved away
-    /// does not go. Nothing is sent while this fails (the implementation reports it).
+    /// The deliveries `keys` of `destination` are about to be sent: the sequences of
+    /// those that may go. Where another instance may take them over (`store = "kafka"`),
+    /// that they are in flight is known beyond this one first, and a delivery whose
+    /// partition moved away does not go. Nothing is sent while this fails (the
+    /// implementation reports it).
     fn starting<'a>(
         &'a self,
         _destination: &'a str,
-        seqs: Vec<u64>,
+        keys: Vec<QueueKey>,
     ) -> QueueFuture<'a, Result<Vec<u64>, RecordError>> {
-        Box::pin(async move { Ok(seqs) })
+        Box::pin(async move { Ok(keys.into_iter().map(|(_, _, seq)| seq).collect()) })
     }
 
     /// Why a receiver disabled `destination` before this run, if one did and it lasts.

@@ -13,8 +13,8 @@ use radar_store::Store;
 use tokio::task::JoinSet;
 
 use super::{
-    DeliveryQueue, DeliveryStore, Feeding, QueueFuture, RecordError, Settlement, StoredError,
-    blocking, report_store_error,
+    DeliveryQueue, DeliveryStore, Feeding, QueueFuture, QueueKey, RecordError, Settlement,
+    StoredError, blocking, report_store_error,
 };
 use crate::kafka::KafkaDelivery;
 use crate::observe::Observer;
@@ -149,21 +149,32 @@ impl DeliveryQueue for TopicQueue {
     }
 
     /// Writes the destination's marks with the deliveries that may go in flight, and any
-    /// change not written yet, to the settlement ledger (see [`crate::kafka::marks`]).
+    /// change not written yet, to the settlement ledger (see [`crate::kafka::marks`]);
+    /// the queue entries of deliveries whose partition moved away leave the local queue.
     fn starting<'a>(
         &'a self,
         destination: &'a str,
-        seqs: Vec<u64>,
+        keys: Vec<QueueKey>,
     ) -> QueueFuture<'a, Result<Vec<u64>, RecordError>> {
         Box::pin(async move {
-            let (going, entries) = self.kafka.in_hand().starting(destination, &seqs);
-            match self.kafka.publish(entries).await {
-                Ok(()) => Ok(going),
-                Err(e) => {
-                    self.park_failed(destination, &e);
-                    Err(RecordError::Park(e))
+            let seqs: Vec<u64> = keys.iter().map(|(_, _, seq)| *seq).collect();
+            let starting = self.kafka.in_hand().starting(destination, &seqs);
+            if !starting.gone.is_empty() {
+                let gone: Vec<QueueKey> = keys
+                    .into_iter()
+                    .filter(|(_, _, seq)| starting.gone.contains(seq))
+                    .collect();
+                let store = self.store.clone();
+                if let Err(e) = blocking(move || store.remove_queued(&gone)).await {
+                    report_store_error("dropping deliveries of partitions moved away", &e);
                 }
             }
+            if let Err(e) = self.kafka.publish(starting.entries).await {
+                self.kafka.in_hand().unstart(destination, &starting.going);
+                self.park_failed(destination, &e);
+                return Err(RecordError::Park(e));
+            }
+            Ok(self.kafka.in_hand().confirm(destination, starting.going))
         })
     }
 }

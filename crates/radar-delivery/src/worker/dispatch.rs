@@ -87,8 +87,8 @@ impl DestinationWorker {
         }
         // Known to be in flight beyond this instance before any is sent: another that
         // takes them over sends them again as counted repeats, and nothing else.
-        let seqs: Vec<u64> = calls.iter().flatten().map(|d| d.seq).collect();
-        let going: HashSet<u64> = match self.queue.starting(&destination.name, seqs).await {
+        let keys = calls.iter().flatten().map(Delivery::key).collect();
+        let going: HashSet<u64> = match self.queue.starting(&destination.name, keys).await {
             Ok(going) => going.into_iter().collect(),
             Err(_) => {
                 // A probe among them did not start: the next round may probe instead.

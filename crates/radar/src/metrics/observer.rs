@@ -70,8 +70,8 @@ impl Observer for Metrics {
         self.takeover.duplicate();
     }
 
-    fn takeover_read_failed(&self) {
-        self.takeover.read_failed();
+    fn ledger_failed(&self) {
+        self.takeover.ledger_failed();
     }
 
     fn auth(&self, destination: &str, degraded: Option<&str>) {

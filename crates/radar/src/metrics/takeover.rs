@@ -13,7 +13,7 @@ pub(super) struct TakeoverMetrics {
     repeats: IntCounterVec,
     skipped: IntCounterVec,
     duplicates: IntCounter,
-    read_failures: IntCounter,
+    ledger_failures: IntCounter,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
@@ -40,10 +40,10 @@ impl TakeoverMetrics {
                 "radar_delivery_duplicate_opportunities_total",
                 "With state.store = \"kafka\": opportunities the source produced a second time after a failover (the same id, re-processing events the dead instance had processed past its last checkpoint), not delivered again.",
             ),
-            read_failures: super::counter(
+            ledger_failures: super::counter(
                 r,
-                "radar_delivery_takeover_read_failures_total",
-                "With state.store = \"kafka\": reads of the settlement ledger or of the opportunity ids below the commit that failed as partitions were taken over (logged); what they would have spared is sent again, under the same ids.",
+                "radar_delivery_ledger_failures_total",
+                "With state.store = \"kafka\": reads of the settlement ledger or of the opportunity ids below the commit as partitions were taken over, and writes of revoked partitions' marks, that failed (logged); what they would have spared is sent again, under the same ids.",
             ),
         }
     }
@@ -65,7 +65,7 @@ impl TakeoverMetrics {
         self.duplicates.inc();
     }
 
-    pub(super) fn read_failed(&self) {
-        self.read_failures.inc();
+    pub(super) fn ledger_failed(&self) {
+        self.ledger_failures.inc();
     }
 }

@@ -179,38 +179,57 @@ fn a_second_record_with_a_remembered_id_is_a_copy() {
     );
 }
 
-/// A partition being revoked starts nothing more, and is busy until what it has in
-/// flight settles and its marks are acknowledged; an acknowledgement of an earlier
-/// assignment's marks counts for nothing.
+/// A partition being revoked starts nothing more, and is in flight until what it has in
+/// flight settles; a delivery whose record is gone is said so; an acknowledgement of an
+/// earlier assignment's marks counts for nothing.
 #[test]
 fn a_revoking_partition_starts_nothing_and_waits_for_what_is_in_flight() {
     let mut hand = InHand::new(0);
     let (zero, one) = (assigned(&mut hand, 0), assigned(&mut hand, 1));
     assert!(hand.read(&at(0), zero, 5, 0, keys(0, &["hook"])));
     assert!(hand.read(&at(1), one, 9, 0, keys(1, &["hook"])));
-    let (going, entries) = hand.starting("hook", &[0]);
-    assert_eq!(going, vec![0]);
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].mark.in_flight, vec![5]);
-    hand.published(&entries);
+    let starting = hand.starting("hook", &[0]);
+    assert_eq!((starting.going, starting.gone), (vec![0], vec![]));
+    assert_eq!(starting.entries.len(), 1);
+    assert_eq!(starting.entries[0].mark.in_flight, vec![5]);
+    hand.published(&starting.entries);
     hand.revoking(&at(1));
-    let (going, entries) = hand.starting("hook", &[1, 77]);
-    assert!(going.is_empty(), "revoking, and not held");
-    assert!(entries.is_empty());
-    assert!(hand.busy(&[at(0)]), "in flight");
-    assert!(!hand.busy(&[at(1)]));
+    let starting = hand.starting("hook", &[1, 77]);
+    assert!(starting.going.is_empty(), "revoking");
+    assert_eq!(starting.gone, vec![77], "not held");
+    assert!(starting.entries.is_empty());
+    assert!(hand.in_flight(&[at(0)]));
+    assert!(!hand.in_flight(&[at(1)]));
     assert!(hand.settled(0, "hook"));
-    let entries = hand.unpublished("hook");
+    assert!(!hand.in_flight(&[at(0)]));
+    let entries = hand.unpublished_of(&[at(0)]);
+    assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].mark.below, 6);
-    assert!(hand.busy(&[at(0)]), "its mark is not acknowledged yet");
     // Acknowledged after the partition was assigned again: not this assignment's.
     hand.revoke(&at(0));
     let again = assigned(&mut hand, 0);
     assert!(hand.read(&at(0), again, 6, 0, keys(2, &["hook"])));
-    let (_, current) = hand.starting("hook", &[2]);
+    let current = hand.starting("hook", &[2]).entries;
     hand.published(&entries);
-    assert!(hand.busy(&[at(0)]));
     assert_eq!(hand.unpublished("hook").len(), 1, "still to be written");
     hand.published(&current);
-    assert!(hand.settled(2, "hook"));
+    assert!(hand.unpublished("hook").is_empty());
+}
+
+/// A delivery whose partition started being revoked while its mark was written does
+/// not go, and is no longer in flight; one whose mark could not be written neither.
+#[test]
+fn a_start_is_confirmed_only_while_its_partition_stays() {
+    let mut hand = InHand::new(0);
+    let (zero, one) = (assigned(&mut hand, 0), assigned(&mut hand, 1));
+    assert!(hand.read(&at(0), zero, 3, 0, keys(0, &["hook"])));
+    assert!(hand.read(&at(1), one, 4, 0, keys(1, &["hook"])));
+    let starting = hand.starting("hook", &[0, 1]);
+    assert_eq!(starting.going, vec![0, 1]);
+    hand.revoking(&at(1));
+    assert_eq!(hand.confirm("hook", starting.going), vec![0]);
+    assert!(!hand.in_flight(&[at(1)]), "taken back");
+    assert!(hand.in_flight(&[at(0)]));
+    hand.unstart("hook", &[0]);
+    assert!(!hand.in_flight(&[at(0)]), "its mark was not written");
 }

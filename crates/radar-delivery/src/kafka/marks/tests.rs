@@ -107,21 +107,28 @@ fn a_mark_is_published_once_per_change() {
     let mut marks = PartitionMarks::default();
     marks.read("hook", 0);
     marks.started("hook", 0);
-    assert!(marks.busy());
+    assert!(marks.in_flight());
     let (_, version) = marks.unpublished("hook", 1).unwrap();
     marks.settled("hook", 0);
+    assert!(!marks.in_flight());
     // The earlier version's acknowledgement does not cover the later change.
     marks.published("hook", version);
-    assert!(marks.busy(), "settled, but its mark is not acknowledged");
     let (mark, later) = marks.unpublished("hook", 1).unwrap();
     assert_eq!(mark.below, 1);
     marks.published("hook", later);
     assert_eq!(marks.unpublished("hook", 1), None);
-    assert!(!marks.busy());
+    // A start taken back is no longer in flight, and says so.
+    marks.read("hook", 1);
+    marks.started("hook", 1);
+    marks.unstarted("hook", 1);
+    assert!(!marks.in_flight());
+    let (mark, version) = marks.unpublished("hook", 2).unwrap();
+    assert_eq!(mark.in_flight, Vec::<i64>::new());
+    marks.published("hook", version);
     // A delivery not read here (its partition moved) changes nothing.
     marks.started("hook", 5);
     marks.settled("hook", 5);
-    assert_eq!(marks.unpublished("hook", 1), None);
+    assert_eq!(marks.unpublished("hook", 2), None);
 }
 
 #[test]
