@@ -51,16 +51,20 @@ struct FeedContext {
 
 impl ClientContext for FeedContext {}
 
+/// The topics and partitions of `list`.
+fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
 impl FeedContext {
     /// Lets the deliveries of the partitions in `revoked` that are in flight finish, for
     /// up to [`SETTLE_ON_REVOKE`], starting no more, then writes their marks: so the next
     /// owner skips them instead of sending them again.
     fn settle_in_flight(&self, revoked: &TopicPartitionList) {
-        let revoked: Vec<TopicPartition> = revoked
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
+        let revoked = partitions(revoked);
         {
             let mut hand = self.kafka.in_hand();
             for at in &revoked {
@@ -96,11 +100,7 @@ impl ConsumerContext for FeedContext {
         let Rebalance::Assign(list) = rebalance else {
             return;
         };
-        let assigned: Vec<TopicPartition> = list
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
+        let assigned = partitions(list);
         {
             let mut hand = self.kafka.in_hand();
             for at in &assigned {
